@@ -1,0 +1,62 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "fanout",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fanout", targets: ["FanoutCLI"]),
+        .library(name: "MariaDB", targets: ["MariaDB"]),
+        .library(name: "Curl", targets: ["Curl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CMariaDB",
+            pkgConfig: "libmariadb",
+            providers: [.apt(["libmariadb-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .target(name: "MariaDB", dependencies: ["CMariaDB"]),
+        .target(name: "Curl", dependencies: ["CCurl"]),
+        .target(name: "FanoutCore"),
+        .target(
+            name: "FanoutStore",
+            dependencies: [
+                "FanoutCore", "MariaDB",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "FanoutDelivery",
+            dependencies: [
+                "FanoutCore", "Curl",
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "FanoutCLI",
+            dependencies: [
+                "FanoutCore", "FanoutStore", "FanoutDelivery", "MariaDB", "Curl",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "MariaDBTests", dependencies: ["MariaDB", "TestSupport"]),
+        .testTarget(name: "CurlTests", dependencies: ["Curl", "TestSupport"]),
+        .testTarget(name: "FanoutCoreTests", dependencies: ["FanoutCore"]),
+        .testTarget(name: "FanoutStoreTests", dependencies: ["FanoutStore", "MariaDB", "TestSupport"]),
+        .testTarget(name: "FanoutCLITests", dependencies: ["MariaDB", "TestSupport"]),
+        .target(name: "TestSupport", dependencies: ["MariaDB"], path: "Tests/TestSupport"),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,234 @@
+import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let curlInitialised: Bool = {
+    // curl_global_init must run once before any other thread uses libcurl.
+    curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
+}()
+
+/// The version of the linked libcurl, e.g. `7.88.1`.
+public var curlVersion: String {
+    String(cString: curl_version_info(CURLVERSION_TENTH).pointee.version)
+}
+
+/// One libcurl easy handle with the buffers its callbacks use.
+///
+/// A handle keeps its connection between transfers, so reusing it for the next message to the
+/// same server costs no new connect. See https://curl.se/libcurl/c/libcurl-easy.html
+public final class EasyHandle {
+    let raw: UnsafeMutableRawPointer
+    let state = TransferState()
+    private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+    private var lists: [UnsafeMutablePointer<curl_slist>] = []
+
+    /// Creates a handle.
+    /// - Throws: `CurlError` when libcurl cannot be initialised.
+    public init() throws(CurlError) {
+        guard curlInitialised, let raw = curl_easy_init() else {
+            throw CurlError(code: .other, curlCode: -1, message: "could not initialise libcurl", function: "curl_easy_init")
+        }
+        self.raw = raw
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        let userdata = Unmanaged.passUnretained(state).toOpaque()
+        try setDefaults(userdata)
+    }
+
+    deinit {
+        curl_easy_cleanup(raw)
+        freeLists()
+        errorBuffer.deallocate()
+    }
+
+    private func setDefaults(_ userdata: UnsafeMutableRawPointer) throws(CurlError) {
+        try set(CURLOPT_NOSIGNAL, 1)
+        try set(CURLOPT_ERRORBUFFER, pointer: UnsafeMutableRawPointer(errorBuffer))
+        try check(ccurl_easy_setopt_data_callback(raw, CURLOPT_WRITEFUNCTION, writeCallback), "CURLOPT_WRITEFUNCTION")
+        try set(CURLOPT_WRITEDATA, pointer: userdata)
+        try check(ccurl_easy_setopt_data_callback(raw, CURLOPT_HEADERFUNCTION, headerCallback), "CURLOPT_HEADERFUNCTION")
+        try set(CURLOPT_HEADERDATA, pointer: userdata)
+        try check(ccurl_easy_setopt_data_callback(raw, CURLOPT_READFUNCTION, readCallback), "CURLOPT_READFUNCTION")
+        try set(CURLOPT_READDATA, pointer: userdata)
+        try check(ccurl_easy_setopt_debug_callback(raw, debugCallback), "CURLOPT_DEBUGFUNCTION")
+        try set(CURLOPT_DEBUGDATA, pointer: userdata)
+        // The debug callback is how SMTP reply lines reach us; it only runs in verbose mode, and
+        // with our own callback set, nothing is printed.
+        try set(CURLOPT_VERBOSE, 1)
+        try set(CURLOPT_SSL_VERIFYPEER, 1)
+        try set(CURLOPT_SSL_VERIFYHOST, 2)
+        try set(CURLOPT_TCP_NODELAY, 1)
+    }
+
+    func set(_ option: CURLoption, _ value: Int) throws(CurlError) {
+        try check(ccurl_easy_setopt_long(raw, option, value), "curl_easy_setopt(\(option.rawValue))")
+    }
+
+    func set(_ option: CURLoption, _ value: String?) throws(CurlError) {
+        let result = if let value { ccurl_easy_setopt_string(raw, option, value) } else { ccurl_easy_setopt_string(raw, option, nil) }
+        try check(result, "curl_easy_setopt(\(option.rawValue))")
+    }
+
+    func set(_ option: CURLoption, offset value: Int64) throws(CurlError) {
+        try check(ccurl_easy_setopt_off(raw, option, curl_off_t(value)), "curl_easy_setopt(\(option.rawValue))")
+    }
+
+    func set(_ option: CURLoption, pointer value: UnsafeMutableRawPointer?) throws(CurlError) {
+        try check(ccurl_easy_setopt_pointer(raw, option, value), "curl_easy_setopt(\(option.rawValue))")
+    }
+
+    /// Sets a list option; the list lives until the next call to `freeLists` or the handle's end.
+    func set(_ option: CURLoption, list items: [String]) throws(CurlError) {
+        var list: UnsafeMutablePointer<curl_slist>?
+        for item in items {
+            guard let appended = curl_slist_append(list, item) else {
+                if let list { curl_slist_free_all(list) }
+                throw CurlError(code: .other, curlCode: -1, message: "out of memory", function: "curl_slist_append")
+            }
+            list = appended
+        }
+        if let list { lists.append(list) }
+        try check(ccurl_easy_setopt_slist(raw, option, list), "curl_easy_setopt(\(option.rawValue))")
+    }
+
+    /// Frees the lists of earlier transfers; call only once options no longer point at them.
+    func freeLists() {
+        for list in lists { curl_slist_free_all(list) }
+        lists.removeAll()
+    }
+
+    func info(_ info: CURLINFO) -> Int {
+        var value = 0
+        _ = ccurl_easy_getinfo_long(raw, info, &value)
+        return value
+    }
+
+    /// The last reply code from the server (SMTP or HTTP), 0 if none.
+    public var responseCode: Int { info(CURLINFO_RESPONSE_CODE) }
+
+    /// How many new connections the last transfer had to open (0 when it reused one).
+    public var newConnections: Int { info(CURLINFO_NUM_CONNECTS) }
+
+    /// Clears the per-transfer buffers and the error buffer before a transfer.
+    func prepareTransfer() {
+        errorBuffer[0] = 0
+        state.reset()
+    }
+
+    /// libcurl's error buffer for the last transfer.
+    var errorDetail: String { String(cString: errorBuffer) }
+
+    /// Runs the transfer on this thread until it ends.
+    func perform() -> CURLcode {
+        curl_easy_perform(raw)
+    }
+}
+
+@available(*, unavailable)
+extension EasyHandle: Sendable {}
+
+/// The buffers the C callbacks read from and write into, for one transfer at a time.
+final class TransferState {
+    var upload: [UInt8] = []
+    var uploadOffset = 0
+    var body: [UInt8] = []
+    var bodyLimit = 1 << 20
+    var bodyTruncated = false
+    var headerLines: [String] = []
+    /// Reply lines the server sent (for SMTP: every `250-…`, `550 …` line), in order.
+    var replyLines: [String] = []
+    /// The commands the client sent, verb only (`EHLO`, `MAIL`, `RCPT`, `DATA`, `AUTH`, …).
+    var commandsSent: [String] = []
+    var recordsProtocolLines = false
+
+    func reset() {
+        uploadOffset = 0
+        body.removeAll(keepingCapacity: true)
+        bodyTruncated = false
+        headerLines.removeAll(keepingCapacity: true)
+        replyLines.removeAll(keepingCapacity: true)
+        commandsSent.removeAll(keepingCapacity: true)
+    }
+}
+
+@available(*, unavailable)
+extension TransferState: Sendable {}
+
+private func state(_ userdata: UnsafeMutableRawPointer?) -> TransferState {
+    Unmanaged<TransferState>.fromOpaque(userdata!).takeUnretainedValue()
+}
+
+private let writeCallback: ccurl_data_callback = { buffer, size, count, userdata in
+    let state = state(userdata)
+    let length = size * count
+    let room = max(0, state.bodyLimit - state.body.count)
+    let kept = min(room, length)
+    if kept > 0, let buffer {
+        buffer.withMemoryRebound(to: UInt8.self, capacity: kept) { bytes in
+            state.body.append(contentsOf: UnsafeBufferPointer(start: bytes, count: kept))
+        }
+    }
+    if kept < length { state.bodyTruncated = true }
+    // Report everything as consumed: a capped body is not an error.
+    return length
+}
+
+private let headerCallback: ccurl_data_callback = { buffer, size, count, userdata in
+    let state = state(userdata)
+    let length = size * count
+    guard let buffer else { return length }
+    let line = buffer.withMemoryRebound(to: UInt8.self, capacity: length) { bytes in
+        String(decoding: UnsafeBufferPointer(start: bytes, count: length), as: UTF8.self)
+    }
+    let trimmed = line.trimmingLineEnd()
+    // A new status line starts a new header block (after 100 Continue or a redirect).
+    if trimmed.hasPrefix("HTTP/") { state.headerLines.removeAll() }
+    if !trimmed.isEmpty { state.headerLines.append(trimmed) }
+    return length
+}
+
+private let readCallback: ccurl_data_callback = { buffer, size, count, userdata in
+    let state = state(userdata)
+    let room = size * count
+    let left = state.upload.count - state.uploadOffset
+    let n = min(room, left)
+    if n > 0, let buffer {
+        state.upload.withUnsafeBytes { source in
+            UnsafeMutableRawPointer(buffer).copyMemory(from: source.baseAddress! + state.uploadOffset, byteCount: n)
+        }
+        state.uploadOffset += n
+    }
+    return n
+}
+
+private let debugCallback: ccurl_debug_callback = { _, type, data, size, userdata in
+    let state = state(userdata)
+    guard state.recordsProtocolLines, let data else { return 0 }
+    switch type {
+    case CURLINFO_HEADER_IN:
+        let text = data.withMemoryRebound(to: UInt8.self, capacity: size) { bytes in
+            String(decoding: UnsafeBufferPointer(start: bytes, count: size), as: UTF8.self)
+        }
+        for line in text.split(whereSeparator: { $0 == "\r\n" || $0 == "\n" || $0 == "\r" }) {
+            state.replyLines.append(String(line))
+        }
+    case CURLINFO_HEADER_OUT:
+        // Only the verb: the arguments carry addresses and credentials.
+        let verb = data.withMemoryRebound(to: UInt8.self, capacity: size) { bytes in
+            let buffer = UnsafeBufferPointer(start: bytes, count: min(size, 16))
+            return String(decoding: buffer.prefix { $0 != 0x20 && $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
+        }
+        state.commandsSent.append(verb.uppercased())
+    default:
+        break
+    }
+    return 0
+}
+
+extension String {
+    func trimmingLineEnd() -> String {
+        var s = Substring(self)
+        while let last = s.last, last == "\r\n" || last == "\n" || last == "\r" { s = s.dropLast() }
+        return String(s)
+    }
+}

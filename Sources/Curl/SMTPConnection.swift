@@ -1,0 +1,105 @@
+import CCurl
+
+/// A connection to one SMTP server through a reused libcurl easy handle: consecutive messages
+/// share one TCP (and TLS) session.
+///
+/// ```swift
+/// let smtp = try SMTPConnection(SMTPConfiguration(host: "127.0.0.1", port: 2525))
+/// let reply = try smtp.send(SMTPMessage(from: "a@b.test", recipients: ["c@d.test"], content: bytes))
+/// ```
+/// A refusal by the server throws `CurlError` with code `.rejected` and the reply's code and
+/// text. See https://curl.se/libcurl/c/smtp-mail.html
+public final class SMTPConnection {
+    let handle: EasyHandle
+    public let configuration: SMTPConfiguration
+
+    public init(_ configuration: SMTPConfiguration) throws(CurlError) {
+        self.configuration = configuration
+        handle = try EasyHandle()
+        handle.state.recordsProtocolLines = true
+        try handle.set(CURLOPT_URL, configuration.url)
+        try handle.set(CURLOPT_UPLOAD, 1)
+        try handle.set(CURLOPT_CONNECTTIMEOUT_MS, configuration.connectTimeoutMilliseconds)
+        try handle.set(CURLOPT_TIMEOUT_MS, configuration.timeoutMilliseconds)
+        try handle.set(CURLOPT_USE_SSL, Int(configuration.security == .startTLS ? CURLUSESSL_ALL.rawValue : CURLUSESSL_NONE.rawValue))
+        try configuration.tls.apply(to: handle)
+        if let username = configuration.username, !username.isEmpty {
+            try handle.set(CURLOPT_USERNAME, username)
+            try handle.set(CURLOPT_PASSWORD, configuration.password ?? "")
+        }
+    }
+
+    /// Sends one message and waits for the server's final reply.
+    /// - Throws: `CurlError`: `.rejected` with the server's reply when it refused the message;
+    ///   `.connect`, `.tls`, `.login`, `.timeout`, `.connectionBroken` when the session failed.
+    @discardableResult
+    public func send(_ message: SMTPMessage) throws(CurlError) -> SMTPReply {
+        try prepare(message)
+        return try finish(handle.perform()).get()
+    }
+
+    /// Sets the handle up for `message`, for a caller that runs it on a `MultiHandle`.
+    func prepare(_ message: SMTPMessage) throws(CurlError) {
+        handle.prepareTransfer()
+        handle.freeLists()
+        handle.state.upload = message.content
+        try handle.set(CURLOPT_MAIL_FROM, "<\(message.from)>")
+        try handle.set(CURLOPT_MAIL_RCPT, list: message.recipients.map { "<\($0)>" })
+        try handle.set(CURLOPT_INFILESIZE_LARGE, offset: Int64(message.content.count))
+    }
+
+    /// Turns the transfer's result into the server's reply or an error.
+    func finish(_ result: CURLcode) -> Result<SMTPReply, CurlError> {
+        let state = handle.state
+        let responseCode = handle.responseCode
+        let replies = SMTPReplyParser.replies(state.replyLines)
+        let reply = replies.last { $0.code == responseCode } ?? replies.last
+        if result == CURLE_OK {
+            return .success(reply ?? SMTPReply(code: responseCode, text: "\(responseCode)"))
+        }
+        let step = Self.step(state.commandsSent)
+        var error = CurlError(
+            result,
+            detail: handle.errorDetail,
+            responseCode: reply?.code ?? responseCode,
+            responseText: reply?.text ?? "",
+            function: "SMTP \(step)"
+        )
+        if let code = reply?.code, code >= 400 {
+            error.code = step == "AUTH" || code == 535 || code == 534 || code == 530 ? .login : .rejected
+        }
+        return .failure(error)
+    }
+
+    /// The protocol step in progress when a transfer ended: the last command sent, or `connect`.
+    static func step(_ commands: [String]) -> String {
+        switch commands.last {
+        case nil: "connect"
+        case "MAIL": "MAIL FROM"
+        case "RCPT": "RCPT TO"
+        case let verb?: verb
+        }
+    }
+}
+
+@available(*, unavailable)
+extension SMTPConnection: Sendable {}
+
+/// Groups SMTP reply lines (`250-…`, `250 …`) into replies.
+enum SMTPReplyParser {
+    static func replies(_ lines: [String]) -> [SMTPReply] {
+        var replies: [SMTPReply] = []
+        var pending: [String] = []
+        for line in lines {
+            let bytes = Array(line.utf8)
+            guard bytes.count >= 3, let code = Int(String(decoding: bytes[0..<3], as: UTF8.self)) else { continue }
+            let last = bytes.count == 3 || bytes[3] != UInt8(ascii: "-")
+            pending.append(bytes.count > 4 ? String(decoding: bytes[4...], as: UTF8.self) : "")
+            if last {
+                replies.append(SMTPReply(code: code, text: "\(code) " + pending.joined(separator: " ")))
+                pending.removeAll()
+            }
+        }
+        return replies
+    }
+}

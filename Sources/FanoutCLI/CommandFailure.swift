@@ -1,0 +1,58 @@
+import Curl
+import MariaDB
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// sysexits(3) codes used by every command.
+enum ExitStatus {
+    static let ok: Int32 = 0
+    static let failure: Int32 = 1
+    static let usage: Int32 = 64
+    static let unavailable: Int32 = 69
+    static let configuration: Int32 = 78
+}
+
+/// A problem with the settings: exit 78.
+struct ConfigurationError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Something a person asked for that cannot be done (unknown job, job already finished): exit 1.
+struct UserError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Any error turned into the one line and the exit code the CLI ends with.
+struct CommandFailure {
+    let message: String
+    let status: Int32
+
+    init(_ error: any Error) {
+        switch error {
+        case let error as ConfigurationError:
+            (message, status) = (error.description, ExitStatus.configuration)
+        case let error as MariaDBError where error.isUnavailable:
+            (message, status) = ("database unavailable: \(error)", ExitStatus.unavailable)
+        case let error as MariaDBError:
+            (message, status) = ("database error: \(error)", ExitStatus.failure)
+        case let error as CurlError:
+            (message, status) = ("\(error)", error.code == .usage ? ExitStatus.configuration : ExitStatus.unavailable)
+        default:
+            (message, status) = ("\(error)", ExitStatus.failure)
+        }
+    }
+}
+
+/// Writes one line to standard error.
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    bytes.withUnsafeBytes { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let written = write(2, buffer.baseAddress! + offset, buffer.count - offset)
+            if written <= 0 { break }
+            offset += written
+        }
+    }
+}

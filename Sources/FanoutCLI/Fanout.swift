@@ -1,0 +1,50 @@
+import ArgumentParser
+import FanoutCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Fanout: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fanout",
+        abstract: "Delivers bulk email and wallet API jobs stored in MariaDB, one cron tick at a time.",
+        discussion: """
+            Settings come from environment variables with Laravel's names (DB_HOST, DB_PORT, \
+            DB_DATABASE, DB_USERNAME, DB_PASSWORD, DB_SOCKET, MAIL_*). Exit codes follow sysexits: \
+            0 done, 64 usage, 69 a service unavailable, 78 configuration error, 1 anything else.
+            """,
+        version: "0.1.0",
+        subcommands: [MigrateCommand.self]
+    )
+
+    /// Parses the command line and runs the command; every failure ends as one line on stderr
+    /// and a sysexits code.
+    static func main() {
+        let command: any ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                exit(withError: error) // --help, --version: ArgumentParser prints them.
+            }
+            var message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+            if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
+            printError("fanout: \(message) (see 'fanout --help')")
+            Glibc.exit(ExitStatus.usage)
+        }
+        do {
+            var command = command
+            try command.run()
+        } catch let error as CleanExit {
+            exit(withError: error)
+        } catch let error as ExitCode {
+            Glibc.exit(error.rawValue)
+        } catch {
+            let failure = CommandFailure(error)
+            printError("fanout: \(failure.message)")
+            Glibc.exit(failure.status)
+        }
+    }
+}

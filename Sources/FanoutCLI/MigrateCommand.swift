@@ -1,0 +1,38 @@
+import ArgumentParser
+import FanoutStore
+import Logging
+import MariaDB
+
+struct MigrateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Create or update Fanout's tables in the configured database.",
+        discussion: """
+            Applies the migrations of sql/migrations that the database has not had yet, in order, \
+            and records them in fanout_migrations; a second run changes nothing. On tables a host \
+            application created itself, it only adds the columns and indexes Fanout needs: it never \
+            drops or rewrites data.
+            """
+    )
+
+    @Flag(name: .long, help: "List the migrations that would be applied, and apply none.")
+    var dryRun = false
+
+    func run() throws {
+        let settings = Settings.fromProcess()
+        let connection = try Connection(settings.database())
+        defer { connection.close() }
+        let migrator = Migrator(connection: connection, logger: Logger(label: "fanout.migrate"))
+        if dryRun {
+            let pending = try migrator.pending()
+            print(pending.isEmpty ? "Up to date: nothing to apply." : "Would apply: " + pending.map(\.file).joined(separator: ", "))
+            return
+        }
+        let applied = try migrator.migrate()
+        if applied.isEmpty {
+            print("Up to date: nothing to apply.")
+        } else {
+            for migration in applied { print("Applied \(migration.file)") }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+/// The status of a job (the parent row).
+public enum JobStatus: String, Sendable, CaseIterable, Codable {
+    case pending, processing, completed, failed, cancelled
+
+    /// Whether the tick may still advance a job in this status.
+    public var isRunnable: Bool { self == .pending || self == .processing }
+    public var isTerminal: Bool { !isRunnable }
+}
+
+/// The status of one item of a job.
+public enum ItemStatus: String, Sendable, CaseIterable, Codable {
+    case pending, processing, sent, completed, failed, cancelled
+
+    public var isTerminal: Bool {
+        switch self {
+        case .pending, .processing: false
+        case .sent, .completed, .failed, .cancelled: true
+        }
+    }
+}

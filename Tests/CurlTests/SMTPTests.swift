@@ -1,0 +1,174 @@
+import Curl
+import Foundation
+import Testing
+import TestSupport
+
+@Suite(.enabled(if: TestEnvironment.canStartServers))
+struct SMTPTests {
+    static func message(to recipient: String, body: String = "Hello.\r\n") -> SMTPMessage {
+        let content = """
+            From: Sender <sender@example.test>\r
+            To: <\(recipient)>\r
+            Subject: test\r
+            Message-ID: <\(UUID().uuidString)@example.test>\r
+            \r
+            \(body)
+            """
+        return SMTPMessage(from: "sender@example.test", recipients: [recipient], content: Array(content.utf8))
+    }
+
+    static func configuration(_ server: TestServer, timeout: Int = 10_000) -> SMTPConfiguration {
+        SMTPConfiguration(host: "127.0.0.1", port: server.port, connectTimeoutMilliseconds: 5_000, timeoutMilliseconds: timeout)
+    }
+
+    @Test func messageArrivesByteForByte() throws {
+        let server = try TestServer.smtp()
+        // A line that starts with a dot, 8-bit text, a long line and a blank line: what SMTP's
+        // dot-stuffing and line handling could damage.
+        let body = ".leading dot\r\n..two dots\r\nGrüße 🎉\r\n\r\n\(String(repeating: "x", count: 900))\r\n.\r\nend\r\n"
+        let message = Self.message(to: "someone@example.test", body: body)
+        let reply = try SMTPConnection(Self.configuration(server)).send(message)
+        #expect(reply.code == 250)
+        #expect(reply.text.hasPrefix("250 "))
+        #expect(reply.text.contains("queued"))
+        let file = try #require(server.messageFiles.first)
+        #expect(try Data(contentsOf: file) == Data(message.content))
+    }
+
+    @Test func permanentRejectionCarriesCodeAndText() throws {
+        let server = try TestServer.smtp()
+        let error = #expect(throws: CurlError.self) {
+            try SMTPConnection(Self.configuration(server)).send(Self.message(to: "reject550-x@example.test"))
+        }
+        #expect(error?.code == .rejected)
+        #expect(error?.responseCode == 550)
+        #expect(error?.responseText.hasPrefix("550 5.1.1") == true)
+        #expect(error?.responseText.contains("Recipient address rejected") == true)
+        #expect(error?.function == "SMTP RCPT TO")
+        #expect(server.messageFiles.isEmpty)
+    }
+
+    @Test func temporaryRejectionCarriesCodeAndText() throws {
+        let server = try TestServer.smtp()
+        let error = #expect(throws: CurlError.self) {
+            try SMTPConnection(Self.configuration(server)).send(Self.message(to: "defer451@example.test"))
+        }
+        #expect(error?.code == .rejected)
+        #expect(error?.responseCode == 451)
+        #expect(error?.responseText.hasPrefix("451 4.3.0") == true)
+    }
+
+    @Test func rejectionAtEndOfDataCarriesCodeAndText() throws {
+        let server = try TestServer.smtp()
+        let error = #expect(throws: CurlError.self) {
+            try SMTPConnection(Self.configuration(server)).send(Self.message(to: "reject-data554@example.test"))
+        }
+        #expect(error?.code == .rejected)
+        #expect(error?.responseCode == 554)
+        #expect(error?.responseText.contains("spam") == true)
+    }
+
+    @Test func connectionIsReusedForConsecutiveMessages() throws {
+        let server = try TestServer.smtp()
+        let connection = try SMTPConnection(Self.configuration(server))
+        for i in 0..<5 {
+            try connection.send(Self.message(to: "r\(i)@example.test"))
+        }
+        // A rejection in between must not cost the session either.
+        #expect(throws: CurlError.self) { try connection.send(Self.message(to: "reject550@example.test")) }
+        try connection.send(Self.message(to: "after@example.test"))
+        #expect(server.messageFiles.count == 6)
+        #expect(server.connectionCount == 1)
+    }
+
+    @Test func poolSendsInParallelOverFewConnections() throws {
+        let server = try TestServer.smtp()
+        let pool = try SMTPPool(Self.configuration(server), connections: 4)
+        var queue = (0..<40).map { (tag: $0, message: Self.message(to: "p\($0)@example.test")) }
+        queue.reverse()
+        var results: [Int: Result<SMTPReply, CurlError>] = [:]
+        try pool.run(next: { queue.popLast() }, completed: { results[$0] = $1 })
+        #expect(results.count == 40)
+        #expect(results.values.allSatisfy { (try? $0.get().code) == 250 })
+        #expect(server.messageFiles.count == 40)
+        #expect(server.connectionCount <= 4)
+        #expect(server.connectionCount >= 1)
+    }
+
+    @Test func poolStopsStartingWorkWhenTickSaysStop() throws {
+        let server = try TestServer.smtp()
+        let pool = try SMTPPool(Self.configuration(server), connections: 1)
+        var handedOut = 0
+        try pool.run(
+            tickMilliseconds: 0,
+            next: {
+                handedOut += 1
+                return (handedOut, Self.message(to: "s\(handedOut)@example.test"))
+            },
+            completed: { _, _ in },
+            tick: { false }
+        )
+        #expect(handedOut == 1)
+    }
+
+    @Test func silentServerHitsTheTimeout() throws {
+        let server = try TestServer.smtp(["--silent"])
+        let error = #expect(throws: CurlError.self) {
+            try SMTPConnection(Self.configuration(server, timeout: 1_500)).send(Self.message(to: "x@example.test"))
+        }
+        #expect(error?.code == .timeout)
+        #expect(error?.function == "SMTP connect")
+    }
+
+    @Test func refusedConnectionIsAConnectError() throws {
+        let configuration = SMTPConfiguration(host: "127.0.0.1", port: 1, connectTimeoutMilliseconds: 2_000)
+        let error = #expect(throws: CurlError.self) {
+            try SMTPConnection(configuration).send(Self.message(to: "x@example.test"))
+        }
+        #expect(error?.code == .connect)
+    }
+
+    @Test func serverClosingBeforeMailFromIsABrokenConnection() throws {
+        let server = try TestServer.smtp(["--close-before-mail"])
+        let error = #expect(throws: CurlError.self) {
+            try SMTPConnection(Self.configuration(server)).send(Self.message(to: "x@example.test"))
+        }
+        #expect(error?.code == .connectionBroken)
+        #expect(error?.function == "SMTP MAIL FROM")
+    }
+}
+
+@Suite(.enabled(if: TestEnvironment.hasServers))
+struct SMTPAuthTests {
+    static func configuration(password: String, caFile: String?) -> SMTPConfiguration {
+        SMTPConfiguration(
+            host: "localhost", port: TestEnvironment.smtpAuthPort, security: .startTLS,
+            username: "fanout", password: password, tls: TLSOptions(caFile: caFile),
+            connectTimeoutMilliseconds: 5_000, timeoutMilliseconds: 10_000
+        )
+    }
+
+    @Test func startTLSAndAuthSucceedWithTheRightCredentials() throws {
+        let reply = try SMTPConnection(Self.configuration(password: "smtp-secret", caFile: TestEnvironment.tlsCertificate))
+            .send(SMTPTests.message(to: "auth-ok@example.test"))
+        #expect(reply.code == 250)
+    }
+
+    @Test func wrongPasswordIsALoginError() throws {
+        let error = #expect(throws: CurlError.self) {
+            try SMTPConnection(Self.configuration(password: "wrong-password-123", caFile: TestEnvironment.tlsCertificate))
+                .send(SMTPTests.message(to: "auth-bad@example.test"))
+        }
+        #expect(error?.code == .login)
+        #expect(error?.responseCode == 535)
+        #expect(error?.description.contains("wrong-password-123") == false)
+    }
+
+    @Test func selfSignedCertificateIsRejectedByDefault() throws {
+        let error = #expect(throws: CurlError.self) {
+            try SMTPConnection(Self.configuration(password: "smtp-secret", caFile: nil))
+                .send(SMTPTests.message(to: "tls@example.test"))
+        }
+        #expect(error?.code == .tls)
+    }
+}

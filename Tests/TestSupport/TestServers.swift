@@ -1,0 +1,83 @@
+import Foundation
+
+/// A server from `scripts/` started by one test for itself, on a port the OS picks, with its own
+/// folder for what it receives.
+public final class TestServer: @unchecked Sendable {
+    // Sendable: every stored property is set once in init and only read afterwards; Process is
+    // safe to terminate and query from any thread.
+    public let directory: URL
+    public let port: Int
+    private let process: Process
+
+    /// Starts `script` with `arguments`, where `{dir}` stands for the server's own folder, and
+    /// waits for it to write its port to `{dir}/port`.
+    public init(script: String, arguments: [String], name: String) throws {
+        let directory = TestEnvironment.makeTemporaryDirectory(name)
+        self.directory = directory
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [TestEnvironment.scriptsDirectory.appendingPathComponent(script).path]
+            + arguments.map { $0.replacingOccurrences(of: "{dir}", with: directory.path) }
+        let log = directory.appendingPathComponent("server.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let logHandle = try FileHandle(forWritingTo: log)
+        process.standardOutput = logHandle
+        process.standardError = logHandle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        let portFile = directory.appendingPathComponent("port")
+        var port = 0
+        _ = waitUntil(seconds: 20) {
+            if let text = try? String(contentsOf: portFile, encoding: .utf8),
+               let value = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                port = value
+                return true
+            }
+            return !process.isRunning
+        }
+        guard port > 0 else {
+            process.terminate()
+            let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            throw TestServerError(message: "\(script) did not start: \(output)")
+        }
+        self.port = port
+    }
+
+    /// An SMTP server (`scripts/smtp-server.py`) keeping messages in its own folder.
+    public static func smtp(_ extraArguments: [String] = []) throws -> TestServer {
+        try TestServer(script: "smtp-server.py", arguments: ["--host", "127.0.0.1", "--port", "0", "--maildir", "{dir}"] + extraArguments, name: "smtp")
+    }
+
+    /// An HTTP server (`scripts/http-server.py`) keeping `/collect` requests in its own folder.
+    public static func http(_ extraArguments: [String] = []) throws -> TestServer {
+        try TestServer(script: "http-server.py", arguments: ["--host", "127.0.0.1", "--port", "0", "--state", "{dir}"] + extraArguments, name: "http")
+    }
+
+    deinit { stop() }
+
+    public func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    /// Lines in `connections.log`: one per TCP connection the server accepted.
+    public var connectionCount: Int {
+        let text = (try? String(contentsOf: directory.appendingPathComponent("connections.log"), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").count
+    }
+
+    /// The `.eml` files received so far, oldest first.
+    public var messageFiles: [URL] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasSuffix(".eml") }.sorted().map { directory.appendingPathComponent($0) }
+    }
+}
+
+public struct TestServerError: Error, CustomStringConvertible {
+    public var message: String
+    public init(message: String) { self.message = message }
+    public var description: String { message }
+}
