@@ -238,6 +238,9 @@ def parse_args():
 
 def main():
     args = parse_args()
+    # A parent may start us with SIGTERM blocked (Foundation's Process does, from a test
+    # runner's thread): unblock it, or `terminate()` would never reach us.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     os.makedirs(args.state, exist_ok=True)
     server = Server((args.host, args.port), Handler)
     server.state = State(args.state)

@@ -333,6 +333,9 @@ async def serve(args):
 
 def main():
     args = parse_args()
+    # A parent may start us with SIGTERM blocked (Foundation's Process does, from a test
+    # runner's thread): unblock it, or `terminate()` would never reach us.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("mail.log").addFilter(QuietKnownNoise())
     asyncio.run(serve(args))

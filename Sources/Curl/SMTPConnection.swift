@@ -73,7 +73,8 @@ public final class SMTPConnection {
 
     /// The protocol step in progress when a transfer ended: the last command sent, or `connect`.
     static func step(_ commands: [String]) -> String {
-        switch commands.last {
+        // libcurl ends a failed transaction with QUIT (or RSET): the step is the one before.
+        switch commands.last(where: { $0 != "QUIT" && $0 != "RSET" }) {
         case nil: "connect"
         case "MAIL": "MAIL FROM"
         case "RCPT": "RCPT TO"

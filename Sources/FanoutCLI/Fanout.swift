@@ -21,27 +21,22 @@ struct Fanout: ParsableCommand {
     /// Parses the command line and runs the command; every failure ends as one line on stderr
     /// and a sysexits code.
     static func main() {
-        let command: any ParsableCommand
+        var parsed = false
         do {
-            command = try parseAsRoot()
+            var command = try parseAsRoot()
+            parsed = true
+            try command.run()
         } catch {
-            let code = exitCode(for: error)
-            if code == .success {
+            if exitCode(for: error) == .success {
                 exit(withError: error) // --help, --version: ArgumentParser prints them.
             }
-            var message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
-            if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
-            printError("fanout: \(message) (see 'fanout --help')")
-            Glibc.exit(ExitStatus.usage)
-        }
-        do {
-            var command = command
-            try command.run()
-        } catch let error as CleanExit {
-            exit(withError: error)
-        } catch let error as ExitCode {
-            Glibc.exit(error.rawValue)
-        } catch {
+            if let code = error as? ExitCode { Glibc.exit(code.rawValue) }
+            if !parsed {
+                var message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+                if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
+                printError("fanout: \(message) (see 'fanout --help')")
+                Glibc.exit(ExitStatus.usage)
+            }
             let failure = CommandFailure(error)
             printError("fanout: \(failure.message)")
             Glibc.exit(failure.status)

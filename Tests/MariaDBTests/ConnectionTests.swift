@@ -105,7 +105,7 @@ struct ConnectionTests {
                     throw Boom()
                 }
             }
-            try db.transaction { try db.execute("INSERT INTO t VALUES (?)", [2]) }
+            _ = try db.transaction { try db.execute("INSERT INTO t VALUES (?)", [2]) }
             let ids = try db.query("SELECT id FROM t").map { try $0.decode("id", as: Int.self) }
             #expect(ids == [2])
         }

@@ -12,7 +12,7 @@ struct ServerRestartTests {
         let script = TestEnvironment.scriptsDirectory.appendingPathComponent("mariadb-instance")
         let start = try runProcess(script, ["start", directory.path, port], inheritEnvironment: true)
         #expect(start.status == 0, "\(start.stderr)")
-        defer { _ = try? runProcess(script, ["stop", directory.path, port], inheritEnvironment: true) }
+        defer { _ = try? runProcess(script, ["stop", directory.path], inheritEnvironment: true) }
 
         let configuration = ConnectionConfiguration(
             host: "127.0.0.1", port: UInt32(port)!, user: "fanout", password: "fanout-secret",
@@ -22,7 +22,7 @@ struct ServerRestartTests {
         try db.execute("CREATE TABLE t (id INT PRIMARY KEY)")
         try db.execute("INSERT INTO t VALUES (?)", [1])
 
-        let stop = try runProcess(script, ["stop", directory.path, port], inheritEnvironment: true)
+        let stop = try runProcess(script, ["stop", directory.path], inheritEnvironment: true)
         #expect(stop.status == 0, "\(stop.stderr)")
         let lost = #expect(throws: MariaDBError.self) { try db.query("SELECT id FROM t") }
         #expect(lost?.code == .connectionLost)

@@ -7,7 +7,8 @@ public struct ProcessResult: Sendable {
     public var stderr: String
 }
 
-/// Runs a program to its end with the given environment added to a minimal one, capturing output.
+/// Runs a program to its end with the given environment added to a minimal one (or to this
+/// process's, with `inheritEnvironment`), capturing its output.
 public func runProcess(
     _ executable: URL,
     _ arguments: [String],
@@ -15,44 +16,32 @@ public func runProcess(
     currentDirectory: URL? = nil,
     inheritEnvironment: Bool = false
 ) throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
     var env = inheritEnvironment ? ProcessInfo.processInfo.environment : ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin"]
     for (key, value) in environment { env[key] = value }
-    process.environment = env
-    if let currentDirectory { process.currentDirectoryURL = currentDirectory }
-    let out = TemporaryOutput()
-    let err = TemporaryOutput()
-    process.standardOutput = out.handle
-    process.standardError = err.handle
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    process.waitUntilExit()
-    return ProcessResult(status: process.terminationStatus, stdout: out.contents(), stderr: err.contents())
+    let stem = TestEnvironment.scratchDirectory.appendingPathComponent("out-\(UUID().uuidString)").path
+    defer {
+        unlink(stem + ".out")
+        unlink(stem + ".err")
+    }
+    let child = try ChildProcess(executable.path, arguments, environment: env, directory: currentDirectory?.path, stdout: stem + ".out", stderr: stem + ".err")
+    let status = child.wait()
+    return ProcessResult(
+        status: status,
+        stdout: (try? String(contentsOfFile: stem + ".out", encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOfFile: stem + ".err", encoding: .utf8)) ?? ""
+    )
+}
+
+/// Starts the built `fanout` binary without waiting for it (for kill and SIGSTOP tests).
+public func startFanout(_ arguments: [String], environment: [String: String] = [:], output: URL) throws -> ChildProcess {
+    var env = ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin"]
+    for (key, value) in environment { env[key] = value }
+    return try ChildProcess(TestEnvironment.fanoutBinary.path, arguments, environment: env, directory: TestEnvironment.repositoryRoot.path, stdout: output.path + ".out", stderr: output.path + ".err")
 }
 
 /// Runs the built `fanout` binary.
 public func runFanout(_ arguments: [String], environment: [String: String] = [:], currentDirectory: URL? = nil) throws -> ProcessResult {
     try runProcess(TestEnvironment.fanoutBinary, arguments, environment: environment, currentDirectory: currentDirectory ?? TestEnvironment.repositoryRoot)
-}
-
-/// A file that collects a child's output (pipes can fill up and block a chatty child).
-final class TemporaryOutput {
-    let url: URL
-    let handle: FileHandle
-
-    init() {
-        url = TestEnvironment.scratchDirectory.appendingPathComponent("out-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
-        handle = try! FileHandle(forWritingTo: url)
-    }
-
-    func contents() -> String {
-        try? handle.close()
-        defer { try? FileManager.default.removeItem(at: url) }
-        return (try? String(contentsOf: url, encoding: .utf8)) ?? ""
-    }
 }
 
 /// Polls `condition` every 20 ms until it holds or `seconds` pass. Not a timing assertion: it

@@ -3,28 +3,26 @@ import Foundation
 /// A server from `scripts/` started by one test for itself, on a port the OS picks, with its own
 /// folder for what it receives.
 public final class TestServer: @unchecked Sendable {
-    // Sendable: every stored property is set once in init and only read afterwards; Process is
-    // safe to terminate and query from any thread.
+    // Sendable: every stored property is set once in init and only read afterwards, and
+    // ChildProcess is Sendable.
     public let directory: URL
     public let port: Int
-    private let process: Process
+    private let process: ChildProcess
 
     /// Starts `script` with `arguments`, where `{dir}` stands for the server's own folder, and
     /// waits for it to write its port to `{dir}/port`.
     public init(script: String, arguments: [String], name: String) throws {
         let directory = TestEnvironment.makeTemporaryDirectory(name)
         self.directory = directory
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [TestEnvironment.scriptsDirectory.appendingPathComponent(script).path]
-            + arguments.map { $0.replacingOccurrences(of: "{dir}", with: directory.path) }
         let log = directory.appendingPathComponent("server.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let logHandle = try FileHandle(forWritingTo: log)
-        process.standardOutput = logHandle
-        process.standardError = logHandle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let process = try ChildProcess(
+            "/usr/bin/python3",
+            [TestEnvironment.scriptsDirectory.appendingPathComponent(script).path]
+                + arguments.map { $0.replacingOccurrences(of: "{dir}", with: directory.path) },
+            environment: ["PATH": "/usr/bin:/bin"],
+            stdout: log.path,
+            stderr: log.path + ".err"
+        )
         self.process = process
         let portFile = directory.appendingPathComponent("port")
         var port = 0
@@ -37,8 +35,9 @@ public final class TestServer: @unchecked Sendable {
             return !process.isRunning
         }
         guard port > 0 else {
-            process.terminate()
-            let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            process.signal(SIGKILL)
+            process.wait()
+            let output = (try? String(contentsOfFile: log.path + ".err", encoding: .utf8)) ?? ""
             throw TestServerError(message: "\(script) did not start: \(output)")
         }
         self.port = port
@@ -57,10 +56,12 @@ public final class TestServer: @unchecked Sendable {
     deinit { stop() }
 
     public func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+        guard process.isRunning else { return }
+        process.signal(SIGTERM)
+        if !waitUntil(seconds: 5, { !process.isRunning }) {
+            process.signal(SIGKILL)
         }
+        process.wait()
     }
 
     /// Lines in `connections.log`: one per TCP connection the server accepted.
