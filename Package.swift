@@ -27,7 +27,7 @@ let package = Package(
         ),
         .target(name: "MariaDB", dependencies: ["CMariaDB"]),
         .target(name: "Curl", dependencies: ["CCurl"]),
-        .target(name: "FanoutCore"),
+        .target(name: "FanoutCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(
             name: "FanoutStore",
             dependencies: [

@@ -99,6 +99,10 @@ class OnceSet:
         return True
 
 
+# Seconds handle_DATA waits before accepting a message (--delay).
+DATA_DELAY = 0.0
+
+
 class Maildir:
     def __init__(self, directory):
         self.directory = directory
@@ -131,6 +135,7 @@ class Maildir:
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
             "connection": connection,
+            "received_at": time.time(),
         }
         write_atomically(base + ".json", json.dumps(meta, indent=1).encode("utf-8") + b"\n")
         write_atomically(base + ".eml", envelope.original_content)
@@ -182,6 +187,9 @@ class Handler:
             await asyncio.sleep(3600)  # cancelled by connection_lost
         if any(local_part(a).startswith("reject-data554") for a in envelope.rcpt_tos):
             return "554 5.7.1 Message rejected as spam"
+        if DATA_DELAY > 0:
+            # A slow server, so tests can act while a batch is still being delivered.
+            await asyncio.sleep(DATA_DELAY)
         number = self.maildir.store(envelope, getattr(server, "connection_number", 0))
         return "250 2.0.0 Ok: queued as %d" % number
 
@@ -245,6 +253,7 @@ def parse_args():
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte (needs --tls-cert/--tls-key)")
+    p.add_argument("--delay", type=float, default=0.0, help="seconds to wait before accepting each message")
     p.add_argument("--close-before-mail", action="store_true", help="hang up when MAIL FROM arrives")
     args = p.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -336,6 +345,8 @@ def main():
     # A parent may start us with SIGTERM blocked (Foundation's Process does, from a test
     # runner's thread): unblock it, or `terminate()` would never reach us.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    global DATA_DELAY
+    DATA_DELAY = args.delay
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("mail.log").addFilter(QuietKnownNoise())
     asyncio.run(serve(args))

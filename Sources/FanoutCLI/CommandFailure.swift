@@ -18,6 +18,11 @@ struct ConfigurationError: Error, CustomStringConvertible {
     var description: String
 }
 
+/// A delivery server that cannot be used: exit 69.
+struct ServiceUnavailable: Error, CustomStringConvertible {
+    var description: String
+}
+
 /// Something a person asked for that cannot be done (unknown job, job already finished): exit 1.
 struct UserError: Error, CustomStringConvertible {
     var description: String
@@ -30,6 +35,10 @@ struct CommandFailure {
 
     init(_ error: any Error) {
         switch error {
+        case let error as ServiceUnavailable:
+            (message, status) = (error.description, ExitStatus.unavailable)
+        case let error as UserError:
+            (message, status) = (error.description, ExitStatus.failure)
         case let error as ConfigurationError:
             (message, status) = (error.description, ExitStatus.configuration)
         case let error as MariaDBError where error.isUnavailable:

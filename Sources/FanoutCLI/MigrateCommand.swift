@@ -18,8 +18,10 @@ struct MigrateCommand: ParsableCommand {
     @Flag(name: .long, help: "List the migrations that would be applied, and apply none.")
     var dryRun = false
 
+    @OptionGroup var settingsOptions: SettingsOptions
+
     func run() throws {
-        let settings = Settings.fromProcess()
+        let settings = try settingsOptions.load()
         let connection = try Connection(settings.database())
         defer { connection.close() }
         let migrator = Migrator(connection: connection, logger: Logger(label: "fanout.migrate"))

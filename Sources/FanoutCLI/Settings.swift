@@ -1,12 +1,19 @@
+import Curl
+import FanoutDelivery
 import MariaDB
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Settings with Laravel's names, read from the process environment.
+/// Settings with Laravel's names: the process environment over an optional `.env` file.
 ///
-/// Secrets (`DB_PASSWORD`, `MAIL_PASSWORD`) are only ever read here and handed to the libraries;
-/// no description of `Settings` includes them.
+/// Secrets (`DB_PASSWORD`, `MAIL_PASSWORD`) are only ever handed to the libraries; no message
+/// built here includes them.
 struct Settings {
     private let values: [String: String]
 
@@ -14,7 +21,23 @@ struct Settings {
         values = environment
     }
 
-    static func fromProcess() -> Settings {
+    /// The process environment, over the `.env` file at `envFile` when given.
+    static func load(envFile: String?) throws -> Settings {
+        let environment = processEnvironment()
+        guard let envFile else { return Settings(environment: environment) }
+        guard let data = FileManager.default.contents(atPath: envFile) else {
+            throw ConfigurationError(description: "cannot read --env-file \(envFile): \(String(cString: strerror(errno)))")
+        }
+        let parsed: [String: String]
+        do {
+            parsed = try DotEnv.parse(String(decoding: data, as: UTF8.self), environment: environment)
+        } catch {
+            throw ConfigurationError(description: "--env-file \(envFile): \(error)")
+        }
+        return Settings(environment: parsed.merging(environment) { _, real in real })
+    }
+
+    static func processEnvironment() -> [String: String] {
         var values: [String: String] = [:]
         var pointer = environ
         while let entry = pointer.pointee {
@@ -24,11 +47,11 @@ struct Settings {
             }
             pointer += 1
         }
-        return Settings(environment: values)
+        return values
     }
 
     subscript(name: String) -> String? {
-        guard let value = values[name], !value.isEmpty else { return nil }
+        guard let value = values[name], !value.isEmpty, value != "null" else { return nil }
         return value
     }
 
@@ -39,24 +62,67 @@ struct Settings {
         return value
     }
 
+    func integer(_ name: String, default value: Int, range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+        guard let text = self[name] else { return value }
+        guard let number = Int(text), range.contains(number) else {
+            throw ConfigurationError(description: "\(name) is '\(text)': expected a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return number
+    }
+
     /// The database connection the `DB_*` settings describe.
     func database() throws(ConfigurationError) -> ConnectionConfiguration {
         let database = try required("DB_DATABASE", "name the database that holds the job tables")
         let user = try required("DB_USERNAME", "name the database user Fanout connects as")
-        var port: UInt32 = 3306
-        if let text = self["DB_PORT"] {
-            guard let value = UInt32(text), value > 0, value < 65536 else {
-                throw ConfigurationError(description: "DB_PORT is '\(text)': expected a port number such as 3306")
-            }
-            port = value
-        }
+        let port = try integer("DB_PORT", default: 3306, range: 1...65535)
         return ConnectionConfiguration(
             host: self["DB_HOST"] ?? "127.0.0.1",
-            port: port,
+            port: UInt32(port),
             socket: self["DB_SOCKET"],
             user: user,
             password: values["DB_PASSWORD"] ?? "",
             database: database
         )
     }
+
+    /// The SMTP server and sender the `MAIL_*` settings describe.
+    func email(connections: Int?) throws(ConfigurationError) -> EmailSettings {
+        let host = try required("MAIL_HOST", "name the SMTP server to send through")
+        let security: SMTPConfiguration.Security
+        switch self["MAIL_ENCRYPTION"]?.lowercased() {
+        case nil, "none": security = .none
+        case "tls", "starttls": security = .startTLS
+        case "ssl", "smtps": security = .implicitTLS
+        case let other?:
+            throw ConfigurationError(description: "MAIL_ENCRYPTION is '\(other)': expected tls (STARTTLS), ssl (implicit TLS) or null")
+        }
+        let defaultPort = security == .implicitTLS ? 465 : security == .startTLS ? 587 : 25
+        let port = try integer("MAIL_PORT", default: defaultPort, range: 1...65535)
+        let fromAddress = try required("MAIL_FROM_ADDRESS", "the sender address of every message")
+        if case .failure(let problem) = EmailAddress.validate(fromAddress) {
+            throw ConfigurationError(description: "MAIL_FROM_ADDRESS: \(problem)")
+        }
+        let timeout = try integer("FANOUT_SMTP_TIMEOUT", default: 60, range: 1...3600)
+        let smtp = SMTPConfiguration(
+            host: host,
+            port: port,
+            security: security,
+            username: self["MAIL_USERNAME"],
+            password: values["MAIL_PASSWORD"],
+            tls: TLSOptions(verifyPeer: true, caFile: self["FANOUT_SMTP_CA_FILE"]),
+            clientName: self["FANOUT_SMTP_HELO"] ?? "localhost",
+            connectTimeoutMilliseconds: 10_000,
+            timeoutMilliseconds: timeout * 1000
+        )
+        let connections = try connections ?? integer("FANOUT_SMTP_CONNECTIONS", default: 4, range: 1...64)
+        return EmailSettings(
+            smtp: smtp,
+            from: Mailbox(address: fromAddress, name: self["MAIL_FROM_NAME"]),
+            templatesFolder: self["FANOUT_TEMPLATES"] ?? "./templates",
+            connections: connections
+        )
+    }
+
+    /// `FANOUT_LOG_FILE`, when set.
+    var logFile: String? { self["FANOUT_LOG_FILE"] }
 }

@@ -1,0 +1,36 @@
+import ArgumentParser
+
+/// Options every command that reads settings takes.
+struct SettingsOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Read settings from this .env file (e.g. the Laravel app's); real environment variables win.", valueName: "path"))
+    var envFile: String?
+
+    func load() throws -> Settings {
+        try Settings.load(envFile: envFile)
+    }
+}
+
+/// Logging options.
+struct LoggingOptions: ParsableArguments {
+    @Flag(name: .shortAndLong, help: "Log more: every company and batch, and idle ticks too.")
+    var verbose = false
+
+    @Option(name: .long, help: ArgumentHelp("Log lines as text or json.", valueName: "text|json"))
+    var logFormat: LogFormatArgument = .text
+
+    func bootstrap(settings: Settings) {
+        LoggingSetup.bootstrap(format: logFormat.format, verbose: verbose, file: settings.logFile)
+    }
+}
+
+struct LogFormatArgument: ExpressibleByArgument {
+    let format: LogFormat
+    init?(argument: String) {
+        guard let format = LogFormat(rawValue: argument.lowercased()) else { return nil }
+        self.format = format
+    }
+    init(_ format: LogFormat) { self.format = format }
+    static let text = LogFormatArgument(.text)
+    var defaultValueDescription: String { format.rawValue }
+    static var allValueStrings: [String] { LogFormat.allCases.map(\.rawValue) }
+}

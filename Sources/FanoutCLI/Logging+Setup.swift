@@ -1,0 +1,118 @@
+import Logging
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How log lines are written.
+enum LogFormat: String, CaseIterable {
+    case text, json
+}
+
+/// Writes log lines to stderr and, when `FANOUT_LOG_FILE` is set, appends them to that file.
+struct FanoutLogHandler: LogHandler {
+    let label: String
+    let format: LogFormat
+    let sink: LogSink
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var merged = metadata
+        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        let time = Self.timestamp()
+        let line: String
+        switch format {
+        case .text:
+            let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            line = "\(time) \(event.level) \(event.message)\(fields.isEmpty ? "" : " " + fields)"
+        case .json:
+            var object = "{\"time\":\(JSONText.quote(time)),\"level\":\(JSONText.quote("\(event.level)")),\"message\":\(JSONText.quote("\(event.message)"))"
+            for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
+                object += ",\(JSONText.quote(key)):\(JSONText.quote("\(value)"))"
+            }
+            line = object + "}"
+        }
+        sink.write(line)
+    }
+
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var time = tm()
+        var seconds = now.tv_sec
+        gmtime_r(&seconds, &time)
+        func pad(_ value: Int32, _ width: Int = 2) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(time.tm_year + 1900, 4))-\(pad(time.tm_mon + 1))-\(pad(time.tm_mday))T\(pad(time.tm_hour)):\(pad(time.tm_min)):\(pad(time.tm_sec)).\(pad(Int32(now.tv_nsec / 1_000_000), 3))Z"
+    }
+}
+
+/// Where log lines go: stderr, and the optional log file (opened once, appended to).
+final class LogSink: Sendable {
+    private let fileDescriptor: Int32
+
+    init(file: String?) {
+        if let file, !file.isEmpty {
+            fileDescriptor = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        } else {
+            fileDescriptor = -1
+        }
+    }
+
+    var fileFailed: Bool { fileDescriptor < 0 }
+
+    func write(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        bytes.withUnsafeBytes { buffer in
+            _ = Glibc.write(2, buffer.baseAddress, buffer.count)
+            // One write per line with O_APPEND: lines of concurrent ticks never interleave.
+            if fileDescriptor >= 0 { _ = Glibc.write(fileDescriptor, buffer.baseAddress, buffer.count) }
+        }
+    }
+}
+
+/// The smallest JSON string quoting, for log lines.
+enum JSONText {
+    static func quote(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
+enum LoggingSetup {
+    /// Bootstraps swift-log once for the process.
+    static func bootstrap(format: LogFormat, verbose: Bool, file: String?) {
+        let sink = LogSink(file: file)
+        LoggingSystem.bootstrap { label in
+            FanoutLogHandler(label: label, format: format, sink: sink, logLevel: verbose ? .debug : .info)
+        }
+        if sink.fileFailed, let file, !file.isEmpty {
+            Logger(label: "fanout").warning("cannot open FANOUT_LOG_FILE for appending: \(String(cString: strerror(errno)))", metadata: ["file": "\(file)"])
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import ArgumentParser
+import FanoutCore
+import FanoutDelivery
+import FanoutStore
+import Logging
+import MariaDB
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options of the two cron ticks.
+struct TickOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Items per job per tick (default: 50 email, 10 wallet).", valueName: "n"))
+    var batchSize: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Stop starting new batches after this long (90s, 10m, 2h or seconds).", valueName: "duration"))
+    var maxTime = DurationArgument(argument: "50s")!
+
+    @Option(name: .long, help: ArgumentHelp("Fail a job that made no progress for this long while Fanout was running.", valueName: "duration"))
+    var inactiveAfter = DurationArgument(argument: "30m")!
+
+    @Option(name: .long, help: ArgumentHelp("Take over a company's lock when its holder has shown no sign of life for this long.", valueName: "duration"))
+    var stuckAfter = DurationArgument(argument: "10m")!
+
+    @Option(name: .long, help: ArgumentHelp("Attempts before a temporarily failing item fails for good.", valueName: "n"))
+    var maxAttempts = 5
+
+    @Option(name: .long, help: ArgumentHelp("Waits before the 2nd, 3rd, … attempt of a temporarily failing item; the last repeats.", valueName: "list"))
+    var retryBackoff = "1m,5m,15m,1h"
+
+    @Option(name: .long, help: ArgumentHelp("Items in flight in a tick that died: deliver again with the same id (at-least-once) or fail them (at-most-once).", valueName: "policy"))
+    var inDoubt: InDoubtArgument = .atLeastOnce
+
+    @Option(name: .long, help: ArgumentHelp("Parallel connections to the delivery server (default: 4 SMTP; FANOUT_SMTP_CONNECTIONS).", valueName: "n"))
+    var connections: Int?
+
+    @Flag(name: .long, help: "For a person at a terminal: tick again until nothing of this kind is runnable now.")
+    var untilDone = false
+
+    func validate() throws {
+        if let batchSize, !(1...100_000).contains(batchSize) {
+            throw ValidationError("--batch-size must be from 1 to 100000")
+        }
+        if !(1...100).contains(maxAttempts) { throw ValidationError("--max-attempts must be from 1 to 100") }
+        if let connections, !(1...64).contains(connections) { throw ValidationError("--connections must be from 1 to 64") }
+        if stuckAfter.duration <= .zero { throw ValidationError("--stuck-after must be more than 0") }
+        if inactiveAfter.duration <= .zero { throw ValidationError("--inactive-after must be more than 0") }
+        if backoff == nil { throw ValidationError("--retry-backoff must be durations separated by commas, such as 1m,5m,15m,1h") }
+    }
+
+    var backoff: [Duration]? {
+        let parts = retryBackoff.split(separator: ",").map { DurationArgument(argument: String($0)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
+        return parts.map { $0!.duration }
+    }
+
+    func policy(kind: JobKind) -> TickPolicy {
+        TickPolicy(
+            kind: kind,
+            batchSize: batchSize,
+            maxTime: maxTime.duration,
+            inactiveAfter: inactiveAfter.duration,
+            stuckAfter: stuckAfter.duration,
+            maxAttempts: maxAttempts,
+            backoff: backoff ?? [],
+            inDoubt: inDoubt.policy
+        )
+    }
+}
+
+struct InDoubtArgument: ExpressibleByArgument {
+    let policy: InDoubtPolicy
+    init?(argument: String) {
+        guard let policy = InDoubtPolicy(rawValue: argument) else { return nil }
+        self.policy = policy
+    }
+    init(_ policy: InDoubtPolicy) { self.policy = policy }
+    static let atLeastOnce = InDoubtArgument(.atLeastOnce)
+    var defaultValueDescription: String { policy.rawValue }
+    static var allValueStrings: [String] { InDoubtPolicy.allCases.map(\.rawValue) }
+}
+
+struct EmailsProcessJobsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "emails:process-jobs",
+        abstract: "The cron tick for email jobs: advance every runnable job by one batch.",
+        discussion: """
+            Run it from cron every minute:
+              * * * * * cd /path/to/app && fanout emails:process-jobs --env-file .env
+
+            Each company with runnable work gets one batch of its oldest job, in rotating order, \
+            under a per-company lock; overlapping runs split the companies between them. Settings: \
+            DB_*, MAIL_HOST, MAIL_PORT, MAIL_USERNAME, MAIL_PASSWORD, MAIL_ENCRYPTION (tls, ssl or \
+            null), MAIL_FROM_ADDRESS, MAIL_FROM_NAME, FANOUT_TEMPLATES (default ./templates), \
+            FANOUT_LOG_FILE, FANOUT_SMTP_CA_FILE, FANOUT_SMTP_CONNECTIONS, FANOUT_SMTP_TIMEOUT.
+
+            Exit 0 when the tick did its work (failed items are data), 69 when the database or \
+            the SMTP server cannot be used (no item is charged for it), 78 for bad settings.
+            """
+    )
+
+    @OptionGroup var tick: TickOptions
+    @OptionGroup var settings: SettingsOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        let settings = try self.settings.load()
+        logging.bootstrap(settings: settings)
+        let email = try settings.email(connections: tick.connections)
+        let database = try settings.database()
+        try TickRunner.run(kind: .email, policy: tick.policy(kind: .email), database: database, untilDone: tick.untilDone, verbose: logging.verbose) { logger in
+            EmailDeliverer(settings: email, logger: logger)
+        }
+    }
+}
+
+/// Runs ticks of one kind and turns their summaries into log lines and an exit code.
+enum TickRunner {
+    static func run(
+        kind: JobKind,
+        policy: TickPolicy,
+        database: ConnectionConfiguration,
+        untilDone: Bool,
+        verbose: Bool,
+        deliverer makeDeliverer: (Logger) -> any Deliverer
+    ) throws {
+        let logger = Logger(label: "fanout.\(kind.rawValue)")
+        let connection = try Connection(database)
+        defer { connection.close() }
+        let store = try MariaDBJobStore(connection: connection, kind: kind, logger: logger)
+        let deliverer = makeDeliverer(logger)
+        while true {
+            let tick = Tick(policy: policy, store: store, deliverer: deliverer, owner: ownerToken(), logger: logger)
+            let summary: TickSummary
+            do {
+                summary = try tick.run()
+            } catch let error as MariaDBError where error.number == 1146 {
+                throw ConfigurationError(description: "the database has no Fanout tables yet (\(error.message)): run 'fanout migrate'")
+            }
+            log(summary, logger: logger, verbose: verbose)
+            if let unavailable = summary.unavailable {
+                throw ServiceUnavailable(description: unavailable)
+            }
+            if summary.leaseLost {
+                throw UserError(description: "this tick lost its lock to another tick (it was paused past --stuck-after) and stopped writing")
+            }
+            guard untilDone, !summary.isIdle else { return }
+            if summary.delivered + summary.failed + summary.retrying + summary.jobsCompleted + summary.jobsFailed + summary.jobsCancelled == 0 {
+                // Only retries in the future or companies busy elsewhere: wait a little.
+                usleep(1_000_000)
+            }
+        }
+    }
+
+    static func log(_ summary: TickSummary, logger: Logger, verbose: Bool) {
+        if summary.isIdle {
+            if verbose { logger.debug("idle: no runnable \(summary.kind.rawValue) jobs") }
+            return
+        }
+        var metadata: Logger.Metadata = [
+            "job.kind": "\(summary.kind.rawValue)",
+            "companies": "\(summary.companies)",
+            "jobs.advanced": "\(summary.jobsAdvanced)",
+            "items.delivered": "\(summary.delivered)",
+            "items.failed": "\(summary.failed)",
+            "items.retrying": "\(summary.retrying)",
+        ]
+        if summary.jobsCompleted > 0 { metadata["jobs.completed"] = "\(summary.jobsCompleted)" }
+        if summary.jobsFailed > 0 { metadata["jobs.failed"] = "\(summary.jobsFailed)" }
+        if summary.jobsCancelled > 0 { metadata["jobs.cancelled"] = "\(summary.jobsCancelled)" }
+        if summary.inDoubt > 0 { metadata["items.in_doubt"] = "\(summary.inDoubt)" }
+        if summary.busy > 0 { metadata["companies.busy"] = "\(summary.busy)" }
+        logger.info("tick done", metadata: metadata)
+    }
+
+    /// A token unique to this tick: host, pid, time and randomness.
+    static func ownerToken() -> String {
+        var random = SystemRandomNumberGenerator()
+        let suffix = String(random.next() & 0xFFFF_FFFF, radix: 36)
+        return "\(MariaDBJobStore.hostName.prefix(30)):\(getpid()):\(suffix)"
+    }
+}

@@ -1,0 +1,95 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Where jobs and items live. Every write about items and jobs is fenced by the lease: a store
+/// call made with a lease that another tick has taken changes nothing.
+public protocol JobStore: AnyObject {
+    /// The database's clock.
+    func now() throws -> Date
+    /// Each company with a runnable job of `kind` and its oldest runnable job, in rotation order
+    /// (least recently served first); also finalises jobs cancelled or failed outside Fanout
+    /// whose items are still unfinished.
+    func companiesWithWork(kind: JobKind) throws -> [CompanyWork]
+    /// Takes the lease on (kind, company) if it is free or its holder is stuck; nil if held.
+    /// With `force`, takes it from a live holder too (to expire a job that holder is not moving).
+    func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws -> Lease?
+    /// Whether the job has pending items whose next attempt is still in the future.
+    func hasItemsWaitingForRetry(_ job: JobRecord) throws -> Bool
+    /// Resolves items a dead holder left in flight in this company's jobs; returns how many.
+    func resolveInDoubt(lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int
+    /// Marks the job processing (sets started_at, and total_items when 0). False: lease lost.
+    func startJob(_ job: JobRecord, lease: Lease) throws -> Bool
+    /// Marks up to `limit` due pending items of the job in flight for this lease and returns them.
+    func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem]
+    /// Writes outcomes of items in flight for this lease; returns how many rows it changed
+    /// (fewer than given when another tick or a person changed them meanwhile).
+    func record(_ updates: [ItemUpdate], job: JobRecord, lease: Lease) throws -> Int
+    /// Puts items in flight back to pending without charging an attempt (the server, not the
+    /// item, failed).
+    func unclaim(_ itemIDs: [UInt64], job: JobRecord, lease: Lease) throws
+    /// Adds a batch's terminal items to the job's counters and completes the job when no item is
+    /// unfinished. Returns the job's status afterwards, or nil when the lease was lost.
+    func advance(_ job: JobRecord, progress: BatchProgress, lease: Lease) throws -> JobStatus?
+    /// Heartbeats the lease and re-reads the job's status.
+    func check(_ job: JobRecord, lease: Lease) throws -> LeaseCheck
+    /// Ends the job with `status` (failed or cancelled) and every unfinished item with `reason`.
+    func finish(_ job: JobRecord, status: JobStatus, reason: String, lease: Lease) throws
+    /// Gives the lease back.
+    func releaseLease(_ lease: Lease) throws
+    /// Start times of ticks of `kind` since `date` (for telling "no progress" from "not running").
+    func tickStarts(kind: JobKind, since date: Date) throws -> [Date]
+    /// Records a finished tick.
+    func recordTick(_ summary: TickSummary, owner: String) throws
+}
+
+/// What a batch changed, for the job's counters.
+public struct BatchProgress: Sendable, Hashable {
+    /// Items that reached a terminal state (delivered or failed).
+    public var terminal: Int
+    /// Of those, failed.
+    public var failed: Int
+    /// Items whose row changed at all (terminal or rescheduled): the job made progress.
+    public var touched: Int
+
+    public init(terminal: Int = 0, failed: Int = 0, touched: Int = 0) {
+        self.terminal = terminal
+        self.failed = failed
+        self.touched = touched
+    }
+}
+
+/// A job the deliverer cannot deliver at all (unknown or broken template).
+public struct JobFailure: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
+/// The server cannot be used (connect, TLS, AUTH, closed before MAIL FROM): not the items' fault.
+public struct DeliveryUnavailable: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// What a deliverer reports to, and asks, while it works.
+public protocol DeliveryControl: AnyObject {
+    /// Hands over the outcome of one item.
+    func report(_ outcome: ItemOutcome)
+    /// Whether to go on starting new deliveries (false once the job was cancelled or the lease
+    /// lost). Cheap to call often: it asks the store at most every `checkInterval`.
+    func shouldContinue() -> Bool
+}
+
+/// Delivers items of one kind.
+public protocol Deliverer: AnyObject {
+    /// Readies the job (loads and parses its template); throws when it cannot be delivered at all.
+    func prepare(_ job: JobRecord) throws(JobFailure)
+    /// Delivers `items`, reporting each outcome to `control`, and stops starting new deliveries
+    /// when `control.shouldContinue()` turns false. Items left without an outcome are put back.
+    /// - Throws: `DeliveryUnavailable` when the server itself cannot be used.
+    func deliver(_ items: [WorkItem], of job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable)
+}

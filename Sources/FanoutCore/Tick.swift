@@ -1,0 +1,291 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Logging
+
+/// One cron tick for one kind of job: every company with runnable work gets one batch of its
+/// oldest runnable job, in rotating order, until `maxTime` says stop starting new batches.
+///
+/// The tick knows nothing of SQL or sockets: it talks to a `JobStore` and a `Deliverer`.
+public final class Tick {
+    private let policy: TickPolicy
+    private let store: any JobStore
+    private let deliverer: any Deliverer
+    private let logger: Logger
+    private let owner: String
+    private let clock = ContinuousClock()
+
+    /// - Parameter owner: this tick's token, unique across hosts and time.
+    public init(policy: TickPolicy, store: any JobStore, deliverer: any Deliverer, owner: String, logger: Logger) {
+        self.policy = policy
+        self.store = store
+        self.deliverer = deliverer
+        self.owner = owner
+        self.logger = logger
+    }
+
+    /// Runs the tick. Store errors (the database went away) are thrown; a delivery server that
+    /// cannot be used ends the tick early with `summary.unavailable` set.
+    public func run() throws -> TickSummary {
+        let started = clock.now
+        var summary = TickSummary(kind: policy.kind, startedAt: try store.now())
+        let work = try store.companiesWithWork(kind: policy.kind)
+        summary.companies = work.count
+        if work.isEmpty { return summary }
+        for company in work {
+            if clock.now - started >= policy.maxTime {
+                logger.info("max time reached: leaving the other companies to the next tick", metadata: ["tick.max_time": "\(policy.maxTime)"])
+                break
+            }
+            try advance(company, summary: &summary)
+            if summary.unavailable != nil { break }
+        }
+        // The record of ticks only serves to tell a stalled job from a stopped Fanout: a tick in
+        // which every company moved needs none (and saves a statement).
+        if summary.busy + summary.stalled > 0 || summary.unavailable != nil || summary.leaseLost {
+            try store.recordTick(summary, owner: owner)
+        }
+        return summary
+    }
+
+    private func metadata(_ job: JobRecord) -> Logger.Metadata {
+        ["job.kind": "\(job.kind.rawValue)", "job.id": "\(job.id)", "company.id": "\(job.companyID)"]
+    }
+
+    private func advance(_ company: CompanyWork, summary: inout TickSummary) throws {
+        var job = company.job
+        if job.status.isTerminal {
+            try finalise(job, summary: &summary)
+            return
+        }
+        let inactive = try isInactive(job)
+        guard let lease = try store.acquireLease(
+            kind: policy.kind, companyID: company.companyID, owner: owner,
+            stuckAfter: policy.stuckAfter, force: inactive
+        ) else {
+            summary.busy += 1
+            logger.debug("company busy: another tick holds its lease", metadata: metadata(job))
+            return
+        }
+        var released = false
+        defer { if !released { try? store.releaseLease(lease) } }
+
+        if lease.tookOver {
+            let resolved = try store.resolveInDoubt(lease: lease, policy: policy.inDoubt, maxAttempts: policy.maxAttempts)
+            if resolved > 0 {
+                summary.inDoubt += resolved
+                logger.warning("took over a stuck lease: items in flight in the dead tick are in doubt", metadata: metadata(job).merging(["items.in_doubt": "\(resolved)", "policy": "\(policy.inDoubt.rawValue)"]) { $1 })
+            }
+        }
+        if inactive {
+            let reason = "Expired: no progress for \(Self.describe(policy.inactiveAfter)) while Fanout was running"
+            try store.finish(job, status: .failed, reason: reason, lease: lease)
+            summary.jobsFailed += 1
+            logger.warning("job expired for inactivity", metadata: metadata(job))
+            return
+        }
+        do {
+            try deliverer.prepare(job)
+        } catch {
+            try store.finish(job, status: .failed, reason: error.reason, lease: lease)
+            summary.jobsFailed += 1
+            logger.error("job failed: \(error.reason)", metadata: metadata(job))
+            return
+        }
+        if job.status == .pending {
+            guard try store.startJob(job, lease: lease) else { return lostLease(&summary, job) }
+            job.status = .processing
+        }
+        let items = try store.claim(job: job, limit: policy.batchSize, lease: lease)
+        summary.jobsAdvanced += 1
+        var outcome = BatchOutcome()
+        if !items.isEmpty {
+            let control = BatchControl(tick: self, job: job, lease: lease, items: items)
+            do {
+                try deliverer.deliver(items, of: job, control: control)
+            } catch {
+                summary.unavailable = error.message
+            }
+            try control.flush()
+            outcome = control.outcome
+            let unreported = control.unreportedItemIDs
+            if !unreported.isEmpty && !outcome.leaseLost {
+                try store.unclaim(unreported, job: job, lease: lease)
+            }
+            if outcome.leaseLost { return lostLease(&summary, job) }
+            summary.delivered += outcome.delivered
+            summary.failed += outcome.failed
+            summary.retrying += outcome.retrying
+            if case .cancelled(let reason)? = outcome.stop {
+                try store.finish(job, status: .cancelled, reason: reason ?? "Cancelled", lease: lease)
+                summary.jobsCancelled += 1
+                logger.notice("job cancelled: delivery stopped", metadata: metadata(job))
+                try store.releaseLease(lease)
+                released = true
+                return
+            }
+        }
+        let progress = BatchProgress(terminal: outcome.delivered + outcome.failed, failed: outcome.failed, touched: outcome.delivered + outcome.failed + outcome.retrying)
+        guard let status = try store.advance(job, progress: progress, lease: lease) else { return lostLease(&summary, job) }
+        if progress.touched == 0 && status.isRunnable { summary.stalled += 1 }
+        if status == .completed {
+            summary.jobsCompleted += 1
+            logger.info("job completed", metadata: metadata(job))
+        } else if status == .cancelled {
+            // Cancelled by a person between our last check and now: end its unfinished items.
+            let reason = try { if case .held(_, let reason) = try store.check(job, lease: lease) { return reason } else { return nil } }()
+            try store.finish(job, status: .cancelled, reason: reason ?? "Cancelled", lease: lease)
+            summary.jobsCancelled += 1
+        }
+        try store.releaseLease(lease)
+        released = true
+    }
+
+    /// Ends the unfinished items of a job cancelled or failed outside Fanout (plain SQL).
+    private func finalise(_ job: JobRecord, summary: inout TickSummary) throws {
+        guard let lease = try store.acquireLease(kind: policy.kind, companyID: job.companyID, owner: owner, stuckAfter: policy.stuckAfter, force: false) else {
+            summary.busy += 1
+            return
+        }
+        defer { try? store.releaseLease(lease) }
+        let reason = job.reason.flatMap { $0.isEmpty ? nil : $0 } ?? (job.status == .cancelled ? "Cancelled" : "Failed")
+        try store.finish(job, status: job.status, reason: reason, lease: lease)
+        if job.status == .cancelled { summary.jobsCancelled += 1 } else { summary.jobsFailed += 1 }
+        logger.info("ended the unfinished items of a job \(job.status.rawValue) outside Fanout", metadata: metadata(job))
+    }
+
+    private func lostLease(_ summary: inout TickSummary, _ job: JobRecord) {
+        summary.leaseLost = true
+        logger.error("lost the lease to another tick: this tick stops writing", metadata: metadata(job))
+    }
+
+    /// Whether the company's head job has made no progress for `inactiveAfter` of running time,
+    /// without merely waiting for retries.
+    private func isInactive(_ job: JobRecord) throws -> Bool {
+        guard let since = job.lastProgressAt else { return false }
+        let now = try store.now()
+        let rule = InactivityRule(inactiveAfter: policy.inactiveAfter)
+        guard now.timeIntervalSince(since) > policy.inactiveAfter.seconds else { return false }
+        guard rule.isInactive(since: since, now: now, tickStarts: try store.tickStarts(kind: job.kind, since: since)) else { return false }
+        return try !store.hasItemsWaitingForRetry(job)
+    }
+
+    static func describe(_ duration: Duration) -> String {
+        let seconds = Int(duration.seconds.rounded())
+        if seconds % 3600 == 0 && seconds >= 3600 { return "\(seconds / 3600)h" }
+        if seconds % 60 == 0 && seconds >= 60 { return "\(seconds / 60)m" }
+        return "\(seconds)s"
+    }
+
+    /// Turns a delivery outcome into the row update the retry policy says.
+    func update(for outcome: ItemOutcome, attempts: Int, now: Date) -> ItemUpdate {
+        switch outcome.result {
+        case .delivered:
+            return ItemUpdate(itemID: outcome.itemID, status: policy.kind.deliveredStatus, reason: nil, code: outcome.code, retryAt: nil)
+        case .failed:
+            return ItemUpdate(itemID: outcome.itemID, status: .failed, reason: outcome.detail, code: outcome.code, retryAt: nil)
+        case .transient(let retryAfter):
+            let made = attempts + 1
+            if made >= policy.maxAttempts {
+                return ItemUpdate(itemID: outcome.itemID, status: .failed, reason: "Gave up after \(made) attempts: \(outcome.detail)", code: outcome.code, retryAt: nil)
+            }
+            let delay = policy.delay(afterAttempts: made, retryAfter: retryAfter)
+            return ItemUpdate(itemID: outcome.itemID, status: .pending, reason: "Will retry (attempt \(made) of \(policy.maxAttempts)): \(outcome.detail)", code: outcome.code, retryAt: now.addingTimeInterval(delay.seconds))
+        }
+    }
+
+    /// What a batch came to.
+    struct BatchOutcome {
+        enum Stop { case cancelled(String?), leaseLost, storeFailed }
+        var delivered = 0
+        var failed = 0
+        var retrying = 0
+        var stop: Stop?
+        var leaseLost: Bool { if case .leaseLost? = stop { true } else { false } }
+    }
+
+    /// The `DeliveryControl` of one batch: buffers outcomes and writes them in groups, and checks
+    /// the job and the lease at most every `checkInterval`.
+    final class BatchControl: DeliveryControl {
+        private unowned let tick: Tick
+        private let job: JobRecord
+        private let lease: Lease
+        private var attempts: [UInt64: Int] = [:]
+        private var pending: [ItemUpdate] = []
+        private var lastFlush: ContinuousClock.Instant
+        private var lastCheck: ContinuousClock.Instant
+        private var dbNow: Date
+        private var dbNowTakenAt: ContinuousClock.Instant
+        var outcome = BatchOutcome()
+        var failure: (any Error)?
+
+        init(tick: Tick, job: JobRecord, lease: Lease, items: [WorkItem]) {
+            self.tick = tick
+            self.job = job
+            self.lease = lease
+            for item in items { attempts[item.id] = item.attempts }
+            lastFlush = tick.clock.now
+            lastCheck = tick.clock.now
+            dbNow = (try? tick.store.now()) ?? Date()
+            dbNowTakenAt = tick.clock.now
+        }
+
+        var unreportedItemIDs: [UInt64] { attempts.keys.sorted() }
+
+        func report(_ outcome: ItemOutcome) {
+            guard let attempts = attempts.removeValue(forKey: outcome.itemID) else { return }
+            let now = dbNow.addingTimeInterval((tick.clock.now - dbNowTakenAt).seconds)
+            let update = tick.update(for: outcome, attempts: attempts, now: now)
+            switch update.status {
+            case .pending: self.outcome.retrying += 1
+            case .failed: self.outcome.failed += 1
+            default: self.outcome.delivered += 1
+            }
+            pending.append(update)
+            if pending.count >= tick.policy.flushSize || tick.clock.now - lastFlush >= tick.policy.flushInterval {
+                do { try flush() } catch { failure = error; self.outcome.stop = .storeFailed }
+            }
+        }
+
+        func shouldContinue() -> Bool {
+            if outcome.stop != nil { return false }
+            if tick.clock.now - lastFlush >= tick.policy.flushInterval {
+                do { try flush() } catch { failure = error; outcome.stop = .storeFailed; return false }
+            }
+            guard tick.clock.now - lastCheck >= tick.policy.checkInterval else { return true }
+            lastCheck = tick.clock.now
+            do {
+                switch try tick.store.check(job, lease: lease) {
+                case .lost:
+                    outcome.stop = .leaseLost
+                case .held(let status, let reason):
+                    if status == .cancelled || status == .failed || status == .completed {
+                        outcome.stop = .cancelled(reason)
+                    }
+                }
+            } catch {
+                failure = error
+                outcome.stop = .storeFailed
+            }
+            return outcome.stop == nil
+        }
+
+        /// Writes the buffered outcomes as one group.
+        func flush() throws {
+            if let failure { throw failure }
+            lastFlush = tick.clock.now
+            guard !pending.isEmpty, !outcome.leaseLost else { return }
+            let group = pending
+            pending.removeAll()
+            let written = try tick.store.record(group, job: job, lease: lease)
+            if written < group.count, case .lost = try tick.store.check(job, lease: lease) {
+                outcome.stop = .leaseLost
+            }
+        }
+    }
+}
+
+@available(*, unavailable)
+extension Tick: Sendable {}

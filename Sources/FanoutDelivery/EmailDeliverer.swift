@@ -1,0 +1,143 @@
+import Curl
+import FanoutCore
+import Logging
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Where email goes and who it comes from.
+public struct EmailSettings: Sendable {
+    public var smtp: SMTPConfiguration
+    public var from: Mailbox
+    /// The folder holding `email/NAME/…` templates.
+    public var templatesFolder: String
+    /// Parallel SMTP connections.
+    public var connections: Int
+
+    public init(smtp: SMTPConfiguration, from: Mailbox, templatesFolder: String, connections: Int = 4) {
+        self.smtp = smtp
+        self.from = from
+        self.templatesFolder = templatesFolder
+        self.connections = connections
+    }
+}
+
+/// Delivers email items over SMTP: renders each item from the job's template, checks the
+/// address, and sends through a small pool of reused connections.
+public final class EmailDeliverer: Deliverer {
+    private let settings: EmailSettings
+    private let logger: Logger
+    private var composers: [String: EmailComposer] = [:]
+    private var pool: SMTPPool?
+
+    public init(settings: EmailSettings, logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+    }
+
+    public func prepare(_ job: JobRecord) throws(JobFailure) {
+        if composers[job.template] != nil { return }
+        do {
+            let template = try EmailTemplate.load(name: job.template, folder: settings.templatesFolder)
+            let domain = settings.from.address.split(separator: "@").last.map(String.init) ?? "localhost"
+            composers[job.template] = EmailComposer(template: template, from: settings.from, messageIDDomain: domain)
+        } catch {
+            throw JobFailure(reason: "Template '\(job.template)' cannot be used: \(error)")
+        }
+    }
+
+    public func deliver(_ items: [WorkItem], of job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
+        guard let composer = composers[job.template] else {
+            preconditionFailure("deliver called before prepare for template \(job.template)")
+        }
+        let pool: SMTPPool
+        do {
+            pool = try self.pool ?? SMTPPool(settings.smtp, connections: settings.connections)
+        } catch {
+            throw DeliveryUnavailable(message: "cannot set up SMTP: \(error)")
+        }
+        self.pool = pool
+        var queue = items.reversed() as [WorkItem]
+        var sessionFailure: CurlError?
+        let now = Date()
+        do {
+            try pool.run(
+                next: {
+                    while sessionFailure == nil, control.shouldContinue(), let item = queue.popLast() {
+                        switch composer.compose(jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name, dataJSON: item.data, date: now) {
+                        case .success(let email):
+                            return (Int(item.id), SMTPMessage(from: email.envelopeFrom, recipients: [email.recipient], content: email.bytes))
+                        case .failure(let rejection):
+                            control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))
+                        }
+                    }
+                    return nil
+                },
+                completed: { tag, result in
+                    let itemID = UInt64(tag)
+                    switch Self.classify(result) {
+                    case .outcome(let result, let code, let detail):
+                        control.report(ItemOutcome(itemID: itemID, result: result, code: code, detail: detail))
+                    case .session(let error):
+                        // Not the item's fault: it goes back to pending uncharged.
+                        if sessionFailure == nil { sessionFailure = error }
+                    }
+                },
+                tick: { sessionFailure == nil && control.shouldContinue() }
+            )
+        } catch {
+            throw DeliveryUnavailable(message: "SMTP transfer engine failed: \(error)")
+        }
+        if let sessionFailure {
+            self.pool = nil
+            throw DeliveryUnavailable(message: "SMTP server \(settings.smtp.host):\(settings.smtp.port) unavailable: \(sessionFailure)")
+        }
+    }
+
+    enum Classification {
+        case outcome(ItemOutcome.Result, code: Int?, detail: String)
+        case session(CurlError)
+    }
+
+    /// By the SMTP reply, not libcurl's code: 2xx delivered, 5xx failed, 4xx later; failures of
+    /// the session (connect, TLS, AUTH, a server gone before MAIL FROM) are nobody's item's.
+    static func classify(_ result: Result<SMTPReply, CurlError>) -> Classification {
+        switch result {
+        case .success(let reply):
+            return .outcome(.delivered, code: reply.code, detail: reply.text)
+        case .failure(let error):
+            let step = error.function
+            let beforeMessage = step == "SMTP connect" || step == "SMTP EHLO" || step == "SMTP HELO"
+                || step == "SMTP STARTTLS" || step == "SMTP AUTH" || step == "SMTP MAIL FROM"
+            switch error.code {
+            case .connect, .tls, .login, .usage:
+                return .session(error)
+            case .rejected where step == "SMTP MAIL FROM":
+                // The sender is refused: every message would be; that is the settings' fault.
+                return .session(error)
+            case .rejected:
+                let reply = error.responseText.isEmpty ? "\(error.responseCode)" : error.responseText
+                if (500..<600).contains(error.responseCode) {
+                    return .outcome(.failed, code: error.responseCode, detail: reply)
+                }
+                return .outcome(.transient(retryAfter: nil), code: error.responseCode, detail: reply)
+            case .timeout where beforeMessage, .connectionBroken where beforeMessage:
+                return .session(error)
+            default:
+                let code = error.responseCode == 0 ? nil : error.responseCode
+                return .outcome(.transient(retryAfter: nil), code: code, detail: "\(error.message) during \(step.replacingPrefix("SMTP ", with: ""))")
+            }
+        }
+    }
+}
+
+@available(*, unavailable)
+extension EmailDeliverer: Sendable {}
+
+extension String {
+    func replacingPrefix(_ prefix: String, with replacement: String) -> String {
+        hasPrefix(prefix) ? replacement + dropFirst(prefix.count) : self
+    }
+}

@@ -1,0 +1,196 @@
+import FanoutCore
+import Logging
+import MariaDB
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `JobStore` on MariaDB: the tick's reads and fenced writes, a handful of statements per batch.
+///
+/// Every write about items and jobs carries the lease condition (or, for items, the owner token
+/// in `claimed_by`), so a tick whose lease was taken over changes nothing.
+public final class MariaDBJobStore: JobStore {
+    private let connection: Connection
+    private let sql: JobSQL
+    private let logger: Logger
+    private let clockAnchor: (database: Date, local: ContinuousClock.Instant)
+
+    /// - Parameter connection: used by this store alone, on one thread.
+    public init(connection: Connection, kind: JobKind, logger: Logger) throws(MariaDBError) {
+        self.connection = connection
+        self.sql = JobSQL(kind: kind)
+        self.logger = logger
+        // One read of the database's clock; later readings add local monotonic time, so asking
+        // for the time costs no statement.
+        let row = try connection.queryFirst(JobSQL.now)
+        let now = (try? row?.decode("now", as: Date.self)) ?? Date()
+        clockAnchor = (now, ContinuousClock.now)
+    }
+
+    public func now() throws -> Date {
+        clockAnchor.database.addingTimeInterval((ContinuousClock.now - clockAnchor.local).seconds)
+    }
+
+    private func fence(_ lease: Lease) -> [any SQLEncodable] {
+        [lease.kind.rawValue, lease.companyID, lease.owner]
+    }
+
+    public func companiesWithWork(kind: JobKind) throws -> [CompanyWork] {
+        try connection.query(sql.companiesWithWork, [kind.rawValue]).map { row in
+            let job = JobRecord(
+                kind: kind,
+                id: try row.decode("id"),
+                companyID: try row.decode("company_id"),
+                template: try row.decode("template"),
+                status: JobStatus(rawValue: try row.decode("status", as: String.self)) ?? .processing,
+                reason: try row.decodeIfPresent("reason"),
+                lastProgressAt: try row.decodeIfPresent("progress_at")
+            )
+            return CompanyWork(companyID: job.companyID, job: job)
+        }
+    }
+
+    public func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws -> Lease? {
+        if try connection.execute(sql.takeFreeLease, [owner, kind.rawValue, companyID]).affectedRows == 1 {
+            return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: false)
+        }
+        if try connection.execute(sql.insertLease, [kind.rawValue, companyID, owner]).affectedRows == 1 {
+            return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: false)
+        }
+        let micros = Int64(stuckAfter.seconds * 1_000_000)
+        if try connection.execute(sql.takeStuckLease, [owner, kind.rawValue, companyID, owner, micros, force ? 1 : 0]).affectedRows == 1 {
+            logger.warning("took over a lease whose holder showed no sign of life", metadata: ["company.id": "\(companyID)", "job.kind": "\(kind.rawValue)"])
+            return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: true)
+        }
+        return nil
+    }
+
+    public func resolveInDoubt(lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int {
+        let failedReason = policy == .atLeastOnce
+            ? "In doubt: the tick delivering it died before recording the outcome, and it has no attempts left"
+            : "In doubt: the tick delivering it died before recording the outcome; not resent (at-most-once)"
+        let retryReason = "In doubt: the tick delivering it died before recording the outcome; delivered again with the same message id"
+        let first: any SQLEncodable = policy == .atLeastOnce ? maxAttempts : 0
+        let resolved = try connection.execute(
+            sql.resolveInDoubt(policy),
+            [first, failedReason, retryReason, lease.companyID] + fence(lease)
+        ).affectedRows
+        if resolved > 0 {
+            try connection.execute(sql.recount, [lease.companyID] + fence(lease))
+        }
+        return Int(resolved)
+    }
+
+    public func startJob(_ job: JobRecord, lease: Lease) throws -> Bool {
+        if try connection.execute(sql.startJob, [job.id, job.id] + fence(lease)).affectedRows == 1 { return true }
+        // Not started: either the lease is gone, or a person changed the job meanwhile (the claim
+        // then finds it not runnable).
+        return try check(job, lease: lease) != .lost
+    }
+
+    public func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem] {
+        let claimed = try connection.execute(sql.claim, [lease.owner, job.id] + fence(lease) + [job.id, limit]).affectedRows
+        if claimed == 0 { return [] }
+        return try connection.query(sql.claimed, [job.id, lease.owner]).map { row in
+            WorkItem(
+                id: try row.decode("id"),
+                jobID: job.id,
+                attempts: try row.decode("attempts"),
+                email: try row.decodeIfPresent("email"),
+                name: try row.decodeIfPresent("name"),
+                cardID: try row.decodeIfPresent("card_id"),
+                platform: try row.decodeIfPresent("platform"),
+                data: try row.decodeIfPresent("data"),
+                inDoubt: try row.decode("in_doubt", as: Bool.self)
+            )
+        }
+    }
+
+    public func record(_ updates: [ItemUpdate], job: JobRecord, lease: Lease) throws -> Int {
+        guard !updates.isEmpty else { return 0 }
+        var parameters: [any SQLEncodable] = []
+        parameters.reserveCapacity(updates.count * 5 + 2)
+        for update in updates {
+            parameters.append(update.itemID)
+            parameters.append(update.status.rawValue)
+            parameters.append(update.reason.map { Self.clip($0) })
+            parameters.append(update.code)
+            parameters.append(update.retryAt)
+        }
+        parameters.append(job.id)
+        parameters.append(lease.owner)
+        return Int(try connection.execute(sql.record(count: updates.count), parameters).affectedRows)
+    }
+
+    public func unclaim(_ itemIDs: [UInt64], job: JobRecord, lease: Lease) throws {
+        for chunk in stride(from: 0, to: itemIDs.count, by: 500).map({ Array(itemIDs[$0..<min($0 + 500, itemIDs.count)]) }) {
+            try connection.execute(sql.unclaim(count: chunk.count), chunk + [lease.owner])
+        }
+    }
+
+    public func advance(_ job: JobRecord, progress: BatchProgress, lease: Lease) throws -> JobStatus? {
+        let changed = try connection.execute(
+            sql.advance,
+            [job.id, job.id, progress.terminal, job.id, progress.failed, job.id, progress.touched, job.id] + fence(lease)
+        ).affectedRows
+        if changed == 0 { return nil }
+        guard let row = try connection.queryFirst(sql.jobStatus, [job.id]) else { return nil }
+        return JobStatus(rawValue: try row.decode("status", as: String.self))
+    }
+
+    public func check(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
+        if try connection.execute(sql.heartbeat, fence(lease)).affectedRows == 0 { return .lost }
+        guard let row = try connection.queryFirst(sql.jobStatus, [job.id]) else {
+            return .held(.cancelled, reason: "The job was deleted")
+        }
+        let status = JobStatus(rawValue: try row.decode("status", as: String.self)) ?? .processing
+        return .held(status, reason: try row.decodeIfPresent("reason"))
+    }
+
+    public func finish(_ job: JobRecord, status: JobStatus, reason: String, lease: Lease) throws {
+        let itemStatus: ItemStatus = status == .cancelled ? .cancelled : .failed
+        let clipped = Self.clip(reason)
+        try connection.execute(sql.finishItems, [itemStatus.rawValue, clipped, job.id] + fence(lease))
+        let keepPersonsReason = status == .cancelled ? 1 : 0
+        try connection.execute(sql.finishJob, [status.rawValue, keepPersonsReason, clipped, job.id, job.id, job.id, job.id] + fence(lease))
+    }
+
+    public func releaseLease(_ lease: Lease) throws {
+        try connection.execute(sql.releaseLease, fence(lease))
+    }
+
+    public func hasItemsWaitingForRetry(_ job: JobRecord) throws -> Bool {
+        try connection.queryFirst(sql.waitingForRetry, [job.id]) != nil
+    }
+
+    public func tickStarts(kind: JobKind, since date: Date) throws -> [Date] {
+        try connection.query(sql.tickStarts, [kind.rawValue, date]).map { try $0.decode("started_at") }
+    }
+
+    public func recordTick(_ summary: TickSummary, owner: String) throws {
+        let exit = summary.unavailable == nil ? 0 : 69
+        try connection.execute(sql.recordTick, [
+            summary.kind.rawValue, owner, Self.hostName, Int64(getpid()), summary.startedAt,
+            summary.jobsAdvanced, summary.delivered, summary.failed, summary.retrying, exit,
+        ])
+    }
+
+    /// Reasons are TEXT; a server reply can be long. Keep the start, which says what happened.
+    static func clip(_ text: String) -> String {
+        text.utf8.count <= 2000 ? text : String(text.prefix(1000)) + " …"
+    }
+
+    public static let hostName: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, 255)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }()
+}
+
+@available(*, unavailable)
+extension MariaDBJobStore: Sendable {}

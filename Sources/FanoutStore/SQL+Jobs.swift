@@ -1,0 +1,181 @@
+import FanoutCore
+
+/// The statements of the tick, for one kind of job. Table and column names come from `JobKind`
+/// (constants, never input); every value is a bound parameter.
+struct JobSQL {
+    let kind: JobKind
+    private var jobs: String { kind.jobTable }
+    private var items: String { kind.itemTable }
+    private var fk: String { kind.itemJobColumn }
+    /// The column an item's reply code goes to: the contract's http_status for wallet items,
+    /// Fanout's response_code for email items.
+    var codeColumn: String { kind == .wallet ? "http_status" : "response_code" }
+
+    /// Lease ownership, as a condition every fenced write carries: kind, company, owner.
+    private let fence = "EXISTS (SELECT 1 FROM fanout_leases WHERE kind = ? AND company_id = ? AND owner = ?)"
+    private let unfinished = "('pending', 'processing')"
+    private var terminal: String { "('\(kind.deliveredStatus.rawValue)', 'failed', 'cancelled')" }
+
+    /// Each company's oldest runnable job (least recently served company first), and jobs
+    /// cancelled or failed outside Fanout whose items still need ending (first of all).
+    var companiesWithWork: String {
+        """
+        SELECT 0 AS finalise, j.id, j.company_id, j.template, j.status, j.reason,
+               IF(j.started_at IS NULL, NULL, GREATEST(COALESCE(j.last_processed_at, j.started_at), j.started_at)) AS progress_at,
+               l.served_at
+        FROM (SELECT company_id, MIN(id) AS id FROM \(jobs) WHERE status IN \(unfinished) GROUP BY company_id) h
+        JOIN \(jobs) j ON j.id = h.id
+        LEFT JOIN fanout_leases l ON l.kind = ? AND l.company_id = j.company_id
+        UNION ALL
+        SELECT 1, id, company_id, template, status, reason, NULL, NULL
+        FROM \(jobs) WHERE status IN ('cancelled', 'failed') AND completed_at IS NULL
+        ORDER BY finalise DESC, served_at IS NOT NULL, served_at, id
+        """
+    }
+
+    let takeFreeLease = """
+        UPDATE fanout_leases SET owner = ?, job_id = NULL, acquired_at = NOW(6), heartbeat_at = NOW(6)
+        WHERE kind = ? AND company_id = ? AND owner IS NULL
+        """
+    let insertLease = """
+        INSERT IGNORE INTO fanout_leases (kind, company_id, owner, acquired_at, heartbeat_at)
+        VALUES (?, ?, ?, NOW(6), NOW(6))
+        """
+    /// Takes a lease whose holder's heartbeat is older than the given microseconds (or any, with
+    /// the last parameter 1: forced).
+    let takeStuckLease = """
+        UPDATE fanout_leases SET owner = ?, job_id = NULL, acquired_at = NOW(6), heartbeat_at = NOW(6)
+        WHERE kind = ? AND company_id = ? AND owner IS NOT NULL AND owner <> ?
+          AND (heartbeat_at IS NULL OR heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND OR ? = 1)
+        """
+    let heartbeat = "UPDATE fanout_leases SET heartbeat_at = NOW(6) WHERE kind = ? AND company_id = ? AND owner = ?"
+    let releaseLease = "UPDATE fanout_leases SET owner = NULL, job_id = NULL, served_at = NOW(6) WHERE kind = ? AND company_id = ? AND owner = ?"
+
+    var jobStatus: String { "SELECT status, reason FROM \(jobs) WHERE id = ?" }
+
+    /// Items a dead holder left in flight: delivered again (at-least-once) or failed (at-most-once),
+    /// marked in doubt; failed either way once attempts run out. Single-table UPDATE, so the
+    /// assignments run left to right on the row's old attempts.
+    func resolveInDoubt(_ policy: InDoubtPolicy) -> String {
+        let redeliver = policy == .atLeastOnce
+        return """
+            UPDATE \(items) SET
+              status = IF(\(redeliver ? "attempts + 1 >= ?" : "? >= 0"), 'failed', 'pending'),
+              reason = IF(status = 'failed', ?, ?),
+              processed_at = IF(status = 'failed', NOW(), NULL),
+              attempts = attempts + 1, in_doubt = 1, claimed_by = NULL, next_attempt_at = NULL, updated_at = NOW()
+            WHERE \(fk) IN (SELECT id FROM \(jobs) WHERE company_id = ? AND status IN \(unfinished))
+              AND status = 'processing' AND \(fence)
+            """
+    }
+
+    /// Counters recomputed from the items (after in-doubt items were resolved, and when a job ends).
+    var recount: String {
+        """
+        UPDATE \(jobs) j SET
+          processed_items = (SELECT COUNT(*) FROM \(items) i WHERE i.\(fk) = j.id AND i.status IN \(terminal)),
+          failed_items = (SELECT COUNT(*) FROM \(items) i WHERE i.\(fk) = j.id AND i.status = 'failed'),
+          updated_at = NOW()
+        WHERE j.company_id = ? AND j.status IN \(unfinished) AND \(fence)
+        """
+    }
+
+    var startJob: String {
+        """
+        UPDATE \(jobs) SET status = 'processing', started_at = COALESCE(started_at, NOW()),
+          total_items = IF(total_items = 0, (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ?), total_items),
+          updated_at = NOW()
+        WHERE id = ? AND status = 'pending' AND \(fence)
+        """
+    }
+
+    var claim: String {
+        """
+        UPDATE \(items) SET status = 'processing', claimed_by = ?, claimed_at = NOW(6), updated_at = NOW()
+        WHERE \(fk) = ? AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))
+          AND \(fence)
+          AND EXISTS (SELECT 1 FROM \(jobs) WHERE id = ? AND status IN \(unfinished))
+        ORDER BY id LIMIT ?
+        """
+    }
+
+    var claimed: String {
+        let columns = kind == .email ? "email, name, NULL AS card_id, NULL AS platform" : "NULL AS email, NULL AS name, card_id, platform"
+        return """
+            SELECT id, attempts, \(columns), data, in_doubt FROM \(items)
+            WHERE \(fk) = ? AND status = 'processing' AND claimed_by = ? ORDER BY id
+            """
+    }
+
+    /// One statement for a group of outcomes: the values come in as a derived table.
+    func record(count: Int) -> String {
+        let rows = (0..<count).map { i in
+            i == 0 ? "SELECT ? AS id, ? AS status, ? AS reason, ? AS code, ? AS retry_at" : "SELECT ?, ?, ?, ?, ?"
+        }.joined(separator: " UNION ALL ")
+        return """
+            UPDATE \(items) i JOIN (\(rows)) v ON i.id = v.id
+            SET i.status = v.status, i.reason = v.reason, i.\(codeColumn) = v.code,
+                i.attempts = i.attempts + 1, i.next_attempt_at = v.retry_at,
+                i.processed_at = IF(v.status = 'pending', NULL, NOW()),
+                i.claimed_by = NULL, i.updated_at = NOW()
+            WHERE i.\(fk) = ? AND i.status = 'processing' AND i.claimed_by = ?
+            """
+    }
+
+    func unclaim(count: Int) -> String {
+        """
+        UPDATE \(items) SET status = 'pending', claimed_by = NULL, claimed_at = NULL, updated_at = NOW()
+        WHERE id IN (\(Array(repeating: "?", count: count).joined(separator: ", "))) AND status = 'processing' AND claimed_by = ?
+        """
+    }
+
+    /// Adds a batch to the counters; completes the job when nothing is unfinished (then the
+    /// counters are recounted from the items, so they end equal to what the items say).
+    var advance: String {
+        """
+        UPDATE \(jobs) SET
+          status = IF(status IN \(unfinished) AND NOT EXISTS (SELECT 1 FROM \(items) WHERE \(fk) = ? AND status IN \(unfinished)), 'completed', status),
+          completed_at = IF(status = 'completed' AND completed_at IS NULL, NOW(), completed_at),
+          processed_items = IF(status = 'completed', (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status IN \(terminal)), processed_items + ?),
+          failed_items = IF(status = 'completed', (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status = 'failed'), failed_items + ?),
+          total_items = IF(total_items = 0, (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ?), total_items),
+          last_processed_at = IF(? > 0, NOW(), last_processed_at),
+          updated_at = NOW()
+        WHERE id = ? AND \(fence)
+        """
+    }
+
+    /// Ends every unfinished item of the job with the given status and reason.
+    var finishItems: String {
+        """
+        UPDATE \(items) SET status = ?, reason = ?, processed_at = NOW(), claimed_by = NULL, next_attempt_at = NULL, updated_at = NOW()
+        WHERE \(fk) = ? AND status IN \(unfinished) AND \(fence)
+        """
+    }
+
+    /// Ends the job: its status, the reason (a person's own reason for a cancel wins), counters
+    /// recounted from the items.
+    var finishJob: String {
+        """
+        UPDATE \(jobs) SET
+          status = ?, reason = IF(? = 1 AND reason IS NOT NULL AND reason <> '', reason, ?),
+          completed_at = COALESCE(completed_at, NOW()),
+          processed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status IN \(terminal)),
+          failed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status = 'failed'),
+          total_items = IF(total_items = 0, (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ?), total_items),
+          last_processed_at = NOW(), updated_at = NOW()
+        WHERE id = ? AND \(fence)
+        """
+    }
+
+    var waitingForRetry: String {
+        "SELECT 1 AS waiting FROM \(items) WHERE \(fk) = ? AND status = 'pending' AND next_attempt_at > NOW(6) LIMIT 1"
+    }
+
+    let tickStarts = "SELECT started_at FROM fanout_ticks WHERE kind = ? AND started_at > ? ORDER BY started_at LIMIT 100000"
+    let recordTick = """
+        INSERT INTO fanout_ticks (kind, owner, host, pid, started_at, heartbeat_at, finished_at, jobs_advanced, items_delivered, items_failed, items_retrying, exit_code)
+        VALUES (?, ?, ?, ?, ?, NOW(6), NOW(6), ?, ?, ?, ?, ?)
+        """
+    static let now = "SELECT NOW(6) AS now"
+}

@@ -1,0 +1,123 @@
+import Foundation
+import MariaDB
+
+/// A migrated test database with job rows inserted the way a host application does (plain
+/// INSERTs, counters left at 0), and helpers to read back what the tick did.
+public final class JobFixture: @unchecked Sendable {
+    // Sendable: used by one test at a time; the connection is only touched from that test.
+    public let database: TestDatabase
+    public let db: Connection
+
+    public init(database: TestDatabase, db: Connection) throws {
+        self.database = database
+        self.db = db
+        let migrate = try runFanout(["migrate"], environment: database.environment)
+        guard migrate.status == 0 else { throw TestServerError(message: "migrate failed: \(migrate.stderr)") }
+    }
+
+    /// Inserts an email job and `count` items `PREFIX-N@example.test` (N from 1), or the given
+    /// recipients; returns the job id.
+    @discardableResult
+    public func emailJob(company: UInt64, template: String = "plain", count: Int = 0, prefix: String = "user", recipients: [(email: String, name: String?, data: String?)] = [], status: String = "pending") throws -> UInt64 {
+        let job = try db.execute(
+            "INSERT INTO bulk_email_jobs (company_id, template, status, created_at, updated_at) VALUES (?, ?, ?, NOW(), NOW())",
+            [company, template, status]
+        ).lastInsertID
+        if count > 0 {
+            try db.execute("""
+                INSERT INTO bulk_email_job_items (bulk_email_job_id, email, name, data, created_at, updated_at)
+                SELECT ?, CONCAT(?, '-', seq, '@example.test'), CONCAT('Person ', seq), JSON_OBJECT('code', seq), NOW(), NOW()
+                FROM seq_1_to_\(count)
+                """, [job, "\(prefix)-c\(company)-j\(job)"])
+        }
+        for recipient in recipients {
+            try db.execute(
+                "INSERT INTO bulk_email_job_items (bulk_email_job_id, email, name, data, created_at, updated_at) VALUES (?, ?, ?, ?, NOW(), NOW())",
+                [job, recipient.email, recipient.name, recipient.data]
+            )
+        }
+        return job
+    }
+
+    public struct Item: Sendable {
+        public var id: UInt64
+        public var email: String
+        public var status: String
+        public var reason: String?
+        public var attempts: Int
+        public var inDoubt: Bool
+        public var code: Int?
+    }
+
+    public func items(job: UInt64) throws -> [Item] {
+        try db.query("SELECT id, email, status, reason, attempts, in_doubt, response_code FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id", [job]).map {
+            Item(id: try $0.decode("id"), email: try $0.decode("email"), status: try $0.decode("status"), reason: try $0.decodeIfPresent("reason"), attempts: try $0.decode("attempts"), inDoubt: try $0.decode("in_doubt"), code: try $0.decodeIfPresent("response_code"))
+        }
+    }
+
+    public func statusCounts(job: UInt64) throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for row in try db.query("SELECT status, COUNT(*) AS n FROM bulk_email_job_items WHERE bulk_email_job_id = ? GROUP BY status", [job]) {
+            counts[try row.decode("status")] = try row.decode("n")
+        }
+        return counts
+    }
+
+    public struct Job: Sendable {
+        public var status: String
+        public var reason: String?
+        public var total: Int
+        public var processed: Int
+        public var failed: Int
+    }
+
+    public func job(_ id: UInt64) throws -> Job {
+        let row = try db.queryFirst("SELECT status, reason, total_items, processed_items, failed_items FROM bulk_email_jobs WHERE id = ?", [id])!
+        return Job(status: try row.decode("status"), reason: try row.decodeIfPresent("reason"), total: try row.decode("total_items"), processed: try row.decode("processed_items"), failed: try row.decode("failed_items"))
+    }
+
+    /// Whether the job's counters say what its items say.
+    public func countersMatchItems(job id: UInt64) throws -> Bool {
+        let job = try job(id)
+        let counts = try statusCounts(job: id)
+        let terminal = (counts["sent"] ?? 0) + (counts["failed"] ?? 0) + (counts["cancelled"] ?? 0)
+        return job.total == counts.values.reduce(0, +) && job.processed == terminal && job.failed == (counts["failed"] ?? 0)
+    }
+}
+
+/// A templates folder with a small `plain` email template: `Hello {{name}}` / `Hi {{name}}, code {{code}}.`
+public func makeTestTemplates() throws -> URL {
+    let folder = TestEnvironment.makeTemporaryDirectory("templates")
+    let plain = folder.appendingPathComponent("email/plain")
+    try FileManager.default.createDirectory(at: plain, withIntermediateDirectories: true)
+    try "Hello {{name}}".write(to: plain.appendingPathComponent("subject.mustache"), atomically: true, encoding: .utf8)
+    try "Hi {{name}}, your code is {{code}}.\n".write(to: plain.appendingPathComponent("text.mustache"), atomically: true, encoding: .utf8)
+    try "<p>Hi {{name}}, your code is <b>{{code}}</b>.</p>\n".write(to: plain.appendingPathComponent("html.mustache"), atomically: true, encoding: .utf8)
+    let broken = folder.appendingPathComponent("email/broken")
+    try FileManager.default.createDirectory(at: broken, withIntermediateDirectories: true)
+    try "Hello {{#name}}".write(to: broken.appendingPathComponent("subject.mustache"), atomically: true, encoding: .utf8)
+    try "text".write(to: broken.appendingPathComponent("text.mustache"), atomically: true, encoding: .utf8)
+    return folder
+}
+
+extension TestServer {
+    /// Recipients of every stored message, from the `.json` files beside the `.eml` files.
+    public var deliveredRecipients: [String] {
+        messageFiles.compactMap { eml -> [String]? in
+            let meta = eml.deletingPathExtension().appendingPathExtension("json")
+            guard let data = try? Data(contentsOf: meta),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+            return object["rcpt_tos"] as? [String]
+        }.flatMap { $0 }
+    }
+
+    /// Arrival times (seconds since 1970) of every stored message.
+    public var arrivalTimes: [Double] {
+        messageFiles.compactMap { eml -> Double? in
+            let meta = eml.deletingPathExtension().appendingPathExtension("json")
+            guard let data = try? Data(contentsOf: meta),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+            return object["received_at"] as? Double
+        }
+    }
+}
