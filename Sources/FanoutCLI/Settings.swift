@@ -114,7 +114,8 @@ struct Settings {
             connectTimeoutMilliseconds: 10_000,
             timeoutMilliseconds: timeout * 1000
         )
-        let connections = try connections ?? integer("FANOUT_SMTP_CONNECTIONS", default: 4, range: 1...64)
+        let fromEnvironment = try integer("FANOUT_SMTP_CONNECTIONS", default: 4, range: 1...64)
+        let connections = connections ?? fromEnvironment
         return EmailSettings(
             smtp: smtp,
             from: Mailbox(address: fromAddress, name: self["MAIL_FROM_NAME"]),

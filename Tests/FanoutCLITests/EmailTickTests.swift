@@ -152,7 +152,12 @@ struct EmailTickTests {
             for message in smtp.messageFiles {
                 let text = try String(contentsOf: message, encoding: .utf8)
                 let header = text.components(separatedBy: "\r\n\r\n").first ?? text
-                #expect(!header.lowercased().contains("bcc:"), "\(header)")
+                // The name may still read "Bcc: …", but only inside the To line's quoted name.
+                let lines = header.components(separatedBy: "\r\n")
+                #expect(!lines.contains { $0.lowercased().hasPrefix("bcc") }, "\(header)")
+                let names = lines.filter { !$0.hasPrefix(" ") }.map { $0.prefix { $0 != ":" } }
+                #expect(Set(names).isSubset(of: ["Date", "From", "To", "Subject", "Message-ID", "MIME-Version", "Content-Type", "Content-Transfer-Encoding"]), "\(header)")
+                #expect(!text.contains("\r\nBcc:"))
             }
             let recipients = smtp.deliveredRecipients
             #expect(!recipients.contains { $0.contains("victim") || $0.contains("evil") })

@@ -1,0 +1,56 @@
+import Foundation
+
+/// A message ready to send.
+public struct ComposedEmail: Sendable {
+    public var envelopeFrom: String
+    public var recipient: String
+    public var messageID: String
+    public var bytes: [UInt8]
+}
+
+/// Why one item cannot be sent (bad address, bad data): a line a person can act on.
+public struct ItemRejection: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public var description: String { reason }
+}
+
+/// Turns one item into a message: variables, rendering, address check, MIME.
+public struct EmailComposer: Sendable {
+    public let template: EmailTemplate
+    public let from: Mailbox
+    public let messageIDDomain: String
+
+    public init(template: EmailTemplate, from: Mailbox, messageIDDomain: String) {
+        self.template = template
+        self.from = from
+        self.messageIDDomain = messageIDDomain
+    }
+
+    /// The deterministic Message-ID of an item: a resend after a crash carries the same one, so
+    /// receivers can drop the duplicate.
+    public static func messageID(jobID: UInt64, itemID: UInt64, domain: String) -> String {
+        "<fanout.email.\(jobID).\(itemID)@\(domain)>"
+    }
+
+    public func compose(jobID: UInt64, companyID: UInt64, itemID: UInt64, email: String, name: String?, dataJSON: String?, date: Date) -> Result<ComposedEmail, ItemRejection> {
+        let recipient: String
+        switch EmailAddress.validate(email) {
+        case .success(let address): recipient = address
+        case .failure(let problem): return .failure(ItemRejection(reason: problem.reason))
+        }
+        let context: [String: Any]
+        do {
+            context = try EmailContext.context(email: recipient, name: name, dataJSON: dataJSON, jobID: jobID, companyID: companyID, itemID: itemID)
+        } catch {
+            return .failure(ItemRejection(reason: error.reason))
+        }
+        let rendered = template.render(context)
+        let messageID = Self.messageID(jobID: jobID, itemID: itemID, domain: messageIDDomain)
+        let bytes = MIMEMessage.build(
+            from: from, to: Mailbox(address: recipient, name: name),
+            subject: rendered.subject, text: rendered.text, html: rendered.html,
+            messageID: messageID, date: date
+        )
+        return .success(ComposedEmail(envelopeFrom: from.address, recipient: recipient, messageID: messageID, bytes: bytes))
+    }
+}

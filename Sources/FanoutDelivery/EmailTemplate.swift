@@ -1,0 +1,93 @@
+import Foundation
+import Mustache
+
+/// Why a template cannot be used: which template, which file, and what is wrong with it.
+public struct TemplateError: Error, Sendable, CustomStringConvertible {
+    public var template: String
+    public var message: String
+
+    public init(template: String, message: String) {
+        self.template = template
+        self.message = message
+    }
+
+    public var description: String { "template '\(template)': \(message)" }
+}
+
+/// The parts of one email after rendering.
+public struct RenderedEmail: Sendable, Hashable {
+    public var subject: String
+    public var html: String?
+    public var text: String?
+}
+
+/// An email template: `email/NAME/subject.mustache` plus `html.mustache` and/or `text.mustache`,
+/// parsed once when loaded so that a broken template fails before anything is sent.
+///
+/// Values are escaped for their part: HTML-escaped in html, not at all in text and subject. The
+/// subject is rendered onto one line (no header can be made through it).
+public struct EmailTemplate: Sendable {
+    public let name: String
+    private let subject: MustacheTemplate
+    private let html: MustacheTemplate?
+    private let text: MustacheTemplate?
+
+    /// Loads and parses the template named `name` from `folder/email/name/`.
+    /// - Throws: `TemplateError` naming the missing or unparsable file.
+    public static func load(name: String, folder: String) throws(TemplateError) -> EmailTemplate {
+        guard !name.isEmpty, !name.contains("/"), !name.contains("\\"), !name.contains("\0"), name != ".", name != "..", !name.hasPrefix(".") else {
+            throw TemplateError(template: name, message: "not a template name (letters, digits, '-', '_' and inner dots only)")
+        }
+        let directory = (folder as NSString).appendingPathComponent("email/\(name)")
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw TemplateError(template: name, message: "no such template: \(directory) does not exist")
+        }
+        func part(_ file: String, contentType: String) throws(TemplateError) -> MustacheTemplate? {
+            let path = (directory as NSString).appendingPathComponent(file)
+            guard let data = FileManager.default.contents(atPath: path) else { return nil }
+            guard let source = String(data: data, encoding: .utf8) else {
+                throw TemplateError(template: name, message: "email/\(name)/\(file) is not UTF-8 text")
+            }
+            do {
+                return try MustacheTemplate(string: "{{% CONTENT_TYPE: \(contentType) }}" + source)
+            } catch let error as MustacheTemplate.ParserError {
+                throw TemplateError(template: name, message: "email/\(name)/\(file) does not parse: \(error.error) at line \(error.context.lineNumber), column \(error.context.columnNumber)")
+            } catch {
+                throw TemplateError(template: name, message: "email/\(name)/\(file) does not parse: \(error)")
+            }
+        }
+        guard let subject = try part("subject.mustache", contentType: "TEXT") else {
+            throw TemplateError(template: name, message: "email/\(name)/subject.mustache is missing")
+        }
+        let html = try part("html.mustache", contentType: "HTML")
+        let text = try part("text.mustache", contentType: "TEXT")
+        guard html != nil || text != nil else {
+            throw TemplateError(template: name, message: "email/\(name) has neither html.mustache nor text.mustache")
+        }
+        return EmailTemplate(name: name, subject: subject, html: html, text: text)
+    }
+
+    /// Renders every part with `context` (the item's variables).
+    public func render(_ context: [String: Any]) -> RenderedEmail {
+        let rawSubject = subject.render(context)
+        // Every run of CR, LF, TAB and other controls becomes one space: a subject is one line.
+        var line = ""
+        var lastWasSpace = false
+        for scalar in rawSubject.unicodeScalars {
+            let isBreak = scalar.value < 0x20 || scalar.value == 0x7F || scalar == "\u{2028}" || scalar == "\u{2029}" || scalar == " "
+            if isBreak {
+                if !lastWasSpace { line.unicodeScalars.append(" ") }
+                lastWasSpace = true
+            } else {
+                line.unicodeScalars.append(scalar)
+                lastWasSpace = false
+            }
+        }
+        return RenderedEmail(
+            subject: line.trimmingCharacters(in: .whitespaces),
+            html: html?.render(context),
+            text: text?.render(context)
+        )
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+
+/// An address with an optional display name.
+public struct Mailbox: Sendable, Hashable {
+    public var address: String
+    public var name: String?
+
+    public init(address: String, name: String? = nil) {
+        self.address = address
+        self.name = name
+    }
+}
+
+/// Builds RFC 5322 messages: headers (RFC 2047 encoded where not ASCII), a text and/or HTML body
+/// in quoted-printable, multipart/alternative when both exist. CRLF everywhere; no line over 998.
+///
+/// No header value can start a new header: every CR, LF and control character in a display name
+/// or subject is replaced by a space before encoding, and addresses are validated by the caller
+/// (`EmailAddress`).
+public enum MIMEMessage {
+    public static func build(from: Mailbox, to: Mailbox, subject: String, text: String?, html: String?, messageID: String, date: Date) -> [UInt8] {
+        var out = ""
+        out += header("Date", rfc5322Date(date))
+        out += header("From", mailbox(from))
+        out += header("To", mailbox(to))
+        out += header("Subject", encodedText(singleLine(subject)))
+        out += header("Message-ID", messageID)
+        out += "MIME-Version: 1.0\r\n"
+        switch (text, html) {
+        case let (text?, html?):
+            let boundary = boundary(for: messageID, avoiding: [text, html])
+            out += "Content-Type: multipart/alternative; boundary=\"\(boundary)\"\r\n\r\n"
+            out += "This is a multi-part message in MIME format.\r\n"
+            out += "--\(boundary)\r\n" + part("text/plain", text)
+            out += "\r\n--\(boundary)\r\n" + part("text/html", html)
+            out += "\r\n--\(boundary)--\r\n"
+        case let (text?, nil):
+            out += part("text/plain", text)
+        case let (nil, html?):
+            out += part("text/html", html)
+        case (nil, nil):
+            out += part("text/plain", "")
+        }
+        return Array(out.utf8)
+    }
+
+    private static func part(_ type: String, _ body: String) -> String {
+        "Content-Type: \(type); charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + quotedPrintable(body) + "\r\n"
+    }
+
+    private static func header(_ name: String, _ value: String) -> String {
+        "\(name): \(value)\r\n"
+    }
+
+    /// Controls (CR, LF, TAB, NUL, …) become spaces: a header value is one line.
+    static func singleLine(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F || $0 == "\u{2028}" || $0 == "\u{2029}" ? " " : $0 }))
+    }
+
+    static func mailbox(_ box: Mailbox) -> String {
+        guard let raw = box.name, case let name = singleLine(raw).trimmingCharacters(in: .whitespaces), !name.isEmpty else {
+            return "<\(box.address)>"
+        }
+        if name.unicodeScalars.allSatisfy(\.isASCII) {
+            let escaped = name.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            return "\"\(escaped)\" <\(box.address)>"
+        }
+        return "\(encodedWords(name)) <\(box.address)>"
+    }
+
+    /// ASCII text as it is (folded if long); anything else as RFC 2047 encoded-words.
+    static func encodedText(_ text: String) -> String {
+        if text.unicodeScalars.allSatisfy(\.isASCII) && !text.contains("=?") {
+            return fold(text)
+        }
+        return encodedWords(text)
+    }
+
+    /// `=?UTF-8?B?…?=` words of at most 75 characters, never splitting a character, separated
+    /// by CRLF SP (folding).
+    static func encodedWords(_ text: String) -> String {
+        var words: [String] = []
+        var chunk: [UInt8] = []
+        // 75 - len("=?UTF-8?B?") - len("?=") = 63 base64 chars -> 45 bytes of input.
+        for character in text {
+            let bytes = Array(String(character).utf8)
+            if chunk.count + bytes.count > 45 && !chunk.isEmpty {
+                words.append("=?UTF-8?B?\(Data(chunk).base64EncodedString())?=")
+                chunk.removeAll()
+            }
+            chunk += bytes
+        }
+        if !chunk.isEmpty { words.append("=?UTF-8?B?\(Data(chunk).base64EncodedString())?=") }
+        return words.joined(separator: "\r\n ")
+    }
+
+    /// Folds a long ASCII header value at spaces so no line passes 78 characters where possible.
+    static func fold(_ text: String) -> String {
+        guard text.utf8.count > 70 else { return text }
+        var lines: [String] = []
+        var current = ""
+        for word in text.split(separator: " ", omittingEmptySubsequences: false) {
+            if !current.isEmpty && current.utf8.count + word.utf8.count + 1 > 70 {
+                lines.append(current)
+                current = String(word)
+            } else {
+                current += current.isEmpty && lines.isEmpty ? String(word) : (current.isEmpty ? String(word) : " " + word)
+            }
+        }
+        lines.append(current)
+        return lines.joined(separator: "\r\n ")
+    }
+
+    /// Quoted-printable (RFC 2045): line ends normalised to CRLF, lines of at most 76 characters
+    /// with `=` soft breaks, `=`, controls, non-ASCII and trailing blanks encoded.
+    static func quotedPrintable(_ text: String) -> String {
+        let normalised = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(normalised.utf8.count + normalised.utf8.count / 8)
+        let lines = normalised.split(separator: "\n", omittingEmptySubsequences: false)
+        for (index, line) in lines.enumerated() {
+            var column = 0
+            let bytes = Array(line.utf8)
+            for (position, byte) in bytes.enumerated() {
+                let last = position == bytes.count - 1
+                let plain = (byte >= 33 && byte <= 126 && byte != UInt8(ascii: "=")) || ((byte == 32 || byte == 9) && !last)
+                // A line starting with "." is escaped too, for servers that do not unstuff well.
+                let encode = !plain || (column == 0 && byte == UInt8(ascii: "."))
+                let width = encode ? 3 : 1
+                if column + width > 75 {
+                    out += [UInt8(ascii: "="), 13, 10]
+                    column = 0
+                }
+                if encode {
+                    out += [UInt8(ascii: "="), hex[Int(byte >> 4)], hex[Int(byte & 15)]]
+                } else {
+                    out.append(byte)
+                }
+                column += width
+            }
+            if index < lines.count - 1 { out += [13, 10] }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A boundary from the Message-ID that appears in no part.
+    static func boundary(for messageID: String, avoiding parts: [String]) -> String {
+        var salt = 0
+        while true {
+            var hash: UInt64 = 0xcbf29ce484222325
+            for byte in (messageID + String(salt)).utf8 {
+                hash = (hash ^ UInt64(byte)) &* 0x100000001b3
+            }
+            let boundary = "=_fanout_\(String(hash, radix: 36))"
+            if !parts.contains(where: { $0.contains(boundary) }) { return boundary }
+            salt += 1
+        }
+    }
+
+    static func rfc5322Date(_ date: Date) -> String {
+        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(days[Int(parts.tm_wday)]), \(parts.tm_mday) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) +0000"
+    }
+}
