@@ -22,9 +22,12 @@ struct MigrateCommand: ParsableCommand {
 
     func run() throws {
         let settings = try settingsOptions.load()
+        LoggingSetup.bootstrap(format: .text, verbose: false, file: settings.logFile)
         let connection = try Connection(settings.database())
         defer { connection.close() }
-        let migrator = Migrator(connection: connection, logger: Logger(label: "fanout.migrate"))
+        var logger = Logger(label: "fanout.migrate")
+        logger.logLevel = .warning // each applied migration is printed on stdout below
+        let migrator = Migrator(connection: connection, logger: logger)
         if dryRun {
             let pending = try migrator.pending()
             print(pending.isEmpty ? "Up to date: nothing to apply." : "Would apply: " + pending.map(\.file).joined(separator: ", "))

@@ -384,4 +384,89 @@ struct EmailTickTests {
             #expect(try fixture.statusCounts(job: job) == ["pending": 1])
         }
     }
+
+    @Test func jsonLogLinesAndTheLogFile() throws {
+        try withEmailSetup { fixture, _, env in
+            let job = try fixture.emailJob(company: 1, count: 3)
+            let logFile = TestEnvironment.scratchDirectory.appendingPathComponent("fanout-\(UUID().uuidString).log")
+            var withFile = env
+            withFile["FANOUT_LOG_FILE"] = logFile.path
+            let result = try runFanout(["emails:process-jobs", "--log-format", "json"], environment: withFile)
+            #expect(result.status == 0, "\(result.stderr)")
+            let lines = result.stderr.split(separator: "\n")
+            #expect(!lines.isEmpty)
+            for line in lines {
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                #expect(object?["level"] != nil)
+                #expect(object?["message"] != nil)
+            }
+            let summary = try #require(lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.first { $0["message"] as? String == "tick done" })
+            #expect(summary["items.delivered"] as? String == "3")
+            let file = try String(contentsOf: logFile, encoding: .utf8)
+            #expect(file.split(separator: "\n") == lines)
+            // A second tick appends.
+            _ = try fixture.emailJob(company: 2, count: 1)
+            _ = try runFanout(["emails:process-jobs", "--log-format", "json"], environment: withFile)
+            #expect(try String(contentsOf: logFile, encoding: .utf8).split(separator: "\n").count > lines.count)
+            #expect(try fixture.job(job).status == "completed")
+        }
+    }
+
+    @Test func verboseIdleTickSaysSo() throws {
+        try withEmailSetup { _, _, env in
+            let result = try runFanout(["emails:process-jobs", "-v"], environment: env)
+            #expect(result.status == 0)
+            #expect(result.stderr.contains("idle"))
+        }
+    }
+}
+
+/// STARTTLS and AUTH against the shared smtp-auth server (self-signed certificate).
+@Suite(.enabled(if: TestEnvironment.hasDatabase && TestEnvironment.hasServers))
+struct EmailTickTLSTests {
+    func environment(_ fixture: JobFixture, password: String, caFile: String?) throws -> [String: String] {
+        var env = fixture.database.environment
+        env["MAIL_HOST"] = "localhost"
+        env["MAIL_PORT"] = String(TestEnvironment.smtpAuthPort)
+        env["MAIL_ENCRYPTION"] = "tls"
+        env["MAIL_USERNAME"] = "fanout"
+        env["MAIL_PASSWORD"] = password
+        env["MAIL_FROM_ADDRESS"] = "sender@example.test"
+        env["FANOUT_TEMPLATES"] = try makeTestTemplates().path
+        if let caFile { env["FANOUT_SMTP_CA_FILE"] = caFile }
+        return env
+    }
+
+    @Test func startTLSWithAuthDelivers() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let job = try fixture.emailJob(company: 1, count: 3)
+            let result = try runFanout(["emails:process-jobs"], environment: try environment(fixture, password: "smtp-secret", caFile: TestEnvironment.tlsCertificate))
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(try fixture.statusCounts(job: job) == ["sent": 3])
+        }
+    }
+
+    @Test func refusedAuthExits69WithoutThePasswordAndChargesNothing() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let job = try fixture.emailJob(company: 1, count: 3)
+            let result = try runFanout(["emails:process-jobs"], environment: try environment(fixture, password: "wrong-smtp-pw-77", caFile: TestEnvironment.tlsCertificate))
+            #expect(result.status == 69)
+            #expect(result.stderr.contains("535"))
+            #expect(!result.stderr.contains("wrong-smtp-pw-77"))
+            #expect(try fixture.statusCounts(job: job) == ["pending": 3])
+            #expect(try fixture.items(job: job).allSatisfy { $0.attempts == 0 })
+        }
+    }
+
+    @Test func untrustedCertificateExits69() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let job = try fixture.emailJob(company: 1, count: 2)
+            let result = try runFanout(["emails:process-jobs"], environment: try environment(fixture, password: "smtp-secret", caFile: nil))
+            #expect(result.status == 69)
+            #expect(try fixture.statusCounts(job: job) == ["pending": 2])
+        }
+    }
 }
