@@ -130,9 +130,11 @@ enum TickRunner {
         deliverer makeDeliverer: (Logger) -> any Deliverer
     ) throws {
         let logger = Logger(label: "fanout.\(kind.rawValue)")
+        var database = database
+        database.utcSession = false // the store exchanges times as Unix seconds
         let connection = try Connection(database)
         defer { connection.close() }
-        let store = try MariaDBJobStore(connection: connection, kind: kind, logger: logger)
+        let store = MariaDBJobStore(connection: connection, kind: kind, logger: logger)
         let deliverer = makeDeliverer(logger)
         while true {
             let tick = Tick(policy: policy, store: store, deliverer: deliverer, owner: ownerToken(), logger: logger)

@@ -89,15 +89,16 @@ public struct ItemUpdate: Sendable, Hashable {
     public var status: ItemStatus
     public var reason: String?
     public var code: Int?
-    /// For `pending` (retry): the earliest time of the next attempt.
-    public var retryAt: Date?
+    /// For `pending` (retry): how long from now until the next attempt may start (the store
+    /// adds it to the database's clock).
+    public var retryDelay: Duration?
 
-    public init(itemID: UInt64, status: ItemStatus, reason: String?, code: Int?, retryAt: Date?) {
+    public init(itemID: UInt64, status: ItemStatus, reason: String?, code: Int?, retryDelay: Duration?) {
         self.itemID = itemID
         self.status = status
         self.reason = reason
         self.code = code
-        self.retryAt = retryAt
+        self.retryDelay = retryDelay
     }
 }
 

@@ -7,7 +7,7 @@ import Foundation
 /// Where jobs and items live. Every write about items and jobs is fenced by the lease: a store
 /// call made with a lease that another tick has taken changes nothing.
 public protocol JobStore: AnyObject {
-    /// The database's clock.
+    /// The database's clock (as of the last `companiesWithWork`, plus the time since).
     func now() throws -> Date
     /// Each company with a runnable job of `kind` and its oldest runnable job, in rotation order
     /// (least recently served first); also finalises jobs cancelled or failed outside Fanout
@@ -20,8 +20,6 @@ public protocol JobStore: AnyObject {
     func hasItemsWaitingForRetry(_ job: JobRecord) throws -> Bool
     /// Resolves items a dead holder left in flight in this company's jobs; returns how many.
     func resolveInDoubt(lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int
-    /// Marks the job processing (sets started_at, and total_items when 0). False: lease lost.
-    func startJob(_ job: JobRecord, lease: Lease) throws -> Bool
     /// Marks up to `limit` due pending items of the job in flight for this lease and returns them.
     func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem]
     /// Writes outcomes of items in flight for this lease; returns how many rows it changed
@@ -30,8 +28,9 @@ public protocol JobStore: AnyObject {
     /// Puts items in flight back to pending without charging an attempt (the server, not the
     /// item, failed).
     func unclaim(_ itemIDs: [UInt64], job: JobRecord, lease: Lease) throws
-    /// Adds a batch's terminal items to the job's counters and completes the job when no item is
-    /// unfinished. Returns the job's status afterwards, or nil when the lease was lost.
+    /// Marks the job processing (sets started_at, and total_items when 0), adds a batch's
+    /// terminal items to its counters and completes it when no item is unfinished. Returns the
+    /// job's status afterwards, or nil when the lease was lost.
     func advance(_ job: JobRecord, progress: BatchProgress, lease: Lease) throws -> JobStatus?
     /// Heartbeats the lease and re-reads the job's status.
     func check(_ job: JobRecord, lease: Lease) throws -> LeaseCheck

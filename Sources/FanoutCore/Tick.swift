@@ -30,8 +30,8 @@ public final class Tick {
     /// cannot be used ends the tick early with `summary.unavailable` set.
     public func run() throws -> TickSummary {
         let started = clock.now
-        var summary = TickSummary(kind: policy.kind, startedAt: try store.now())
         let work = try store.companiesWithWork(kind: policy.kind)
+        var summary = TickSummary(kind: policy.kind, startedAt: try store.now())
         summary.companies = work.count
         if work.isEmpty { return summary }
         for company in work {
@@ -55,7 +55,7 @@ public final class Tick {
     }
 
     private func advance(_ company: CompanyWork, summary: inout TickSummary) throws {
-        var job = company.job
+        let job = company.job
         if job.status.isTerminal {
             try finalise(job, summary: &summary)
             return
@@ -93,10 +93,6 @@ public final class Tick {
             summary.jobsFailed += 1
             logger.error("job failed: \(error.reason)", metadata: metadata(job))
             return
-        }
-        if job.status == .pending {
-            guard try store.startJob(job, lease: lease) else { return lostLease(&summary, job) }
-            job.status = .processing
         }
         let items = try store.claim(job: job, limit: policy.batchSize, lease: lease)
         summary.jobsAdvanced += 1
@@ -180,19 +176,19 @@ public final class Tick {
     }
 
     /// Turns a delivery outcome into the row update the retry policy says.
-    func update(for outcome: ItemOutcome, attempts: Int, now: Date) -> ItemUpdate {
+    func update(for outcome: ItemOutcome, attempts: Int) -> ItemUpdate {
         switch outcome.result {
         case .delivered:
-            return ItemUpdate(itemID: outcome.itemID, status: policy.kind.deliveredStatus, reason: nil, code: outcome.code, retryAt: nil)
+            return ItemUpdate(itemID: outcome.itemID, status: policy.kind.deliveredStatus, reason: nil, code: outcome.code, retryDelay: nil)
         case .failed:
-            return ItemUpdate(itemID: outcome.itemID, status: .failed, reason: outcome.detail, code: outcome.code, retryAt: nil)
+            return ItemUpdate(itemID: outcome.itemID, status: .failed, reason: outcome.detail, code: outcome.code, retryDelay: nil)
         case .transient(let retryAfter):
             let made = attempts + 1
             if made >= policy.maxAttempts {
-                return ItemUpdate(itemID: outcome.itemID, status: .failed, reason: "Gave up after \(made) attempts: \(outcome.detail)", code: outcome.code, retryAt: nil)
+                return ItemUpdate(itemID: outcome.itemID, status: .failed, reason: "Gave up after \(made) attempts: \(outcome.detail)", code: outcome.code, retryDelay: nil)
             }
             let delay = policy.delay(afterAttempts: made, retryAfter: retryAfter)
-            return ItemUpdate(itemID: outcome.itemID, status: .pending, reason: "Will retry (attempt \(made) of \(policy.maxAttempts)): \(outcome.detail)", code: outcome.code, retryAt: now.addingTimeInterval(delay.seconds))
+            return ItemUpdate(itemID: outcome.itemID, status: .pending, reason: "Will retry (attempt \(made) of \(policy.maxAttempts)): \(outcome.detail)", code: outcome.code, retryDelay: delay)
         }
     }
 
@@ -216,8 +212,6 @@ public final class Tick {
         private var pending: [ItemUpdate] = []
         private var lastFlush: ContinuousClock.Instant
         private var lastCheck: ContinuousClock.Instant
-        private var dbNow: Date
-        private var dbNowTakenAt: ContinuousClock.Instant
         var outcome = BatchOutcome()
         var failure: (any Error)?
 
@@ -228,16 +222,13 @@ public final class Tick {
             for item in items { attempts[item.id] = item.attempts }
             lastFlush = tick.clock.now
             lastCheck = tick.clock.now
-            dbNow = (try? tick.store.now()) ?? Date()
-            dbNowTakenAt = tick.clock.now
         }
 
         var unreportedItemIDs: [UInt64] { attempts.keys.sorted() }
 
         func report(_ outcome: ItemOutcome) {
             guard let attempts = attempts.removeValue(forKey: outcome.itemID) else { return }
-            let now = dbNow.addingTimeInterval((tick.clock.now - dbNowTakenAt).seconds)
-            let update = tick.update(for: outcome, attempts: attempts, now: now)
+            let update = tick.update(for: outcome, attempts: attempts)
             switch update.status {
             case .pending: self.outcome.retrying += 1
             case .failed: self.outcome.failed += 1

@@ -18,18 +18,16 @@ public final class MariaDBJobStore: JobStore {
     private let connection: Connection
     private let sql: JobSQL
     private let logger: Logger
-    private let clockAnchor: (database: Date, local: ContinuousClock.Instant)
+    /// The database's clock as the last `companiesWithWork` read it, and when: later readings
+    /// add local monotonic time, so asking for the time costs no statement.
+    private var clockAnchor: (database: Date, local: ContinuousClock.Instant) = (Date(), ContinuousClock.now)
 
-    /// - Parameter connection: used by this store alone, on one thread.
-    public init(connection: Connection, kind: JobKind, logger: Logger) throws(MariaDBError) {
+    /// - Parameter connection: used by this store alone, on one thread. Times are exchanged as
+    ///   Unix seconds, so the session's time zone does not matter.
+    public init(connection: Connection, kind: JobKind, logger: Logger) {
         self.connection = connection
         self.sql = JobSQL(kind: kind)
         self.logger = logger
-        // One read of the database's clock; later readings add local monotonic time, so asking
-        // for the time costs no statement.
-        let row = try connection.queryFirst(JobSQL.now)
-        let now = (try? row?.decode("now", as: Date.self)) ?? Date()
-        clockAnchor = (now, ContinuousClock.now)
     }
 
     public func now() throws -> Date {
@@ -41,7 +39,11 @@ public final class MariaDBJobStore: JobStore {
     }
 
     public func companiesWithWork(kind: JobKind) throws -> [CompanyWork] {
-        try connection.query(sql.companiesWithWork, [kind.rawValue]).map { row in
+        let rows = try connection.query(sql.companiesWithWork, [kind.rawValue])
+        if let first = rows.first, let now = Double(sqlValue: first["db_now"]) {
+            clockAnchor = (Date(timeIntervalSince1970: now), ContinuousClock.now)
+        }
+        return try rows.map { row in
             let job = JobRecord(
                 kind: kind,
                 id: try row.decode("id"),
@@ -49,7 +51,7 @@ public final class MariaDBJobStore: JobStore {
                 template: try row.decode("template"),
                 status: JobStatus(rawValue: try row.decode("status", as: String.self)) ?? .processing,
                 reason: try row.decodeIfPresent("reason"),
-                lastProgressAt: try row.decodeIfPresent("progress_at")
+                lastProgressAt: Double(sqlValue: row["progress_at"]).map { Date(timeIntervalSince1970: $0) }
             )
             return CompanyWork(companyID: job.companyID, job: job)
         }
@@ -86,13 +88,6 @@ public final class MariaDBJobStore: JobStore {
         return Int(resolved)
     }
 
-    public func startJob(_ job: JobRecord, lease: Lease) throws -> Bool {
-        if try connection.execute(sql.startJob, [job.id, job.id] + fence(lease)).affectedRows == 1 { return true }
-        // Not started: either the lease is gone, or a person changed the job meanwhile (the claim
-        // then finds it not runnable).
-        return try check(job, lease: lease) != .lost
-    }
-
     public func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem] {
         let claimed = try connection.execute(sql.claim, [lease.owner, job.id] + fence(lease) + [job.id, limit]).affectedRows
         if claimed == 0 { return [] }
@@ -120,7 +115,7 @@ public final class MariaDBJobStore: JobStore {
             parameters.append(update.status.rawValue)
             parameters.append(update.reason.map { Self.clip($0) })
             parameters.append(update.code)
-            parameters.append(update.retryAt)
+            parameters.append(update.retryDelay.map { Int64($0.seconds * 1_000_000) })
         }
         parameters.append(job.id)
         parameters.append(lease.owner)
@@ -134,13 +129,13 @@ public final class MariaDBJobStore: JobStore {
     }
 
     public func advance(_ job: JobRecord, progress: BatchProgress, lease: Lease) throws -> JobStatus? {
-        let changed = try connection.execute(
+        let result = try connection.execute(
             sql.advance,
             [job.id, job.id, progress.terminal, job.id, progress.failed, job.id, progress.touched, job.id] + fence(lease)
-        ).affectedRows
-        if changed == 0 { return nil }
-        guard let row = try connection.queryFirst(sql.jobStatus, [job.id]) else { return nil }
-        return JobStatus(rawValue: try row.decode("status", as: String.self))
+        )
+        if result.affectedRows == 0 { return nil }
+        let code = Int(result.lastInsertID) - 1
+        return JobSQL.statusCodes.indices.contains(code) ? JobSQL.statusCodes[code] ?? .processing : .processing
     }
 
     public func check(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
@@ -169,13 +164,13 @@ public final class MariaDBJobStore: JobStore {
     }
 
     public func tickStarts(kind: JobKind, since date: Date) throws -> [Date] {
-        try connection.query(sql.tickStarts, [kind.rawValue, date]).map { try $0.decode("started_at") }
+        try connection.query(sql.tickStarts, [kind.rawValue, date.timeIntervalSince1970]).map { Date(timeIntervalSince1970: try $0.decode("started", as: Double.self)) }
     }
 
     public func recordTick(_ summary: TickSummary, owner: String) throws {
         let exit = summary.unavailable == nil ? 0 : 69
         try connection.execute(sql.recordTick, [
-            summary.kind.rawValue, owner, Self.hostName, Int64(getpid()), summary.startedAt,
+            summary.kind.rawValue, owner, Self.hostName, Int64(getpid()), summary.startedAt.timeIntervalSince1970,
             summary.jobsAdvanced, summary.delivered, summary.failed, summary.retrying, exit,
         ])
     }

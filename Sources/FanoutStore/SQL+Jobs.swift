@@ -21,13 +21,13 @@ struct JobSQL {
     var companiesWithWork: String {
         """
         SELECT 0 AS finalise, j.id, j.company_id, j.template, j.status, j.reason,
-               IF(j.started_at IS NULL, NULL, GREATEST(COALESCE(j.last_processed_at, j.started_at), j.started_at)) AS progress_at,
-               l.served_at
+               UNIX_TIMESTAMP(IF(j.started_at IS NULL, NULL, GREATEST(COALESCE(j.last_processed_at, j.started_at), j.started_at))) AS progress_at,
+               l.served_at, UNIX_TIMESTAMP(NOW(6)) AS db_now
         FROM (SELECT company_id, MIN(id) AS id FROM \(jobs) WHERE status IN \(unfinished) GROUP BY company_id) h
         JOIN \(jobs) j ON j.id = h.id
         LEFT JOIN fanout_leases l ON l.kind = ? AND l.company_id = j.company_id
         UNION ALL
-        SELECT 1, id, company_id, template, status, reason, NULL, NULL
+        SELECT 1, id, company_id, template, status, reason, NULL, NULL, UNIX_TIMESTAMP(NOW(6))
         FROM \(jobs) WHERE status IN ('cancelled', 'failed') AND completed_at IS NULL
         ORDER BY finalise DESC, served_at IS NOT NULL, served_at, id
         """
@@ -80,15 +80,6 @@ struct JobSQL {
         """
     }
 
-    var startJob: String {
-        """
-        UPDATE \(jobs) SET status = 'processing', started_at = COALESCE(started_at, NOW()),
-          total_items = IF(total_items = 0, (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ?), total_items),
-          updated_at = NOW()
-        WHERE id = ? AND status = 'pending' AND \(fence)
-        """
-    }
-
     var claim: String {
         """
         UPDATE \(items) SET status = 'processing', claimed_by = ?, claimed_at = NOW(6), updated_at = NOW()
@@ -110,12 +101,13 @@ struct JobSQL {
     /// One statement for a group of outcomes: the values come in as a derived table.
     func record(count: Int) -> String {
         let rows = (0..<count).map { i in
-            i == 0 ? "SELECT ? AS id, ? AS status, ? AS reason, ? AS code, ? AS retry_at" : "SELECT ?, ?, ?, ?, ?"
+            i == 0 ? "SELECT ? AS id, ? AS status, ? AS reason, ? AS code, ? AS retry_us" : "SELECT ?, ?, ?, ?, ?"
         }.joined(separator: " UNION ALL ")
         return """
             UPDATE \(items) i JOIN (\(rows)) v ON i.id = v.id
             SET i.status = v.status, i.reason = v.reason, i.\(codeColumn) = v.code,
-                i.attempts = i.attempts + 1, i.next_attempt_at = v.retry_at,
+                i.attempts = i.attempts + 1,
+                i.next_attempt_at = IF(v.retry_us IS NULL, NULL, NOW(6) + INTERVAL v.retry_us MICROSECOND),
                 i.processed_at = IF(v.status = 'pending', NULL, NOW()),
                 i.claimed_by = NULL, i.updated_at = NOW()
             WHERE i.\(fk) = ? AND i.status = 'processing' AND i.claimed_by = ?
@@ -129,21 +121,28 @@ struct JobSQL {
         """
     }
 
-    /// Adds a batch to the counters; completes the job when nothing is unfinished (then the
-    /// counters are recounted from the items, so they end equal to what the items say).
+    /// Starts the job (processing, started_at, total_items), adds a batch to the counters, and
+    /// completes the job when nothing is unfinished (then the counters are recounted from the
+    /// items, so they end equal to what the items say). The resulting status comes back as the
+    /// statement's insert id (LAST_INSERT_ID(expr)), which saves reading the row again.
     var advance: String {
         """
         UPDATE \(jobs) SET
-          status = IF(status IN \(unfinished) AND NOT EXISTS (SELECT 1 FROM \(items) WHERE \(fk) = ? AND status IN \(unfinished)), 'completed', status),
+          status = IF(status IN \(unfinished) AND NOT EXISTS (SELECT 1 FROM \(items) WHERE \(fk) = ? AND status IN \(unfinished)), 'completed',
+                      IF(status = 'pending', 'processing', status)),
+          started_at = COALESCE(started_at, NOW()),
           completed_at = IF(status = 'completed' AND completed_at IS NULL, NOW(), completed_at),
           processed_items = IF(status = 'completed', (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status IN \(terminal)), processed_items + ?),
           failed_items = IF(status = 'completed', (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status = 'failed'), failed_items + ?),
           total_items = IF(total_items = 0, (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ?), total_items),
           last_processed_at = IF(? > 0, NOW(), last_processed_at),
-          updated_at = NOW()
+          updated_at = IF(LAST_INSERT_ID(FIELD(status, 'pending', 'processing', 'completed', 'failed', 'cancelled') + 1) > 0, NOW(), NOW())
         WHERE id = ? AND \(fence)
         """
     }
+
+    /// The job statuses in the order of `FIELD(...)` in `advance` (1 is "none of these").
+    static let statusCodes: [JobStatus?] = [nil, .pending, .processing, .completed, .failed, .cancelled]
 
     /// Ends every unfinished item of the job with the given status and reason.
     var finishItems: String {
@@ -172,10 +171,9 @@ struct JobSQL {
         "SELECT 1 AS waiting FROM \(items) WHERE \(fk) = ? AND status = 'pending' AND next_attempt_at > NOW(6) LIMIT 1"
     }
 
-    let tickStarts = "SELECT started_at FROM fanout_ticks WHERE kind = ? AND started_at > ? ORDER BY started_at LIMIT 100000"
+    let tickStarts = "SELECT UNIX_TIMESTAMP(started_at) AS started FROM fanout_ticks WHERE kind = ? AND started_at > FROM_UNIXTIME(?) ORDER BY started_at LIMIT 100000"
     let recordTick = """
         INSERT INTO fanout_ticks (kind, owner, host, pid, started_at, heartbeat_at, finished_at, jobs_advanced, items_delivered, items_failed, items_retrying, exit_code)
-        VALUES (?, ?, ?, ?, ?, NOW(6), NOW(6), ?, ?, ?, ?, ?)
+        VALUES (?, ?, ?, ?, FROM_UNIXTIME(?), NOW(6), NOW(6), ?, ?, ?, ?, ?)
         """
-    static let now = "SELECT NOW(6) AS now"
 }

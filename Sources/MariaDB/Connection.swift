@@ -33,7 +33,9 @@ public final class Connection {
         cmariadb_set_uint_option(mysql, MYSQL_OPT_WRITE_TIMEOUT, configuration.writeTimeout)
         cmariadb_set_bool_option(mysql, MYSQL_OPT_RECONNECT, 0)
         cmariadb_set_string_option(mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4")
-        cmariadb_set_string_option(mysql, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'")
+        if configuration.utcSession {
+            cmariadb_set_string_option(mysql, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'")
+        }
         let socket = configuration.socket.flatMap { $0.isEmpty ? nil : $0 }
         let connected = mysql_real_connect(
             mysql,

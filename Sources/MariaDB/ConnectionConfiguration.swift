@@ -16,6 +16,9 @@ public struct ConnectionConfiguration: Sendable {
     public var readTimeout: UInt32
     /// Seconds to wait for each write to the server.
     public var writeTimeout: UInt32
+    /// Run `SET time_zone = '+00:00'` on connect, so TIMESTAMP values read and bound as `Date`
+    /// are UTC. A caller that exchanges times as Unix seconds can save that statement.
+    public var utcSession: Bool
 
     public init(
         host: String = "127.0.0.1",
@@ -26,7 +29,8 @@ public struct ConnectionConfiguration: Sendable {
         database: String? = nil,
         connectTimeout: UInt32 = 5,
         readTimeout: UInt32 = 60,
-        writeTimeout: UInt32 = 60
+        writeTimeout: UInt32 = 60,
+        utcSession: Bool = true
     ) {
         self.host = host
         self.port = port
@@ -37,6 +41,7 @@ public struct ConnectionConfiguration: Sendable {
         self.connectTimeout = connectTimeout
         self.readTimeout = readTimeout
         self.writeTimeout = writeTimeout
+        self.utcSession = utcSession
     }
 
     /// Where this connects to, for messages: never includes the password.
