@@ -19,33 +19,40 @@ public struct Mailbox: Sendable, Hashable {
 /// (`EmailAddress`).
 public enum MIMEMessage {
     public static func build(from: Mailbox, to: Mailbox, subject: String, text: String?, html: String?, messageID: String, date: Date) -> [UInt8] {
-        var out = ""
-        out += header("Date", rfc5322Date(date))
-        out += header("From", mailbox(from))
-        out += header("To", mailbox(to))
-        out += header("Subject", encodedText(singleLine(subject)))
-        out += header("Message-ID", messageID)
-        out += "MIME-Version: 1.0\r\n"
+        var out: [UInt8] = []
+        out.reserveCapacity((text?.utf8.count ?? 0) + (html?.utf8.count ?? 0) + 1024)
+        out += header("Date", rfc5322Date(date)).utf8
+        out += header("From", mailbox(from)).utf8
+        out += header("To", mailbox(to)).utf8
+        out += header("Subject", encodedText(singleLine(subject))).utf8
+        out += header("Message-ID", messageID).utf8
+        out += "MIME-Version: 1.0\r\n".utf8
         switch (text, html) {
         case let (text?, html?):
-            let boundary = boundary(for: messageID, avoiding: [text, html])
-            out += "Content-Type: multipart/alternative; boundary=\"\(boundary)\"\r\n\r\n"
-            out += "This is a multi-part message in MIME format.\r\n"
-            out += "--\(boundary)\r\n" + part("text/plain", text)
-            out += "\r\n--\(boundary)\r\n" + part("text/html", html)
-            out += "\r\n--\(boundary)--\r\n"
+            // "=_" never occurs in quoted-printable output ("=" is always "=3D" there, and soft
+            // breaks are "=" CRLF), so this boundary cannot collide with either part.
+            let boundary = boundary(for: messageID)
+            out += "Content-Type: multipart/alternative; boundary=\"\(boundary)\"\r\n\r\n".utf8
+            out += "This is a multi-part message in MIME format.\r\n".utf8
+            out += "--\(boundary)\r\n".utf8
+            part("text/plain", text, into: &out)
+            out += "\r\n--\(boundary)\r\n".utf8
+            part("text/html", html, into: &out)
+            out += "\r\n--\(boundary)--\r\n".utf8
         case let (text?, nil):
-            out += part("text/plain", text)
+            part("text/plain", text, into: &out)
         case let (nil, html?):
-            out += part("text/html", html)
+            part("text/html", html, into: &out)
         case (nil, nil):
-            out += part("text/plain", "")
+            part("text/plain", "", into: &out)
         }
-        return Array(out.utf8)
+        return out
     }
 
-    private static func part(_ type: String, _ body: String) -> String {
-        "Content-Type: \(type); charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + quotedPrintable(body) + "\r\n"
+    private static func part(_ type: String, _ body: String, into out: inout [UInt8]) {
+        out += "Content-Type: \(type); charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".utf8
+        quotedPrintable(body, into: &out)
+        out += [13, 10]
     }
 
     private static func header(_ name: String, _ value: String) -> String {
@@ -114,48 +121,58 @@ public enum MIMEMessage {
     /// Quoted-printable (RFC 2045): line ends normalised to CRLF, lines of at most 76 characters
     /// with `=` soft breaks, `=`, controls, non-ASCII and trailing blanks encoded.
     static func quotedPrintable(_ text: String) -> String {
-        let normalised = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
-        let hex = Array("0123456789ABCDEF".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(normalised.utf8.count + normalised.utf8.count / 8)
-        let lines = normalised.split(separator: "\n", omittingEmptySubsequences: false)
-        for (index, line) in lines.enumerated() {
+        var out: [UInt8] = []
+        quotedPrintable(text, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static let hex = Array("0123456789ABCDEF".utf8)
+
+    static func quotedPrintable(_ text: String, into out: inout [UInt8]) {
+        var text = text
+        text.withUTF8 { bytes in
+            out.reserveCapacity(out.count + bytes.count + bytes.count / 8)
             var column = 0
-            let bytes = Array(line.utf8)
-            for (position, byte) in bytes.enumerated() {
-                let last = position == bytes.count - 1
-                let plain = (byte >= 33 && byte <= 126 && byte != UInt8(ascii: "=")) || ((byte == 32 || byte == 9) && !last)
+            var index = 0
+            let count = bytes.count
+            while index < count {
+                let byte = bytes[index]
+                if byte == 13 || byte == 10 {
+                    // CRLF, lone CR and lone LF all end a line.
+                    out += [13, 10]
+                    column = 0
+                    index += (byte == 13 && index + 1 < count && bytes[index + 1] == 10) ? 2 : 1
+                    continue
+                }
+                let next = index + 1 < count ? bytes[index + 1] : 10
+                let lineEnds = next == 13 || next == 10
+                let printable = byte >= 33 && byte <= 126 && byte != 61 // '='
+                let blank = (byte == 32 || byte == 9) && !lineEnds
                 // A line starting with "." is escaped too, for servers that do not unstuff well.
-                let encode = !plain || (column == 0 && byte == UInt8(ascii: "."))
+                let encode = !(printable || blank) || (column == 0 && byte == 46)
                 let width = encode ? 3 : 1
                 if column + width > 75 {
-                    out += [UInt8(ascii: "="), 13, 10]
+                    out += [61, 13, 10]
                     column = 0
                 }
                 if encode {
-                    out += [UInt8(ascii: "="), hex[Int(byte >> 4)], hex[Int(byte & 15)]]
+                    out += [61, hex[Int(byte >> 4)], hex[Int(byte & 15)]]
                 } else {
                     out.append(byte)
                 }
                 column += width
+                index += 1
             }
-            if index < lines.count - 1 { out += [13, 10] }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
-    /// A boundary from the Message-ID that appears in no part.
-    static func boundary(for messageID: String, avoiding parts: [String]) -> String {
-        var salt = 0
-        while true {
-            var hash: UInt64 = 0xcbf29ce484222325
-            for byte in (messageID + String(salt)).utf8 {
-                hash = (hash ^ UInt64(byte)) &* 0x100000001b3
-            }
-            let boundary = "=_fanout_\(String(hash, radix: 36))"
-            if !parts.contains(where: { $0.contains(boundary) }) { return boundary }
-            salt += 1
+    /// A boundary derived from the Message-ID (stable for a resend).
+    static func boundary(for messageID: String) -> String {
+        var hash: UInt64 = 0xcbf29ce484222325
+        for byte in messageID.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100000001b3
         }
+        return "=_fanout_\(String(hash, radix: 36))"
     }
 
     static func rfc5322Date(_ date: Date) -> String {
