@@ -28,9 +28,19 @@ public struct RenderedEmail: Sendable, Hashable {
 /// subject is rendered onto one line (no header can be made through it).
 public struct EmailTemplate: Sendable {
     public let name: String
-    private let subject: MustacheTemplate
-    private let html: MustacheTemplate?
-    private let text: MustacheTemplate?
+    private let subject: Part
+    private let html: Part?
+    private let text: Part?
+
+    /// One parsed file, with its fast path when it only interpolates variables.
+    struct Part: Sendable {
+        let template: MustacheTemplate
+        let flat: FlatTemplate?
+
+        func render(_ context: [String: Any]) -> String {
+            flat?.render(context) ?? template.render(context)
+        }
+    }
 
     /// Loads and parses the template named `name` from `folder/email/name/`.
     /// - Throws: `TemplateError` naming the missing or unparsable file.
@@ -43,14 +53,16 @@ public struct EmailTemplate: Sendable {
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw TemplateError(template: name, message: "no such template: \(directory) does not exist")
         }
-        func part(_ file: String, contentType: String) throws(TemplateError) -> MustacheTemplate? {
+        func part(_ file: String, contentType: String) throws(TemplateError) -> Part? {
             let path = (directory as NSString).appendingPathComponent(file)
             guard let data = FileManager.default.contents(atPath: path) else { return nil }
             guard let source = String(data: data, encoding: .utf8) else {
                 throw TemplateError(template: name, message: "email/\(name)/\(file) is not UTF-8 text")
             }
             do {
-                return try MustacheTemplate(string: "{{% CONTENT_TYPE: \(contentType) }}" + source)
+                let full = "{{% CONTENT_TYPE: \(contentType) }}" + source
+                let template = try MustacheTemplate(string: full)
+                return Part(template: template, flat: FlatTemplate(source: full, template: template))
             } catch let error as MustacheTemplate.ParserError {
                 throw TemplateError(template: name, message: "email/\(name)/\(file) does not parse: \(error.error) at line \(error.context.lineNumber), column \(error.context.columnNumber)")
             } catch {

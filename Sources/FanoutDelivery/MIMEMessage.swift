@@ -139,7 +139,8 @@ public enum MIMEMessage {
                 let byte = bytes[index]
                 if byte == 13 || byte == 10 {
                     // CRLF, lone CR and lone LF all end a line.
-                    out += [13, 10]
+                    out.append(13)
+                    out.append(10)
                     column = 0
                     index += (byte == 13 && index + 1 < count && bytes[index + 1] == 10) ? 2 : 1
                     continue
@@ -152,11 +153,15 @@ public enum MIMEMessage {
                 let encode = !(printable || blank) || (column == 0 && byte == 46)
                 let width = encode ? 3 : 1
                 if column + width > 75 {
-                    out += [61, 13, 10]
+                    out.append(61)
+                    out.append(13)
+                    out.append(10)
                     column = 0
                 }
                 if encode {
-                    out += [61, hex[Int(byte >> 4)], hex[Int(byte & 15)]]
+                    out.append(61)
+                    out.append(hex[Int(byte >> 4)])
+                    out.append(hex[Int(byte & 15)])
                 } else {
                     out.append(byte)
                 }

@@ -1,0 +1,124 @@
+import Foundation
+import Mustache
+
+/// A template part that only interpolates variables (no sections, partials, lambdas or
+/// transforms), rendered once per job with swift-mustache into text segments and variable slots;
+/// rendering an item then only fills the slots.
+///
+/// Rendering through swift-mustache for every item spends most of its time in dynamic casts on
+/// the context; a campaign's templates are usually flat, so this turns per-item rendering into a
+/// concatenation. Templates with sections fall back to swift-mustache for every item.
+struct FlatTemplate: Sendable {
+    enum Segment: Sendable {
+        case text([UInt8])
+        case variable(path: [String], escaped: Bool)
+    }
+
+    let segments: [Segment]
+
+    private static let open = "\u{E000}"
+    private static let close = "\u{E001}"
+
+    /// Stands for every variable: renders as a marker naming its path. The `&` inside shows
+    /// whether the part escaped it (`&amp;`) or not.
+    private struct Placeholder: MustacheParent, MustacheCustomRenderable {
+        let path: String
+        func child(named: String) -> Any? { Placeholder(path: path.isEmpty ? named : path + "." + named) }
+        var renderText: String { FlatTemplate.open + path + "&" + FlatTemplate.close }
+        var isNull: Bool { false }
+    }
+
+    /// Nil when the source uses anything but plain variables.
+    init?(source: String, template: MustacheTemplate) {
+        guard Self.isFlat(source) else { return nil }
+        let rendered = template.render(Placeholder(path: ""))
+        var segments: [Segment] = []
+        var rest = Substring(rendered)
+        while let start = rest.range(of: Self.open) {
+            if start.lowerBound > rest.startIndex {
+                segments.append(.text(Array(rest[..<start.lowerBound].utf8)))
+            }
+            guard let end = rest[start.upperBound...].range(of: Self.close) else { return nil }
+            var inner = rest[start.upperBound..<end.lowerBound]
+            let escaped: Bool
+            if inner.hasSuffix("&amp;") {
+                escaped = true
+                inner = inner.dropLast(5)
+            } else if inner.hasSuffix("&") {
+                escaped = false
+                inner = inner.dropLast()
+            } else {
+                return nil
+            }
+            segments.append(.variable(path: inner.split(separator: ".").map(String.init), escaped: escaped))
+            rest = rest[end.upperBound...]
+        }
+        if !rest.isEmpty { segments.append(.text(Array(rest.utf8))) }
+        self.segments = segments
+    }
+
+    /// Whether every tag is `{{name}}`, `{{{name}}}`, `{{&name}}` or a comment, with plain names.
+    static func isFlat(_ source: String) -> Bool {
+        if source.contains(open) || source.contains(close) { return false }
+        var rest = Substring(source)
+        var first = true
+        while let tag = rest.range(of: "{{") {
+            var body = rest[tag.upperBound...]
+            guard let end = body.range(of: "}}") else { return false }
+            let inner = body[..<end.lowerBound].trimmingCharacters(in: .whitespaces)
+            body = body[end.upperBound...]
+            defer { first = false }
+            if inner.hasPrefix("%") && first && inner.contains("CONTENT_TYPE") { rest = body; continue }
+            if inner.hasPrefix("!") { rest = body; continue }
+            var name = Substring(inner)
+            if name.hasPrefix("{") { name = name.dropFirst(); if body.hasPrefix("}") { body = body.dropFirst() } }
+            if name.hasPrefix("&") { name = name.dropFirst() }
+            let trimmed = name.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty, trimmed != ".", !trimmed.hasPrefix("."),
+                  trimmed.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." })
+            else { return false }
+            rest = body
+        }
+        return true
+    }
+
+    /// Fills the slots from `context` as swift-mustache would: missing values render as nothing,
+    /// others as `String(describing:)`, HTML-escaped where the part escapes.
+    func render(_ context: [String: Any]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(segments.reduce(0) { if case .text(let t) = $1 { $0 + t.count } else { $0 + 16 } })
+        for segment in segments {
+            switch segment {
+            case .text(let bytes):
+                out += bytes
+            case .variable(let path, let escaped):
+                guard let value = Self.lookup(path, in: context) else { continue }
+                let text = value as? String ?? String(describing: value)
+                if escaped { Self.appendEscaped(text, to: &out) } else { out += text.utf8 }
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func lookup(_ path: [String], in context: [String: Any]) -> Any? {
+        var current: Any? = context
+        for name in path {
+            guard let dictionary = current as? [String: Any] else { return nil }
+            current = dictionary[name]
+        }
+        return current
+    }
+
+    private static func appendEscaped(_ text: String, to out: inout [UInt8]) {
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "<"): out += "&lt;".utf8
+            case UInt8(ascii: ">"): out += "&gt;".utf8
+            case UInt8(ascii: "&"): out += "&amp;".utf8
+            case UInt8(ascii: "\""): out += "&quot;".utf8
+            case UInt8(ascii: "'"): out += "&#39;".utf8
+            default: out.append(byte)
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import FanoutDelivery
+import Foundation
+import Testing
+import TestSupport
+
+struct EmailCompositionTests {
+    static func template(_ files: [String: String]) throws -> EmailTemplate {
+        let folder = TestEnvironment.makeTemporaryDirectory("tpl")
+        let directory = folder.appendingPathComponent("email/t")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        for (name, text) in files { try text.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8) }
+        return try EmailTemplate.load(name: "t", folder: folder.path)
+    }
+
+    static var context: [String: Any] { [
+        "name": "Zoë <b>&\"'", "code": Int64(42), "ratio": 2.5, "vip": true,
+        "job": ["id": UInt64(7), "company_id": UInt64(3)] as [String: Any],
+        "tags": ["a", "b"],
+    ] }
+
+    @Test(arguments: [
+        "Hi {{name}}, {{{name}}} / {{&name}} #{{code}} {{ratio}} {{vip}} {{job.id}}/{{job.company_id}} [{{missing}}] {{! comment }}",
+        "{{#vip}}VIP {{name}}{{/vip}}{{^vip}}no{{/vip}} {{#tags}}<{{.}}>{{/tags}}",
+    ])
+    func fastPathRendersExactlyAsMustache(source: String) throws {
+        let fast = try Self.template(["subject.mustache": "s", "html.mustache": source, "text.mustache": source])
+        let reference = try MustacheReference.render(source, context: Self.context)
+        let rendered = fast.render(Self.context)
+        #expect(rendered.html == reference.html)
+        #expect(rendered.text == reference.text)
+    }
+
+    @Test func escapingByPart() throws {
+        let template = try Self.template(["subject.mustache": "Hello {{name}}\r\nBcc: x@y.test", "html.mustache": "<p>{{name}}</p>", "text.mustache": "{{name}}"])
+        let rendered = template.render(["name": "<b>Bob</b>\nBcc: victim@example.test"])
+        #expect(rendered.html == "<p>&lt;b&gt;Bob&lt;/b&gt;\nBcc: victim@example.test</p>")
+        #expect(rendered.text == "<b>Bob</b>\nBcc: victim@example.test")
+        #expect(!rendered.subject.contains("\n") && !rendered.subject.contains("\r"))
+        #expect(rendered.subject == "Hello <b>Bob</b> Bcc: victim@example.test Bcc: x@y.test")
+    }
+
+    @Test func loadingErrorsNameTheTemplateAndFile() throws {
+        let folder = TestEnvironment.makeTemporaryDirectory("tpl")
+        #expect(throws: TemplateError.self) { try EmailTemplate.load(name: "../etc", folder: folder.path) }
+        let missing = #expect(throws: TemplateError.self) { try EmailTemplate.load(name: "nope", folder: folder.path) }
+        #expect(missing?.description.contains("nope") == true)
+        let noSubject = #expect(throws: TemplateError.self) { try Self.template(["text.mustache": "x"]) }
+        #expect(noSubject?.description.contains("subject.mustache") == true)
+        let noBody = #expect(throws: TemplateError.self) { try Self.template(["subject.mustache": "x"]) }
+        #expect(noBody?.description.contains("neither") == true)
+        let broken = #expect(throws: TemplateError.self) { try Self.template(["subject.mustache": "x", "html.mustache": "{{#a}}open"]) }
+        #expect(broken?.description.contains("html.mustache does not parse") == true)
+    }
+
+    @Test(arguments: [
+        ("a@example.test", true), ("first.last+tag@sub.example.co.uk", true), ("\"a b\"@example.test", true),
+        ("user@[127.0.0.1]", true), ("  padded@example.test  ", true),
+        ("a..b@example.test", false), (".a@example.test", false), ("a@x", false), ("a@-x.test", false),
+        ("a@x-.test", false), ("a@example.test.", false), ("no-at.example.test", false), ("a@@example.test", false),
+        (String(repeating: "l", count: 65) + "@example.test", false), ("zoë@example.test", false),
+        ("a@example.test\r\nBcc: v@example.test", false), ("a@example.test>", false), ("<a@example.test", false),
+        ("a,b@example.test", false), ("a b@example.test", false), ("a@exa mple.test", false), ("a\0@example.test", false),
+        ("", false), ("a@[999.1.1.1]", false),
+    ])
+    func addressChecks(address: String, valid: Bool) {
+        switch EmailAddress.validate(address) {
+        case .success: #expect(valid, "\(address) was accepted")
+        case .failure(let problem):
+            #expect(!valid, "\(address) was refused: \(problem)")
+            #expect(!problem.reason.contains("\n") && !problem.reason.contains("\r"))
+        }
+    }
+
+    @Test func headersAreEncodedAndCannotBeInjected() throws {
+        let bytes = MIMEMessage.build(
+            from: Mailbox(address: "sender@example.test", name: "Fanout Sender"),
+            to: Mailbox(address: "r@example.test", name: "Zoë\r\nBcc: victim@example.test"),
+            subject: "Grüße 🎉 \r\nBcc: victim2@example.test " + String(repeating: "long words ", count: 20),
+            text: "plain", html: "<p>html</p>",
+            messageID: "<fanout.email.1.2@example.test>", date: Date(timeIntervalSince1970: 0)
+        )
+        let message = String(decoding: bytes, as: UTF8.self)
+        let header = message.components(separatedBy: "\r\n\r\n")[0]
+        let names = header.components(separatedBy: "\r\n").filter { !$0.hasPrefix(" ") }.map { String($0.prefix { $0 != ":" }) }
+        #expect(names == ["Date", "From", "To", "Subject", "Message-ID", "MIME-Version", "Content-Type"])
+        #expect(header.contains("Date: Thu, 1 Jan 1970 00:00:00 +0000"))
+        #expect(header.contains("Message-ID: <fanout.email.1.2@example.test>"))
+        #expect(header.components(separatedBy: "\r\n").allSatisfy { $0.utf8.count <= 998 })
+        // The encoded words decode back to the original, line breaks turned into spaces.
+        let subjectLines = header.components(separatedBy: "\r\n").drop { !$0.hasPrefix("Subject:") }.prefix { $0.hasPrefix("Subject:") || $0.hasPrefix(" ") }
+        let decoded = subjectLines.joined().replacingOccurrences(of: "Subject: ", with: "").components(separatedBy: " ").map { word -> String in
+            guard word.hasPrefix("=?UTF-8?B?"), word.hasSuffix("?=") else { return word }
+            let payload = String(word.dropFirst(10).dropLast(2))
+            return String(decoding: Data(base64Encoded: payload)!, as: UTF8.self)
+        }.joined()
+        #expect(decoded.hasPrefix("Grüße 🎉   Bcc: victim2@example.test long words"))
+        #expect(message.contains("Content-Type: multipart/alternative"))
+        #expect(message.contains("--=_fanout_"))
+    }
+
+    @Test func quotedPrintableKeepsLinesShortAndRoundTrips() throws {
+        let body = String(repeating: "é and = and trailing space ", count: 400) + "\n.dot line\r\nlast \t"
+        let bytes = MIMEMessage.build(from: Mailbox(address: "a@example.test"), to: Mailbox(address: "b@example.test"), subject: "s", text: body, html: nil, messageID: "<m@example.test>", date: Date())
+        let message = String(decoding: bytes, as: UTF8.self)
+        let encoded = message.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+        #expect(encoded.components(separatedBy: "\r\n").allSatisfy { $0.utf8.count <= 76 })
+        #expect(!encoded.contains("\n.") || encoded.contains("=2E"))
+        // Decode: soft breaks out, =XX back to bytes.
+        var decoded: [UInt8] = []
+        let raw = Array(encoded.replacingOccurrences(of: "=\r\n", with: "").utf8)
+        var i = 0
+        while i < raw.count {
+            if raw[i] == UInt8(ascii: "="), i + 2 < raw.count, let value = UInt8(String(decoding: raw[(i + 1)...(i + 2)], as: UTF8.self), radix: 16) {
+                decoded.append(value)
+                i += 3
+            } else {
+                decoded.append(raw[i])
+                i += 1
+            }
+        }
+        let expected = body.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\n", with: "\r\n") + "\r\n"
+        #expect(String(decoding: decoded, as: UTF8.self) == expected)
+    }
+
+    @Test func itemDataMustBeAJSONObject() throws {
+        let template = try Self.template(["subject.mustache": "s", "text.mustache": "{{code}}"])
+        let composer = EmailComposer(template: template, from: Mailbox(address: "a@example.test"), messageIDDomain: "example.test")
+        let bad = composer.compose(jobID: 1, companyID: 1, itemID: 1, email: "b@example.test", name: nil, dataJSON: "[1, 2]", date: Date())
+        guard case .failure(let rejection) = bad else { Issue.record("array data accepted"); return }
+        #expect(rejection.reason.contains("not a JSON object"))
+        let broken = composer.compose(jobID: 1, companyID: 1, itemID: 1, email: "b@example.test", name: nil, dataJSON: "{oops", date: Date())
+        guard case .failure = broken else { Issue.record("broken JSON accepted"); return }
+        let good = composer.compose(jobID: 9, companyID: 1, itemID: 8, email: "b@example.test", name: "B", dataJSON: #"{"code": 7, "name": "ignored"}"#, date: Date())
+        let email = try good.get()
+        #expect(email.messageID == "<fanout.email.9.8@example.test>")
+        #expect(String(decoding: email.bytes, as: UTF8.self).contains("\r\n\r\n7\r\n"))
+    }
+}
+
+/// swift-mustache's own rendering of a source, for comparing the fast path against.
+enum MustacheReference {
+    static func render(_ source: String, context: [String: Any]) throws -> (html: String, text: String) {
+        let html = try EmailCompositionTests.template(["subject.mustache": "s", "html.mustache": source + "{{#vip}}{{/vip}}"])
+        let text = try EmailCompositionTests.template(["subject.mustache": "s", "text.mustache": source + "{{#vip}}{{/vip}}"])
+        // The trailing empty section keeps these off the fast path.
+        return (html.render(context).html ?? "", text.render(context).text ?? "")
+    }
+}
