@@ -1,0 +1,41 @@
+import FanoutCore
+import Foundation
+
+/// A `Deliverer` whose outcome per item is scripted; records what it delivered.
+final class ScriptedDeliverer: Deliverer, @unchecked Sendable {
+    // Sendable: each test owns its deliverer and uses it from one thread.
+    enum Script { case deliver, fail(code: Int), transient(code: Int, retryAfter: Duration?) }
+
+    var scripts: [UInt64: [Script]] = [:]
+    var brokenTemplates: Set<String> = []
+    var unavailableAfter: Int?
+    /// Runs before each item (after the continue check): cancel the job, steal the lease, …
+    var beforeItem: ((WorkItem, Int) -> Void)?
+    private(set) var delivered: [UInt64] = []
+    private(set) var attempted = 0
+
+    func prepare(_ job: JobRecord) throws(JobFailure) {
+        if brokenTemplates.contains(job.template) { throw JobFailure(reason: "Template '\(job.template)' cannot be used: broken") }
+    }
+
+    func deliver(_ items: [WorkItem], of job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
+        for (index, item) in items.enumerated() {
+            guard control.shouldContinue() else { return }
+            beforeItem?(item, index)
+            guard control.shouldContinue() else { return }
+            if let limit = unavailableAfter, attempted >= limit { throw DeliveryUnavailable(message: "server gone") }
+            attempted += 1
+            let script = scripts[item.id]?.first ?? .deliver
+            if scripts[item.id]?.isEmpty == false { scripts[item.id]!.removeFirst() }
+            switch script {
+            case .deliver:
+                delivered.append(item.id)
+                control.report(ItemOutcome(itemID: item.id, result: .delivered, code: 250, detail: "250 ok"))
+            case .fail(let code):
+                control.report(ItemOutcome(itemID: item.id, result: .failed, code: code, detail: "\(code) refused"))
+            case .transient(let code, let retryAfter):
+                control.report(ItemOutcome(itemID: item.id, result: .transient(retryAfter: retryAfter), code: code, detail: "\(code) later"))
+            }
+        }
+    }
+}

@@ -1,0 +1,280 @@
+import FanoutCore
+import Foundation
+import Logging
+import Testing
+
+/// The tick against in-memory fakes: every path from pending to each terminal state.
+struct TickTests {
+    let store = InMemoryJobStore()
+    let deliverer = ScriptedDeliverer()
+
+    func policy(_ kind: JobKind = .email, batch: Int? = nil, maxAttempts: Int = 5, inDoubt: InDoubtPolicy = .atLeastOnce, inactiveAfter: Duration = .seconds(1800), maxTime: Duration = .seconds(50)) -> TickPolicy {
+        TickPolicy(kind: kind, batchSize: batch, maxTime: maxTime, inactiveAfter: inactiveAfter, stuckAfter: .seconds(600), maxAttempts: maxAttempts, checkInterval: .zero, flushSize: 1, flushInterval: .zero, inDoubt: inDoubt)
+    }
+
+    @discardableResult
+    func tick(_ policy: TickPolicy? = nil, owner: String = "tick-\(UUID().uuidString.prefix(6))") throws -> TickSummary {
+        let policy = policy ?? self.policy()
+        return try Tick(policy: policy, store: store, deliverer: deliverer, owner: owner, logger: Logger(label: "test")).run()
+    }
+
+    @Test func emailBatchesOfFiftyThenOfSeven() throws {
+        let job = store.addJob(company: 1, items: 120)
+        try tick()
+        #expect(store.counts(job) == [.sent: 50, .pending: 70])
+        #expect(store.status(job) == .processing)
+        #expect(store.countersMatch(job))
+        try tick(policy(batch: 7))
+        #expect(store.counts(job) == [.sent: 57, .pending: 63])
+        #expect(store.countersMatch(job))
+    }
+
+    @Test func walletTwentyFiveItemsInThreeTicks() throws {
+        let job = store.addJob(company: 1, kind: .wallet, items: 25)
+        var sizes: [Int] = []
+        for _ in 0..<3 { sizes.append(try tick(policy(.wallet)).delivered) }
+        #expect(sizes == [10, 10, 5])
+        #expect(store.status(job) == .completed)
+        #expect(store.counts(job) == [.completed: 25])
+        #expect(store.countersMatch(job))
+    }
+
+    @Test func smallCompanyFinishesInTheSameTickAsBigCompanysFirstBatch() throws {
+        let big = store.addJob(company: 1, items: 500)
+        let small = store.addJob(company: 2, items: 20)
+        let summary = try tick()
+        #expect(summary.companies == 2)
+        #expect(store.status(small) == .completed)
+        #expect(store.counts(big) == [.sent: 50, .pending: 450])
+    }
+
+    @Test func companiesRotateByWhenTheyWereLastServed() throws {
+        store.addJob(company: 1, items: 500)
+        store.addJob(company: 2, items: 500)
+        store.addJob(company: 3, items: 500)
+        try tick()
+        store.advanceClock(60)
+        // Company 2 was served most recently now: it must come last next time.
+        let key = "email:2"
+        store.leases[key]!.servedAt = store.clock
+        let order = try store.companiesWithWork(kind: .email).map(\.companyID)
+        #expect(order.last == 2)
+    }
+
+    @Test func oneJobPerCompanyAndTheWaitingJobIsNotExpired() throws {
+        let first = store.addJob(company: 1, items: 60)
+        let second = store.addJob(company: 1, items: 5)
+        for _ in 0..<40 { store.ticks.append(store.clock); store.advanceClock(60) }
+        try tick(policy(inactiveAfter: .seconds(60)))
+        #expect(store.counts(first) == [.sent: 50, .pending: 10])
+        #expect(store.counts(second) == [.pending: 5])
+        #expect(store.status(second) == .pending)
+        try tick()
+        try tick()
+        #expect(store.status(first) == .completed)
+        #expect(store.status(second) == .completed)
+    }
+
+    @Test func permanentFailureKeepsTheReplyAndTheJobCompletes() throws {
+        let job = store.addJob(company: 1, items: 3)
+        let failing = store.items(of: job)[1].id
+        deliverer.scripts[failing] = [.fail(code: 550)]
+        try tick()
+        let item = store.items[failing]!
+        #expect(item.status == .failed)
+        #expect(item.reason == "550 refused")
+        #expect(item.code == 550)
+        #expect(store.status(job) == .completed)
+        #expect(store.jobs[job]!.failed == 1)
+        #expect(store.countersMatch(job))
+    }
+
+    @Test func transientFailureWaitsForItsRetryTime() throws {
+        let job = store.addJob(company: 1, items: 2)
+        let flaky = store.items(of: job)[0].id
+        deliverer.scripts[flaky] = [.transient(code: 451, retryAfter: nil)]
+        try tick()
+        #expect(store.items[flaky]!.status == .pending)
+        #expect(store.items[flaky]!.attempts == 1)
+        #expect(store.items[flaky]!.reason?.contains("451") == true)
+        store.advanceClock(30)
+        try tick()
+        #expect(store.items[flaky]!.attempts == 1, "retried before the backoff's minute")
+        store.advanceClock(31)
+        try tick()
+        #expect(store.items[flaky]!.status == .sent)
+        #expect(store.items[flaky]!.attempts == 2)
+        #expect(store.status(job) == .completed)
+    }
+
+    @Test func retryAfterIsHonoured() throws {
+        let job = store.addJob(company: 1, items: 1)
+        let item = store.items(of: job)[0].id
+        deliverer.scripts[item] = [.transient(code: 429, retryAfter: .seconds(600))]
+        try tick()
+        store.advanceClock(300)
+        try tick()
+        #expect(store.items[item]!.status == .pending)
+        #expect(store.items[item]!.attempts == 1)
+        store.advanceClock(301)
+        try tick()
+        #expect(store.items[item]!.status == .sent)
+    }
+
+    @Test func givesUpAfterMaxAttempts() throws {
+        let job = store.addJob(company: 1, items: 1)
+        let item = store.items(of: job)[0].id
+        deliverer.scripts[item] = Array(repeating: .transient(code: 451, retryAfter: nil), count: 10)
+        for _ in 0..<3 {
+            try tick(policy(maxAttempts: 3))
+            store.advanceClock(7200)
+        }
+        #expect(store.items[item]!.status == .failed)
+        #expect(store.items[item]!.attempts == 3)
+        #expect(store.items[item]!.reason?.hasPrefix("Gave up after 3 attempts") == true)
+        #expect(store.status(job) == .completed)
+    }
+
+    @Test func brokenTemplateFailsTheJobAndOthersGoOn() throws {
+        let broken = store.addJob(company: 1, template: "broken", items: 4)
+        let good = store.addJob(company: 2, items: 4)
+        deliverer.brokenTemplates = ["broken"]
+        let summary = try tick()
+        #expect(store.status(broken) == .failed)
+        #expect(store.jobs[broken]!.record.reason?.contains("broken") == true)
+        #expect(store.counts(broken) == [.failed: 4])
+        #expect(store.status(good) == .completed)
+        #expect(summary.jobsFailed == 1)
+        #expect(store.countersMatch(broken))
+    }
+
+    @Test func unavailableServerChargesNothing() throws {
+        let job = store.addJob(company: 1, items: 10)
+        deliverer.unavailableAfter = 3
+        let summary = try tick()
+        #expect(summary.unavailable == "server gone")
+        #expect(store.counts(job) == [.sent: 3, .pending: 7])
+        #expect(store.items(of: job).filter { $0.status == .pending }.allSatisfy { $0.attempts == 0 && $0.claimedBy == nil })
+        #expect(store.countersMatch(job))
+    }
+
+    @Test func cancelMidBatchStopsAtTheNextCheck() throws {
+        let job = store.addJob(company: 1, items: 20)
+        deliverer.beforeItem = { _, index in
+            if index == 5 {
+                self.store.jobs[job]!.record.status = .cancelled
+                self.store.jobs[job]!.record.reason = "Wrong list"
+            }
+        }
+        let summary = try tick()
+        #expect(deliverer.delivered.count == 5)
+        #expect(store.counts(job) == [.sent: 5, .cancelled: 15])
+        #expect(store.items(of: job).filter { $0.status == .cancelled }.allSatisfy { $0.reason == "Wrong list" })
+        #expect(store.status(job) == .cancelled)
+        #expect(store.jobs[job]!.record.reason == "Wrong list")
+        #expect(summary.jobsCancelled == 1)
+        #expect(store.countersMatch(job))
+    }
+
+    @Test func jobCancelledWhileNoTickRanGetsItsItemsCancelled() throws {
+        let job = store.addJob(company: 1, items: 8)
+        store.jobs[job]!.record.status = .cancelled
+        store.jobs[job]!.record.reason = "Stop"
+        try tick()
+        #expect(store.counts(job) == [.cancelled: 8])
+        #expect(deliverer.delivered.isEmpty)
+        #expect(store.countersMatch(job))
+    }
+
+    @Test func lostLeaseStopsAndWritesNothingMore() throws {
+        let job = store.addJob(company: 1, items: 10)
+        deliverer.beforeItem = { _, index in
+            if index == 4 { self.store.leases["email:1"]!.owner = "someone-else" }
+        }
+        let summary = try tick()
+        #expect(summary.leaseLost)
+        #expect(store.counts(job)[.sent] == 4)
+        #expect(store.items(of: job).filter { $0.status == .processing }.count == 6)
+        #expect(store.leases["email:1"]!.owner == "someone-else")
+    }
+
+    @Test(arguments: [InDoubtPolicy.atLeastOnce, .atMostOnce])
+    func stuckLeaseIsTakenOverAndInFlightItemsAreInDoubt(policy inDoubt: InDoubtPolicy) throws {
+        let job = store.addJob(company: 1, items: 10)
+        // A tick that died after claiming four items.
+        let dead = Lease(kind: .email, companyID: 1, owner: "dead", tookOver: false)
+        store.leases["email:1"] = .init(owner: "dead", heartbeat: store.clock, servedAt: nil)
+        _ = try store.claim(job: store.jobs[job]!.record, limit: 4, lease: dead)
+        #expect(try tick().busy == 1, "taken over before stuck-after")
+        store.advanceClock(601)
+        let summary = try tick(policy(inDoubt: inDoubt))
+        #expect(summary.inDoubt == 4)
+        let doubted = store.items(of: job).filter(\.inDoubt)
+        #expect(doubted.count == 4)
+        if inDoubt == .atLeastOnce {
+            #expect(doubted.allSatisfy { $0.status == .sent })
+            #expect(store.counts(job) == [.sent: 10])
+        } else {
+            #expect(doubted.allSatisfy { $0.status == .failed })
+            #expect(store.counts(job) == [.sent: 6, .failed: 4])
+        }
+        #expect(store.status(job) == .completed)
+        #expect(store.countersMatch(job))
+    }
+
+    @Test func inactiveJobIsExpiredWhileFanoutRuns() throws {
+        let job = store.addJob(company: 1, items: 5)
+        store.jobs[job]!.record.status = .processing
+        store.jobs[job]!.startedAt = store.clock
+        store.leases["email:1"] = .init(owner: "hung", heartbeat: store.clock, servedAt: nil)
+        for _ in 0..<40 {
+            store.advanceClock(60)
+            store.ticks.append(store.clock)
+            store.leases["email:1"]!.heartbeat = store.clock // alive, but not moving
+        }
+        let summary = try tick()
+        #expect(summary.jobsFailed == 1)
+        #expect(store.status(job) == .failed)
+        #expect(store.jobs[job]!.record.reason?.contains("no progress for 30m") == true)
+        #expect(store.counts(job) == [.failed: 5])
+        #expect(store.countersMatch(job))
+    }
+
+    @Test func notExpiredWhenFanoutWasNotRunning() throws {
+        let job = store.addJob(company: 1, items: 5)
+        store.jobs[job]!.record.status = .processing
+        store.jobs[job]!.startedAt = store.clock
+        store.advanceClock(3600)
+        try tick()
+        #expect(store.status(job) == .completed)
+    }
+
+    @Test func notExpiredWhileWaitingForRetries() throws {
+        let job = store.addJob(company: 1, items: 1)
+        let item = store.items(of: job)[0].id
+        deliverer.scripts[item] = [.transient(code: 451, retryAfter: .seconds(7200))]
+        try tick()
+        for _ in 0..<40 { store.advanceClock(60); try tick() }
+        #expect(store.status(job) == .processing)
+        #expect(store.items[item]!.status == .pending)
+    }
+
+    @Test func idleTickRecordsNothing() throws {
+        let summary = try tick()
+        #expect(summary.isIdle)
+        #expect(store.ticks.isEmpty)
+    }
+
+    @Test func maxTimeStopsStartingNewCompanies() throws {
+        let job = store.addJob(company: 1, items: 5)
+        let summary = try tick(policy(maxTime: .zero))
+        #expect(summary.delivered == 0)
+        #expect(store.counts(job) == [.pending: 5])
+    }
+
+    @Test func emptyJobCompletes() throws {
+        let job = store.addJob(company: 1, items: 0)
+        try tick()
+        #expect(store.status(job) == .completed)
+    }
+}
