@@ -36,7 +36,7 @@ struct TickOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Items in flight in a tick that died: deliver again with the same id (at-least-once) or fail them (at-most-once).", valueName: "policy"))
     var inDoubt: InDoubtArgument = .atLeastOnce
 
-    @Option(name: .long, help: ArgumentHelp("Parallel connections to the delivery server (default: 4 SMTP; FANOUT_SMTP_CONNECTIONS).", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("Parallel connections to the delivery server (default: 4 SMTP, FANOUT_SMTP_CONNECTIONS; 8 HTTP, FANOUT_HTTP_CONNECTIONS).", valueName: "n"))
     var connections: Int?
 
     @Flag(name: .long, help: "For a person at a terminal: tick again until nothing of this kind is runnable now.")
@@ -47,7 +47,7 @@ struct TickOptions: ParsableArguments {
             throw ValidationError("--batch-size must be from 1 to 100000")
         }
         if !(1...100).contains(maxAttempts) { throw ValidationError("--max-attempts must be from 1 to 100") }
-        if let connections, !(1...64).contains(connections) { throw ValidationError("--connections must be from 1 to 64") }
+        if let connections, !(1...256).contains(connections) { throw ValidationError("--connections must be from 1 to 256") }
         if stuckAfter.duration <= .zero { throw ValidationError("--stuck-after must be more than 0") }
         if inactiveAfter.duration <= .zero { throw ValidationError("--inactive-after must be more than 0") }
         if backoff == nil { throw ValidationError("--retry-backoff must be durations separated by commas, such as 1m,5m,15m,1h") }
@@ -115,6 +115,55 @@ struct EmailsProcessJobsCommand: ParsableCommand {
         let database = try settings.database()
         try TickRunner.run(kind: .email, policy: tick.policy(kind: .email), database: database, untilDone: tick.untilDone, verbose: logging.verbose) { logger in
             EmailDeliverer(settings: email, logger: logger)
+        }
+    }
+}
+
+struct WalletProcessJobsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wallet:process-jobs",
+        abstract: "The cron tick for wallet jobs: one HTTP request per item, from the job's .http template.",
+        discussion: """
+            Run it from cron every minute:
+              * * * * * cd /path/to/app && fanout wallet:process-jobs --env-file .env
+
+            Templates: FANOUT_TEMPLATES/wallet/NAME.http.mustache (METHOD URL, headers, blank \
+            line, body). Variables: the item's card_id and platform, every key of its data, job.id, \
+            job.company_id, item.id, idempotency_key, and env.WALLET_* settings. 2xx completes an \
+            item; 408, 429 and 5xx are retried later (after Retry-After); other statuses fail it \
+            with the status and an excerpt of the answer. Settings: DB_*, FANOUT_TEMPLATES, \
+            WALLET_*, FANOUT_HTTP_CA_FILE, FANOUT_HTTP_TIMEOUT (seconds, default 30), \
+            FANOUT_HTTP_CONNECTIONS, FANOUT_HTTP_FOLLOW_REDIRECTS, FANOUT_LOG_FILE.
+            """
+    )
+
+    @OptionGroup var tick: TickOptions
+
+    @Option(name: .long, help: ArgumentHelp("At most this many requests per second across the tick, e.g. 20/s (Google Wallet's limit).", valueName: "n/s"))
+    var rate: String?
+
+    @OptionGroup var settings: SettingsOptions
+    @OptionGroup var logging: LoggingOptions
+
+    var requestsPerSecond: Double? {
+        guard let rate else { return nil }
+        let number = rate.hasSuffix("/s") ? String(rate.dropLast(2)) : rate
+        return Double(number)
+    }
+
+    func validate() throws {
+        if rate != nil, (requestsPerSecond ?? 0) <= 0 {
+            throw ValidationError("--rate must be a number of requests per second, such as 20/s")
+        }
+    }
+
+    func run() throws {
+        let settings = try self.settings.load()
+        logging.bootstrap(settings: settings)
+        let wallet = try settings.wallet(parallel: tick.connections, rate: requestsPerSecond)
+        let database = try settings.database()
+        try TickRunner.run(kind: .wallet, policy: tick.policy(kind: .wallet), database: database, untilDone: tick.untilDone, verbose: logging.verbose) { logger in
+            WalletDeliverer(settings: wallet, logger: logger)
         }
     }
 }

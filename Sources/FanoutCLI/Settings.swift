@@ -124,6 +124,22 @@ struct Settings {
         )
     }
 
+    /// The wallet API settings: templates, TLS, timeouts and every `WALLET_*` variable.
+    func wallet(parallel: Int?, rate: Double?) throws(ConfigurationError) -> WalletSettings {
+        let timeout = try integer("FANOUT_HTTP_TIMEOUT", default: 30, range: 1...3600)
+        let fromEnvironment = try integer("FANOUT_HTTP_CONNECTIONS", default: 8, range: 1...256)
+        return WalletSettings(
+            templatesFolder: self["FANOUT_TEMPLATES"] ?? "./templates",
+            parallel: parallel ?? fromEnvironment,
+            rate: rate,
+            tls: TLSOptions(verifyPeer: true, caFile: self["FANOUT_HTTP_CA_FILE"]),
+            connectTimeoutMilliseconds: 10_000,
+            timeoutMilliseconds: timeout * 1000,
+            followRedirects: ["1", "true", "yes"].contains(self["FANOUT_HTTP_FOLLOW_REDIRECTS"]?.lowercased() ?? ""),
+            environment: values.filter { $0.key.hasPrefix("WALLET_") }
+        )
+    }
+
     /// `FANOUT_LOG_FILE`, when set.
     var logFile: String? { self["FANOUT_LOG_FILE"] }
 }

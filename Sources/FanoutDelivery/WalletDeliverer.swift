@@ -1,0 +1,185 @@
+import Curl
+import FanoutCore
+import Foundation
+import Logging
+
+/// Where wallet requests go and how.
+public struct WalletSettings: Sendable {
+    public var templatesFolder: String
+    /// Parallel transfers.
+    public var parallel: Int
+    /// At most this many requests per second across the tick (nil: no cap).
+    public var rate: Double?
+    public var tls: TLSOptions
+    public var connectTimeoutMilliseconds: Int
+    public var timeoutMilliseconds: Int
+    public var followRedirects: Bool
+    /// `WALLET_*` settings, visible to templates as `env.WALLET_…`.
+    public var environment: [String: String]
+
+    public init(templatesFolder: String, parallel: Int = 8, rate: Double? = nil, tls: TLSOptions = TLSOptions(), connectTimeoutMilliseconds: Int = 10_000, timeoutMilliseconds: Int = 30_000, followRedirects: Bool = false, environment: [String: String] = [:]) {
+        self.templatesFolder = templatesFolder
+        self.parallel = parallel
+        self.rate = rate
+        self.tls = tls
+        self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.followRedirects = followRedirects
+        self.environment = environment
+    }
+}
+
+/// Delivers wallet items: one HTTP request per item from the job's `.http` template, several at
+/// once over kept-alive connections.
+public final class WalletDeliverer: Deliverer {
+    private let settings: WalletSettings
+    private let logger: Logger
+    private var templates: [String: WalletTemplate] = [:]
+    private var pool: HTTPPool?
+    private var nextSlot = ContinuousClock.now
+
+    public init(settings: WalletSettings, logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+    }
+
+    public func prepare(_ job: JobRecord) throws(JobFailure) {
+        if templates[job.template] != nil { return }
+        do {
+            templates[job.template] = try WalletTemplate.load(name: job.template, folder: settings.templatesFolder)
+        } catch {
+            throw JobFailure(reason: "Template '\(job.template)' cannot be used: \(error)")
+        }
+    }
+
+    /// The idempotency key of an item: the same on every attempt, so an API that honours an
+    /// `Idempotency-Key` header can drop a resend after a crash.
+    public static func idempotencyKey(jobID: UInt64, itemID: UInt64) -> String {
+        "fanout-wallet-\(jobID)-\(itemID)"
+    }
+
+    func context(for item: WorkItem, of job: JobRecord) throws(ItemDataError) -> [String: Any] {
+        var context = try EmailContext.dataObject(item.data)
+        if let card = item.cardID { context["card_id"] = card }
+        if let platform = item.platform { context["platform"] = platform }
+        context["job"] = ["id": job.id, "company_id": job.companyID] as [String: Any]
+        context["item"] = ["id": item.id] as [String: Any]
+        context["idempotency_key"] = Self.idempotencyKey(jobID: job.id, itemID: item.id)
+        context["env"] = settings.environment.filter { $0.key.hasPrefix("WALLET_") }
+        return context
+    }
+
+    public func deliver(_ items: [WorkItem], of job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
+        guard let template = templates[job.template] else {
+            preconditionFailure("deliver called before prepare for template \(job.template)")
+        }
+        let pool: HTTPPool
+        do {
+            pool = try self.pool ?? HTTPPool(parallel: settings.parallel)
+        } catch {
+            throw DeliveryUnavailable(message: "cannot set up HTTP: \(error)")
+        }
+        self.pool = pool
+        var queue = items.reversed() as [WorkItem]
+        var sessionFailure: CurlError?
+        do {
+            try pool.run(
+                next: {
+                    while sessionFailure == nil, control.shouldContinue(), let item = queue.popLast() {
+                        let rendered: Result<RenderedRequest, ItemRejection>
+                        switch Result(catching: { () throws(ItemDataError) in try context(for: item, of: job) }) {
+                        case .success(let values): rendered = template.render(values)
+                        case .failure(let error): rendered = .failure(ItemRejection(reason: error.reason))
+                        }
+                        switch rendered {
+                        case .failure(let rejection):
+                            control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))
+                        case .success(let request):
+                            waitForRateSlot()
+                            return (Int(item.id), HTTPRequest(
+                                method: request.method, url: request.url, headers: request.headers, body: Array(request.body.utf8),
+                                connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds, timeoutMilliseconds: settings.timeoutMilliseconds,
+                                followRedirects: settings.followRedirects, maxResponseBytes: 16 * 1024, tls: settings.tls
+                            ))
+                        }
+                    }
+                    return nil
+                },
+                completed: { tag, result in
+                    switch Self.classify(result) {
+                    case .outcome(let outcome, let code, let detail):
+                        control.report(ItemOutcome(itemID: UInt64(tag), result: outcome, code: code, detail: detail))
+                    case .session(let error):
+                        if sessionFailure == nil { sessionFailure = error }
+                    }
+                },
+                tick: { sessionFailure == nil && control.shouldContinue() }
+            )
+        } catch {
+            throw DeliveryUnavailable(message: "HTTP transfer engine failed: \(error)")
+        }
+        if let sessionFailure {
+            self.pool = nil
+            throw DeliveryUnavailable(message: "wallet API unavailable: \(sessionFailure)")
+        }
+    }
+
+    /// Blocks until the next request may start under `--rate`.
+    private func waitForRateSlot() {
+        guard let rate = settings.rate, rate > 0 else { return }
+        let now = ContinuousClock.now
+        if nextSlot > now { Thread.sleep(forTimeInterval: (nextSlot - now).seconds) }
+        nextSlot = max(nextSlot, now) + .nanoseconds(Int64(1e9 / rate))
+    }
+
+    enum Classification {
+        case outcome(ItemOutcome.Result, code: Int?, detail: String)
+        case session(CurlError)
+    }
+
+    /// 2xx delivered; 408, 429 and 5xx later (after Retry-After when given); other statuses fail
+    /// the item with the status and an excerpt of the answer. Connect and TLS failures are the
+    /// server's, not the item's; a timeout or a broken connection is retried later.
+    static func classify(_ result: Result<HTTPResponse, CurlError>) -> Classification {
+        switch result {
+        case .success(let response):
+            let excerpt = Self.excerpt(response.bodyText)
+            let detail = "HTTP \(response.status)" + (excerpt.isEmpty ? "" : ": \(excerpt)")
+            switch response.status {
+            case 200..<300:
+                return .outcome(.delivered, code: response.status, detail: detail)
+            case 408, 429, 500..<600:
+                return .outcome(.transient(retryAfter: retryAfter(response.header("Retry-After"))), code: response.status, detail: detail)
+            default:
+                return .outcome(.failed, code: response.status, detail: detail)
+            }
+        case .failure(let error):
+            switch error.code {
+            case .connect, .tls, .login, .usage:
+                return .session(error)
+            default:
+                return .outcome(.transient(retryAfter: nil), code: nil, detail: error.message)
+            }
+        }
+    }
+
+    /// `Retry-After` as seconds or an HTTP date.
+    static func retryAfter(_ value: String?) -> Duration? {
+        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        if let seconds = Int(value) { return .seconds(max(0, seconds)) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        return .seconds(max(0, Int(date.timeIntervalSinceNow.rounded(.up))))
+    }
+
+    static func excerpt(_ text: String) -> String {
+        let flat = text.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " ").trimmingCharacters(in: .whitespaces)
+        return flat.count > 200 ? String(flat.prefix(200)) + "…" : flat
+    }
+}
+
+@available(*, unavailable)
+extension WalletDeliverer: Sendable {}

@@ -1,0 +1,158 @@
+import Foundation
+import Mustache
+
+/// The rendered request of one item.
+public struct RenderedRequest: Sendable {
+    public var method: String
+    public var url: String
+    public var headers: [(name: String, value: String)]
+    public var body: String
+}
+
+/// A wallet API request template: `wallet/NAME.http.mustache` in the common `.http` form:
+/// `METHOD URL`, header lines, a blank line, an optional body. `#` comment lines before the
+/// request line are skipped.
+///
+/// Each part is its own mustache template with the escaping its place needs, so no item can
+/// change the shape of a request: values in the URL are percent-encoded (`{{{x}}}` inserts a
+/// trusted setting raw, e.g. a base URL), header values are taken as text and a line break in one
+/// fails the item, values in a JSON body are JSON-string-escaped, and the rendered JSON must parse.
+public struct WalletTemplate: Sendable {
+    public let name: String
+    private let method: String
+    private let url: MustacheTemplate
+    private let headers: [(name: String, value: MustacheTemplate)]
+    private let body: MustacheTemplate?
+    public let isJSON: Bool
+
+    static let registerContentTypes: Void = {
+        MustacheContentTypes.register(JSONStringContentType(), named: "JSON")
+        MustacheContentTypes.register(URLComponentContentType(), named: "URL")
+    }()
+
+    public static func load(name: String, folder: String) throws(TemplateError) -> WalletTemplate {
+        _ = registerContentTypes
+        guard !name.isEmpty, !name.contains("/"), !name.contains("\\"), !name.contains("\0"), !name.hasPrefix(".") else {
+            throw TemplateError(template: name, message: "not a template name (letters, digits, '-', '_' and inner dots only)")
+        }
+        let relative = "wallet/\(name).http.mustache"
+        let path = (folder as NSString).appendingPathComponent(relative)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TemplateError(template: name, message: "no such template: \(path) does not exist")
+        }
+        guard let source = String(data: data, encoding: .utf8) else {
+            throw TemplateError(template: name, message: "\(relative) is not UTF-8 text")
+        }
+        var lines = source.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\n")[...]
+        while let first = lines.first, first.trimmingCharacters(in: .whitespaces).isEmpty || first.hasPrefix("#") || first.hasPrefix("//") {
+            lines = lines.dropFirst()
+        }
+        guard let requestLine = lines.first else {
+            throw TemplateError(template: name, message: "\(relative) has no request line (METHOD URL)")
+        }
+        lines = lines.dropFirst()
+        let parts = requestLine.split(separator: " ", maxSplits: 1).map(String.init)
+        let methods: Set<String> = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+        guard parts.count == 2, methods.contains(parts[0].uppercased()) else {
+            throw TemplateError(template: name, message: "\(relative): the first line must be METHOD URL, e.g. POST https://api.example.com/cards, not '\(requestLine)'")
+        }
+        func compile(_ text: String, _ contentType: String, _ what: String) throws(TemplateError) -> MustacheTemplate {
+            do {
+                return try MustacheTemplate(string: "{{% CONTENT_TYPE: \(contentType) }}" + text)
+            } catch let error as MustacheTemplate.ParserError {
+                throw TemplateError(template: name, message: "\(relative): the \(what) does not parse: \(error.error) at line \(error.context.lineNumber)")
+            } catch {
+                throw TemplateError(template: name, message: "\(relative): the \(what) does not parse: \(error)")
+            }
+        }
+        let url = try compile(parts[1].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " HTTP/1.1", with: ""), "URL", "URL")
+        var headers: [(String, MustacheTemplate)] = []
+        var isJSON = false
+        while let line = lines.first, !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            lines = lines.dropFirst()
+            guard let colon = line.firstIndex(of: ":") else {
+                throw TemplateError(template: name, message: "\(relative): '\(line)' is not a header (Name: value)")
+            }
+            let headerName = line[..<colon].trimmingCharacters(in: .whitespaces)
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            if headerName.lowercased() == "content-type" && value.lowercased().contains("json") { isJSON = true }
+            headers.append((headerName, try compile(value, "TEXT", "header \(headerName)")))
+        }
+        let bodyText = lines.dropFirst().joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+        if !bodyText.isEmpty && (bodyText.hasPrefix("{") || bodyText.hasPrefix("[")) && !headers.contains(where: { $0.0.lowercased() == "content-type" }) {
+            isJSON = true
+            headers.append(("Content-Type", try compile("application/json", "TEXT", "header")))
+        }
+        let body = bodyText.isEmpty ? nil : try compile(bodyText, isJSON ? "JSON" : "TEXT", "body")
+        return WalletTemplate(name: name, method: parts[0].uppercased(), url: url, headers: headers, body: body, isJSON: isJSON)
+    }
+
+    /// Renders the request for one item; a reason when the result cannot be sent as it is.
+    public func render(_ context: [String: Any]) -> Result<RenderedRequest, ItemRejection> {
+        let url = self.url.render(context)
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            return .failure(ItemRejection(reason: "the rendered URL is not http(s): \(EmailContext.excerpt(url))"))
+        }
+        var headers: [(name: String, value: String)] = []
+        for (headerName, template) in self.headers {
+            let value = template.render(context)
+            if value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) {
+                return .failure(ItemRejection(reason: "the \(headerName) header would contain a line break: refused"))
+            }
+            headers.append((headerName, value))
+        }
+        let body = self.body?.render(context) ?? ""
+        if isJSON && !body.isEmpty {
+            do {
+                _ = try JSONSerialization.jsonObject(with: Data(body.utf8), options: [.fragmentsAllowed])
+            } catch {
+                return .failure(ItemRejection(reason: "the rendered body is not valid JSON: \(EmailContext.excerpt(body))"))
+            }
+        }
+        return .success(RenderedRequest(method: method, url: url, headers: headers, body: body))
+    }
+}
+
+/// Escapes a value for the inside of a JSON string: quotes, backslashes, control characters.
+struct JSONStringContentType: MustacheContentType {
+    func escapeText(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            case "\u{2028}": out += "\\u2028"
+            case "\u{2029}": out += "\\u2029"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default:
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+}
+
+/// Percent-encodes a value for a URL path segment or query value (RFC 3986 unreserved kept).
+struct URLComponentContentType: MustacheContentType {
+    func escapeText(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return out
+    }
+}
