@@ -121,3 +121,94 @@ extension TestServer {
         }
     }
 }
+
+extension JobFixture {
+    /// Inserts a wallet job with `count` cards (card_id 1000+N, platform google/apple) or the given
+    /// cards; returns the job id.
+    @discardableResult
+    public func walletJob(company: UInt64, template: String = "collect", count: Int = 0, cards: [(cardID: UInt64?, platform: String?, data: String?)] = []) throws -> UInt64 {
+        let job = try db.execute(
+            "INSERT INTO bulk_wallet_api_jobs (company_id, template, created_at, updated_at) VALUES (?, ?, NOW(), NOW())",
+            [company, template]
+        ).lastInsertID
+        if count > 0 {
+            try db.execute("""
+                INSERT INTO bulk_wallet_api_job_items (bulk_wallet_api_job_id, card_id, platform, data, created_at, updated_at)
+                SELECT ?, 1000 + seq, IF(seq % 2 = 0, 'google', 'apple'), JSON_OBJECT('holder_name', CONCAT('Holder ', seq)), NOW(), NOW()
+                FROM seq_1_to_\(count)
+                """, [job])
+        }
+        for card in cards {
+            try db.execute(
+                "INSERT INTO bulk_wallet_api_job_items (bulk_wallet_api_job_id, card_id, platform, data, created_at, updated_at) VALUES (?, ?, ?, ?, NOW(), NOW())",
+                [job, card.cardID, card.platform, card.data]
+            )
+        }
+        return job
+    }
+
+    public struct WalletItem: Sendable {
+        public var id: UInt64
+        public var status: String
+        public var reason: String?
+        public var attempts: Int
+        public var httpStatus: Int?
+        public var inDoubt: Bool
+    }
+
+    public func walletItems(job: UInt64) throws -> [WalletItem] {
+        try db.query("SELECT id, status, reason, attempts, http_status, in_doubt FROM bulk_wallet_api_job_items WHERE bulk_wallet_api_job_id = ? ORDER BY id", [job]).map {
+            WalletItem(id: try $0.decode("id"), status: try $0.decode("status"), reason: try $0.decodeIfPresent("reason"), attempts: try $0.decode("attempts"), httpStatus: try $0.decodeIfPresent("http_status"), inDoubt: try $0.decode("in_doubt"))
+        }
+    }
+
+    public func walletCounts(job: UInt64) throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for row in try db.query("SELECT status, COUNT(*) AS n FROM bulk_wallet_api_job_items WHERE bulk_wallet_api_job_id = ? GROUP BY status", [job]) {
+            counts[try row.decode("status")] = try row.decode("n")
+        }
+        return counts
+    }
+
+    public func walletJobRow(_ id: UInt64) throws -> Job {
+        let row = try db.queryFirst("SELECT status, reason, total_items, processed_items, failed_items FROM bulk_wallet_api_jobs WHERE id = ?", [id])!
+        return Job(status: try row.decode("status"), reason: try row.decodeIfPresent("reason"), total: try row.decode("total_items"), processed: try row.decode("processed_items"), failed: try row.decode("failed_items"))
+    }
+
+    public func walletCountersMatchItems(job id: UInt64) throws -> Bool {
+        let job = try walletJobRow(id)
+        let counts = try walletCounts(job: id)
+        let terminal = (counts["completed"] ?? 0) + (counts["failed"] ?? 0) + (counts["cancelled"] ?? 0)
+        return job.total == counts.values.reduce(0, +) && job.processed == terminal && job.failed == (counts["failed"] ?? 0)
+    }
+}
+
+/// Wallet templates for tests: `collect` (POST a JSON body to /collect/CARD on WALLET_BASE_URL),
+/// `route` (POST to the path in the item's data, for /status, /flaky, /retry-after, /slow) and
+/// `header` (a header from the item's data).
+public func makeWalletTemplates(in folder: URL? = nil) throws -> URL {
+    let folder = folder ?? TestEnvironment.makeTemporaryDirectory("templates")
+    let wallet = folder.appendingPathComponent("wallet")
+    try FileManager.default.createDirectory(at: wallet, withIntermediateDirectories: true)
+    try """
+        POST {{{env.WALLET_BASE_URL}}}/collect/{{card_id}}?platform={{platform}}
+        Content-Type: application/json
+        Idempotency-Key: {{idempotency_key}}
+        Authorization: Bearer {{env.WALLET_TOKEN}}
+
+        {"card_id": {{card_id}}, "platform": "{{platform}}", "holder": "{{holder_name}}", "note": "{{note}}", "job": {{job.id}}, "item": {{item.id}}}
+        """.write(to: wallet.appendingPathComponent("collect.http.mustache"), atomically: true, encoding: .utf8)
+    try """
+        POST {{{env.WALLET_BASE_URL}}}/{{{path}}}
+        Content-Type: application/json
+
+        {"card_id": {{card_id}}}
+        """.write(to: wallet.appendingPathComponent("route.http.mustache"), atomically: true, encoding: .utf8)
+    try """
+        POST {{{env.WALLET_BASE_URL}}}/collect/{{card_id}}
+        X-Note: {{note}}
+
+        plain text body
+        """.write(to: wallet.appendingPathComponent("header.http.mustache"), atomically: true, encoding: .utf8)
+    return folder
+}
