@@ -62,7 +62,13 @@ public struct EmailTemplate: Sendable {
             do {
                 let full = "{{% CONTENT_TYPE: \(contentType) }}" + source
                 let template = try MustacheTemplate(string: full)
-                return Part(template: template, flat: FlatTemplate(source: full, template: template))
+                let escape: @Sendable (String) -> String
+                if contentType == "HTML" {
+                    escape = { FlatTemplate.htmlEscape($0) }
+                } else {
+                    escape = { $0 }
+                }
+                return Part(template: template, flat: FlatTemplate(source: full, template: template, escape: escape))
             } catch let error as MustacheTemplate.ParserError {
                 throw TemplateError(template: name, message: "email/\(name)/\(file) does not parse: \(error.error) at line \(error.context.lineNumber), column \(error.context.columnNumber)")
             } catch {

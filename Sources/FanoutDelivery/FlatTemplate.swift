@@ -15,36 +15,45 @@ struct FlatTemplate: Sendable {
     }
 
     let segments: [Segment]
+    /// The part's escaping (HTML, JSON string, URL component or none).
+    let escape: @Sendable (String) -> String
 
     private static let open = "\u{E000}"
     private static let close = "\u{E001}"
 
-    /// Stands for every variable: renders as a marker naming its path. The `&` inside shows
-    /// whether the part escaped it (`&amp;`) or not.
+    /// Stands for every variable: renders as a marker naming its path. The `"` inside shows
+    /// whether the part escaped it (every escaping here changes a `"`) or not.
     private struct Placeholder: MustacheParent, MustacheCustomRenderable {
         let path: String
         func child(named: String) -> Any? { Placeholder(path: path.isEmpty ? named : path + "." + named) }
-        var renderText: String { FlatTemplate.open + path + "&" + FlatTemplate.close }
+        var renderText: String { FlatTemplate.open + path + "\"" + FlatTemplate.close }
         var isNull: Bool { false }
     }
 
     /// Nil when the source uses anything but plain variables.
-    init?(source: String, template: MustacheTemplate) {
+    /// - Parameter escape: what the part's content type does to a value, as swift-mustache would.
+    init?(source: String, template: MustacheTemplate, escape: @escaping @Sendable (String) -> String) {
         guard Self.isFlat(source) else { return nil }
+        self.escape = escape
+        let escapedQuote = escape("\"")
         let rendered = template.render(Placeholder(path: ""))
+        // A part that escapes every character it does not know (URL) escapes the markers too.
+        let marks = [(Self.open, Self.close), (escape(Self.open), escape(Self.close))]
         var segments: [Segment] = []
         var rest = Substring(rendered)
-        while let start = rest.range(of: Self.open) {
+        while true {
+            let found = marks.compactMap { mark in rest.range(of: mark.0).map { ($0, mark.1) } }.min { $0.0.lowerBound < $1.0.lowerBound }
+            guard let (start, closeMark) = found else { break }
             if start.lowerBound > rest.startIndex {
                 segments.append(.text(Array(rest[..<start.lowerBound].utf8)))
             }
-            guard let end = rest[start.upperBound...].range(of: Self.close) else { return nil }
+            guard let end = rest[start.upperBound...].range(of: closeMark) else { return nil }
             var inner = rest[start.upperBound..<end.lowerBound]
             let escaped: Bool
-            if inner.hasSuffix("&amp;") {
+            if escapedQuote != "\"", inner.hasSuffix(escapedQuote) {
                 escaped = true
-                inner = inner.dropLast(5)
-            } else if inner.hasSuffix("&") {
+                inner = inner.dropLast(escapedQuote.count)
+            } else if inner.hasSuffix("\"") {
                 escaped = false
                 inner = inner.dropLast()
             } else {
@@ -94,7 +103,7 @@ struct FlatTemplate: Sendable {
             case .variable(let path, let escaped):
                 guard let value = Self.lookup(path, in: context) else { continue }
                 let text = value as? String ?? String(describing: value)
-                if escaped { Self.appendEscaped(text, to: &out) } else { out += text.utf8 }
+                out += (escaped ? escape(text) : text).utf8
             }
         }
         return String(decoding: out, as: UTF8.self)
@@ -109,7 +118,10 @@ struct FlatTemplate: Sendable {
         return current
     }
 
-    private static func appendEscaped(_ text: String, to out: inout [UInt8]) {
+    /// swift-mustache's HTML escaping.
+    static func htmlEscape(_ text: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "<"): out += "&lt;".utf8
@@ -120,5 +132,6 @@ struct FlatTemplate: Sendable {
             default: out.append(byte)
             }
         }
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -20,9 +20,9 @@ public struct RenderedRequest: Sendable {
 public struct WalletTemplate: Sendable {
     public let name: String
     private let method: String
-    private let url: MustacheTemplate
-    private let headers: [(name: String, value: MustacheTemplate)]
-    private let body: MustacheTemplate?
+    private let url: EmailTemplate.Part
+    private let headers: [(name: String, value: EmailTemplate.Part)]
+    private let body: EmailTemplate.Part?
     public let isJSON: Bool
 
     static let registerContentTypes: Void = {
@@ -56,9 +56,17 @@ public struct WalletTemplate: Sendable {
         guard parts.count == 2, methods.contains(parts[0].uppercased()) else {
             throw TemplateError(template: name, message: "\(relative): the first line must be METHOD URL, e.g. POST https://api.example.com/cards, not '\(requestLine)'")
         }
-        func compile(_ text: String, _ contentType: String, _ what: String) throws(TemplateError) -> MustacheTemplate {
+        func compile(_ text: String, _ contentType: String, _ what: String) throws(TemplateError) -> EmailTemplate.Part {
             do {
-                return try MustacheTemplate(string: "{{% CONTENT_TYPE: \(contentType) }}" + text)
+                let full = "{{% CONTENT_TYPE: \(contentType) }}" + text
+                let template = try MustacheTemplate(string: full)
+                let escape: @Sendable (String) -> String
+                switch contentType {
+                case "JSON": escape = { JSONStringContentType().escapeText($0) }
+                case "URL": escape = { URLComponentContentType().escapeText($0) }
+                default: escape = { $0 }
+                }
+                return EmailTemplate.Part(template: template, flat: FlatTemplate(source: full, template: template, escape: escape))
             } catch let error as MustacheTemplate.ParserError {
                 throw TemplateError(template: name, message: "\(relative): the \(what) does not parse: \(error.error) at line \(error.context.lineNumber)")
             } catch {
@@ -66,7 +74,7 @@ public struct WalletTemplate: Sendable {
             }
         }
         let url = try compile(parts[1].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " HTTP/1.1", with: ""), "URL", "URL")
-        var headers: [(String, MustacheTemplate)] = []
+        var headers: [(String, EmailTemplate.Part)] = []
         var isJSON = false
         while let line = lines.first, !line.trimmingCharacters(in: .whitespaces).isEmpty {
             lines = lines.dropFirst()

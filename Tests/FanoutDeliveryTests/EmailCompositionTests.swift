@@ -146,3 +146,50 @@ enum MustacheReference {
         return (html.render(context).html ?? "", text.render(context).text ?? "")
     }
 }
+
+struct WalletTemplateTests {
+    static func load(_ text: String) throws -> WalletTemplate {
+        let folder = TestEnvironment.makeTemporaryDirectory("wtpl")
+        let wallet = folder.appendingPathComponent("wallet")
+        try FileManager.default.createDirectory(at: wallet, withIntermediateDirectories: true)
+        try text.write(to: wallet.appendingPathComponent("t.http.mustache"), atomically: true, encoding: .utf8)
+        return try WalletTemplate.load(name: "t", folder: folder.path)
+    }
+
+    @Test func fastPathMatchesMustacheForURLHeadersAndJSON() throws {
+        let source = """
+            # comment
+            PATCH {{{env.BASE}}}/objects/{{issuer}}.{{card_id}}?q={{name}}
+            Content-Type: application/json
+            X-Name: {{name}} {{{name}}}
+
+            {"name": "{{name}}", "raw": "{{{safe}}}", "n": {{card_id}}, "job": "{{job.id}}"}
+            """
+        let context: [String: Any] = [
+            "env": ["BASE": "https://api.example.test/v1"], "issuer": "33 88", "card_id": UInt64(7),
+            "name": "Zoë \"q\" \\ / & ? = 🎉 \t", "safe": "plain", "job": ["id": UInt64(3)] as [String: Any],
+        ]
+        let flat = try Self.load(source)
+        let slow = try Self.load(source.replacingOccurrences(of: "\"job\": \"{{job.id}}\"}", with: "\"job\": \"{{job.id}}\"}{{#x}}{{/x}}")
+            .replacingOccurrences(of: "?q={{name}}", with: "?q={{name}}{{#x}}{{/x}}")
+            .replacingOccurrences(of: "X-Name: {{name}} {{{name}}}", with: "X-Name: {{name}} {{{name}}}{{#x}}{{/x}}"))
+        let a = try flat.render(context).get()
+        let b = try slow.render(context).get()
+        #expect(a.url == b.url)
+        #expect(a.url == "https://api.example.test/v1/objects/33%2088.7?q=Zo%C3%AB%20%22q%22%20%5C%20%2F%20%26%20%3F%20%3D%20%F0%9F%8E%89%20%09")
+        #expect(a.body == b.body)
+        #expect(a.headers.map(\.value) == b.headers.map(\.value))
+        #expect(a.method == "PATCH")
+        let object = try JSONSerialization.jsonObject(with: Data(a.body.utf8)) as? [String: Any]
+        #expect(object?["name"] as? String == context["name"] as? String)
+    }
+
+    @Test func headerLineBreaksAndInvalidJSONFailTheItem() throws {
+        let template = try Self.load("POST https://x.test/a\nX-V: {{v}}\nContent-Type: application/json\n\n{\"n\": {{{raw}}}}")
+        guard case .failure(let header) = template.render(["v": "a\r\nX-Evil: 1", "raw": "1"]) else { Issue.record("header accepted"); return }
+        #expect(header.reason.contains("line break"))
+        guard case .failure(let json) = template.render(["v": "ok", "raw": "1, \"x\": "]) else { Issue.record("invalid JSON accepted"); return }
+        #expect(json.reason.contains("not valid JSON"))
+        #expect(throws: TemplateError.self) { try Self.load("not a request line") }
+    }
+}
