@@ -59,14 +59,17 @@ public final class EmailDeliverer: Deliverer {
             throw DeliveryUnavailable(message: "cannot set up SMTP: \(error)")
         }
         self.pool = pool
-        var queue = items.reversed() as [WorkItem]
         var sessionFailure: CurlError?
         let now = Date()
+        let messages = Prefetcher(inputs: items, capacity: 64) { item in
+            composer.compose(jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name, dataJSON: item.data, date: now)
+        }
+        defer { messages.stop() }
         do {
             try pool.run(
                 next: {
-                    while sessionFailure == nil, control.shouldContinue(), let item = queue.popLast() {
-                        switch composer.compose(jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name, dataJSON: item.data, date: now) {
+                    while sessionFailure == nil, control.shouldContinue(), let (item, composed) = messages.next() {
+                        switch composed {
                         case .success(let email):
                             return (Int(item.id), SMTPMessage(from: email.envelopeFrom, recipients: [email.recipient], content: email.bytes))
                         case .failure(let rejection):

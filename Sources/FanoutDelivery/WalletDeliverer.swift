@@ -58,14 +58,14 @@ public final class WalletDeliverer: Deliverer {
         "fanout-wallet-\(jobID)-\(itemID)"
     }
 
-    func context(for item: WorkItem, of job: JobRecord) throws(ItemDataError) -> [String: Any] {
+    static func context(for item: WorkItem, of job: JobRecord, environment: [String: String]) throws(ItemDataError) -> [String: Any] {
         var context = try EmailContext.dataObject(item.data)
         if let card = item.cardID { context["card_id"] = card }
         if let platform = item.platform { context["platform"] = platform }
         context["job"] = ["id": job.id, "company_id": job.companyID] as [String: Any]
         context["item"] = ["id": item.id] as [String: Any]
         context["idempotency_key"] = Self.idempotencyKey(jobID: job.id, itemID: item.id)
-        context["env"] = settings.environment.filter { $0.key.hasPrefix("WALLET_") }
+        context["env"] = environment.filter { $0.key.hasPrefix("WALLET_") }
         return context
     }
 
@@ -80,17 +80,19 @@ public final class WalletDeliverer: Deliverer {
             throw DeliveryUnavailable(message: "cannot set up HTTP: \(error)")
         }
         self.pool = pool
-        var queue = items.reversed() as [WorkItem]
         var sessionFailure: CurlError?
+        let environment = settings.environment
+        let requests = Prefetcher(inputs: items, capacity: 128) { item -> Result<RenderedRequest, ItemRejection> in
+            switch Result(catching: { () throws(ItemDataError) in try Self.context(for: item, of: job, environment: environment) }) {
+            case .success(let values): return template.render(values)
+            case .failure(let error): return .failure(ItemRejection(reason: error.reason))
+            }
+        }
+        defer { requests.stop() }
         do {
             try pool.run(
                 next: {
-                    while sessionFailure == nil, control.shouldContinue(), let item = queue.popLast() {
-                        let rendered: Result<RenderedRequest, ItemRejection>
-                        switch Result(catching: { () throws(ItemDataError) in try context(for: item, of: job) }) {
-                        case .success(let values): rendered = template.render(values)
-                        case .failure(let error): rendered = .failure(ItemRejection(reason: error.reason))
-                        }
+                    while sessionFailure == nil, control.shouldContinue(), let (item, rendered) = requests.next() {
                         switch rendered {
                         case .failure(let rejection):
                             control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))

@@ -1,0 +1,67 @@
+import Foundation
+
+/// Runs `transform` over `inputs` in order on a background thread, up to `capacity` results
+/// ahead of the consumer, so rendering the next messages overlaps sending the current ones.
+///
+/// The consumer (the thread driving the transfers) takes results in input order with `next()`;
+/// `stop()` ends the producer early (a cancelled job). Rendering is pure, so moving it off the
+/// transfer thread changes nothing but speed.
+final class Prefetcher<Input: Sendable, Output: Sendable>: @unchecked Sendable {
+    // Sendable: `results`, `head`, `finished` and `stopped` are only read or written while
+    // `condition` is locked; `inputs` and `transform` are immutable.
+    private let condition = NSCondition()
+    private var results: [(Input, Output)] = []
+    private var head = 0
+    private var finished = false
+    private var stopped = false
+    private let capacity: Int
+
+    init(inputs: [Input], capacity: Int, transform: @escaping @Sendable (Input) -> Output) {
+        self.capacity = max(1, capacity)
+        results.reserveCapacity(min(inputs.count, self.capacity * 2))
+        let thread = Thread { [self] in
+            for input in inputs {
+                condition.lock()
+                while results.count - head >= self.capacity && !stopped { condition.wait() }
+                let stop = stopped
+                condition.unlock()
+                if stop { break }
+                let output = transform(input)
+                condition.lock()
+                if head > 1024 {
+                    // Drop what was consumed, so memory stays bounded on big batches.
+                    results.removeFirst(head)
+                    head = 0
+                }
+                results.append((input, output))
+                condition.signal()
+                condition.unlock()
+            }
+            condition.lock()
+            finished = true
+            condition.broadcast()
+            condition.unlock()
+        }
+        thread.start()
+    }
+
+    /// The next result in input order; nil once every input was handed out (or after `stop`).
+    func next() -> (Input, Output)? {
+        condition.lock()
+        defer { condition.unlock() }
+        while head >= results.count && !finished && !stopped { condition.wait() }
+        guard head < results.count, !stopped else { return nil }
+        let result = results[head]
+        head += 1
+        condition.signal()
+        return result
+    }
+
+    /// Tells the producer to stop; results not taken yet are dropped.
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
