@@ -108,6 +108,27 @@ public final class MariaDBJobStore: JobStore {
 
     public func record(_ updates: [ItemUpdate], job: JobRecord, lease: Lease) throws -> Int {
         guard !updates.isEmpty else { return 0 }
+        // Plain outcomes (no reason, no retry time) sharing status and code go as one IN list;
+        // the rest, each with its own reason, as one derived-table statement.
+        var plain: [String: [ItemUpdate]] = [:]
+        var detailed: [ItemUpdate] = []
+        for update in updates {
+            if update.reason == nil && update.retryDelay == nil && update.status.isTerminal {
+                plain["\(update.status.rawValue) \(update.code ?? -1)", default: []].append(update)
+            } else {
+                detailed.append(update)
+            }
+        }
+        var written = 0
+        for group in plain.values {
+            let parameters: [any SQLEncodable] = [group[0].status.rawValue, group[0].code] + group.map(\.itemID) + [job.id, lease.owner]
+            written += Int(try connection.execute(sql.recordSame(count: group.count), parameters).affectedRows)
+        }
+        if !detailed.isEmpty { written += try recordDetailed(detailed, job: job, lease: lease) }
+        return written
+    }
+
+    private func recordDetailed(_ updates: [ItemUpdate], job: JobRecord, lease: Lease) throws -> Int {
         var parameters: [any SQLEncodable] = []
         parameters.reserveCapacity(updates.count * 5 + 2)
         for update in updates {
