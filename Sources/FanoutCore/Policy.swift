@@ -29,7 +29,7 @@ public struct TickPolicy: Sendable {
         maxAttempts: Int = 5,
         backoff: [Duration] = [.seconds(60), .seconds(5 * 60), .seconds(15 * 60), .seconds(60 * 60)],
         checkInterval: Duration = .milliseconds(500),
-        flushSize: Int = 25,
+        flushSize: Int = 50,
         flushInterval: Duration = .seconds(1),
         inDoubt: InDoubtPolicy = .atLeastOnce
     ) {
