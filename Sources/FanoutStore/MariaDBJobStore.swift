@@ -194,6 +194,10 @@ public final class MariaDBJobStore: JobStore {
             summary.kind.rawValue, owner, Self.hostName, Int64(getpid()), summary.startedAt.timeIntervalSince1970,
             summary.jobsAdvanced, summary.delivered, summary.failed, summary.retrying, exit,
         ])
+        // Now and then (1 tick in 100), forget ticks older than a week.
+        if UInt8.random(in: 0..<100) == 0 {
+            try connection.execute(sql.pruneTicks, [summary.kind.rawValue])
+        }
     }
 
     /// Reasons are TEXT; a server reply can be long. Keep the start, which says what happened.

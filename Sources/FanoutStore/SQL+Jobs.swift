@@ -182,6 +182,8 @@ struct JobSQL {
         "SELECT 1 AS waiting FROM \(items) WHERE \(fk) = ? AND status = 'pending' AND next_attempt_at > NOW(6) LIMIT 1"
     }
 
+    /// The record of ticks only needs to reach back as far as the longest --inactive-after.
+    let pruneTicks = "DELETE FROM fanout_ticks WHERE kind = ? AND started_at < NOW() - INTERVAL 7 DAY LIMIT 10000"
     let tickStarts = "SELECT UNIX_TIMESTAMP(started_at) AS started FROM fanout_ticks WHERE kind = ? AND started_at > FROM_UNIXTIME(?) ORDER BY started_at LIMIT 100000"
     let recordTick = """
         INSERT INTO fanout_ticks (kind, owner, host, pid, started_at, heartbeat_at, finished_at, jobs_advanced, items_delivered, items_failed, items_retrying, exit_code)
