@@ -202,25 +202,26 @@ private let readCallback: ccurl_data_callback = { buffer, size, count, userdata 
 }
 
 private let debugCallback: ccurl_debug_callback = { _, type, data, size, userdata in
+    guard type == CURLINFO_HEADER_IN || type == CURLINFO_HEADER_OUT else { return 0 }
     let state = state(userdata)
     guard state.recordsProtocolLines, let data else { return 0 }
-    switch type {
-    case CURLINFO_HEADER_IN:
-        let text = data.withMemoryRebound(to: UInt8.self, capacity: size) { bytes in
-            String(decoding: UnsafeBufferPointer(start: bytes, count: size), as: UTF8.self)
+    let bytes = UnsafeRawBufferPointer(start: data, count: size)
+    if type == CURLINFO_HEADER_IN {
+        // Reply lines, split at CR and LF, as bytes (no grapheme work on the hot path).
+        var start = 0
+        for index in 0...bytes.count {
+            if index == bytes.count || bytes[index] == 13 || bytes[index] == 10 {
+                if index > start {
+                    state.replyLines.append(String(decoding: bytes[start..<index], as: UTF8.self))
+                }
+                start = index + 1
+            }
         }
-        for line in text.split(whereSeparator: { $0 == "\r\n" || $0 == "\n" || $0 == "\r" }) {
-            state.replyLines.append(String(line))
-        }
-    case CURLINFO_HEADER_OUT:
+    } else {
         // Only the verb: the arguments carry addresses and credentials.
-        let verb = data.withMemoryRebound(to: UInt8.self, capacity: size) { bytes in
-            let buffer = UnsafeBufferPointer(start: bytes, count: min(size, 16))
-            return String(decoding: buffer.prefix { $0 != 0x20 && $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
-        }
-        state.commandsSent.append(verb.uppercased())
-    default:
-        break
+        var end = 0
+        while end < min(bytes.count, 16), bytes[end] != 32, bytes[end] != 13, bytes[end] != 10 { end += 1 }
+        state.commandsSent.append(String(decoding: bytes[0..<end], as: UTF8.self).uppercased())
     }
     return 0
 }

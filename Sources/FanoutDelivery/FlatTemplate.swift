@@ -11,10 +11,12 @@ import Mustache
 struct FlatTemplate: Sendable {
     enum Segment: Sendable {
         case text([UInt8])
-        case variable(path: [String], escaped: Bool)
+        /// A value: `slot` indexes `paths`, so a variable used many times is looked up once.
+        case variable(slot: Int, escaped: Bool)
     }
 
     let segments: [Segment]
+    let paths: [[String]]
     /// The part's escaping (HTML, JSON string, URL component or none).
     let escape: @Sendable (String) -> String
 
@@ -40,6 +42,7 @@ struct FlatTemplate: Sendable {
         // A part that escapes every character it does not know (URL) escapes the markers too.
         let marks = [(Self.open, Self.close), (escape(Self.open), escape(Self.close))]
         var segments: [Segment] = []
+        var paths: [[String]] = []
         var rest = Substring(rendered)
         while true {
             let found = marks.compactMap { mark in rest.range(of: mark.0).map { ($0, mark.1) } }.min { $0.0.lowerBound < $1.0.lowerBound }
@@ -59,11 +62,18 @@ struct FlatTemplate: Sendable {
             } else {
                 return nil
             }
-            segments.append(.variable(path: inner.split(separator: ".").map(String.init), escaped: escaped))
+            let path = inner.split(separator: ".").map(String.init)
+            if let slot = paths.firstIndex(of: path) {
+                segments.append(.variable(slot: slot, escaped: escaped))
+            } else {
+                paths.append(path)
+                segments.append(.variable(slot: paths.count - 1, escaped: escaped))
+            }
             rest = rest[end.upperBound...]
         }
         if !rest.isEmpty { segments.append(.text(Array(rest.utf8))) }
         self.segments = segments
+        self.paths = paths
     }
 
     /// Whether every tag is `{{name}}`, `{{{name}}}`, `{{&name}}` or a comment, with plain names.
@@ -96,14 +106,25 @@ struct FlatTemplate: Sendable {
     func render(_ context: [String: Any]) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(segments.reduce(0) { if case .text(let t) = $1 { $0 + t.count } else { $0 + 16 } })
+        var raw = [String?](repeating: nil, count: paths.count)
+        var escapedValues = [String?](repeating: nil, count: paths.count)
+        var looked = [Bool](repeating: false, count: paths.count)
         for segment in segments {
             switch segment {
             case .text(let bytes):
                 out += bytes
-            case .variable(let path, let escaped):
-                guard let value = Self.lookup(path, in: context) else { continue }
-                let text = value as? String ?? String(describing: value)
-                out += (escaped ? escape(text) : text).utf8
+            case .variable(let slot, let escaped):
+                if !looked[slot] {
+                    looked[slot] = true
+                    raw[slot] = Self.lookup(paths[slot], in: context).map { $0 as? String ?? String(describing: $0) }
+                }
+                guard let text = raw[slot] else { continue }
+                if escaped {
+                    if escapedValues[slot] == nil { escapedValues[slot] = escape(text) }
+                    out += escapedValues[slot]!.utf8
+                } else {
+                    out += text.utf8
+                }
             }
         }
         return String(decoding: out, as: UTF8.self)

@@ -130,44 +130,50 @@ public enum MIMEMessage {
 
     static func quotedPrintable(_ text: String, into out: inout [UInt8]) {
         var text = text
+        let hex = Self.hex
         text.withUTF8 { bytes in
-            out.reserveCapacity(out.count + bytes.count + bytes.count / 8)
-            var column = 0
-            var index = 0
             let count = bytes.count
-            while index < count {
-                let byte = bytes[index]
-                if byte == 13 || byte == 10 {
-                    // CRLF, lone CR and lone LF all end a line.
-                    out.append(13)
-                    out.append(10)
-                    column = 0
-                    index += (byte == 13 && index + 1 < count && bytes[index + 1] == 10) ? 2 : 1
-                    continue
+            // Worst case: every byte as =XX, plus a soft break every 25 of those.
+            let capacity = count * 3 + (count / 25 + 2) * 3
+            let encoded = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, written in
+                var o = 0
+                var column = 0
+                var index = 0
+                while index < count {
+                    let byte = bytes[index]
+                    if byte == 13 || byte == 10 {
+                        // CRLF, lone CR and lone LF all end a line.
+                        buffer[o] = 13; buffer[o + 1] = 10; o += 2
+                        column = 0
+                        index += (byte == 13 && index + 1 < count && bytes[index + 1] == 10) ? 2 : 1
+                        continue
+                    }
+                    let next = index + 1 < count ? bytes[index + 1] : 10
+                    let lineEnds = next == 13 || next == 10
+                    let printable = byte >= 33 && byte <= 126 && byte != 61 // '='
+                    let blank = (byte == 32 || byte == 9) && !lineEnds
+                    // A line starting with "." is escaped too, for servers that do not unstuff well.
+                    let encode = !(printable || blank) || (column == 0 && byte == 46)
+                    let width = encode ? 3 : 1
+                    if column + width > 75 {
+                        buffer[o] = 61; buffer[o + 1] = 13; buffer[o + 2] = 10; o += 3
+                        column = 0
+                    }
+                    if encode {
+                        buffer[o] = 61
+                        buffer[o + 1] = hex[Int(byte >> 4)]
+                        buffer[o + 2] = hex[Int(byte & 15)]
+                        o += 3
+                    } else {
+                        buffer[o] = byte
+                        o += 1
+                    }
+                    column += width
+                    index += 1
                 }
-                let next = index + 1 < count ? bytes[index + 1] : 10
-                let lineEnds = next == 13 || next == 10
-                let printable = byte >= 33 && byte <= 126 && byte != 61 // '='
-                let blank = (byte == 32 || byte == 9) && !lineEnds
-                // A line starting with "." is escaped too, for servers that do not unstuff well.
-                let encode = !(printable || blank) || (column == 0 && byte == 46)
-                let width = encode ? 3 : 1
-                if column + width > 75 {
-                    out.append(61)
-                    out.append(13)
-                    out.append(10)
-                    column = 0
-                }
-                if encode {
-                    out.append(61)
-                    out.append(hex[Int(byte >> 4)])
-                    out.append(hex[Int(byte & 15)])
-                } else {
-                    out.append(byte)
-                }
-                column += width
-                index += 1
+                written = o
             }
+            out += encoded
         }
     }
 
