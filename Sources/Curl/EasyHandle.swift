@@ -52,9 +52,6 @@ public final class EasyHandle {
         try set(CURLOPT_READDATA, pointer: userdata)
         try check(ccurl_easy_setopt_debug_callback(raw, debugCallback), "CURLOPT_DEBUGFUNCTION")
         try set(CURLOPT_DEBUGDATA, pointer: userdata)
-        // The debug callback is how SMTP reply lines reach us; it only runs in verbose mode, and
-        // with our own callback set, nothing is printed.
-        try set(CURLOPT_VERBOSE, 1)
         try set(CURLOPT_SSL_VERIFYPEER, 1)
         try set(CURLOPT_SSL_VERIFYHOST, 2)
         try set(CURLOPT_TCP_NODELAY, 1)
@@ -139,6 +136,7 @@ final class TransferState {
     var replyLines: [String] = []
     /// The commands the client sent, verb only (`EHLO`, `MAIL`, `RCPT`, `DATA`, `AUTH`, …).
     var commandsSent: [String] = []
+    /// Set by SMTP connections, which turn on verbose mode for the debug callback.
     var recordsProtocolLines = false
 
     func reset() {

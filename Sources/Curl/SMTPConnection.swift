@@ -17,6 +17,9 @@ public final class SMTPConnection {
         self.configuration = configuration
         handle = try EasyHandle()
         handle.state.recordsProtocolLines = true
+        // The debug callback is how SMTP reply lines and the commands sent reach us; it only runs
+        // in verbose mode (with our own callback set, nothing is printed). HTTP handles skip it.
+        try handle.set(CURLOPT_VERBOSE, 1)
         try handle.set(CURLOPT_URL, configuration.url)
         try handle.set(CURLOPT_UPLOAD, 1)
         try handle.set(CURLOPT_CONNECTTIMEOUT_MS, configuration.connectTimeoutMilliseconds)
