@@ -1,4 +1,5 @@
 import Curl
+import FanoutStore
 import MariaDB
 #if canImport(Glibc)
 import Glibc
@@ -37,6 +38,8 @@ struct CommandFailure {
         switch error {
         case let error as ServiceUnavailable:
             (message, status) = (error.description, ExitStatus.unavailable)
+        case let error as JobAdminError:
+            (message, status) = (error.description, ExitStatus.failure)
         case let error as UserError:
             (message, status) = (error.description, ExitStatus.failure)
         case let error as ConfigurationError:

@@ -1,0 +1,171 @@
+import FanoutCore
+import MariaDB
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Why an operator's request about a job cannot be done.
+public struct JobAdminError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// One line of `fanout jobs`.
+public struct JobSummary: Sendable {
+    public var kind: JobKind
+    public var id: UInt64
+    public var companyID: UInt64
+    public var template: String
+    public var status: String
+    public var reason: String?
+    public var total: Int
+    public var processed: Int
+    public var failed: Int
+    public var createdAt: Double?
+    public var lastActivityAt: Double?
+    public var now: Double
+}
+
+/// What a person does to jobs from the command line: cancel, retry, list. Safe while a tick
+/// is delivering the same job: items in flight are left to that tick (its writes are fenced),
+/// and the job's status is what the tick re-reads.
+public struct JobAdmin {
+    private let connection: Connection
+
+    public init(connection: Connection) {
+        self.connection = connection
+    }
+
+    /// Cancels the job and its pending items; items in flight end `cancelled` when the tick
+    /// delivering them (or the next tick) sees the job's status.
+    /// - Returns: how many items were cancelled now.
+    @discardableResult
+    public func cancel(kind: JobKind, id: UInt64, reason: String) throws -> Int {
+        let sql = AdminSQL(kind: kind)
+        return try connection.transaction {
+            guard let row = try connection.queryFirst(sql.lockJob, [id]) else {
+                throw JobAdminError(description: "no \(kind.rawValue) job \(id)")
+            }
+            let status = try row.decode("status", as: String.self)
+            if let parsed = JobStatus(rawValue: status), parsed.isTerminal {
+                throw JobAdminError(description: "\(kind.rawValue) job \(id) is already \(status): nothing to cancel")
+            }
+            let cancelled = try connection.execute(sql.cancelPendingItems, [reason, id]).affectedRows
+            try connection.execute(sql.cancelJob, [reason, id, id, id])
+            return Int(cancelled)
+        }
+    }
+
+    /// Puts failed items (all, or the given ones) back to pending with their attempts kept, and
+    /// the job back to processing.
+    /// - Returns: how many items will be tried again.
+    @discardableResult
+    public func retry(kind: JobKind, id: UInt64, itemIDs: [UInt64] = []) throws -> Int {
+        let sql = AdminSQL(kind: kind)
+        return try connection.transaction {
+            guard let row = try connection.queryFirst(sql.lockJob, [id]) else {
+                throw JobAdminError(description: "no \(kind.rawValue) job \(id)")
+            }
+            if try row.decode("status", as: String.self) == JobStatus.cancelled.rawValue {
+                throw JobAdminError(description: "\(kind.rawValue) job \(id) was cancelled: cancel is final, nothing retried")
+            }
+            let retried: UInt64
+            if itemIDs.isEmpty {
+                retried = try connection.execute(sql.retryAllFailed, [id]).affectedRows
+            } else {
+                retried = try connection.execute(sql.retrySomeFailed(count: itemIDs.count), [id] + itemIDs).affectedRows
+            }
+            if retried == 0 {
+                throw JobAdminError(description: "\(kind.rawValue) job \(id) has no failed items\(itemIDs.isEmpty ? "" : " among those given"): nothing to retry")
+            }
+            try connection.execute(sql.reopenJob, [id, id, id])
+            return Int(retried)
+        }
+    }
+
+    /// Jobs, newest first.
+    public func list(kind: JobKind, status: String?, companyID: UInt64?, limit: Int) throws -> [JobSummary] {
+        let sql = AdminSQL(kind: kind)
+        return try connection.query(sql.list, [status, status, companyID, companyID, limit]).map { row in
+            JobSummary(
+                kind: kind,
+                id: try row.decode("id"),
+                companyID: try row.decode("company_id"),
+                template: try row.decode("template"),
+                status: try row.decode("status"),
+                reason: try row.decodeIfPresent("reason"),
+                total: try row.decode("total_items"),
+                processed: try row.decode("processed_items"),
+                failed: try row.decode("failed_items"),
+                createdAt: Double(sqlValue: row["created"]),
+                lastActivityAt: Double(sqlValue: row["active"]),
+                now: Double(sqlValue: row["now"]) ?? 0
+            )
+        }
+    }
+}
+
+/// The operators' statements, for one kind of job.
+struct AdminSQL {
+    let kind: JobKind
+    private var jobs: String { kind.jobTable }
+    private var items: String { kind.itemTable }
+    private var fk: String { kind.itemJobColumn }
+    private var terminal: String { "('\(kind.deliveredStatus.rawValue)', 'failed', 'cancelled')" }
+
+    var lockJob: String { "SELECT status FROM \(jobs) WHERE id = ? FOR UPDATE" }
+
+    var cancelPendingItems: String {
+        """
+        UPDATE \(items) SET status = 'cancelled', reason = ?, processed_at = NOW(), next_attempt_at = NULL, updated_at = NOW()
+        WHERE \(fk) = ? AND status = 'pending'
+        """
+    }
+
+    /// The job is cancelled but `completed_at` stays empty: the next tick ends items still in
+    /// flight and then closes the job.
+    var cancelJob: String {
+        """
+        UPDATE \(jobs) SET status = 'cancelled', reason = ?, updated_at = NOW(),
+          processed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status IN \(terminal)),
+          failed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status = 'failed')
+        WHERE id = ?
+        """
+    }
+
+    var retryAllFailed: String {
+        """
+        UPDATE \(items) SET status = 'pending', reason = NULL, next_attempt_at = NULL, processed_at = NULL, in_doubt = 0, updated_at = NOW()
+        WHERE \(fk) = ? AND status = 'failed'
+        """
+    }
+
+    func retrySomeFailed(count: Int) -> String {
+        """
+        UPDATE \(items) SET status = 'pending', reason = NULL, next_attempt_at = NULL, processed_at = NULL, in_doubt = 0, updated_at = NOW()
+        WHERE \(fk) = ? AND status = 'failed' AND id IN (\(Array(repeating: "?", count: count).joined(separator: ", ")))
+        """
+    }
+
+    var reopenJob: String {
+        """
+        UPDATE \(jobs) SET status = 'processing', reason = NULL, completed_at = NULL, updated_at = NOW(),
+          processed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status IN \(terminal)),
+          failed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status = 'failed')
+        WHERE id = ?
+        """
+    }
+
+    var list: String {
+        """
+        SELECT id, company_id, template, status, reason, total_items, processed_items, failed_items,
+               UNIX_TIMESTAMP(created_at) AS created,
+               UNIX_TIMESTAMP(COALESCE(last_processed_at, started_at, created_at)) AS active,
+               UNIX_TIMESTAMP(NOW(6)) AS now
+        FROM \(jobs)
+        WHERE (? IS NULL OR status = ?) AND (? IS NULL OR company_id = ?)
+        ORDER BY id DESC LIMIT ?
+        """
+    }
+}
