@@ -31,7 +31,7 @@ let package = Package(
         .target(
             name: "FanoutStore",
             dependencies: [
-                "FanoutCore", "MariaDB",
+                "FanoutCore", "FanoutReports", "MariaDB",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -43,10 +43,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "FanoutReports", dependencies: ["FanoutCore"]),
         .executableTarget(
             name: "FanoutCLI",
             dependencies: [
-                "FanoutCore", "FanoutStore", "FanoutDelivery", "MariaDB", "Curl",
+                "FanoutCore", "FanoutStore", "FanoutDelivery", "FanoutReports", "MariaDB", "Curl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,4 +1,5 @@
 import Curl
+import FanoutReports
 import FanoutStore
 import MariaDB
 #if canImport(Glibc)
@@ -38,6 +39,8 @@ struct CommandFailure {
         switch error {
         case let error as ServiceUnavailable:
             (message, status) = (error.description, ExitStatus.unavailable)
+        case let error as ReportError:
+            (message, status) = (error.description, ExitStatus.failure)
         case let error as JobAdminError:
             (message, status) = (error.description, ExitStatus.failure)
         case let error as UserError:

@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where report bytes go: a file or standard output, written in 64 KB blocks, so a report of any
+/// size takes constant memory.
+public final class ReportOutput {
+    private let file: UnsafeMutablePointer<FILE>
+    private let owned: Bool
+    private var buffer: [UInt8] = []
+
+    /// Standard output.
+    public init() {
+        // fdopen of descriptor 1 rather than the C global `stdout`, which Swift 6 will not share.
+        file = fdopen(1, "w")
+        owned = false
+        buffer.reserveCapacity(1 << 16)
+    }
+
+    /// A file, created or truncated.
+    public init(path: String) throws(ReportError) {
+        guard let file = fopen(path, "w") else {
+            throw ReportError(description: "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+        self.file = file
+        owned = true
+        buffer.reserveCapacity(1 << 16)
+    }
+
+    public func write(_ text: String) {
+        buffer.append(contentsOf: text.utf8)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    public func flush() {
+        buffer.withUnsafeBytes { bytes in
+            if let base = bytes.baseAddress { _ = fwrite(base, 1, bytes.count, file) }
+        }
+        buffer.removeAll(keepingCapacity: true)
+        fflush(file)
+    }
+
+    public func close() {
+        flush()
+        if owned { fclose(file) }
+    }
+}
+
+@available(*, unavailable)
+extension ReportOutput: Sendable {}
+
+public struct ReportError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(description: String) { self.description = description }
+}
+
+/// The report formats.
+public enum ReportFormat: String, Sendable, CaseIterable {
+    case table, csv, json, jsonl, html
+}
+
+/// Writes one report: `begin` with the summary, `row` for each item as it streams in, `end`.
+public protocol ReportWriter {
+    func begin(_ summary: ReportSummary)
+    func row(_ item: ReportItem)
+    func end()
+}
+
+/// The writer for a format.
+public func makeReportWriter(_ format: ReportFormat, output: ReportOutput) -> any ReportWriter {
+    switch format {
+    case .table: TableReportWriter(output: output)
+    case .csv: CSVReportWriter(output: output)
+    case .json: JSONReportWriter(output: output, lines: false)
+    case .jsonl: JSONReportWriter(output: output, lines: true)
+    case .html: HTMLReportWriter(output: output)
+    }
+}
+
+enum Format {
+    static func time(_ unix: Double?) -> String {
+        guard let unix else { return "" }
+        var seconds = time_t(unix)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+    }
+
+    static func duration(_ seconds: Double?) -> String {
+        guard let seconds else { return "-" }
+        let s = Int(seconds.rounded())
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m \(s % 60)s" }
+        return "\(s / 3600)h \(s % 3600 / 60)m"
+    }
+
+    static func json(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    static func html(_ text: String) -> String {
+        var out = ""
+        for c in text {
+            switch c {
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "&": out += "&amp;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+}

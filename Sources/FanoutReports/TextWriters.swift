@@ -1,0 +1,122 @@
+/// A plain-text table: the summary, then one fixed-width line per item (widths are fixed so the
+/// rows can stream).
+final class TableReportWriter: ReportWriter {
+    private let output: ReportOutput
+    init(output: ReportOutput) { self.output = output }
+
+    func begin(_ s: ReportSummary) {
+        output.write("\(s.kind.rawValue) job \(s.jobID) (company \(s.companyID), template \(s.template)): \(s.status)\(s.reason.map { " (\($0))" } ?? "")\n")
+        output.write("items: \(s.total)  " + s.countsByStatus.map { "\($0.status) \($0.count)" }.joined(separator: "  ") + (s.inDoubt > 0 ? "  in doubt \(s.inDoubt)" : "") + "\n")
+        output.write("duration: \(Format.duration(s.duration))" + (s.throughput.map { "  throughput: \(Int($0.rounded())) items/s" } ?? "") + "\n")
+        if !s.topFailures.isEmpty {
+            output.write("most common failures:\n")
+            for failure in s.topFailures { output.write("  \(failure.count) × \(failure.reason)\n") }
+        }
+        output.write("\n" + line(["ID", "RECIPIENT/CARD", "PLATFORM", "STATUS", "TRIES", "CODE", "PROCESSED AT", "REASON"]) + "\n")
+    }
+
+    func row(_ item: ReportItem) {
+        output.write(line([
+            String(item.id), item.target, item.platform ?? "", item.status + (item.inDoubt ? "*" : ""), String(item.attempts),
+            item.code.map(String.init) ?? "", Format.time(item.processedAt), item.reason ?? "",
+        ]) + "\n")
+    }
+
+    func end() {
+        output.write("\n* in doubt: the tick delivering it died before recording the outcome\n")
+    }
+
+    private let widths = [10, 36, 9, 11, 6, 5, 20]
+    private func line(_ cells: [String]) -> String {
+        var out = ""
+        for (i, cell) in cells.enumerated() {
+            if i < widths.count {
+                let clipped = cell.count > widths[i] - 1 ? String(cell.prefix(widths[i] - 2)) + "…" : cell
+                out += clipped + String(repeating: " ", count: max(1, widths[i] - clipped.count))
+            } else {
+                out += cell.replacingNewlines()
+            }
+        }
+        return out
+    }
+}
+
+/// RFC 4180 CSV: a header row, CRLF line ends, fields quoted when they hold a comma, quote or
+/// line break (quotes doubled).
+final class CSVReportWriter: ReportWriter {
+    private let output: ReportOutput
+    init(output: ReportOutput) { self.output = output }
+
+    func begin(_ summary: ReportSummary) {
+        output.write(row(["id", summary.kind == .email ? "email" : "card_id", "platform", "status", "attempts", "in_doubt", "code", "processed_at", "reason"]))
+    }
+
+    func row(_ item: ReportItem) {
+        output.write(row([
+            String(item.id), item.target, item.platform ?? "", item.status, String(item.attempts), item.inDoubt ? "1" : "0",
+            item.code.map(String.init) ?? "", Format.time(item.processedAt), item.reason ?? "",
+        ]))
+    }
+
+    func end() {}
+
+    private func row(_ fields: [String]) -> String {
+        fields.map { field in
+            if field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) {
+                return "\"" + field.replacingQuotes() + "\""
+            }
+            return field
+        }.joined(separator: ",") + "\r\n"
+    }
+}
+
+/// One JSON document (`{"job": …, "summary": …, "items": [ … ]}`) or JSON Lines (a summary line,
+/// then one object per item).
+final class JSONReportWriter: ReportWriter {
+    private let output: ReportOutput
+    private let lines: Bool
+    private var first = true
+    init(output: ReportOutput, lines: Bool) {
+        self.output = output
+        self.lines = lines
+    }
+
+    func begin(_ s: ReportSummary) {
+        let counts = s.countsByStatus.map { "\(Format.json($0.status)):\($0.count)" }.joined(separator: ",")
+        let failures = s.topFailures.map { "{\"reason\":\(Format.json($0.reason)),\"count\":\($0.count)}" }.joined(separator: ",")
+        let summary = "{\"kind\":\(Format.json(s.kind.rawValue)),\"job_id\":\(s.jobID),\"company_id\":\(s.companyID),\"template\":\(Format.json(s.template)),"
+            + "\"status\":\(Format.json(s.status)),\"reason\":\(s.reason.map(Format.json) ?? "null"),\"total\":\(s.total),\"by_status\":{\(counts)},"
+            + "\"in_doubt\":\(s.inDoubt),\"top_failures\":[\(failures)],\"duration_seconds\":\(s.duration.map { String($0) } ?? "null"),"
+            + "\"items_per_second\":\(s.throughput.map { String($0) } ?? "null")}"
+        output.write(lines ? "{\"summary\":\(summary)}\n" : "{\"summary\":\(summary),\"items\":[\n")
+    }
+
+    func row(_ item: ReportItem) {
+        let object = "{\"id\":\(item.id),\"target\":\(Format.json(item.target)),\"platform\":\(item.platform.map(Format.json) ?? "null"),"
+            + "\"status\":\(Format.json(item.status)),\"attempts\":\(item.attempts),\"in_doubt\":\(item.inDoubt),"
+            + "\"code\":\(item.code.map(String.init) ?? "null"),\"processed_at\":\(item.processedAt.map { Format.json(Format.time($0)) } ?? "null"),"
+            + "\"reason\":\(item.reason.map(Format.json) ?? "null")}"
+        if lines {
+            output.write(object + "\n")
+        } else {
+            output.write((first ? "" : ",\n") + object)
+            first = false
+        }
+    }
+
+    func end() {
+        if !lines { output.write("\n]}\n") }
+    }
+}
+
+extension String {
+    func replacingNewlines() -> String {
+        String(map { $0 == "\n" || $0 == "\r" || $0 == "\r\n" ? " " : $0 })
+    }
+
+    func replacingQuotes() -> String {
+        var out = ""
+        for c in self { if c == "\"" { out += "\"\"" } else { out.append(c) } }
+        return out
+    }
+}

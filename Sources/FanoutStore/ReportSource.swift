@@ -1,0 +1,84 @@
+import FanoutCore
+import FanoutReports
+import MariaDB
+
+/// Reads a job's report from the database: a few summary queries, then the items streamed row
+/// by row (unbuffered), so a job of any size takes constant memory.
+public struct ReportSource {
+    private let connection: Connection
+
+    public init(connection: Connection) {
+        self.connection = connection
+    }
+
+    public func summary(kind: JobKind, jobID: UInt64) throws -> ReportSummary {
+        let sql = ReportSQL(kind: kind)
+        guard let job = try connection.queryFirst(sql.job, [jobID]) else {
+            throw JobAdminError(description: "no \(kind.rawValue) job \(jobID)")
+        }
+        var counts: [(String, Int)] = []
+        var inDoubt = 0
+        for row in try connection.query(sql.counts, [jobID]) {
+            counts.append((try row.decode("status"), try row.decode("n")))
+            inDoubt += try row.decode("doubt", as: Int.self)
+        }
+        let failures = try connection.query(sql.topFailures, [jobID]).map { (try $0.decode("reason", as: String.self), try $0.decode("n", as: Int.self)) }
+        let span = try connection.queryFirst(sql.span, [jobID])
+        let perMinute = try connection.query(sql.perMinute, [jobID]).map { (Double(sqlValue: $0["minute"]) ?? 0, try $0.decode("n", as: Int.self)) }
+        return ReportSummary(
+            kind: kind, jobID: jobID, companyID: try job.decode("company_id"), template: try job.decode("template"),
+            status: try job.decode("status"), reason: try job.decodeIfPresent("reason"),
+            countsByStatus: counts, inDoubt: inDoubt, topFailures: failures,
+            firstProcessedAt: span.flatMap { Double(sqlValue: $0["first"]) }, lastProcessedAt: span.flatMap { Double(sqlValue: $0["last"]) },
+            perMinute: perMinute
+        )
+    }
+
+    /// Hands every item to `body` in id order, as the rows arrive.
+    public func forEachItem(kind: JobKind, jobID: UInt64, _ body: (ReportItem) throws -> Void) throws {
+        let sql = ReportSQL(kind: kind)
+        try connection.prepare(sql.itemRows).forEachRow([jobID]) { row in
+            try body(ReportItem(
+                id: try row.decode("id"),
+                target: (try? row.decode("target", as: String.self)) ?? "",
+                platform: try row.decodeIfPresent("platform"),
+                status: try row.decode("status"),
+                attempts: try row.decode("attempts"),
+                inDoubt: try row.decode("in_doubt", as: Bool.self),
+                reason: try row.decodeIfPresent("reason"),
+                code: try row.decodeIfPresent("code"),
+                processedAt: Double(sqlValue: row["processed"])
+            ))
+        }
+    }
+}
+
+struct ReportSQL {
+    let kind: JobKind
+    private var jobs: String { kind.jobTable }
+    private var items: String { kind.itemTable }
+    private var fk: String { kind.itemJobColumn }
+
+    var job: String { "SELECT company_id, template, status, reason FROM \(jobs) WHERE id = ?" }
+    var counts: String { "SELECT status, COUNT(*) AS n, SUM(in_doubt) AS doubt FROM \(items) WHERE \(fk) = ? GROUP BY status ORDER BY n DESC" }
+    var topFailures: String {
+        "SELECT LEFT(reason, 300) AS reason, COUNT(*) AS n FROM \(items) WHERE \(fk) = ? AND status = 'failed' AND reason IS NOT NULL GROUP BY LEFT(reason, 300) ORDER BY n DESC LIMIT 5"
+    }
+    var span: String { "SELECT UNIX_TIMESTAMP(MIN(processed_at)) AS first, UNIX_TIMESTAMP(MAX(processed_at)) AS last FROM \(items) WHERE \(fk) = ?" }
+    var perMinute: String {
+        """
+        SELECT UNIX_TIMESTAMP(processed_at) DIV 60 * 60 AS minute, COUNT(*) AS n FROM \(items)
+        WHERE \(fk) = ? AND processed_at IS NOT NULL GROUP BY minute ORDER BY minute LIMIT 1440
+        """
+    }
+    var itemRows: String {
+        let target = kind == .email ? "email" : "CAST(card_id AS CHAR)"
+        let platform = kind == .email ? "NULL" : "platform"
+        let code = kind == .email ? "response_code" : "http_status"
+        return """
+            SELECT id, \(target) AS target, \(platform) AS platform, status, attempts, in_doubt, reason, \(code) AS code,
+                   UNIX_TIMESTAMP(processed_at) AS processed
+            FROM \(items) WHERE \(fk) = ? ORDER BY id
+            """
+    }
+}
