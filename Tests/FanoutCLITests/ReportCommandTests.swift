@@ -1,0 +1,59 @@
+import Foundation
+import MariaDB
+import Testing
+import TestSupport
+
+@Suite(.enabled(if: TestEnvironment.hasDatabase && TestEnvironment.canStartServers))
+struct ReportCommandTests {
+    @Test func everyFormatOfAFinishedJob() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let smtp = try TestServer.smtp()
+            let env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+            let job = try fixture.emailJob(company: 3, recipients: [
+                ("a@example.test", "A", nil), ("reject550-b@example.test", "B, \"the\" second", nil), ("bad address", nil, nil),
+            ])
+            _ = try runFanout(["emails:process-jobs"], environment: env)
+
+            let table = try runFanout(["report", "email", String(job)], environment: env)
+            #expect(table.status == 0, "\(table.stderr)")
+            #expect(table.stdout.contains("items: 3"))
+            #expect(table.stdout.contains("550 5.1.1"))
+
+            let folder = TestEnvironment.makeTemporaryDirectory("report")
+            let csvFile = folder.appendingPathComponent("r.csv")
+            let csv = try runFanout(["report", "email", String(job), "--format", "csv", "--output", csvFile.path], environment: env)
+            #expect(csv.status == 0, "\(csv.stderr)")
+            // Python's csv module is the standard reader the acceptance asks for.
+            let parsed = try runProcess(URL(fileURLWithPath: "/usr/bin/python3"), ["-c", "import csv,sys,json; print(json.dumps(list(csv.reader(open(sys.argv[1], newline='')))))", csvFile.path])
+            let rows = try #require(try JSONSerialization.jsonObject(with: Data(parsed.stdout.utf8)) as? [[String]])
+            #expect(rows.count == 4)
+            #expect(rows[0] == ["id", "email", "platform", "status", "attempts", "in_doubt", "code", "processed_at", "reason"])
+            #expect(rows[2][3] == "failed")
+            #expect(rows[2][6] == "550")
+            #expect(rows[2][8].hasPrefix("550 5.1.1"))
+            #expect(rows[3][8].contains("invalid email address"))
+
+            let json = try runFanout(["report", "email", String(job), "--format", "json"], environment: env)
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+            #expect((document["items"] as? [Any])?.count == 3)
+            #expect((document["summary"] as? [String: Any])?["total"] as? Int == 3)
+
+            let lines = try runFanout(["report", "email", String(job), "--format", "jsonl"], environment: env)
+            let objects = lines.stdout.split(separator: "\n")
+            #expect(objects.count == 4)
+            for line in objects { #expect(throws: Never.self) { try JSONSerialization.jsonObject(with: Data(line.utf8)) } }
+
+            let html = try runFanout(["report", "email", String(job), "--format", "html"], environment: env)
+            #expect(html.stdout.hasPrefix("<!DOCTYPE html>"))
+            #expect(html.stdout.contains("<svg"))
+            #expect(html.stdout.contains("Outcomes by status"))
+            #expect(!html.stdout.contains("http://") || !html.stdout.contains("<script src"))
+            #expect(html.stdout.contains("B, &quot;the&quot; second") || html.stdout.contains("reject550-b@example.test"))
+
+            let unknown = try runFanout(["report", "email", "987654"], environment: env)
+            #expect(unknown.status == 1)
+            #expect(unknown.stderr == "fanout: no email job 987654\n")
+        }
+    }
+}
