@@ -199,6 +199,8 @@ private let readCallback: ccurl_data_callback = { buffer, size, count, userdata 
     return n
 }
 
+private let smtpVerbs: Set<String> = ["EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "QUIT", "RSET", "NOOP", "VRFY", "EXPN", "HELP"]
+
 private let debugCallback: ccurl_debug_callback = { _, type, data, size, userdata in
     guard type == CURLINFO_HEADER_IN || type == CURLINFO_HEADER_OUT else { return 0 }
     let state = state(userdata)
@@ -216,10 +218,12 @@ private let debugCallback: ccurl_debug_callback = { _, type, data, size, userdat
             }
         }
     } else {
-        // Only the verb: the arguments carry addresses and credentials.
+        // Only a known verb: the arguments carry addresses and credentials, and AUTH's
+        // continuation lines are credentials themselves (base64), so they are never kept.
         var end = 0
         while end < min(bytes.count, 16), bytes[end] != 32, bytes[end] != 13, bytes[end] != 10 { end += 1 }
-        state.commandsSent.append(String(decoding: bytes[0..<end], as: UTF8.self).uppercased())
+        let verb = String(decoding: bytes[0..<end], as: UTF8.self).uppercased()
+        if smtpVerbs.contains(verb) { state.commandsSent.append(verb) }
     }
     return 0
 }

@@ -72,6 +72,20 @@ public final class HTTPTransfer {
         try handle.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
     }
 
+    /// Only resolves and connects (and does the TLS handshake for https) to the URL's server.
+    public func probe(_ url: String, tls: TLSOptions = TLSOptions(), timeoutMilliseconds: Int = 10_000) throws(CurlError) {
+        handle.prepareTransfer()
+        handle.freeLists()
+        try handle.set(CURLOPT_URL, url)
+        try handle.set(CURLOPT_CONNECT_ONLY, 1)
+        try handle.set(CURLOPT_CONNECTTIMEOUT_MS, timeoutMilliseconds)
+        try tls.apply(to: handle)
+        let result = handle.perform()
+        if result != CURLE_OK {
+            throw CurlError(result, detail: handle.errorDetail, function: "connect to \(url.split(separator: "/").prefix(3).joined(separator: "/"))")
+        }
+    }
+
     /// Sends the request and waits for the response.
     /// - Throws: `CurlError` when no response arrived (connect, TLS, timeout, broken connection).
     public func send(_ request: HTTPRequest) throws(CurlError) -> HTTPResponse {

@@ -41,6 +41,18 @@ public final class SMTPConnection {
         return try finish(handle.perform()).get()
     }
 
+    /// Connects, says EHLO, does STARTTLS and AUTH as configured, then sends NOOP: proves the
+    /// server can be used without sending any message. Use a connection of its own for this.
+    @discardableResult
+    public func verify() throws(CurlError) -> SMTPReply {
+        handle.prepareTransfer()
+        handle.freeLists()
+        try handle.set(CURLOPT_UPLOAD, 0)
+        try handle.set(CURLOPT_CUSTOMREQUEST, "NOOP")
+        try handle.set(CURLOPT_NOBODY, 1)
+        return try finish(handle.perform()).get()
+    }
+
     /// Sets the handle up for `message`, for a caller that runs it on a `MultiHandle`.
     func prepare(_ message: SMTPMessage) throws(CurlError) {
         handle.prepareTransfer()

@@ -15,7 +15,7 @@ struct Fanout: ParsableCommand {
             0 done, 64 usage, 69 a service unavailable, 78 configuration error, 1 anything else.
             """,
         version: "0.1.0",
-        subcommands: [EmailsProcessJobsCommand.self, WalletProcessJobsCommand.self, JobsCommand.self, ReportCommand.self, EnqueueCommand.self, CancelCommand.self, RetryCommand.self, MigrateCommand.self]
+        subcommands: [EmailsProcessJobsCommand.self, WalletProcessJobsCommand.self, JobsCommand.self, ReportCommand.self, EnqueueCommand.self, CancelCommand.self, RetryCommand.self, MigrateCommand.self, DoctorCommand.self]
     )
 
     /// Parses the command line and runs the command; every failure ends as one line on stderr

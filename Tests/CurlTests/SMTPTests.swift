@@ -163,7 +163,13 @@ struct SMTPAuthTests {
         }
         #expect(error?.code == .login)
         #expect(error?.responseCode == 535)
+        #expect(error?.function == "SMTP AUTH")
         #expect(error?.description.contains("wrong-password-123") == false)
+        // Nor in base64, as AUTH PLAIN and LOGIN send it.
+        for encoded in [Data("\0fanout\0wrong-password-123".utf8), Data("wrong-password-123".utf8), Data("fanout".utf8)].map({ $0.base64EncodedString() }) {
+            #expect(error?.description.contains(encoded) == false)
+            #expect(error?.description.uppercased().contains(String(encoded.prefix(12)).uppercased()) == false)
+        }
     }
 
     @Test func selfSignedCertificateIsRejectedByDefault() throws {

@@ -1,0 +1,94 @@
+import ArgumentParser
+import Curl
+import FanoutDelivery
+import FanoutStore
+import Foundation
+import Logging
+import MariaDB
+
+struct DoctorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doctor",
+        abstract: "Check the settings, the database, the SMTP server, the templates and the wallet API, and explain.",
+        discussion: "Sends nothing. Exit 0 only when every check passes."
+    )
+
+    @OptionGroup var settingsOptions: SettingsOptions
+
+    func run() throws {
+        let settings = try settingsOptions.load()
+        let fileValues: [String: String] = try settingsOptions.envFile.map { path in
+            guard let data = FileManager.default.contents(atPath: path) else { return [:] }
+            return try DotEnv.parse(String(decoding: data, as: UTF8.self))
+        } ?? [:]
+        let real = Settings.processEnvironment()
+        var failures = 0
+        func report(_ ok: Bool, _ what: String, _ detail: String) {
+            print("\(ok ? "ok  " : "FAIL") \(what.padding(toLength: 10, withPad: " ", startingAt: 0)) \(detail)")
+            if !ok { failures += 1 }
+        }
+
+        print("Settings:")
+        let names = ["DB_HOST", "DB_PORT", "DB_SOCKET", "DB_DATABASE", "DB_USERNAME", "DB_PASSWORD", "MAIL_HOST", "MAIL_PORT", "MAIL_ENCRYPTION",
+                     "MAIL_USERNAME", "MAIL_PASSWORD", "MAIL_FROM_ADDRESS", "MAIL_FROM_NAME", "FANOUT_TEMPLATES", "FANOUT_LOG_FILE"]
+            + (real.keys.filter { $0.hasPrefix("WALLET_") } + fileValues.keys.filter { $0.hasPrefix("WALLET_") }).sorted()
+        var seen = Set<String>()
+        for name in names where seen.insert(name).inserted {
+            let source = real[name].map { _ in "environment" } ?? fileValues[name].map { _ in settingsOptions.envFile ?? ".env" }
+            guard let value = settings[name] else { print("  \(name) (not set)"); continue }
+            let secret = name.contains("PASSWORD") || name.contains("TOKEN") || name.contains("SECRET") || name.hasSuffix("_KEY")
+            print("  \(name)=\(secret ? "****" : value)  (from \(source ?? "default"))")
+        }
+        print("Checks:")
+        // Database and schema.
+        do {
+            let connection = try Connection(try settings.database())
+            defer { connection.close() }
+            var logger = Logger(label: "fanout.doctor")
+            logger.logLevel = .critical
+            let pending = try Migrator(connection: connection, logger: logger).pending()
+            report(true, "database", "connected to \(try settings.database().endpointDescription), MariaDB \(connection.serverVersion)")
+            report(pending.isEmpty, "schema", pending.isEmpty ? "migrated" : "not migrated: run 'fanout migrate' (\(pending.map(\.file).joined(separator: ", ")))")
+        } catch {
+            report(false, "database", CommandFailure(error).message)
+        }
+        // SMTP, without sending.
+        if settings["MAIL_HOST"] != nil {
+            do {
+                let email = try settings.email(connections: 1)
+                let reply = try SMTPConnection(email.smtp).verify()
+                let steps = [email.smtp.security == .startTLS ? "STARTTLS" : email.smtp.security == .implicitTLS ? "TLS" : nil, email.smtp.username == nil ? nil : "AUTH"].compactMap { $0 }
+                report(true, "smtp", "\(email.smtp.host):\(email.smtp.port) EHLO\(steps.isEmpty ? "" : ", " + steps.joined(separator: ", ")) ok; NOOP: \(reply.text)")
+            } catch {
+                report(false, "smtp", CommandFailure(error).message)
+            }
+        } else {
+            print("skip smtp       MAIL_HOST is not set (only needed for email jobs)")
+        }
+        // Templates.
+        let folder = settings["FANOUT_TEMPLATES"] ?? "./templates"
+        let emailNames = (try? FileManager.default.contentsOfDirectory(atPath: folder + "/email"))?.filter { !$0.hasPrefix(".") && !$0.hasSuffix(".md") }.sorted() ?? []
+        let walletNames = (try? FileManager.default.contentsOfDirectory(atPath: folder + "/wallet"))?.filter { $0.hasSuffix(".http.mustache") }.map { String($0.dropLast(".http.mustache".count)) }.sorted() ?? []
+        if emailNames.isEmpty && walletNames.isEmpty {
+            report(false, "templates", "none in \(folder) (FANOUT_TEMPLATES): expected email/NAME/ or wallet/NAME.http.mustache")
+        }
+        for name in emailNames {
+            do { _ = try EmailTemplate.load(name: name, folder: folder); report(true, "template", "email/\(name)") } catch { report(false, "template", "\(error)") }
+        }
+        for name in walletNames {
+            do { _ = try WalletTemplate.load(name: name, folder: folder); report(true, "template", "wallet/\(name)") } catch { report(false, "template", "\(error)") }
+        }
+        // The wallet API's server, when a base URL is configured.
+        if let base = settings["WALLET_BASE_URL"] {
+            do {
+                let wallet = try settings.wallet(parallel: 1, rate: nil)
+                try HTTPTransfer().probe(base, tls: wallet.tls)
+                report(true, "wallet", "\(base) resolves and accepts connections")
+            } catch {
+                report(false, "wallet", CommandFailure(error).message)
+            }
+        }
+        print(failures == 0 ? "All checks passed." : "\(failures) check\(failures == 1 ? "" : "s") failed.")
+        if failures > 0 { throw ExitCode(1) }
+    }
+}
