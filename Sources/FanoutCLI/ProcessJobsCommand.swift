@@ -185,6 +185,9 @@ enum TickRunner {
         defer { connection.close() }
         let store = MariaDBJobStore(connection: connection, kind: kind, logger: logger)
         let deliverer = makeDeliverer(logger)
+        let progress = ProgressLine(enabled: untilDone && isatty(2) == 1)
+        var totals = (delivered: 0, failed: 0, retrying: 0, ticks: 0)
+        defer { progress.clear() }
         while true {
             let tick = Tick(policy: policy, store: store, deliverer: deliverer, owner: ownerToken(), logger: logger)
             let summary: TickSummary
@@ -193,7 +196,13 @@ enum TickRunner {
             } catch let error as MariaDBError where error.number == 1146 {
                 throw ConfigurationError(description: "the database has no Fanout tables yet (\(error.message)): run 'fanout migrate'")
             }
+            progress.clear()
             log(summary, logger: logger, verbose: verbose)
+            totals.ticks += 1
+            totals.delivered += summary.delivered
+            totals.failed += summary.failed
+            totals.retrying += summary.retrying
+            progress.show("tick \(totals.ticks): \(totals.delivered) delivered, \(totals.failed) failed, \(totals.retrying) waiting for a retry")
             if let unavailable = summary.unavailable {
                 throw ServiceUnavailable(description: unavailable)
             }
