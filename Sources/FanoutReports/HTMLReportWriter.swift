@@ -63,7 +63,7 @@ final class HTMLReportWriter: ReportWriter {
         svg += "<text x=\"0\" y=\"14\" font-size=\"13\" font-weight=\"bold\">Items processed per minute</text>"
         guard !s.perMinute.isEmpty else { return svg + "<text x=\"0\" y=\"40\" font-size=\"12\">nothing processed yet</text></svg>" }
         let maxCount = Double(s.perMinute.map(\.count).max() ?? 1)
-        let barWidth = max(2, (width - 40) / Double(s.perMinute.count) - 2)
+        let barWidth = min(40, max(2, (width - 40) / Double(s.perMinute.count) - 2))
         for (i, point) in s.perMinute.enumerated() {
             let h = max(1, height * Double(point.count) / maxCount)
             let x = 30 + Double(i) * (barWidth + 2)
