@@ -1,3 +1,4 @@
+import Configuration
 import Curl
 import FanoutDelivery
 import MariaDB
@@ -10,15 +11,28 @@ import Foundation
 import Glibc
 #endif
 
-/// Settings with Laravel's names: the process environment over an optional `.env` file.
+/// Settings with Laravel's names: the process environment over an optional `.env` file, read
+/// through swift-configuration (environment provider first, then the file's values).
 ///
-/// Secrets (`DB_PASSWORD`, `MAIL_PASSWORD`) are only ever handed to the libraries; no message
-/// built here includes them.
+/// Secrets (`*PASSWORD*`, `*TOKEN*`, `*SECRET*`, `*_KEY`) are marked secret for
+/// swift-configuration and only ever handed to the libraries; no message built here includes them.
 struct Settings {
+    /// Every value, environment over file, for what a reader cannot list (`WALLET_*`).
     private let values: [String: String]
+    private let reader: ConfigReader
 
-    init(environment: [String: String]) {
-        values = environment
+    init(environment: [String: String], file: [String: String] = [:]) {
+        values = file.merging(environment) { _, real in real }
+        let secrets = SecretsSpecifier<String, String>.dynamic { key, _ in Settings.isSecret(key) }
+        reader = ConfigReader(providers: [
+            EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: secrets),
+            EnvironmentVariablesProvider(environmentVariables: file, secretsSpecifier: secrets),
+        ])
+    }
+
+    static func isSecret(_ name: String) -> Bool {
+        let upper = name.uppercased()
+        return upper.contains("PASSWORD") || upper.contains("TOKEN") || upper.contains("SECRET") || upper.hasSuffix("_KEY")
     }
 
     /// The process environment, over the `.env` file at `envFile` when given.
@@ -34,7 +48,7 @@ struct Settings {
         } catch {
             throw ConfigurationError(description: "--env-file \(envFile): \(error)")
         }
-        return Settings(environment: parsed.merging(environment) { _, real in real })
+        return Settings(environment: environment, file: parsed)
     }
 
     static func processEnvironment() -> [String: String] {
@@ -50,8 +64,11 @@ struct Settings {
         return values
     }
 
+    /// The value of a Laravel-style name (`DB_HOST` is swift-configuration's key `db.host`);
+    /// nil when unset, empty or `null`.
     subscript(name: String) -> String? {
-        guard let value = values[name], !value.isEmpty, value != "null" else { return nil }
+        let key = ConfigKey(name.lowercased().split(separator: "_").map(String.init))
+        guard let value = reader.string(forKey: key, isSecret: Self.isSecret(name)), !value.isEmpty, value != "null" else { return nil }
         return value
     }
 
@@ -80,7 +97,7 @@ struct Settings {
             port: UInt32(port),
             socket: self["DB_SOCKET"],
             user: user,
-            password: values["DB_PASSWORD"] ?? "",
+            password: self["DB_PASSWORD"] ?? "",
             database: database
         )
     }
@@ -108,7 +125,7 @@ struct Settings {
             port: port,
             security: security,
             username: self["MAIL_USERNAME"],
-            password: values["MAIL_PASSWORD"],
+            password: self["MAIL_PASSWORD"],
             tls: TLSOptions(verifyPeer: true, caFile: self["FANOUT_SMTP_CA_FILE"]),
             clientName: self["FANOUT_SMTP_HELO"] ?? "localhost",
             connectTimeoutMilliseconds: 10_000,
