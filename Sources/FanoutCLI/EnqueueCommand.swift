@@ -144,7 +144,7 @@ struct EnqueueCommand: ParsableCommand {
             for (i, name) in header.enumerated() where i != firstIndex && i != secondIndex {
                 data.append((name, fields[i]))
             }
-            let json = data.isEmpty ? nil : "{" + data.map { "\(JSONText.quote($0.0)):\(JSONText.quote($0.1))" }.joined(separator: ",") + "}"
+            let json = data.isEmpty ? nil : "{" + data.map { "\(JSONString.quoted($0.0)):\(JSONString.quoted($0.1))" }.joined(separator: ",") + "}"
             let second = secondIndex.map { fields[$0] }.flatMap { $0.isEmpty ? nil : $0 }
             try body(reader.line, .success(Row(first: first, second: second, data: json)))
         }

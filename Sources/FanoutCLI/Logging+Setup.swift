@@ -1,3 +1,4 @@
+import FanoutCore
 import Logging
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -36,9 +37,9 @@ struct FanoutLogHandler: LogHandler {
             let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             line = "\(time) \(event.level) \(event.message)\(fields.isEmpty ? "" : " " + fields)"
         case .json:
-            var object = "{\"time\":\(JSONText.quote(time)),\"level\":\(JSONText.quote("\(event.level)")),\"message\":\(JSONText.quote("\(event.message)"))"
+            var object = "{\"time\":\(JSONString.quoted(time)),\"level\":\(JSONString.quoted("\(event.level)")),\"message\":\(JSONString.quoted("\(event.message)"))"
             for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-                object += ",\(JSONText.quote(key)):\(JSONText.quote("\(value)"))"
+                object += ",\(JSONString.quoted(key)):\(JSONString.quoted("\(value)"))"
             }
             line = object + "}"
         }
@@ -80,27 +81,6 @@ final class LogSink: Sendable {
             // One write per line with O_APPEND: lines of concurrent ticks never interleave.
             if fileDescriptor >= 0 { _ = Glibc.write(fileDescriptor, buffer.baseAddress, buffer.count) }
         }
-    }
-}
-
-/// The smallest JSON string quoting, for log lines.
-enum JSONText {
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 

@@ -1,3 +1,4 @@
+import FanoutCore
 import Foundation
 import Mustache
 
@@ -121,31 +122,9 @@ public struct WalletTemplate: Sendable {
     }
 }
 
-/// Escapes a value for the inside of a JSON string: quotes, backslashes, control characters.
+/// Escapes a value for the inside of a JSON string.
 struct JSONStringContentType: MustacheContentType {
-    func escapeText(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            case "\u{2028}": out += "\\u2028"
-            case "\u{2029}": out += "\\u2029"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default:
-                out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
-    }
+    func escapeText(_ text: String) -> String { JSONString.escaped(text) }
 }
 
 /// Percent-encodes a value for a URL path segment or query value (RFC 3986 unreserved kept).
