@@ -197,15 +197,17 @@ enum TickRunner {
                 throw ConfigurationError(description: "the database has no Fanout tables yet (\(error.message)): run 'fanout migrate'")
             }
             progress.clear()
+            if let unavailable = summary.unavailable {
+                // Exit 69 with one line on stderr: the reason, not a summary of a tick that stopped.
+                if verbose { log(summary, logger: logger, verbose: verbose) }
+                throw ServiceUnavailable(description: unavailable)
+            }
             log(summary, logger: logger, verbose: verbose)
             totals.ticks += 1
             totals.delivered += summary.delivered
             totals.failed += summary.failed
             totals.retrying += summary.retrying
             progress.show("tick \(totals.ticks): \(totals.delivered) delivered, \(totals.failed) failed, \(totals.retrying) waiting for a retry")
-            if let unavailable = summary.unavailable {
-                throw ServiceUnavailable(description: unavailable)
-            }
             if summary.leaseLost {
                 throw UserError(description: "this tick lost its lock to another tick (it was paused past --stuck-after) and stopped writing")
             }

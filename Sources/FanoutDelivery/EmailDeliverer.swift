@@ -43,6 +43,7 @@ public final class EmailDeliverer: Deliverer {
             let template = try EmailTemplate.load(name: job.template, folder: settings.templatesFolder)
             let domain = settings.from.address.split(separator: "@").last.map(String.init) ?? "localhost"
             composers[job.template] = EmailComposer(template: template, from: settings.from, messageIDDomain: domain)
+            logger.debug("template loaded", metadata: ["template": "\(job.template)", "job.id": "\(job.id)"])
         } catch {
             throw JobFailure(reason: "Template '\(job.template)' cannot be used: \(error)")
         }
@@ -94,6 +95,7 @@ public final class EmailDeliverer: Deliverer {
             throw DeliveryUnavailable(message: "SMTP transfer engine failed: \(error)")
         }
         if let sessionFailure {
+            logger.debug("SMTP server unavailable: items go back to pending uncharged", metadata: ["job.id": "\(job.id)", "smtp.code": "\(sessionFailure.responseCode)"])
             self.pool = nil
             throw DeliveryUnavailable(message: "SMTP server \(settings.smtp.host):\(settings.smtp.port) unavailable: \(sessionFailure)")
         }

@@ -47,6 +47,7 @@ public final class WalletDeliverer: Deliverer {
         if templates[job.template] != nil { return }
         do {
             templates[job.template] = try WalletTemplate.load(name: job.template, folder: settings.templatesFolder)
+            logger.debug("template loaded", metadata: ["template": "\(job.template)", "job.id": "\(job.id)"])
         } catch {
             throw JobFailure(reason: "Template '\(job.template)' cannot be used: \(error)")
         }
@@ -121,6 +122,7 @@ public final class WalletDeliverer: Deliverer {
             throw DeliveryUnavailable(message: "HTTP transfer engine failed: \(error)")
         }
         if let sessionFailure {
+            logger.debug("wallet API unavailable: items go back to pending uncharged", metadata: ["job.id": "\(job.id)", "curl.code": "\(sessionFailure.curlCode)"])
             self.pool = nil
             throw DeliveryUnavailable(message: "wallet API unavailable: \(sessionFailure)")
         }

@@ -194,7 +194,8 @@ struct EmailTickTests {
             env["FANOUT_TEMPLATES"] = try makeTestTemplates().path
             let result = try runFanout(["emails:process-jobs"], environment: env)
             #expect(result.status == 69)
-            #expect(result.stderr.split(separator: "\n").filter { $0.hasPrefix("fanout:") }.count == 1)
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+            #expect(result.stderr.hasPrefix("fanout: SMTP server 127.0.0.1:1 unavailable"))
             #expect(try fixture.statusCounts(job: job) == ["pending": 5])
             #expect(try fixture.items(job: job).allSatisfy { $0.attempts == 0 })
         }
@@ -205,6 +206,7 @@ struct EmailTickTests {
             let job = try fixture.emailJob(company: 1, count: 5)
             let result = try runFanout(["emails:process-jobs"], environment: env)
             #expect(result.status == 69, "\(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
             #expect(try fixture.statusCounts(job: job) == ["pending": 5])
             #expect(try fixture.items(job: job).allSatisfy { $0.attempts == 0 })
         }

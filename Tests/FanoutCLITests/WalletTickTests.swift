@@ -195,6 +195,7 @@ struct WalletTickTests {
             env["WALLET_BASE_URL"] = TestEnvironment.httpsURL
             let refused = try runFanout(["wallet:process-jobs"], environment: env)
             #expect(refused.status == 69, "\(refused.stderr)")
+            #expect(refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
             #expect(try fixture.walletCounts(job: job) == ["pending": 1])
             #expect(try fixture.walletItems(job: job)[0].attempts == 0)
             env["FANOUT_HTTP_CA_FILE"] = TestEnvironment.tlsCertificate
