@@ -14,6 +14,10 @@ final class Prefetcher<Input: Sendable, Output: Sendable>: @unchecked Sendable {
     private var head = 0
     private var finished = false
     private var stopped = false
+    /// Who sleeps on `condition`: waking a thread that is not waiting costs a futex call and,
+    /// on two cores, a context switch per message.
+    private var producerWaiting = false
+    private var consumerWaiting = false
     private let capacity: Int
 
     init(inputs: [Input], capacity: Int, transform: @escaping @Sendable (Input) -> Output) {
@@ -22,7 +26,11 @@ final class Prefetcher<Input: Sendable, Output: Sendable>: @unchecked Sendable {
         let thread = Thread { [self] in
             for input in inputs {
                 condition.lock()
-                while results.count - head >= self.capacity && !stopped { condition.wait() }
+                while results.count - head >= self.capacity && !stopped {
+                    producerWaiting = true
+                    condition.wait()
+                    producerWaiting = false
+                }
                 let stop = stopped
                 condition.unlock()
                 if stop { break }
@@ -34,7 +42,7 @@ final class Prefetcher<Input: Sendable, Output: Sendable>: @unchecked Sendable {
                     head = 0
                 }
                 results.append((input, output))
-                condition.signal()
+                if consumerWaiting { condition.signal() }
                 condition.unlock()
             }
             condition.lock()
@@ -49,11 +57,16 @@ final class Prefetcher<Input: Sendable, Output: Sendable>: @unchecked Sendable {
     func next() -> (Input, Output)? {
         condition.lock()
         defer { condition.unlock() }
-        while head >= results.count && !finished && !stopped { condition.wait() }
+        while head >= results.count && !finished && !stopped {
+            consumerWaiting = true
+            condition.wait()
+            consumerWaiting = false
+        }
         guard head < results.count, !stopped else { return nil }
         let result = results[head]
         head += 1
-        condition.signal()
+        // Wake the producer only once the buffer has room for a good run of work again.
+        if producerWaiting && results.count - head <= capacity / 2 { condition.signal() }
         return result
     }
 
