@@ -114,10 +114,12 @@ public final class Tick {
             summary.delivered += outcome.delivered
             summary.failed += outcome.failed
             summary.retrying += outcome.retrying
-            if case .cancelled(let reason)? = outcome.stop {
-                try store.finish(job, status: .cancelled, reason: reason ?? "Cancelled", lease: lease)
-                summary.jobsCancelled += 1
-                logger.notice("job cancelled: delivery stopped", metadata: metadata(job))
+            if case .ended(let status, let reason)? = outcome.stop {
+                // Ended outside Fanout mid-batch: cancelled (usually) or failed by the host.
+                let final: JobStatus = status == .failed ? .failed : .cancelled
+                try store.finish(job, status: final, reason: reason ?? (final == .failed ? "Failed" : "Cancelled"), lease: lease)
+                if final == .failed { summary.jobsFailed += 1 } else { summary.jobsCancelled += 1 }
+                logger.notice("job \(final.rawValue) outside Fanout: delivery stopped", metadata: metadata(job))
                 try store.releaseLease(lease)
                 released = true
                 return
@@ -194,7 +196,7 @@ public final class Tick {
 
     /// What a batch came to.
     struct BatchOutcome {
-        enum Stop { case cancelled(String?), leaseLost, storeFailed }
+        enum Stop { case ended(JobStatus, String?), leaseLost, storeFailed }
         var delivered = 0
         var failed = 0
         var retrying = 0
@@ -252,8 +254,8 @@ public final class Tick {
                 case .lost:
                     outcome.stop = .leaseLost
                 case .held(let status, let reason):
-                    if status == .cancelled || status == .failed || status == .completed {
-                        outcome.stop = .cancelled(reason)
+                    if status.isTerminal {
+                        outcome.stop = .ended(status, reason)
                     }
                 }
             } catch {
