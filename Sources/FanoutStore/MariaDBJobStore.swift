@@ -89,9 +89,7 @@ public final class MariaDBJobStore: JobStore {
     }
 
     public func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem] {
-        let claimed = try connection.execute(sql.claim, [lease.owner, job.id] + fence(lease) + [job.id, limit]).affectedRows
-        if claimed == 0 { return [] }
-        return try connection.query(sql.claimed, [job.id, lease.owner]).map { row in
+        let due = try connection.query(sql.duePending, [job.id, limit]).map { row in
             WorkItem(
                 id: try row.decode("id"),
                 jobID: job.id,
@@ -104,6 +102,16 @@ public final class MariaDBJobStore: JobStore {
                 inDoubt: try row.decode("in_doubt", as: Bool.self)
             )
         }
+        if due.isEmpty { return [] }
+        let claimed = try connection.execute(
+            sql.claim(count: due.count),
+            [lease.owner] + due.map(\.id) + [job.id] + fence(lease) + [job.id]
+        ).affectedRows
+        if claimed == UInt64(due.count) { return due }
+        if claimed == 0 { return [] }
+        // Someone (a person cancelling items by SQL) changed a few between the read and the claim.
+        let mine = Set(try connection.query(sql.claimedIDs, [job.id, lease.owner]).map { try $0.decode("id", as: UInt64.self) })
+        return due.filter { mine.contains($0.id) }
     }
 
     public func record(_ updates: [ItemUpdate], job: JobRecord, lease: Lease) throws -> Int {
@@ -152,7 +160,7 @@ public final class MariaDBJobStore: JobStore {
     public func advance(_ job: JobRecord, progress: BatchProgress, lease: Lease) throws -> JobStatus? {
         let result = try connection.execute(
             sql.advance,
-            [job.id, job.id, progress.terminal, job.id, progress.failed, job.id, progress.touched, job.id] + fence(lease)
+            [progress.terminal, progress.failed, progress.touched, job.id] + fence(lease)
         )
         if result.affectedRows == 0 { return nil }
         let code = Int(result.lastInsertID) - 1

@@ -80,22 +80,32 @@ struct JobSQL {
         """
     }
 
-    var claim: String {
+    /// The next due pending items, read through the (job, status, id) index: 50 index entries
+    /// whatever the job's size. (An `UPDATE … ORDER BY id LIMIT n` was seen to examine every
+    /// pending row of a 1,000,000-item job before applying the limit: 1.1 s a tick.)
+    var duePending: String {
+        let columns = kind == .email ? "email, name, NULL AS card_id, NULL AS platform" : "NULL AS email, NULL AS name, card_id, platform"
+        return """
+            SELECT id, attempts, \(columns), data, in_doubt FROM \(items) FORCE INDEX (\(items)_job_status_id)
+            WHERE \(fk) = ? AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))
+            ORDER BY id LIMIT ?
+            """
+    }
+
+    /// Marks the given items in flight for this lease: only those still pending, only while the
+    /// lease is held and the job runnable.
+    func claim(count: Int) -> String {
         """
         UPDATE \(items) SET status = 'processing', claimed_by = ?, claimed_at = NOW(6), updated_at = NOW()
-        WHERE \(fk) = ? AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))
+        WHERE id IN (\(Array(repeating: "?", count: count).joined(separator: ", "))) AND \(fk) = ? AND status = 'pending'
           AND \(fence)
           AND EXISTS (SELECT 1 FROM \(jobs) WHERE id = ? AND status IN \(unfinished))
-        ORDER BY id LIMIT ?
         """
     }
 
-    var claimed: String {
-        let columns = kind == .email ? "email, name, NULL AS card_id, NULL AS platform" : "NULL AS email, NULL AS name, card_id, platform"
-        return """
-            SELECT id, attempts, \(columns), data, in_doubt FROM \(items)
-            WHERE \(fk) = ? AND status = 'processing' AND claimed_by = ? ORDER BY id
-            """
+    /// The claimed items' ids, for the rare case where some changed between read and claim.
+    var claimedIDs: String {
+        "SELECT id FROM \(items) WHERE \(fk) = ? AND status = 'processing' AND claimed_by = ?"
     }
 
     /// One statement for a group of outcomes: the values come in as a derived table.
@@ -137,18 +147,22 @@ struct JobSQL {
     /// items, so they end equal to what the items say). The resulting status comes back as the
     /// statement's insert id (LAST_INSERT_ID(expr)), which saves reading the row again.
     var advance: String {
+        // The counts are correlated subqueries (on `j.id`), evaluated only when their IF branch
+        // is taken. Written with a bound job id they would be constant subqueries, which the
+        // server runs while optimising, whatever the IF: a full count of a 1,000,000-item job on
+        // every tick (measured: 1.1 s a tick instead of 35 ms).
         """
-        UPDATE \(jobs) SET
-          status = IF(status IN \(unfinished) AND NOT EXISTS (SELECT 1 FROM \(items) WHERE \(fk) = ? AND status IN \(unfinished)), 'completed',
-                      IF(status = 'pending', 'processing', status)),
-          started_at = COALESCE(started_at, NOW()),
-          completed_at = IF(status = 'completed' AND completed_at IS NULL, NOW(), completed_at),
-          processed_items = IF(status = 'completed', (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status IN \(terminal)), processed_items + ?),
-          failed_items = IF(status = 'completed', (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status = 'failed'), failed_items + ?),
-          total_items = IF(total_items = 0, (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ?), total_items),
-          last_processed_at = IF(? > 0, NOW(), last_processed_at),
-          updated_at = IF(LAST_INSERT_ID(FIELD(status, 'pending', 'processing', 'completed', 'failed', 'cancelled') + 1) > 0, NOW(), NOW())
-        WHERE id = ? AND \(fence)
+        UPDATE \(jobs) j SET
+          j.status = IF(j.status IN \(unfinished) AND NOT EXISTS (SELECT 1 FROM \(items) i WHERE i.\(fk) = j.id AND i.status IN \(unfinished)), 'completed',
+                        IF(j.status = 'pending', 'processing', j.status)),
+          j.started_at = COALESCE(j.started_at, NOW()),
+          j.completed_at = IF(j.status = 'completed' AND j.completed_at IS NULL, NOW(), j.completed_at),
+          j.processed_items = IF(j.status = 'completed', (SELECT COUNT(*) FROM \(items) i WHERE i.\(fk) = j.id AND i.status IN \(terminal)), j.processed_items + ?),
+          j.failed_items = IF(j.status = 'completed', (SELECT COUNT(*) FROM \(items) i WHERE i.\(fk) = j.id AND i.status = 'failed'), j.failed_items + ?),
+          j.total_items = IF(j.total_items = 0, (SELECT COUNT(*) FROM \(items) i WHERE i.\(fk) = j.id), j.total_items),
+          j.last_processed_at = IF(? > 0, NOW(), j.last_processed_at),
+          j.updated_at = IF(LAST_INSERT_ID(FIELD(j.status, 'pending', 'processing', 'completed', 'failed', 'cancelled') + 1) > 0, NOW(), NOW())
+        WHERE j.id = ? AND \(fence)
         """
     }
 
