@@ -60,25 +60,30 @@ public final class Tick {
             try finalise(job, summary: &summary)
             return
         }
-        let inactive = try isInactive(job)
-        guard let lease = try store.acquireLease(
-            kind: policy.kind, companyID: company.companyID, owner: owner,
-            stuckAfter: policy.stuckAfter, force: inactive
-        ) else {
+        // A job whose lease can be had is never inactive: it moves now, or it waits for a retry,
+        // or its server is down (not the job's fault). Only a company whose lease a live holder
+        // keeps without moving is asked about inactivity, and then the lease is taken to end it.
+        var inactive = false
+        var acquired = try store.acquireLease(kind: policy.kind, companyID: company.companyID, owner: owner, stuckAfter: policy.stuckAfter, force: false)
+        if acquired == nil, try isInactive(job) {
+            inactive = true
+            acquired = try store.acquireLease(kind: policy.kind, companyID: company.companyID, owner: owner, stuckAfter: policy.stuckAfter, force: true)
+        }
+        guard let lease = acquired else {
             summary.busy += 1
             logger.debug("company busy: another tick holds its lease", metadata: metadata(job))
             return
         }
-        var released = false
-        defer { if !released { try? store.releaseLease(lease) } }
+        // Released after every normal path. When a store call throws, the lease is kept: the
+        // items this tick had in flight stay marked with its token, and the tick that takes the
+        // lease over after --stuck-after resolves them as in doubt instead of stranding them.
+        try work(job, lease: lease, inactive: inactive, summary: &summary)
+        try store.releaseLease(lease) // fenced: a no-op when the lease was lost
+    }
 
-        if lease.tookOver {
-            let resolved = try store.resolveInDoubt(lease: lease, policy: policy.inDoubt, maxAttempts: policy.maxAttempts)
-            if resolved > 0 {
-                summary.inDoubt += resolved
-                logger.warning("took over a stuck lease: items in flight in the dead tick are in doubt", metadata: metadata(job).merging(["items.in_doubt": "\(resolved)", "policy": "\(policy.inDoubt.rawValue)"]) { $1 })
-            }
-        }
+    /// One company's turn, under its lease.
+    private func work(_ job: JobRecord, lease: Lease, inactive: Bool, summary: inout TickSummary) throws {
+        try resolveInDoubt(lease, job: job, summary: &summary)
         if inactive {
             let reason = "Expired: no progress for \(Self.describe(policy.inactiveAfter)) while Fanout was running"
             try store.finish(job, status: .failed, reason: reason, lease: lease)
@@ -120,8 +125,6 @@ public final class Tick {
                 try store.finish(job, status: final, reason: reason ?? (final == .failed ? "Failed" : "Cancelled"), lease: lease)
                 if final == .failed { summary.jobsFailed += 1 } else { summary.jobsCancelled += 1 }
                 logger.notice("job \(final.rawValue) outside Fanout: delivery stopped", metadata: metadata(job))
-                try store.releaseLease(lease)
-                released = true
                 return
             }
         }
@@ -137,8 +140,6 @@ public final class Tick {
             try store.finish(job, status: .cancelled, reason: reason ?? "Cancelled", lease: lease)
             summary.jobsCancelled += 1
         }
-        try store.releaseLease(lease)
-        released = true
     }
 
     /// Ends the unfinished items of a job cancelled or failed outside Fanout (plain SQL).
@@ -147,11 +148,22 @@ public final class Tick {
             summary.busy += 1
             return
         }
-        defer { try? store.releaseLease(lease) }
+        try resolveInDoubt(lease, job: job, summary: &summary)
         let reason = job.reason.flatMap { $0.isEmpty ? nil : $0 } ?? (job.status == .cancelled ? "Cancelled" : "Failed")
         try store.finish(job, status: job.status, reason: reason, lease: lease)
         if job.status == .cancelled { summary.jobsCancelled += 1 } else { summary.jobsFailed += 1 }
         logger.info("ended the unfinished items of a job \(job.status.rawValue) outside Fanout", metadata: metadata(job))
+        try store.releaseLease(lease)
+    }
+
+    /// Items of this company left in flight by a tick that died (or stopped on a store error):
+    /// whoever holds the lease now is the only one who may have items in flight, so any others
+    /// are in doubt, whether the lease was taken over or found free.
+    private func resolveInDoubt(_ lease: Lease, job: JobRecord, summary: inout TickSummary) throws {
+        let resolved = try store.resolveInDoubt(lease: lease, policy: policy.inDoubt, maxAttempts: policy.maxAttempts)
+        guard resolved > 0 else { return }
+        summary.inDoubt += resolved
+        logger.warning("items in flight in a tick that died are in doubt", metadata: metadata(job).merging(["items.in_doubt": "\(resolved)", "policy": "\(policy.inDoubt.rawValue)"]) { $1 })
     }
 
     private func lostLease(_ summary: inout TickSummary, _ job: JobRecord) {

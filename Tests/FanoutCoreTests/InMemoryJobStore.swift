@@ -38,6 +38,9 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     var items: [UInt64: Item] = [:]
     var leases: [String: LeaseRow] = [:]
     var ticks: [Date] = []
+    /// Makes the next `record` throw (a deadlock, a lost connection).
+    var failNextRecord = false
+    struct InjectedFailure: Error {}
     private var nextID: UInt64 = 1
 
     func advanceClock(_ seconds: Double) { clock = clock.addingTimeInterval(seconds) }
@@ -159,6 +162,10 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     }
 
     func record(_ updates: [ItemUpdate], job: JobRecord, lease: Lease) throws -> Int {
+        if failNextRecord {
+            failNextRecord = false
+            throw InjectedFailure()
+        }
         var written = 0
         for update in updates {
             guard var item = items[update.itemID], item.status == .processing, item.claimedBy == lease.owner else { continue }

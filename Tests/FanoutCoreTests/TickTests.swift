@@ -277,4 +277,62 @@ struct TickTests {
         try tick()
         #expect(store.status(job) == .completed)
     }
+
+    // Found by a reviewer with in-memory fakes: each of these failed before the fix.
+
+    @Test func aRetryDueAfterALongWaitIsAttemptedRatherThanExpired() throws {
+        let job = store.addJob(company: 1, items: 1)
+        let item = store.items(of: job)[0].id
+        deliverer.scripts[item] = [.transient(code: 451, retryAfter: .seconds(7200))]
+        try tick()
+        for _ in 0..<130 { store.advanceClock(60); try tick() }
+        #expect(store.items[item]!.status == .sent)
+        #expect(store.status(job) == .completed)
+    }
+
+    @Test func aServerOutageLongerThanInactiveAfterDoesNotExpireJobs() throws {
+        let job = store.addJob(company: 1, items: 3)
+        try tick(policy(batch: 1))
+        deliverer.unavailableAfter = 0
+        for _ in 0..<45 {
+            store.advanceClock(60)
+            #expect(try tick().unavailable != nil)
+        }
+        #expect(store.status(job) == .processing)
+        #expect(store.counts(job) == [.sent: 1, .pending: 2])
+        deliverer.unavailableAfter = nil
+        try tick()
+        #expect(store.status(job) == .completed)
+    }
+
+    @Test func endingACancelledJobOnAStuckLeaseResolvesTheCompanysItemsInDoubt() throws {
+        let running = store.addJob(company: 1, items: 6)
+        let cancelled = store.addJob(company: 1, items: 2)
+        let dead = Lease(kind: .email, companyID: 1, owner: "dead", tookOver: false)
+        store.leases["email:1"] = .init(owner: "dead", heartbeat: store.clock, servedAt: nil)
+        _ = try store.claim(job: store.jobs[running]!.record, limit: 4, lease: dead)
+        store.jobs[cancelled]!.record.status = .cancelled
+        store.advanceClock(601)
+        try tick()
+        try tick()
+        #expect(store.counts(running) == [.sent: 6])
+        #expect(store.items(of: running).filter(\.inDoubt).count == 4)
+        #expect(store.status(running) == .completed)
+        #expect(store.counts(cancelled) == [.cancelled: 2])
+    }
+
+    @Test func aStoreErrorMidBatchLeavesNoItemStranded() throws {
+        let job = store.addJob(company: 1, items: 10)
+        deliverer.beforeItem = { _, index in if index == 3 { self.store.failNextRecord = true } }
+        #expect(throws: InMemoryJobStore.InjectedFailure.self) { try tick() }
+        deliverer.beforeItem = nil
+        #expect(store.items(of: job).contains { $0.status == .processing })
+        // The lease was kept, so nothing moves until it is taken over; then nothing is stranded.
+        #expect(try tick().busy == 1)
+        store.advanceClock(601)
+        try tick()
+        #expect(!store.items(of: job).contains { $0.status == .processing || $0.status == .pending })
+        #expect(store.status(job) == .completed)
+        #expect(store.countersMatch(job))
+    }
 }
