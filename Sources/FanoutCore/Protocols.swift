@@ -18,8 +18,8 @@ public protocol JobStore: AnyObject {
     func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws -> Lease?
     /// Whether the job has pending items whose next attempt is still in the future.
     func hasItemsWaitingForRetry(_ job: JobRecord) throws -> Bool
-    /// Resolves items a dead holder left in flight in this company's jobs; returns how many.
-    func resolveInDoubt(lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int
+    /// Resolves items of the job left in flight by a tick that died; returns how many.
+    func resolveInDoubt(_ job: JobRecord, lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int
     /// Marks up to `limit` due pending items of the job in flight for this lease and returns them.
     func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem]
     /// Writes outcomes of items in flight for this lease; returns how many rows it changed

@@ -148,7 +148,6 @@ public final class Tick {
             summary.busy += 1
             return
         }
-        try resolveInDoubt(lease, job: job, summary: &summary)
         let reason = job.reason.flatMap { $0.isEmpty ? nil : $0 } ?? (job.status == .cancelled ? "Cancelled" : "Failed")
         try store.finish(job, status: job.status, reason: reason, lease: lease)
         if job.status == .cancelled { summary.jobsCancelled += 1 } else { summary.jobsFailed += 1 }
@@ -156,11 +155,11 @@ public final class Tick {
         try store.releaseLease(lease)
     }
 
-    /// Items of this company left in flight by a tick that died (or stopped on a store error):
-    /// whoever holds the lease now is the only one who may have items in flight, so any others
-    /// are in doubt, whether the lease was taken over or found free.
+    /// Items of the job left in flight by a tick that died (or stopped on a store error): whoever
+    /// holds the company's lease now is the only one who may have items in flight, so any others
+    /// are in doubt, whether the lease was taken over or found free. One indexed statement.
     private func resolveInDoubt(_ lease: Lease, job: JobRecord, summary: inout TickSummary) throws {
-        let resolved = try store.resolveInDoubt(lease: lease, policy: policy.inDoubt, maxAttempts: policy.maxAttempts)
+        let resolved = try store.resolveInDoubt(job, lease: lease, policy: policy.inDoubt, maxAttempts: policy.maxAttempts)
         guard resolved > 0 else { return }
         summary.inDoubt += resolved
         logger.warning("items in flight in a tick that died are in doubt", metadata: metadata(job).merging(["items.in_doubt": "\(resolved)", "policy": "\(policy.inDoubt.rawValue)"]) { $1 })

@@ -72,7 +72,7 @@ public final class MariaDBJobStore: JobStore {
         return nil
     }
 
-    public func resolveInDoubt(lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int {
+    public func resolveInDoubt(_ job: JobRecord, lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int {
         let failedReason = policy == .atLeastOnce
             ? "In doubt: the tick delivering it died before recording the outcome, and it has no attempts left"
             : "In doubt: the tick delivering it died before recording the outcome; not resent (at-most-once)"
@@ -80,10 +80,10 @@ public final class MariaDBJobStore: JobStore {
         let first: any SQLEncodable = policy == .atLeastOnce ? maxAttempts : 0
         let resolved = try connection.execute(
             sql.resolveInDoubt(policy),
-            [first, failedReason, retryReason, lease.companyID] + fence(lease)
+            [first, failedReason, retryReason, job.id] + fence(lease)
         ).affectedRows
         if resolved > 0 {
-            try connection.execute(sql.recount, [lease.companyID] + fence(lease))
+            try connection.execute(sql.recount, [job.id] + fence(lease))
         }
         return Int(resolved)
     }

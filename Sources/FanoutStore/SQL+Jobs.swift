@@ -64,19 +64,18 @@ struct JobSQL {
               reason = IF(status = 'failed', ?, ?),
               processed_at = IF(status = 'failed', NOW(), NULL),
               attempts = attempts + 1, in_doubt = 1, claimed_by = NULL, next_attempt_at = NULL, updated_at = NOW()
-            WHERE \(fk) IN (SELECT id FROM \(jobs) WHERE company_id = ? AND status IN \(unfinished))
-              AND status = 'processing' AND \(fence)
+            WHERE \(fk) = ? AND status = 'processing' AND \(fence)
             """
     }
 
-    /// Counters recomputed from the items (after in-doubt items were resolved, and when a job ends).
+    /// Counters recomputed from the items (after in-doubt items were resolved).
     var recount: String {
         """
         UPDATE \(jobs) j SET
           processed_items = (SELECT COUNT(*) FROM \(items) i WHERE i.\(fk) = j.id AND i.status IN \(terminal)),
           failed_items = (SELECT COUNT(*) FROM \(items) i WHERE i.\(fk) = j.id AND i.status = 'failed'),
           updated_at = NOW()
-        WHERE j.company_id = ? AND j.status IN \(unfinished) AND \(fence)
+        WHERE j.id = ? AND \(fence)
         """
     }
 

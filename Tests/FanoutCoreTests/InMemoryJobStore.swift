@@ -121,11 +121,10 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         items(of: job.id).contains { $0.status == .pending && ($0.retryAt.map { $0 > clock } ?? false) }
     }
 
-    func resolveInDoubt(lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int {
+    func resolveInDoubt(_ job: JobRecord, lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int {
         guard holds(lease) else { return 0 }
         var resolved = 0
-        for (id, item) in items where item.status == .processing {
-            guard let job = jobs[item.jobID], job.record.companyID == lease.companyID, job.record.status.isRunnable else { continue }
+        for (id, item) in items where item.status == .processing && item.jobID == job.id {
             var changed = item
             let giveUp = policy == .atMostOnce || item.attempts + 1 >= maxAttempts
             changed.status = giveUp ? .failed : .pending
