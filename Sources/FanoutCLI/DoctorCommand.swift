@@ -17,11 +17,6 @@ struct DoctorCommand: ParsableCommand {
 
     func run() throws {
         let settings = try settingsOptions.load()
-        let fileValues: [String: String] = try settingsOptions.envFile.map { path in
-            guard let data = FileManager.default.contents(atPath: path) else { return [:] }
-            return try DotEnv.parse(String(decoding: data, as: UTF8.self))
-        } ?? [:]
-        let real = Settings.processEnvironment()
         var failures = 0
         func report(_ ok: Bool, _ what: String, _ detail: String) {
             print("\(ok ? "ok  " : "FAIL") \(what.padding(toLength: 10, withPad: " ", startingAt: 0)) \(detail)")
@@ -31,13 +26,10 @@ struct DoctorCommand: ParsableCommand {
         print("Settings:")
         let names = ["DB_HOST", "DB_PORT", "DB_SOCKET", "DB_DATABASE", "DB_USERNAME", "DB_PASSWORD", "MAIL_HOST", "MAIL_PORT", "MAIL_ENCRYPTION",
                      "MAIL_USERNAME", "MAIL_PASSWORD", "MAIL_FROM_ADDRESS", "MAIL_FROM_NAME", "FANOUT_TEMPLATES", "FANOUT_LOG_FILE"]
-            + (real.keys.filter { $0.hasPrefix("WALLET_") } + fileValues.keys.filter { $0.hasPrefix("WALLET_") }).sorted()
-        var seen = Set<String>()
-        for name in names where seen.insert(name).inserted {
-            let source = real[name].map { _ in "environment" } ?? fileValues[name].map { _ in settingsOptions.envFile ?? ".env" }
+            + settings.walletNames
+        for name in names {
             guard let value = settings[name] else { print("  \(name) (not set)"); continue }
-            let secret = name.contains("PASSWORD") || name.contains("TOKEN") || name.contains("SECRET") || name.hasSuffix("_KEY")
-            print("  \(name)=\(secret ? "****" : value)  (from \(source ?? "default"))")
+            print("  \(name)=\(Settings.isSecret(name) ? "****" : value)  (from \(settings.source(of: name) ?? "default"))")
         }
         print("Checks:")
         // Database and schema.

@@ -20,9 +20,13 @@ struct Settings {
     /// Every value, environment over file, for what a reader cannot list (`WALLET_*`).
     private let values: [String: String]
     private let reader: ConfigReader
+    private let environmentNames: Set<String>
+    private let envFile: String?
 
-    init(environment: [String: String], file: [String: String] = [:]) {
+    init(environment: [String: String], file: [String: String] = [:], envFile: String? = nil) {
         values = file.merging(environment) { _, real in real }
+        environmentNames = Set(environment.keys)
+        self.envFile = envFile
         let secrets = SecretsSpecifier<String, String>.dynamic { key, _ in Settings.isSecret(key) }
         reader = ConfigReader(providers: [
             EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: secrets),
@@ -48,7 +52,7 @@ struct Settings {
         } catch {
             throw ConfigurationError(description: "--env-file \(envFile): \(error)")
         }
-        return Settings(environment: environment, file: parsed)
+        return Settings(environment: environment, file: parsed, envFile: envFile)
     }
 
     static func processEnvironment() -> [String: String] {
@@ -156,6 +160,15 @@ struct Settings {
             environment: values.filter { $0.key.hasPrefix("WALLET_") }
         )
     }
+
+    /// Where a setting's value comes from: `environment`, the `.env` file's path, or nil (unset).
+    func source(of name: String) -> String? {
+        if environmentNames.contains(name) { return "environment" }
+        return values[name] == nil ? nil : envFile
+    }
+
+    /// Every `WALLET_*` name that is set, sorted.
+    var walletNames: [String] { values.keys.filter { $0.hasPrefix("WALLET_") }.sorted() }
 
     /// `FANOUT_LOG_FILE`, when set.
     var logFile: String? { self["FANOUT_LOG_FILE"] }
