@@ -87,11 +87,6 @@ public final class SMTPPool {
             next: { next().map { ($0.tag, $0.message) } }, completed: completed, tick: tick
         )
     }
-
-    /// New connections opened, summed over every connection's last transfer.
-    public var newConnectionsInLastTransfers: Int {
-        connections.reduce(0) { $0 + $1.handle.newConnections }
-    }
 }
 
 @available(*, unavailable)

@@ -14,7 +14,7 @@ public struct WalletSettings: Sendable {
     public var connectTimeoutMilliseconds: Int
     public var timeoutMilliseconds: Int
     public var followRedirects: Bool
-    /// `WALLET_*` settings, visible to templates as `env.WALLET_…`.
+    /// `WALLET_*` settings (only those), visible to templates as `env.WALLET_…`.
     public var environment: [String: String]
 
     public init(templatesFolder: String, parallel: Int = 8, rate: Double? = nil, tls: TLSOptions = TLSOptions(), connectTimeoutMilliseconds: Int = 10_000, timeoutMilliseconds: Int = 30_000, followRedirects: Bool = false, environment: [String: String] = [:]) {
@@ -66,7 +66,7 @@ public final class WalletDeliverer: Deliverer {
         context["job"] = ["id": job.id, "company_id": job.companyID] as [String: Any]
         context["item"] = ["id": item.id] as [String: Any]
         context["idempotency_key"] = Self.idempotencyKey(jobID: job.id, itemID: item.id)
-        context["env"] = environment.filter { $0.key.hasPrefix("WALLET_") }
+        context["env"] = environment
         return context
     }
 

@@ -142,20 +142,6 @@ public final class Connection {
             throw error
         }
     }
-
-    /// Escapes a string for use inside single quotes in SQL text (for statements that cannot be
-    /// prepared, such as some DDL). Prefer bound parameters.
-    public func escape(_ string: String) throws(MariaDBError) -> String {
-        let mysql = try self.mysql
-        let utf8 = Array(string.utf8)
-        var buffer = [CChar](repeating: 0, count: utf8.count * 2 + 1)
-        let length = utf8.withUnsafeBufferPointer { source in
-            source.withMemoryRebound(to: CChar.self) { chars in
-                mysql_real_escape_string(mysql, &buffer, chars.baseAddress, UInt(utf8.count))
-            }
-        }
-        return String(decoding: buffer[0..<Int(length)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
 }
 
 @available(*, unavailable)

@@ -52,9 +52,6 @@ public struct MariaDBError: Error, CustomStringConvertible, Sendable {
     /// Duplicate key (1062).
     public var isDuplicateKey: Bool { number == 1062 }
 
-    /// Deadlock (1213) or lock wait timeout (1205): the transaction may be retried.
-    public var isRetryable: Bool { number == 1213 || number == 1205 }
-
     public var description: String {
         if number == 0 {
             return "MariaDB: \(message) (\(function))"

@@ -63,9 +63,6 @@ public enum TestEnvironment {
     public static var smtpHost: String { value("FANOUT_TEST_SMTP_HOST") ?? "127.0.0.1" }
     public static var smtpPort: Int { Int(value("FANOUT_TEST_SMTP_PORT") ?? "2526") ?? 2526 }
     public static var smtpAuthPort: Int { Int(value("FANOUT_TEST_SMTP_AUTH_PORT") ?? "2527") ?? 2527 }
-    public static var smtpMaildir: URL {
-        value("FANOUT_TEST_SMTP_MAILDIR").map { URL(fileURLWithPath: $0) } ?? repositoryRoot.appendingPathComponent(".run/services/mail")
-    }
     public static var httpURL: String { value("FANOUT_TEST_HTTP_URL") ?? "http://127.0.0.1:18480" }
     public static var httpsURL: String { value("FANOUT_TEST_HTTPS_URL") ?? "https://localhost:18443" }
     public static var tlsCertificate: String {
