@@ -1,3 +1,4 @@
+import FanoutCore
 import Foundation
 import Mustache
 
@@ -64,7 +65,7 @@ public struct EmailTemplate: Sendable {
                 let template = try MustacheTemplate(string: full)
                 let escape: @Sendable (String) -> String
                 if contentType == "HTML" {
-                    escape = { FlatTemplate.htmlEscape($0) }
+                    escape = { HTMLText.escaped($0) }
                 } else {
                     escape = { $0 }
                 }

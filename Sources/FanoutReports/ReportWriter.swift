@@ -98,18 +98,5 @@ enum Format {
 
     static func json(_ text: String) -> String { JSONString.quoted(text) }
 
-    static func html(_ text: String) -> String {
-        var out = ""
-        for c in text {
-            switch c {
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "&": out += "&amp;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
-        }
-        return out
-    }
+    static func html(_ text: String) -> String { HTMLText.escaped(text) }
 }
