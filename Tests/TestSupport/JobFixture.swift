@@ -55,13 +55,34 @@ public final class JobFixture: @unchecked Sendable {
         }
     }
 
-    public func statusCounts(job: UInt64) throws -> [String: Int] {
+    /// The tables of one kind of job, for the read-back helpers both kinds share.
+    struct Tables {
+        let jobs: String, items: String, fk: String, delivered: String
+        static let email = Tables(jobs: "bulk_email_jobs", items: "bulk_email_job_items", fk: "bulk_email_job_id", delivered: "sent")
+        static let wallet = Tables(jobs: "bulk_wallet_api_jobs", items: "bulk_wallet_api_job_items", fk: "bulk_wallet_api_job_id", delivered: "completed")
+    }
+
+    func counts(_ tables: Tables, job: UInt64) throws -> [String: Int] {
         var counts: [String: Int] = [:]
-        for row in try db.query("SELECT status, COUNT(*) AS n FROM bulk_email_job_items WHERE bulk_email_job_id = ? GROUP BY status", [job]) {
+        for row in try db.query("SELECT status, COUNT(*) AS n FROM \(tables.items) WHERE \(tables.fk) = ? GROUP BY status", [job]) {
             counts[try row.decode("status")] = try row.decode("n")
         }
         return counts
     }
+
+    func jobRow(_ tables: Tables, id: UInt64) throws -> Job {
+        let row = try db.queryFirst("SELECT status, reason, total_items, processed_items, failed_items FROM \(tables.jobs) WHERE id = ?", [id])!
+        return Job(status: try row.decode("status"), reason: try row.decodeIfPresent("reason"), total: try row.decode("total_items"), processed: try row.decode("processed_items"), failed: try row.decode("failed_items"))
+    }
+
+    func countersMatch(_ tables: Tables, job id: UInt64) throws -> Bool {
+        let job = try jobRow(tables, id: id)
+        let counts = try counts(tables, job: id)
+        let terminal = (counts[tables.delivered] ?? 0) + (counts["failed"] ?? 0) + (counts["cancelled"] ?? 0)
+        return job.total == counts.values.reduce(0, +) && job.processed == terminal && job.failed == (counts["failed"] ?? 0)
+    }
+
+    public func statusCounts(job: UInt64) throws -> [String: Int] { try counts(.email, job: job) }
 
     public struct Job: Sendable {
         public var status: String
@@ -71,18 +92,10 @@ public final class JobFixture: @unchecked Sendable {
         public var failed: Int
     }
 
-    public func job(_ id: UInt64) throws -> Job {
-        let row = try db.queryFirst("SELECT status, reason, total_items, processed_items, failed_items FROM bulk_email_jobs WHERE id = ?", [id])!
-        return Job(status: try row.decode("status"), reason: try row.decodeIfPresent("reason"), total: try row.decode("total_items"), processed: try row.decode("processed_items"), failed: try row.decode("failed_items"))
-    }
+    public func job(_ id: UInt64) throws -> Job { try jobRow(.email, id: id) }
 
     /// Whether the job's counters say what its items say.
-    public func countersMatchItems(job id: UInt64) throws -> Bool {
-        let job = try job(id)
-        let counts = try statusCounts(job: id)
-        let terminal = (counts["sent"] ?? 0) + (counts["failed"] ?? 0) + (counts["cancelled"] ?? 0)
-        return job.total == counts.values.reduce(0, +) && job.processed == terminal && job.failed == (counts["failed"] ?? 0)
-    }
+    public func countersMatchItems(job id: UInt64) throws -> Bool { try countersMatch(.email, job: id) }
 }
 
 /// A templates folder with a small `plain` email template: `Hello {{name}}` / `Hi {{name}}, code {{code}}.`
@@ -162,25 +175,11 @@ extension JobFixture {
         }
     }
 
-    public func walletCounts(job: UInt64) throws -> [String: Int] {
-        var counts: [String: Int] = [:]
-        for row in try db.query("SELECT status, COUNT(*) AS n FROM bulk_wallet_api_job_items WHERE bulk_wallet_api_job_id = ? GROUP BY status", [job]) {
-            counts[try row.decode("status")] = try row.decode("n")
-        }
-        return counts
-    }
+    public func walletCounts(job: UInt64) throws -> [String: Int] { try counts(.wallet, job: job) }
 
-    public func walletJobRow(_ id: UInt64) throws -> Job {
-        let row = try db.queryFirst("SELECT status, reason, total_items, processed_items, failed_items FROM bulk_wallet_api_jobs WHERE id = ?", [id])!
-        return Job(status: try row.decode("status"), reason: try row.decodeIfPresent("reason"), total: try row.decode("total_items"), processed: try row.decode("processed_items"), failed: try row.decode("failed_items"))
-    }
+    public func walletJobRow(_ id: UInt64) throws -> Job { try jobRow(.wallet, id: id) }
 
-    public func walletCountersMatchItems(job id: UInt64) throws -> Bool {
-        let job = try walletJobRow(id)
-        let counts = try walletCounts(job: id)
-        let terminal = (counts["completed"] ?? 0) + (counts["failed"] ?? 0) + (counts["cancelled"] ?? 0)
-        return job.total == counts.values.reduce(0, +) && job.processed == terminal && job.failed == (counts["failed"] ?? 0)
-    }
+    public func walletCountersMatchItems(job id: UInt64) throws -> Bool { try countersMatch(.wallet, job: id) }
 }
 
 /// Wallet templates for tests: `collect` (POST a JSON body to /collect/CARD on WALLET_BASE_URL),
