@@ -1,4 +1,7 @@
 import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A reusable transfer object that a pool can run on a multi handle.
 protocol PooledTransfer: AnyObject {
@@ -12,46 +15,185 @@ protocol PooledTransfer: AnyObject {
 extension SMTPConnection: PooledTransfer {}
 extension HTTPTransfer: PooledTransfer {}
 
-/// Runs jobs on `workers` in parallel through one multi handle, pulling the next job whenever a
-/// worker is free, until `next` has no more or `tick` says stop; then waits for the transfers
-/// already running.
+/// Runs jobs on `workers` in parallel, pulling the next job whenever a worker is free, until
+/// `next` has no more or `tick` says stop; then waits for the transfers already running.
+///
+/// The workers are split over `multis.count` threads (the calling thread is one), each driving
+/// its own multi handle: libcurl's per-transfer work is mostly system calls, and one thread is
+/// the bound long before the server is. `next`, `completed` and `tick` are called under one lock,
+/// never two at once, so they may share state without synchronising it themselves.
 func runPool<Worker: PooledTransfer>(
     workers: [Worker],
-    multi: MultiHandle,
+    multis: [MultiHandle],
     tickMilliseconds: Int,
     next: () -> (tag: Int, job: Worker.Job)?,
     completed: (Int, Result<Worker.Output, CurlError>) -> Void,
     tick: () -> Bool
 ) throws(CurlError) {
-    var idle = Array(workers.reversed())
-    var running: [ObjectIdentifier: (worker: Worker, tag: Int)] = [:]
-    var exhausted = false
-    var stopped = false
-    var lastTick = ContinuousClock.now
-    let interval = Duration.milliseconds(tickMilliseconds)
-    while true {
-        while !exhausted, !stopped, let worker = idle.last {
-            guard let (tag, job) = next() else { exhausted = true; break }
-            do {
-                try worker.prepare(job)
-                try multi.add(worker.handle)
-                idle.removeLast()
-                running[ObjectIdentifier(worker.handle)] = (worker, tag)
-            } catch {
-                completed(tag, .failure(error))
+    try withoutActuallyEscaping(next) { next throws(CurlError) in
+        try withoutActuallyEscaping(completed) { completed throws(CurlError) in
+            try withoutActuallyEscaping(tick) { tick throws(CurlError) in
+                let shared = PoolShared(tickMilliseconds: tickMilliseconds, next: next, completed: completed, tick: tick)
+                let groups = multis.indices.map { group in
+                    PoolGroup(
+                        workers: workers.indices.filter { $0 % multis.count == group }.map { workers[$0] },
+                        multi: multis[group],
+                        shared: shared
+                    )
+                }
+                var threads: [pthread_t] = []
+                for group in groups.dropFirst() where !group.workers.isEmpty {
+                    if let thread = startThread(group) {
+                        threads.append(thread)
+                    } else {
+                        // No thread to be had: this thread runs that group's workers too, later.
+                        group.run()
+                    }
+                }
+                groups[0].run()
+                for thread in threads { pthread_join(thread, nil) }
+                if let failure = shared.failure { throw failure }
             }
         }
-        if running.isEmpty { break }
-        for (handle, result) in try multi.poll(timeoutMilliseconds: min(tickMilliseconds, 100)) {
-            guard let (worker, tag) = running.removeValue(forKey: ObjectIdentifier(handle)) else { continue }
-            idle.append(worker)
-            completed(tag, worker.finish(result))
-        }
-        if ContinuousClock.now - lastTick >= interval {
-            lastTick = ContinuousClock.now
-            if !stopped && !tick() { stopped = true }
+    }
+}
+
+/// What the threads of one `runPool` share; every field is read and written under `lock`.
+private final class PoolShared<Job, Output>: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    let next: () -> (tag: Int, job: Job)?
+    let completed: (Int, Result<Output, CurlError>) -> Void
+    let tick: () -> Bool
+    let interval: Duration
+    /// How long a thread waits for network activity before it looks at the clock again.
+    let pollMilliseconds: Int
+    var lastTick = ContinuousClock.now
+    var exhausted = false
+    var stopped = false
+    var failure: CurlError?
+
+    init(tickMilliseconds: Int, next: @escaping () -> (tag: Int, job: Job)?, completed: @escaping (Int, Result<Output, CurlError>) -> Void, tick: @escaping () -> Bool) {
+        interval = .milliseconds(tickMilliseconds)
+        pollMilliseconds = min(tickMilliseconds, 100)
+        self.next = next
+        self.completed = completed
+        self.tick = tick
+        pthread_mutex_init(&mutex, nil)
+    }
+
+    deinit { pthread_mutex_destroy(&mutex) }
+
+    func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return body()
+    }
+
+    /// Runs `tick` when its interval has passed; call under the lock.
+    func tickIfDue() {
+        let now = ContinuousClock.now
+        guard now - lastTick >= interval else { return }
+        lastTick = now
+        if !stopped && !tick() { stopped = true }
+    }
+}
+
+/// The workers one thread drives on its own multi handle.
+private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Sendable {
+    // Sendable: a group is used by exactly one thread, and `runPool` joins it before returning.
+    let workers: [Worker]
+    let multi: MultiHandle
+    let shared: PoolShared<Worker.Job, Worker.Output>
+
+    init(workers: [Worker], multi: MultiHandle, shared: PoolShared<Worker.Job, Worker.Output>) {
+        self.workers = workers
+        self.multi = multi
+        self.shared = shared
+    }
+
+    func run() {
+        var idle = Array(workers.reversed())
+        var running: [ObjectIdentifier: (worker: Worker, tag: Int)] = [:]
+        var starting: [(worker: Worker, tag: Int, job: Worker.Job)] = []
+        while true {
+            shared.locked {
+                while !shared.exhausted, !shared.stopped, starting.count < idle.count {
+                    guard let (tag, job) = shared.next() else { shared.exhausted = true; break }
+                    starting.append((idle[idle.count - 1 - starting.count], tag, job))
+                }
+            }
+            var refused: [(Int, CurlError)] = []
+            for (worker, tag, job) in starting {
+                do {
+                    try worker.prepare(job)
+                    try multi.add(worker.handle)
+                    idle.removeAll { $0 === worker }
+                    running[ObjectIdentifier(worker.handle)] = (worker, tag)
+                } catch {
+                    refused.append((tag, error))
+                }
+            }
+            starting.removeAll(keepingCapacity: true)
+            if !refused.isEmpty {
+                shared.locked { for (tag, error) in refused { shared.completed(tag, .failure(error)) } }
+            }
+            if running.isEmpty {
+                let done = shared.locked { shared.exhausted || shared.stopped }
+                if done { break } else { continue }
+            }
+            let finished: [(EasyHandle, CURLcode)]
+            do {
+                finished = try multi.poll(timeoutMilliseconds: shared.pollMilliseconds)
+            } catch {
+                // The multi handle itself failed: its transfers are lost; the others finish.
+                shared.locked {
+                    if shared.failure == nil { shared.failure = error }
+                    shared.stopped = true
+                }
+                break
+            }
+            var results: [(Int, Result<Worker.Output, CurlError>)] = []
+            for (handle, result) in finished {
+                guard let (worker, tag) = running.removeValue(forKey: ObjectIdentifier(handle)) else { continue }
+                idle.append(worker)
+                results.append((tag, worker.finish(result)))
+            }
+            shared.locked {
+                for (tag, result) in results { shared.completed(tag, result) }
+                shared.tickIfDue()
+            }
         }
     }
+}
+
+private protocol Runnable: AnyObject, Sendable {
+    func run()
+}
+
+private final class ThreadBody {
+    let runnable: any Runnable
+    init(_ runnable: any Runnable) { self.runnable = runnable }
+}
+
+/// Starts a joinable thread that runs `runnable`; nil when the system refuses one.
+private func startThread(_ runnable: any Runnable) -> pthread_t? {
+    var thread = pthread_t()
+    let context = Unmanaged.passRetained(ThreadBody(runnable)).toOpaque()
+    let started = pthread_create(&thread, nil, { context in
+        Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue().runnable.run()
+        return nil
+    }, context)
+    if started != 0 {
+        Unmanaged<ThreadBody>.fromOpaque(context).release()
+        return nil
+    }
+    return thread
+}
+
+/// How many threads drive a pool of `connections`: one per two connections, at most one per core.
+func transferThreads(connections: Int) -> Int {
+    let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    return max(1, min(cores, connections / 2))
 }
 
 /// Sends messages over several SMTP connections at once (libcurl multi), each connection reused
@@ -63,19 +205,25 @@ func runPool<Worker: PooledTransfer>(
 /// ```
 public final class SMTPPool {
     private let connections: [SMTPConnection]
-    private let multi: MultiHandle
+    private let multis: [MultiHandle]
 
-    public init(_ configuration: SMTPConfiguration, connections count: Int) throws(CurlError) {
+    /// - Parameters:
+    ///   - connections: parallel SMTP connections.
+    ///   - threads: threads that drive them (default: one per two connections, at most one per core).
+    public init(_ configuration: SMTPConfiguration, connections count: Int, threads: Int? = nil) throws(CurlError) {
         var connections: [SMTPConnection] = []
         for _ in 0..<max(1, count) { connections.append(try SMTPConnection(configuration)) }
         self.connections = connections
-        multi = try MultiHandle()
+        var multis: [MultiHandle] = []
+        for _ in 0..<min(connections.count, max(1, threads ?? transferThreads(connections: connections.count))) { multis.append(try MultiHandle()) }
+        self.multis = multis
     }
 
     /// Sends what `next` hands out (a caller's tag and a message) until it returns nil or `tick`
     /// returns false; `completed` gets each message's outcome with its tag. `tick` runs about
-    /// every `tickMilliseconds` while messages are in flight (cancel checks, heartbeats).
-    /// - Throws: `CurlError` only when the multi handle itself fails.
+    /// every `tickMilliseconds` while messages are in flight (cancel checks, heartbeats). The
+    /// three closures may run on other threads than the caller's, but never two at once.
+    /// - Throws: `CurlError` only when a multi handle itself fails.
     public func run(
         tickMilliseconds: Int = 250,
         next: () -> (tag: Int, message: SMTPMessage)?,
@@ -83,7 +231,7 @@ public final class SMTPPool {
         tick: () -> Bool = { true }
     ) throws(CurlError) {
         try runPool(
-            workers: connections, multi: multi, tickMilliseconds: tickMilliseconds,
+            workers: connections, multis: multis, tickMilliseconds: tickMilliseconds,
             next: { next().map { ($0.tag, $0.message) } }, completed: completed, tick: tick
         )
     }
@@ -95,17 +243,23 @@ extension SMTPPool: Sendable {}
 /// Runs HTTP requests several at once (libcurl multi) over kept-alive connections.
 public final class HTTPPool {
     private let transfers: [HTTPTransfer]
-    private let multi: MultiHandle
+    private let multis: [MultiHandle]
 
-    public init(parallel count: Int) throws(CurlError) {
+    /// - Parameters:
+    ///   - parallel: requests in flight at once.
+    ///   - threads: threads that drive them (default 1).
+    public init(parallel count: Int, threads: Int = 1) throws(CurlError) {
         var transfers: [HTTPTransfer] = []
         for _ in 0..<max(1, count) { transfers.append(try HTTPTransfer()) }
         self.transfers = transfers
-        multi = try MultiHandle()
+        var multis: [MultiHandle] = []
+        for _ in 0..<min(transfers.count, max(1, threads)) { multis.append(try MultiHandle()) }
+        self.multis = multis
     }
 
     /// Runs what `next` hands out until it returns nil or `tick` returns false; `completed` gets
-    /// each response (any status) or the error that kept it from arriving.
+    /// each response (any status) or the error that kept it from arriving. The three closures
+    /// may run on other threads than the caller's, but never two at once.
     public func run(
         tickMilliseconds: Int = 250,
         next: () -> (tag: Int, request: HTTPRequest)?,
@@ -113,7 +267,7 @@ public final class HTTPPool {
         tick: () -> Bool = { true }
     ) throws(CurlError) {
         try runPool(
-            workers: transfers, multi: multi, tickMilliseconds: tickMilliseconds,
+            workers: transfers, multis: multis, tickMilliseconds: tickMilliseconds,
             next: { next().map { ($0.tag, $0.request) } }, completed: completed, tick: tick
         )
     }
