@@ -15,8 +15,12 @@ public struct TickPolicy: Sendable {
     public var backoff: [Duration]
     /// How often, at least, a running batch re-reads the job (cancellation) and heartbeats.
     public var checkInterval: Duration
-    /// Outcomes are written when this many are waiting, or after `flushInterval`.
+    /// Outcomes are written in groups: once `flushSize` wait and `flushSpacing` passed since the
+    /// last group (so a fast batch writes a few big groups, not many small ones), once
+    /// `maxFlushSize` wait, and at least every `flushInterval`.
     public var flushSize: Int
+    public var flushSpacing: Duration
+    public var maxFlushSize: Int
     public var flushInterval: Duration
     public var inDoubt: InDoubtPolicy
 
@@ -30,6 +34,8 @@ public struct TickPolicy: Sendable {
         backoff: [Duration] = [.seconds(60), .seconds(5 * 60), .seconds(15 * 60), .seconds(60 * 60)],
         checkInterval: Duration = .milliseconds(500),
         flushSize: Int = 50,
+        flushSpacing: Duration = .milliseconds(100),
+        maxFlushSize: Int = 1000,
         flushInterval: Duration = .seconds(1),
         inDoubt: InDoubtPolicy = .atLeastOnce
     ) {
@@ -42,8 +48,15 @@ public struct TickPolicy: Sendable {
         self.backoff = backoff
         self.checkInterval = checkInterval
         self.flushSize = flushSize
+        self.flushSpacing = flushSpacing
+        self.maxFlushSize = max(flushSize, maxFlushSize)
         self.flushInterval = flushInterval
         self.inDoubt = inDoubt
+    }
+
+    /// Whether `waiting` outcomes, the last group written `sinceLastFlush` ago, should be written now.
+    public func flushDue(waiting: Int, sinceLastFlush: Duration) -> Bool {
+        sinceLastFlush >= flushInterval || waiting >= maxFlushSize || (waiting >= flushSize && sinceLastFlush >= flushSpacing)
     }
 
     /// The wait before the next attempt after `attempts` attempts, at least `retryAfter` when the

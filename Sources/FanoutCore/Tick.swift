@@ -248,14 +248,14 @@ public final class Tick {
             default: self.outcome.delivered += 1
             }
             pending.append(update)
-            if pending.count >= tick.policy.flushSize || tick.clock.now - lastFlush >= tick.policy.flushInterval {
+            if tick.policy.flushDue(waiting: pending.count, sinceLastFlush: tick.clock.now - lastFlush) {
                 do { try flush() } catch { failure = error; self.outcome.stop = .storeFailed }
             }
         }
 
         func shouldContinue() -> Bool {
             if outcome.stop != nil { return false }
-            if tick.clock.now - lastFlush >= tick.policy.flushInterval {
+            if tick.policy.flushDue(waiting: pending.count, sinceLastFlush: tick.clock.now - lastFlush) {
                 do { try flush() } catch { failure = error; outcome.stop = .storeFailed; return false }
             }
             guard tick.clock.now - lastCheck >= tick.policy.checkInterval else { return true }

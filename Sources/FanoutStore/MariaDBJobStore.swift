@@ -103,9 +103,10 @@ public final class MariaDBJobStore: JobStore {
             )
         }
         if due.isEmpty { return [] }
+        let ids = Self.padded(due.map(\.id))
         let claimed = try connection.execute(
-            sql.claim(count: due.count),
-            [lease.owner] + due.map(\.id) + [job.id] + fence(lease) + [job.id]
+            sql.claim(count: ids.count),
+            [lease.owner] + ids + [job.id] + fence(lease) + [job.id]
         ).affectedRows
         if claimed == UInt64(due.count) { return due }
         if claimed == 0 { return [] }
@@ -129,8 +130,9 @@ public final class MariaDBJobStore: JobStore {
         }
         var written = 0
         for group in plain.values {
-            let parameters: [any SQLEncodable] = [group[0].status.rawValue, group[0].code] + group.map(\.itemID) + [job.id, lease.owner]
-            written += Int(try connection.execute(sql.recordSame(count: group.count), parameters).affectedRows)
+            let ids = Self.padded(group.map(\.itemID))
+            let parameters: [any SQLEncodable] = [group[0].status.rawValue, group[0].code] + ids + [job.id, lease.owner]
+            written += Int(try connection.execute(sql.recordSame(count: ids.count), parameters).affectedRows)
         }
         if !detailed.isEmpty { written += try recordDetailed(detailed, job: job, lease: lease) }
         return written
@@ -151,9 +153,20 @@ public final class MariaDBJobStore: JobStore {
         return Int(try connection.execute(sql.record(count: updates.count), parameters).affectedRows)
     }
 
+    /// `ids` grown to the next of a few list lengths by repeating the last id (an UPDATE changes a
+    /// row once however often the IN list names it): groups of any size then share a handful of
+    /// prepared statements instead of preparing one per size.
+    static func padded(_ ids: [UInt64]) -> [UInt64] {
+        guard let last = ids.last else { return ids }
+        var size = 8
+        while size < ids.count { size = size < 64 ? size * 2 : size + size / 2 }
+        return ids + Array(repeating: last, count: size - ids.count)
+    }
+
     public func unclaim(_ itemIDs: [UInt64], job: JobRecord, lease: Lease) throws {
         for chunk in stride(from: 0, to: itemIDs.count, by: 500).map({ Array(itemIDs[$0..<min($0 + 500, itemIDs.count)]) }) {
-            try connection.execute(sql.unclaim(count: chunk.count), chunk + [lease.owner])
+            let ids = Self.padded(chunk)
+            try connection.execute(sql.unclaim(count: ids.count), ids + [lease.owner])
         }
     }
 
