@@ -61,18 +61,29 @@ public enum MIMEMessage {
 
     /// Controls (CR, LF, TAB, NUL, …) become spaces: a header value is one line.
     static func singleLine(_ text: String) -> String {
-        String(String.UnicodeScalarView(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F || $0 == "\u{2028}" || $0 == "\u{2029}" ? " " : $0 }))
+        if !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == "\u{2028}" || $0 == "\u{2029}" }) { return text }
+        return String(String.UnicodeScalarView(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F || $0 == "\u{2028}" || $0 == "\u{2029}" ? " " : $0 }))
     }
 
     static func mailbox(_ box: Mailbox) -> String {
-        guard let raw = box.name, case let name = singleLine(raw).trimmingCharacters(in: .whitespaces), !name.isEmpty else {
+        guard let raw = box.name, case let name = trimmedBlanks(singleLine(raw)), !name.isEmpty else {
             return "<\(box.address)>"
         }
-        if name.unicodeScalars.allSatisfy(\.isASCII) {
+        if name.utf8.allSatisfy({ $0 < 0x80 }) {
+            guard name.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") }) else {
+                return "\"\(name)\" <\(box.address)>"
+            }
             let escaped = name.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
             return "\"\(escaped)\" <\(box.address)>"
         }
         return "\(encodedWords(name)) <\(box.address)>"
+    }
+
+    /// `text` without leading and trailing blanks (`CharacterSet.whitespaces`).
+    private static func trimmedBlanks(_ text: String) -> String {
+        guard let first = text.unicodeScalars.first, let last = text.unicodeScalars.last,
+              first.properties.isWhitespace || last.properties.isWhitespace else { return text }
+        return text.trimmingCharacters(in: .whitespaces)
     }
 
     /// ASCII text as it is (folded if long); anything else as RFC 2047 encoded-words.
@@ -148,6 +159,13 @@ public enum MIMEMessage {
                         index += (byte == 13 && index + 1 < count && bytes[index + 1] == 10) ? 2 : 1
                         continue
                     }
+                    if column == 0, let end = Self.plainLineEnd(bytes, from: index) {
+                        // The common case, a short line with nothing to encode: copied as it is.
+                        (buffer.baseAddress! + o).initialize(from: bytes.baseAddress! + index, count: end - index)
+                        o += end - index
+                        index = end
+                        continue
+                    }
                     let next = index + 1 < count ? bytes[index + 1] : 10
                     let lineEnds = next == 13 || next == 10
                     let printable = byte >= 33 && byte <= 126 && byte != 61 // '='
@@ -175,6 +193,24 @@ public enum MIMEMessage {
             }
             out += encoded
         }
+    }
+
+    /// Where the line starting at `start` ends (its CR, LF or the text's end) when quoted-printable
+    /// leaves it exactly as it is: at most 75 characters, printable ASCII other than `=`, blanks
+    /// only inside, no leading `.`, not empty. Otherwise nil.
+    private static func plainLineEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+        let limit = min(bytes.count, start + 76)
+        var index = start
+        while index < limit {
+            let byte = bytes[index]
+            if byte == 13 || byte == 10 { break }
+            guard (byte >= 33 && byte <= 126 && byte != 61) || byte == 32 || byte == 9 else { return nil }
+            index += 1
+        }
+        guard index > start, index - start <= 75, index == bytes.count || bytes[index] == 13 || bytes[index] == 10 else { return nil }
+        let last = bytes[index - 1]
+        if last == 32 || last == 9 || bytes[start] == 46 { return nil }
+        return index
     }
 
     /// A boundary derived from the Message-ID (stable for a resend).

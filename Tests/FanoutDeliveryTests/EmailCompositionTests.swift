@@ -1,4 +1,4 @@
-import FanoutDelivery
+@testable import FanoutDelivery
 import Foundation
 import Testing
 import TestSupport
@@ -120,6 +120,20 @@ struct EmailCompositionTests {
         }
         let expected = body.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\n", with: "\r\n") + "\r\n"
         #expect(String(decoding: decoded, as: UTF8.self) == expected)
+    }
+
+    @Test func quotedPrintableCopiesOnlyLinesThatNeedNoEncoding() {
+        let seventyFive = String(repeating: "a", count: 75)
+        // Copied as they are: short printable lines, blanks inside.
+        #expect(MIMEMessage.quotedPrintable("Hello world\n\(seventyFive)\r\nx") == "Hello world\r\n\(seventyFive)\r\nx")
+        // Each of these needs the encoder: too long, '=', a trailing blank, a leading dot, 8-bit, a control.
+        #expect(MIMEMessage.quotedPrintable(seventyFive + "b") == seventyFive + "=\r\nb")
+        #expect(MIMEMessage.quotedPrintable("a=b") == "a=3Db")
+        #expect(MIMEMessage.quotedPrintable("end \nnext\t") == "end=20\r\nnext=09")
+        #expect(MIMEMessage.quotedPrintable(".dot\n..") == "=2Edot\r\n=2E.")
+        #expect(MIMEMessage.quotedPrintable("café") == "caf=C3=A9")
+        #expect(MIMEMessage.quotedPrintable("a\u{1}b") == "a=01b")
+        #expect(MIMEMessage.quotedPrintable("\n\n") == "\r\n\r\n")
     }
 
     @Test func itemDataMustBeAJSONObject() throws {
