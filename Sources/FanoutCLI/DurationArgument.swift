@@ -27,6 +27,8 @@ struct DurationArgument: ExpressibleByArgument, Sendable, CustomStringConvertibl
 
 extension String {
     func trimmingCharacters(in set: Character) -> String {
-        String(drop { $0 == set }.reversed().drop { $0 == set }.reversed())
+        // Most fields have nothing to trim: looking at two bytes is enough to tell.
+        if let ascii = set.asciiValue, utf8.first != ascii, utf8.last != ascii { return self }
+        return String(drop { $0 == set }.reversed().drop { $0 == set }.reversed())
     }
 }

@@ -5,62 +5,69 @@
 /// Anything that could end a header or an SMTP command (CR, LF, NUL, controls, `<`, `>`, `,`,
 /// `;`, spaces) is refused, as are non-ASCII addresses (they would need SMTPUTF8).
 public enum EmailAddress {
-    private static let atext = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~".unicodeScalars)
+    /// RFC 5322 atext, by byte.
+    private static let atext: [Bool] = {
+        var table = [Bool](repeating: false, count: 128)
+        for byte in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~".utf8 { table[Int(byte)] = true }
+        return table
+    }()
 
     /// The address, trimmed, or a reason a person can act on.
     public static func validate(_ raw: String) -> Result<String, AddressProblem> {
         let address = raw.trimmingASCIISpaces()
-        let shown = show(raw)
-        func fail(_ why: String) -> Result<String, AddressProblem> { .failure(AddressProblem(reason: "invalid email address \(shown): \(why)")) }
-        if address.isEmpty { return fail("it is empty") }
+        func fail(_ why: String) -> Result<String, AddressProblem> { .failure(AddressProblem(reason: "invalid email address \(show(raw)): \(why)")) }
+        // On bytes: every check below is about ASCII, and non-ASCII is refused first.
+        let bytes = Array(address.utf8)
+        if bytes.isEmpty { return fail("it is empty") }
         if address.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
             return fail("it contains a line break or control character")
         }
-        if !address.unicodeScalars.allSatisfy(\.isASCII) {
-            return fail("non-ASCII addresses are not supported")
-        }
-        if address.utf8.count > 254 { return fail("longer than 254 characters") }
-        guard let at = address.lastIndex(of: "@") else { return fail("it has no @") }
-        let local = String(address[..<at])
-        let domain = String(address[address.index(after: at)...])
+        if bytes.contains(where: { $0 >= 0x80 }) { return fail("non-ASCII addresses are not supported") }
+        if bytes.count > 254 { return fail("longer than 254 characters") }
+        guard let at = bytes.lastIndex(of: UInt8(ascii: "@")) else { return fail("it has no @") }
+        let local = bytes[..<at]
+        let domain = bytes[(at + 1)...]
+        let dot = UInt8(ascii: "."), quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
         if local.isEmpty { return fail("nothing before the @") }
-        if local.utf8.count > 64 { return fail("the part before the @ is longer than 64 characters") }
-        if local.hasPrefix("\"") {
-            guard local.count >= 2, local.hasSuffix("\"") else { return fail("unbalanced quotes") }
-            let inner = local.dropFirst().dropLast()
+        if local.count > 64 { return fail("the part before the @ is longer than 64 characters") }
+        if local.first == quote {
+            guard local.count >= 2, local.last == quote else { return fail("unbalanced quotes") }
             var escaped = false
-            for c in inner.unicodeScalars {
+            for byte in local.dropFirst().dropLast() {
                 if escaped { escaped = false; continue }
-                if c == "\\" { escaped = true; continue }
-                if c == "\"" { return fail("unescaped quote in the quoted part") }
+                if byte == backslash { escaped = true; continue }
+                if byte == quote { return fail("unescaped quote in the quoted part") }
             }
             if escaped { return fail("unfinished escape in the quoted part") }
         } else {
-            if local.hasPrefix(".") || local.hasSuffix(".") || local.contains("..") {
+            if local.first == dot || local.last == dot || zip(local, local.dropFirst()).contains(where: { $0 == dot && $1 == dot }) {
                 return fail("misplaced dot before the @")
             }
-            if let bad = local.unicodeScalars.first(where: { $0 != "." && !atext.contains($0) }) {
-                return fail("'\(bad)' is not allowed before the @")
+            if let bad = local.first(where: { $0 != dot && !atext[Int($0)] }) {
+                return fail("'\(Character(Unicode.Scalar(bad)))' is not allowed before the @")
             }
         }
         if domain.isEmpty { return fail("nothing after the @") }
-        if domain.hasPrefix("[") {
-            guard domain.hasSuffix("]") else { return fail("unclosed address literal") }
-            let octets = domain.dropFirst().dropLast().split(separator: ".", omittingEmptySubsequences: false)
-            guard octets.count == 4, octets.allSatisfy({ Int($0).map { (0...255).contains($0) } ?? false }) else {
+        if domain.first == UInt8(ascii: "[") {
+            guard domain.last == UInt8(ascii: "]") else { return fail("unclosed address literal") }
+            let octets = domain.dropFirst().dropLast().split(separator: dot, omittingEmptySubsequences: false)
+            guard octets.count == 4, octets.allSatisfy({ Int(String(decoding: $0, as: UTF8.self)).map { (0...255).contains($0) } ?? false }) else {
                 return fail("not an IPv4 address literal")
             }
             return .success(address)
         }
-        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
-        if labels.count < 2 { return fail("the domain needs a dot (\(show(domain)))") }
+        let labels = domain.split(separator: dot, omittingEmptySubsequences: false)
+        if labels.count < 2 { return fail("the domain needs a dot (\(show(String(decoding: domain, as: UTF8.self))))") }
+        let hyphen = UInt8(ascii: "-")
         for label in labels {
             if label.isEmpty { return fail("empty label in the domain") }
-            if label.utf8.count > 63 { return fail("a domain label is longer than 63 characters") }
-            if label.hasPrefix("-") || label.hasSuffix("-") { return fail("a domain label starts or ends with '-'") }
-            if !label.unicodeScalars.allSatisfy({ $0.properties.isASCIIHexDigit || ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) {
-                return fail("the domain may hold letters, digits, '-' and dots only")
+            if label.count > 63 { return fail("a domain label is longer than 63 characters") }
+            if label.first == hyphen || label.last == hyphen { return fail("a domain label starts or ends with '-'") }
+            let ldh = label.allSatisfy { byte in
+                (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                    || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == hyphen
             }
+            if !ldh { return fail("the domain may hold letters, digits, '-' and dots only") }
         }
         return .success(address)
     }
@@ -90,6 +97,8 @@ public struct AddressProblem: Error, Sendable, CustomStringConvertible {
 
 extension String {
     func trimmingASCIISpaces() -> String {
+        let blank: (UInt8?) -> Bool = { $0 == 32 || $0 == 9 }
+        if !blank(utf8.first) && !blank(utf8.last) { return self }
         var s = Substring(self)
         while s.first == " " || s.first == "\t" { s = s.dropFirst() }
         while s.last == " " || s.last == "\t" { s = s.dropLast() }
