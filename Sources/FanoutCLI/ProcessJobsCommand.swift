@@ -213,8 +213,9 @@ enum TickRunner {
             }
             guard untilDone, !summary.isIdle else { return }
             if summary.delivered + summary.failed + summary.retrying + summary.jobsCompleted + summary.jobsFailed + summary.jobsCancelled == 0 {
-                // Only retries in the future or companies busy elsewhere: wait a little.
-                usleep(1_000_000)
+                // Only companies busy in another tick (which end soon: look again shortly) or
+                // retries due later (look again in a second).
+                usleep(summary.busy > 0 ? 50_000 : 1_000_000)
             }
         }
     }
