@@ -247,13 +247,13 @@ public final class HTTPPool {
 
     /// - Parameters:
     ///   - parallel: requests in flight at once.
-    ///   - threads: threads that drive them (default 1).
-    public init(parallel count: Int, threads: Int = 1) throws(CurlError) {
+    ///   - threads: threads that drive them (default: one per two transfers, at most one per core).
+    public init(parallel count: Int, threads: Int? = nil) throws(CurlError) {
         var transfers: [HTTPTransfer] = []
         for _ in 0..<max(1, count) { transfers.append(try HTTPTransfer()) }
         self.transfers = transfers
         var multis: [MultiHandle] = []
-        for _ in 0..<min(transfers.count, max(1, threads)) { multis.append(try MultiHandle()) }
+        for _ in 0..<min(transfers.count, max(1, threads ?? transferThreads(connections: transfers.count))) { multis.append(try MultiHandle()) }
         self.multis = multis
     }
 
