@@ -58,9 +58,11 @@ func runPool<Worker: PooledTransfer>(
     }
 }
 
-/// What the threads of one `runPool` share; every field is read and written under `lock`.
+/// What the threads of one `runPool` share; the mutable fields are only touched in `locked`.
 private final class PoolShared<Job, Output>: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
+    // Allocated, not a stored pthread_mutex_t: a mutex must not move, and `&property` promises no
+    // stable address.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     let next: () -> (tag: Int, job: Job)?
     let completed: (Int, Result<Output, CurlError>) -> Void
     let tick: () -> Bool
@@ -78,14 +80,18 @@ private final class PoolShared<Job, Output>: @unchecked Sendable {
         self.next = next
         self.completed = completed
         self.tick = tick
-        pthread_mutex_init(&mutex, nil)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
     }
 
-    deinit { pthread_mutex_destroy(&mutex) }
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
 
     func locked<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         return body()
     }
 
