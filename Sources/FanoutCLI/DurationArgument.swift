@@ -1,4 +1,5 @@
 import ArgumentParser
+import FanoutCore
 
 /// A duration on the command line: `90s`, `10m`, `2h`, `500ms` or plain seconds (`45`, `1.5`).
 struct DurationArgument: ExpressibleByArgument, Sendable, CustomStringConvertible {
@@ -27,8 +28,6 @@ struct DurationArgument: ExpressibleByArgument, Sendable, CustomStringConvertibl
 
 extension String {
     func trimmingCharacters(in set: Character) -> String {
-        // Most fields have nothing to trim: looking at two bytes is enough to tell.
-        if let ascii = set.asciiValue, utf8.first != ascii, utf8.last != ascii { return self }
-        return String(drop { $0 == set }.reversed().drop { $0 == set }.reversed())
+        trimming { $0 == set }
     }
 }

@@ -1,3 +1,5 @@
+import FanoutCore
+
 /// Checks a recipient address as an untrusted host application stored it.
 ///
 /// Accepts a plain RFC 5321 mailbox: a dot-atom or quoted local part (≤ 64 octets), `@`, and a
@@ -14,7 +16,7 @@ public enum EmailAddress {
 
     /// The address, trimmed, or a reason a person can act on.
     public static func validate(_ raw: String) -> Result<String, AddressProblem> {
-        let address = raw.trimmingASCIISpaces()
+        let address = raw.trimming { $0 == " " || $0 == "\t" }
         func fail(_ why: String) -> Result<String, AddressProblem> { .failure(AddressProblem(reason: "invalid email address \(show(raw)): \(why)")) }
         // On bytes: every check below is about ASCII, and non-ASCII is refused first.
         let bytes = Array(address.utf8)
@@ -93,15 +95,4 @@ public enum EmailAddress {
 public struct AddressProblem: Error, Sendable, CustomStringConvertible {
     public var reason: String
     public var description: String { reason }
-}
-
-extension String {
-    func trimmingASCIISpaces() -> String {
-        let blank: (UInt8?) -> Bool = { $0 == 32 || $0 == 9 }
-        if !blank(utf8.first) && !blank(utf8.last) { return self }
-        var s = Substring(self)
-        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
-        while s.last == " " || s.last == "\t" { s = s.dropLast() }
-        return String(s)
-    }
 }

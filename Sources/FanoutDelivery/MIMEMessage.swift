@@ -1,3 +1,4 @@
+import FanoutCore
 import Foundation
 
 /// An address with an optional display name.
@@ -61,29 +62,30 @@ public enum MIMEMessage {
 
     /// Controls (CR, LF, TAB, NUL, …) become spaces: a header value is one line.
     static func singleLine(_ text: String) -> String {
-        if !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == "\u{2028}" || $0 == "\u{2029}" }) { return text }
-        return String(String.UnicodeScalarView(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F || $0 == "\u{2028}" || $0 == "\u{2029}" ? " " : $0 }))
+        let breaksLine: (Unicode.Scalar) -> Bool = { $0.value < 0x20 || $0.value == 0x7F || $0 == "\u{2028}" || $0 == "\u{2029}" }
+        guard text.unicodeScalars.contains(where: breaksLine) else { return text }
+        return String(String.UnicodeScalarView(text.unicodeScalars.map { breaksLine($0) ? " " : $0 }))
+    }
+
+    /// A tab or a Unicode space separator (what `CharacterSet.whitespaces` holds).
+    private static func isBlank(_ character: Character) -> Bool {
+        character.unicodeScalars.allSatisfy { $0 == "\t" || $0.properties.generalCategory == .spaceSeparator }
     }
 
     static func mailbox(_ box: Mailbox) -> String {
-        guard let raw = box.name, case let name = trimmedBlanks(singleLine(raw)), !name.isEmpty else {
+        guard let raw = box.name, case let name = singleLine(raw).trimming(where: isBlank), !name.isEmpty else {
             return "<\(box.address)>"
         }
         if name.utf8.allSatisfy({ $0 < 0x80 }) {
-            guard name.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") }) else {
-                return "\"\(name)\" <\(box.address)>"
+            // A quoted-string: backslash and quote are escaped with a backslash.
+            var quoted = "\""
+            for scalar in name.unicodeScalars {
+                if scalar == "\\" || scalar == "\"" { quoted.unicodeScalars.append("\\") }
+                quoted.unicodeScalars.append(scalar)
             }
-            let escaped = name.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            return "\"\(escaped)\" <\(box.address)>"
+            return quoted + "\" <\(box.address)>"
         }
         return "\(encodedWords(name)) <\(box.address)>"
-    }
-
-    /// `text` without leading and trailing blanks (`CharacterSet.whitespaces`).
-    private static func trimmedBlanks(_ text: String) -> String {
-        guard let first = text.unicodeScalars.first, let last = text.unicodeScalars.last,
-              first.properties.isWhitespace || last.properties.isWhitespace else { return text }
-        return text.trimmingCharacters(in: .whitespaces)
     }
 
     /// ASCII text as it is (folded if long); anything else as RFC 2047 encoded-words.
