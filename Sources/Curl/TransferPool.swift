@@ -36,7 +36,7 @@ func runPool<Worker: PooledTransfer>(
                 let shared = PoolShared(tickMilliseconds: tickMilliseconds, next: next, completed: completed, tick: tick)
                 let groups = multis.indices.map { group in
                     PoolGroup(
-                        workers: workers.indices.filter { $0 % multis.count == group }.map { workers[$0] },
+                        workers: stride(from: group, to: workers.count, by: multis.count).map { workers[$0] },
                         multi: multis[group],
                         shared: shared
                     )
@@ -196,10 +196,14 @@ private func startThread(_ runnable: any Runnable) -> pthread_t? {
     return thread
 }
 
-/// How many threads drive a pool of `connections`: one per two connections, at most one per core.
-func transferThreads(connections: Int) -> Int {
+/// The multi handles (one per thread) that drive `transfers` transfers: `threads` of them, or by
+/// default one per two transfers, at most one per core.
+func multiHandles(transfers: Int, threads: Int?) throws(CurlError) -> [MultiHandle] {
     let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    return max(1, min(cores, connections / 2))
+    let count = min(transfers, max(1, threads ?? min(cores, transfers / 2)))
+    var multis: [MultiHandle] = []
+    for _ in 0..<count { multis.append(try MultiHandle()) }
+    return multis
 }
 
 /// Sends messages over several SMTP connections at once (libcurl multi), each connection reused
@@ -220,9 +224,7 @@ public final class SMTPPool {
         var connections: [SMTPConnection] = []
         for _ in 0..<max(1, count) { connections.append(try SMTPConnection(configuration)) }
         self.connections = connections
-        var multis: [MultiHandle] = []
-        for _ in 0..<min(connections.count, max(1, threads ?? transferThreads(connections: connections.count))) { multis.append(try MultiHandle()) }
-        self.multis = multis
+        multis = try multiHandles(transfers: connections.count, threads: threads)
     }
 
     /// Sends what `next` hands out (a caller's tag and a message) until it returns nil or `tick`
@@ -258,9 +260,7 @@ public final class HTTPPool {
         var transfers: [HTTPTransfer] = []
         for _ in 0..<max(1, count) { transfers.append(try HTTPTransfer()) }
         self.transfers = transfers
-        var multis: [MultiHandle] = []
-        for _ in 0..<min(transfers.count, max(1, threads ?? transferThreads(connections: transfers.count))) { multis.append(try MultiHandle()) }
-        self.multis = multis
+        multis = try multiHandles(transfers: transfers.count, threads: threads)
     }
 
     /// Runs what `next` hands out until it returns nil or `tick` returns false; `completed` gets
