@@ -22,6 +22,10 @@ public struct TickPolicy: Sendable {
     public var flushSpacing: Duration
     public var maxFlushSize: Int
     public var flushInterval: Duration
+    /// A batch is claimed in slices as delivery asks for items: `claimSlice` first (so the first
+    /// deliveries start at once), then twice the last slice, at most `maxClaimSlice`.
+    public var claimSlice: Int
+    public var maxClaimSlice: Int
     public var inDoubt: InDoubtPolicy
 
     public init(
@@ -37,6 +41,8 @@ public struct TickPolicy: Sendable {
         flushSpacing: Duration = .milliseconds(100),
         maxFlushSize: Int = 1000,
         flushInterval: Duration = .seconds(1),
+        claimSlice: Int = 100,
+        maxClaimSlice: Int = 1000,
         inDoubt: InDoubtPolicy = .atLeastOnce
     ) {
         self.kind = kind
@@ -51,12 +57,20 @@ public struct TickPolicy: Sendable {
         self.flushSpacing = flushSpacing
         self.maxFlushSize = max(flushSize, maxFlushSize)
         self.flushInterval = flushInterval
+        self.claimSlice = max(1, claimSlice)
+        self.maxClaimSlice = max(self.claimSlice, maxClaimSlice)
         self.inDoubt = inDoubt
     }
 
     /// Whether `waiting` outcomes, the last group written `sinceLastFlush` ago, should be written now.
     public func flushDue(waiting: Int, sinceLastFlush: Duration) -> Bool {
         sinceLastFlush >= flushInterval || waiting >= maxFlushSize || (waiting >= flushSize && sinceLastFlush >= flushSpacing)
+    }
+
+    /// The size of the slice to claim after one of `last` items (0: the first), with `remaining`
+    /// items of the batch left to claim.
+    public func nextClaimSlice(after last: Int, remaining: Int) -> Int {
+        min(remaining, last == 0 ? claimSlice : min(maxClaimSlice, last * 2))
     }
 
     /// The wait before the next attempt after `attempts` attempts, at least `retryAfter` when the
@@ -66,5 +80,22 @@ public struct TickPolicy: Sendable {
         let base = backoff.isEmpty ? .seconds(60) : backoff[index]
         guard let retryAfter else { return base }
         return max(base, retryAfter)
+    }
+
+    /// Turns a delivery outcome into the row update the retry policy says.
+    public func update(for outcome: ItemOutcome, attempts: Int) -> ItemUpdate {
+        switch outcome.result {
+        case .delivered:
+            return ItemUpdate(itemID: outcome.itemID, status: kind.deliveredStatus, reason: nil, code: outcome.code, retryDelay: nil)
+        case .failed:
+            return ItemUpdate(itemID: outcome.itemID, status: .failed, reason: outcome.detail, code: outcome.code, retryDelay: nil)
+        case .transient(let retryAfter):
+            let made = attempts + 1
+            if made >= maxAttempts {
+                return ItemUpdate(itemID: outcome.itemID, status: .failed, reason: "Gave up after \(made) attempts: \(outcome.detail)", code: outcome.code, retryDelay: nil)
+            }
+            let delay = delay(afterAttempts: made, retryAfter: retryAfter)
+            return ItemUpdate(itemID: outcome.itemID, status: .pending, reason: "Will retry (attempt \(made) of \(maxAttempts)): \(outcome.detail)", code: outcome.code, retryDelay: delay)
+        }
     }
 }

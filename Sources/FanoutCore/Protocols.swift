@@ -74,8 +74,15 @@ public struct DeliveryUnavailable: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// What a deliverer reports to, and asks, while it works.
-public protocol DeliveryControl: AnyObject {
+/// What a deliverer takes its items from, reports to, and asks, while it works.
+///
+/// `nextItem` may be called on one thread (say, one that renders messages ahead) while `report`
+/// and `shouldContinue` are called on another; calls to `report` and `shouldContinue` must not
+/// overlap each other. Nothing may be called once `deliver` has returned.
+public protocol DeliveryControl: AnyObject, Sendable {
+    /// The batch's next item, in claim order; nil once the batch has no more or delivery should
+    /// stop. Items are claimed in slices as they are asked for, so this may wait for a slice.
+    func nextItem() -> WorkItem?
     /// Hands over the outcome of one item.
     func report(_ outcome: ItemOutcome)
     /// Whether to go on starting new deliveries (false once the job was cancelled or the lease
@@ -87,8 +94,9 @@ public protocol DeliveryControl: AnyObject {
 public protocol Deliverer: AnyObject {
     /// Readies the job (loads and parses its template); throws when it cannot be delivered at all.
     func prepare(_ job: JobRecord) throws(JobFailure)
-    /// Delivers `items`, reporting each outcome to `control`, and stops starting new deliveries
-    /// when `control.shouldContinue()` turns false. Items left without an outcome are put back.
+    /// Delivers the items `control.nextItem()` hands out, reporting each outcome to `control`, and
+    /// stops starting new deliveries when `control.shouldContinue()` turns false. Items left
+    /// without an outcome are put back.
     /// - Throws: `DeliveryUnavailable` when the server itself cannot be used.
-    func deliver(_ items: [WorkItem], of job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable)
+    func deliver(_ job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable)
 }

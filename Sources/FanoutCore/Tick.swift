@@ -99,17 +99,17 @@ public final class Tick {
             logger.error("job failed: \(error.reason)", metadata: metadata(job))
             return
         }
-        let items = try store.claim(job: job, limit: policy.batchSize, lease: lease)
+        let control = BatchControl(policy: policy, store: store, job: job, lease: lease)
+        let anyDue = try control.start()
         summary.jobsAdvanced += 1
         var outcome = BatchOutcome()
-        if !items.isEmpty {
-            let control = BatchControl(tick: self, job: job, lease: lease, items: items)
+        if anyDue {
             do {
-                try deliverer.deliver(items, of: job, control: control)
+                try deliverer.deliver(job, control: control)
             } catch {
                 summary.unavailable = error.message
             }
-            try control.flush()
+            try control.finish()
             outcome = control.outcome
             let unreported = control.unreportedItemIDs
             if !unreported.isEmpty && !outcome.leaseLost {
@@ -186,108 +186,6 @@ public final class Tick {
         if seconds % 3600 == 0 && seconds >= 3600 { return "\(seconds / 3600)h" }
         if seconds % 60 == 0 && seconds >= 60 { return "\(seconds / 60)m" }
         return "\(seconds)s"
-    }
-
-    /// Turns a delivery outcome into the row update the retry policy says.
-    func update(for outcome: ItemOutcome, attempts: Int) -> ItemUpdate {
-        switch outcome.result {
-        case .delivered:
-            return ItemUpdate(itemID: outcome.itemID, status: policy.kind.deliveredStatus, reason: nil, code: outcome.code, retryDelay: nil)
-        case .failed:
-            return ItemUpdate(itemID: outcome.itemID, status: .failed, reason: outcome.detail, code: outcome.code, retryDelay: nil)
-        case .transient(let retryAfter):
-            let made = attempts + 1
-            if made >= policy.maxAttempts {
-                return ItemUpdate(itemID: outcome.itemID, status: .failed, reason: "Gave up after \(made) attempts: \(outcome.detail)", code: outcome.code, retryDelay: nil)
-            }
-            let delay = policy.delay(afterAttempts: made, retryAfter: retryAfter)
-            return ItemUpdate(itemID: outcome.itemID, status: .pending, reason: "Will retry (attempt \(made) of \(policy.maxAttempts)): \(outcome.detail)", code: outcome.code, retryDelay: delay)
-        }
-    }
-
-    /// What a batch came to.
-    struct BatchOutcome {
-        enum Stop { case ended(JobStatus, String?), leaseLost, storeFailed }
-        var delivered = 0
-        var failed = 0
-        var retrying = 0
-        var stop: Stop?
-        var leaseLost: Bool { if case .leaseLost? = stop { true } else { false } }
-    }
-
-    /// The `DeliveryControl` of one batch: buffers outcomes and writes them in groups, and checks
-    /// the job and the lease at most every `checkInterval`.
-    final class BatchControl: DeliveryControl {
-        private unowned let tick: Tick
-        private let job: JobRecord
-        private let lease: Lease
-        private var attempts: [UInt64: Int] = [:]
-        private var pending: [ItemUpdate] = []
-        private var lastFlush: ContinuousClock.Instant
-        private var lastCheck: ContinuousClock.Instant
-        var outcome = BatchOutcome()
-        var failure: (any Error)?
-
-        init(tick: Tick, job: JobRecord, lease: Lease, items: [WorkItem]) {
-            self.tick = tick
-            self.job = job
-            self.lease = lease
-            for item in items { attempts[item.id] = item.attempts }
-            lastFlush = tick.clock.now
-            lastCheck = tick.clock.now
-        }
-
-        var unreportedItemIDs: [UInt64] { attempts.keys.sorted() }
-
-        func report(_ outcome: ItemOutcome) {
-            guard let attempts = attempts.removeValue(forKey: outcome.itemID) else { return }
-            let update = tick.update(for: outcome, attempts: attempts)
-            switch update.status {
-            case .pending: self.outcome.retrying += 1
-            case .failed: self.outcome.failed += 1
-            default: self.outcome.delivered += 1
-            }
-            pending.append(update)
-            if tick.policy.flushDue(waiting: pending.count, sinceLastFlush: tick.clock.now - lastFlush) {
-                do { try flush() } catch { failure = error; self.outcome.stop = .storeFailed }
-            }
-        }
-
-        func shouldContinue() -> Bool {
-            if outcome.stop != nil { return false }
-            if tick.policy.flushDue(waiting: pending.count, sinceLastFlush: tick.clock.now - lastFlush) {
-                do { try flush() } catch { failure = error; outcome.stop = .storeFailed; return false }
-            }
-            guard tick.clock.now - lastCheck >= tick.policy.checkInterval else { return true }
-            lastCheck = tick.clock.now
-            do {
-                switch try tick.store.check(job, lease: lease) {
-                case .lost:
-                    outcome.stop = .leaseLost
-                case .held(let status, let reason):
-                    if status.isTerminal {
-                        outcome.stop = .ended(status, reason)
-                    }
-                }
-            } catch {
-                failure = error
-                outcome.stop = .storeFailed
-            }
-            return outcome.stop == nil
-        }
-
-        /// Writes the buffered outcomes as one group.
-        func flush() throws {
-            if let failure { throw failure }
-            lastFlush = tick.clock.now
-            guard !pending.isEmpty, !outcome.leaseLost else { return }
-            let group = pending
-            pending.removeAll()
-            let written = try tick.store.record(group, job: job, lease: lease)
-            if written < group.count, case .lost = try tick.store.check(job, lease: lease) {
-                outcome.stop = .leaseLost
-            }
-        }
     }
 }
 

@@ -49,7 +49,7 @@ public final class EmailDeliverer: Deliverer {
         }
     }
 
-    public func deliver(_ items: [WorkItem], of job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
+    public func deliver(_ job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
         guard let composer = composers[job.template] else {
             preconditionFailure("deliver called before prepare for template \(job.template)")
         }
@@ -62,7 +62,7 @@ public final class EmailDeliverer: Deliverer {
         self.pool = pool
         var sessionFailure: CurlError?
         let now = Date()
-        let messages = Prefetcher(inputs: items, capacity: 64) { item in
+        let messages = Prefetcher(source: { control.nextItem() }, capacity: 256) { item in
             composer.compose(jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name, dataJSON: item.data, date: now)
         }
         defer { messages.stop() }

@@ -1,14 +1,15 @@
 import Foundation
 
-/// Runs `transform` over `inputs` in order on a background thread, up to `capacity` results
-/// ahead of the consumer, so rendering the next messages overlaps sending the current ones.
+/// Runs `transform` over what `source` hands out, in order, on a background thread, up to
+/// `capacity` results ahead of the consumer, so rendering the next messages (and claiming the
+/// next items) overlaps sending the current ones.
 ///
-/// The consumer (the thread driving the transfers) takes results in input order with `next()`;
-/// `stop()` ends the producer early (a cancelled job). Rendering is pure, so moving it off the
-/// transfer thread changes nothing but speed.
+/// The consumer (the threads driving the transfers, one at a time) takes results in order with
+/// `next()`; `stop()` ends the producer and waits for it, so `source` is never called after it
+/// returns. Rendering is pure, so moving it off the transfer threads changes nothing but speed.
 final class Prefetcher<Input: Sendable, Output: Sendable>: @unchecked Sendable {
     // Sendable: `results`, `head`, `finished` and `stopped` are only read or written while
-    // `condition` is locked; `inputs` and `transform` are immutable.
+    // `condition` is locked; `source` is only called by the producer thread.
     private let condition = NSCondition()
     private var results: [(Input, Output)] = []
     private var head = 0
@@ -20,11 +21,11 @@ final class Prefetcher<Input: Sendable, Output: Sendable>: @unchecked Sendable {
     private var consumerWaiting = false
     private let capacity: Int
 
-    init(inputs: [Input], capacity: Int, transform: @escaping @Sendable (Input) -> Output) {
+    init(source: @escaping @Sendable () -> Input?, capacity: Int, transform: @escaping @Sendable (Input) -> Output) {
         self.capacity = max(1, capacity)
-        results.reserveCapacity(min(inputs.count, self.capacity * 2))
+        results.reserveCapacity(self.capacity * 2)
         let thread = Thread { [self] in
-            for input in inputs {
+            while true {
                 condition.lock()
                 while results.count - head >= self.capacity && !stopped {
                     producerWaiting = true
@@ -34,6 +35,7 @@ final class Prefetcher<Input: Sendable, Output: Sendable>: @unchecked Sendable {
                 let stop = stopped
                 condition.unlock()
                 if stop { break }
+                guard let input = source() else { break }
                 let output = transform(input)
                 condition.lock()
                 if head > 1024 {
@@ -70,11 +72,12 @@ final class Prefetcher<Input: Sendable, Output: Sendable>: @unchecked Sendable {
         return result
     }
 
-    /// Tells the producer to stop; results not taken yet are dropped.
+    /// Stops the producer and waits until it has; results not taken yet are dropped.
     func stop() {
         condition.lock()
         stopped = true
         condition.broadcast()
+        while !finished { condition.wait() }
         condition.unlock()
     }
 }

@@ -70,7 +70,7 @@ public final class WalletDeliverer: Deliverer {
         return context
     }
 
-    public func deliver(_ items: [WorkItem], of job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
+    public func deliver(_ job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
         guard let template = templates[job.template] else {
             preconditionFailure("deliver called before prepare for template \(job.template)")
         }
@@ -83,7 +83,7 @@ public final class WalletDeliverer: Deliverer {
         self.pool = pool
         var sessionFailure: CurlError?
         let environment = settings.environment
-        let requests = Prefetcher(inputs: items, capacity: 128) { item -> Result<RenderedRequest, ItemRejection> in
+        let requests = Prefetcher(source: { control.nextItem() }, capacity: 256) { item -> Result<RenderedRequest, ItemRejection> in
             switch Result(catching: { () throws(ItemDataError) in try Self.context(for: item, of: job, environment: environment) }) {
             case .success(let values): return template.render(values)
             case .failure(let error): return .failure(ItemRejection(reason: error.reason))

@@ -40,6 +40,8 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     var ticks: [Date] = []
     /// Makes the next `record` throw (a deadlock, a lost connection).
     var failNextRecord = false
+    /// The `limit` of every claim, in order.
+    private(set) var claimLimits: [Int] = []
     struct InjectedFailure: Error {}
     private var nextID: UInt64 = 1
 
@@ -149,6 +151,7 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     }
 
     func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem] {
+        claimLimits.append(limit)
         guard holds(lease), let current = jobs[job.id], current.record.status.isRunnable else { return [] }
         var claimed: [WorkItem] = []
         for item in items(of: job.id) where claimed.count < limit {

@@ -18,9 +18,10 @@ final class ScriptedDeliverer: Deliverer, @unchecked Sendable {
         if brokenTemplates.contains(job.template) { throw JobFailure(reason: "Template '\(job.template)' cannot be used: broken") }
     }
 
-    func deliver(_ items: [WorkItem], of job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
-        for (index, item) in items.enumerated() {
-            guard control.shouldContinue() else { return }
+    func deliver(_ job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
+        var index = -1
+        while control.shouldContinue(), let item = control.nextItem() {
+            index += 1
             beforeItem?(item, index)
             guard control.shouldContinue() else { return }
             if let limit = unavailableAfter, attempted >= limit { throw DeliveryUnavailable(message: "server gone") }

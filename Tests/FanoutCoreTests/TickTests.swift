@@ -8,8 +8,8 @@ struct TickTests {
     let store = InMemoryJobStore()
     let deliverer = ScriptedDeliverer()
 
-    func policy(_ kind: JobKind = .email, batch: Int? = nil, maxAttempts: Int = 5, inDoubt: InDoubtPolicy = .atLeastOnce, inactiveAfter: Duration = .seconds(1800), maxTime: Duration = .seconds(50)) -> TickPolicy {
-        TickPolicy(kind: kind, batchSize: batch, maxTime: maxTime, inactiveAfter: inactiveAfter, stuckAfter: .seconds(600), maxAttempts: maxAttempts, checkInterval: .zero, flushSize: 1, flushInterval: .zero, inDoubt: inDoubt)
+    func policy(_ kind: JobKind = .email, batch: Int? = nil, maxAttempts: Int = 5, inDoubt: InDoubtPolicy = .atLeastOnce, inactiveAfter: Duration = .seconds(1800), maxTime: Duration = .seconds(50), claimSlice: Int = 100) -> TickPolicy {
+        TickPolicy(kind: kind, batchSize: batch, maxTime: maxTime, inactiveAfter: inactiveAfter, stuckAfter: .seconds(600), maxAttempts: maxAttempts, checkInterval: .zero, flushSize: 1, flushInterval: .zero, claimSlice: claimSlice, maxClaimSlice: 8, inDoubt: inDoubt)
     }
 
     @discardableResult
@@ -26,6 +26,36 @@ struct TickTests {
         #expect(store.countersMatch(job))
         try tick(policy(batch: 7))
         #expect(store.counts(job) == [.sent: 57, .pending: 63])
+        #expect(store.countersMatch(job))
+    }
+
+    @Test func aBigBatchIsClaimedInGrowingSlicesAsDeliveryAsks() throws {
+        let job = store.addJob(company: 1, items: 30)
+        let summary = try tick(policy(batch: 25, claimSlice: 2))
+        #expect(summary.delivered == 25)
+        #expect(store.claimLimits == [2, 4, 8, 8, 3])
+        #expect(deliverer.delivered == store.items(of: job).prefix(25).map(\.id))
+        #expect(store.counts(job) == [.sent: 25, .pending: 5])
+        #expect(store.countersMatch(job))
+    }
+
+    @Test func aSliceWithFewerDueItemsEndsTheBatch() throws {
+        let job = store.addJob(company: 1, items: 5)
+        try tick(policy(batch: 50, claimSlice: 2))
+        #expect(store.claimLimits == [2, 4])
+        #expect(store.counts(job) == [.sent: 5])
+        #expect(store.status(job) == .completed)
+    }
+
+    @Test func aCancelledJobGetsNoFurtherSliceClaimed() throws {
+        let job = store.addJob(company: 1, items: 20)
+        deliverer.beforeItem = { _, index in
+            if index == 2 { self.store.jobs[job]!.record.status = .cancelled }
+        }
+        try tick(policy(batch: 20, claimSlice: 2))
+        #expect(store.claimLimits == [2, 4])
+        #expect(deliverer.delivered.count == 2)
+        #expect(store.counts(job) == [.sent: 2, .cancelled: 18])
         #expect(store.countersMatch(job))
     }
 
