@@ -99,21 +99,20 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
                 state.withLock { $0.exhausted = true }
                 return
             }
-            let result = Result { try store.claim(job: job, limit: size, lease: lease) }
+            let items: [WorkItem]
+            do {
+                items = try store.claim(job: job, limit: size, lease: lease)
+            } catch {
+                return failed(error)
+            }
             state.withLock { state in
-                switch result {
-                case .success(let items):
-                    for item in items { state.attempts[item.id] = item.attempts }
-                    state.queue.append(contentsOf: items)
-                    state.claimed += items.count
-                    state.lastSlice = size
-                    // Fewer than asked: nothing more is due (or the job or the lease changed,
-                    // which the next check tells).
-                    if items.count < size || state.claimed >= policy.batchSize { state.exhausted = true }
-                case .failure(let error):
-                    state.failure = error
-                    state.outcome.stop = .storeFailed
-                }
+                for item in items { state.attempts[item.id] = item.attempts }
+                state.queue.append(contentsOf: items)
+                state.claimed += items.count
+                state.lastSlice = size
+                // Fewer than asked: nothing more is due (or the job or the lease changed, which
+                // the next check tells).
+                if items.count < size || state.claimed >= policy.batchSize { state.exhausted = true }
             }
         }
     }
