@@ -132,8 +132,12 @@ final class TransferState {
     var bodyLimit = 1 << 20
     var bodyTruncated = false
     var headerLines: [String] = []
-    /// Reply lines the server sent (for SMTP: every `250-…`, `550 …` line), in order.
-    var replyLines: [String] = []
+    /// What the server sent (for SMTP: every `250-…`, `550 …` line), as it came.
+    var replyBytes: [UInt8] = []
+    /// `replyBytes` split into lines at CR and LF, empty lines left out.
+    var replyLines: [String] {
+        replyBytes.split(whereSeparator: { $0 == 13 || $0 == 10 }).map { String(decoding: $0, as: UTF8.self) }
+    }
     /// The commands the client sent, verb only (`EHLO`, `MAIL`, `RCPT`, `DATA`, `AUTH`, …).
     var commandsSent: [String] = []
     /// Set by SMTP connections, which turn on verbose mode for the debug callback.
@@ -144,7 +148,7 @@ final class TransferState {
         body.removeAll(keepingCapacity: true)
         bodyTruncated = false
         headerLines.removeAll(keepingCapacity: true)
-        replyLines.removeAll(keepingCapacity: true)
+        replyBytes.removeAll(keepingCapacity: true)
         commandsSent.removeAll(keepingCapacity: true)
     }
 }
@@ -174,14 +178,16 @@ private let writeCallback: ccurl_data_callback = { buffer, size, count, userdata
 private let headerCallback: ccurl_data_callback = { buffer, size, count, userdata in
     let state = state(userdata)
     let length = size * count
-    guard let buffer else { return length }
-    let line = buffer.withMemoryRebound(to: UInt8.self, capacity: length) { bytes in
-        String(decoding: UnsafeBufferPointer(start: bytes, count: length), as: UTF8.self)
+    // SMTP replies are read by the debug callback, with their order against the commands.
+    guard let buffer, !state.recordsProtocolLines else { return length }
+    buffer.withMemoryRebound(to: UInt8.self, capacity: length) { bytes in
+        var end = length
+        while end > 0, bytes[end - 1] == 13 || bytes[end - 1] == 10 { end -= 1 }
+        let line = UnsafeBufferPointer(start: bytes, count: end)
+        // A new status line starts a new header block (after 100 Continue or a redirect).
+        if line.starts(with: "HTTP/".utf8) { state.headerLines.removeAll() }
+        if end > 0 { state.headerLines.append(String(decoding: line, as: UTF8.self)) }
     }
-    let trimmed = line.trimmingLineEnd()
-    // A new status line starts a new header block (after 100 Continue or a redirect).
-    if trimmed.hasPrefix("HTTP/") { state.headerLines.removeAll() }
-    if !trimmed.isEmpty { state.headerLines.append(trimmed) }
     return length
 }
 
@@ -199,7 +205,7 @@ private let readCallback: ccurl_data_callback = { buffer, size, count, userdata 
     return n
 }
 
-private let smtpVerbs: Set<String> = ["EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "QUIT", "RSET", "NOOP", "VRFY", "EXPN", "HELP"]
+private let smtpVerbs: [(verb: String, bytes: [UInt8])] = ["EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "QUIT", "RSET", "NOOP", "VRFY", "EXPN", "HELP"].map { ($0, Array($0.utf8)) }
 
 private let debugCallback: ccurl_debug_callback = { _, type, data, size, userdata in
     guard type == CURLINFO_HEADER_IN || type == CURLINFO_HEADER_OUT else { return 0 }
@@ -207,31 +213,18 @@ private let debugCallback: ccurl_debug_callback = { _, type, data, size, userdat
     guard state.recordsProtocolLines, let data else { return 0 }
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
     if type == CURLINFO_HEADER_IN {
-        // Reply lines, split at CR and LF, as bytes (no grapheme work on the hot path).
-        var start = 0
-        for index in 0...bytes.count {
-            if index == bytes.count || bytes[index] == 13 || bytes[index] == 10 {
-                if index > start {
-                    state.replyLines.append(String(decoding: bytes[start..<index], as: UTF8.self))
-                }
-                start = index + 1
-            }
-        }
+        // Kept as bytes; split into lines only when the transfer's reply is read.
+        state.replyBytes.append(contentsOf: bytes)
     } else {
         // Only a known verb: the arguments carry addresses and credentials, and AUTH's
         // continuation lines are credentials themselves (base64), so they are never kept.
         var end = 0
         while end < min(bytes.count, 16), bytes[end] != 32, bytes[end] != 13, bytes[end] != 10 { end += 1 }
-        let verb = String(decoding: bytes[0..<end], as: UTF8.self).uppercased()
-        if smtpVerbs.contains(verb) { state.commandsSent.append(verb) }
+        let word = bytes[0..<end]
+        let known = smtpVerbs.first { known in
+            known.bytes.count == word.count && zip(known.bytes, word).allSatisfy { $0 == ($1 >= 97 && $1 <= 122 ? $1 - 32 : $1) }
+        }
+        if let known { state.commandsSent.append(known.verb) }
     }
     return 0
-}
-
-extension String {
-    func trimmingLineEnd() -> String {
-        var s = Substring(self)
-        while let last = s.last, last == "\r\n" || last == "\n" || last == "\r" { s = s.dropLast() }
-        return String(s)
-    }
 }

@@ -67,8 +67,14 @@ public final class SMTPConnection {
     func finish(_ result: CURLcode) -> Result<SMTPReply, CurlError> {
         let state = handle.state
         let responseCode = handle.responseCode
-        let replies = SMTPReplyParser.replies(state.replyLines)
-        let reply = replies.last { $0.code == responseCode } ?? replies.last
+        let reply: SMTPReply?
+        let lines = state.replyLines
+        if let last = SMTPReplyParser.lastReply(lines), last.code == responseCode {
+            reply = last
+        } else {
+            let replies = SMTPReplyParser.replies(lines)
+            reply = replies.last { $0.code == responseCode } ?? replies.last
+        }
         if result == CURLE_OK {
             return .success(reply ?? SMTPReply(code: responseCode, text: "\(responseCode)"))
         }
@@ -103,16 +109,33 @@ extension SMTPConnection: Sendable {}
 
 /// Groups SMTP reply lines (`250-…`, `250 …`) into replies.
 enum SMTPReplyParser {
+    /// The last reply only (the usual answer after a transfer), without parsing the rest.
+    static func lastReply(_ lines: [String]) -> SMTPReply? {
+        // A reply is its final line and the continuation lines (`NNN-`) right before it.
+        var start = lines.endIndex
+        while start > lines.startIndex {
+            let previous = lines[start - 1].utf8
+            if start < lines.endIndex && !(previous.count >= 4 && previous.dropFirst(3).first == UInt8(ascii: "-")) { break }
+            start -= 1
+        }
+        return replies(Array(lines[start...])).last
+    }
+
     static func replies(_ lines: [String]) -> [SMTPReply] {
         var replies: [SMTPReply] = []
         var pending: [String] = []
-        for line in lines {
-            let bytes = Array(line.utf8)
-            guard bytes.count >= 3, let code = Int(String(decoding: bytes[0..<3], as: UTF8.self)) else { continue }
-            let last = bytes.count == 3 || bytes[3] != UInt8(ascii: "-")
-            pending.append(bytes.count > 4 ? String(decoding: bytes[4...], as: UTF8.self) : "")
-            if last {
-                replies.append(SMTPReply(code: code, text: "\(code) " + pending.joined(separator: " ")))
+        for var line in lines {
+            // `NNN text` ends a reply, `NNN-text` continues it; anything else is not a reply line.
+            let parsed: (code: Int, last: Bool, text: String)? = line.withUTF8 { bytes in
+                guard bytes.count >= 3, bytes[0...2].allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+                let code = Int(bytes[0] - 48) * 100 + Int(bytes[1] - 48) * 10 + Int(bytes[2] - 48)
+                let text = bytes.count > 4 ? String(decoding: UnsafeBufferPointer(rebasing: bytes[4...]), as: UTF8.self) : ""
+                return (code, bytes.count == 3 || bytes[3] != UInt8(ascii: "-"), text)
+            }
+            guard let parsed else { continue }
+            pending.append(parsed.text)
+            if parsed.last {
+                replies.append(SMTPReply(code: parsed.code, text: "\(parsed.code) " + pending.joined(separator: " ")))
                 pending.removeAll()
             }
         }

@@ -19,11 +19,14 @@ public struct EmailComposer: Sendable {
     public let template: EmailTemplate
     public let from: Mailbox
     public let messageIDDomain: String
+    /// The `From` header's value, the same for every message.
+    private let fromField: String
 
     public init(template: EmailTemplate, from: Mailbox, messageIDDomain: String) {
         self.template = template
         self.from = from
         self.messageIDDomain = messageIDDomain
+        self.fromField = MIMEMessage.mailbox(from)
     }
 
     /// The deterministic Message-ID of an item: a resend after a crash carries the same one, so
@@ -33,6 +36,11 @@ public struct EmailComposer: Sendable {
     }
 
     public func compose(jobID: UInt64, companyID: UInt64, itemID: UInt64, email: String, name: String?, dataJSON: String?, date: Date) -> Result<ComposedEmail, ItemRejection> {
+        compose(jobID: jobID, companyID: companyID, itemID: itemID, email: email, name: name, dataJSON: dataJSON, dateField: MIMEMessage.rfc5322Date(date))
+    }
+
+    /// `compose(…date:)` with the `Date` header's value already made (one per batch).
+    func compose(jobID: UInt64, companyID: UInt64, itemID: UInt64, email: String, name: String?, dataJSON: String?, dateField: String) -> Result<ComposedEmail, ItemRejection> {
         let recipient: String
         switch EmailAddress.validate(email) {
         case .success(let address): recipient = address
@@ -47,9 +55,9 @@ public struct EmailComposer: Sendable {
         let rendered = template.render(context)
         let messageID = Self.messageID(jobID: jobID, itemID: itemID, domain: messageIDDomain)
         let bytes = MIMEMessage.build(
-            from: from, to: Mailbox(address: recipient, name: name),
-            subject: rendered.subject, text: rendered.text, html: rendered.html,
-            messageID: messageID, date: date
+            fromField: fromField, to: Mailbox(address: recipient, name: name),
+            subject: rendered.subject, text: rendered.textBytes, html: rendered.htmlBytes,
+            messageID: messageID, dateField: dateField
         )
         return .success(ComposedEmail(envelopeFrom: from.address, recipient: recipient, messageID: messageID, bytes: bytes))
     }

@@ -21,39 +21,18 @@ public enum EmailContext {
     /// The `data` column as a dictionary: empty for NULL or blank; an error for anything but a
     /// JSON object.
     public static func dataObject(_ json: String?) throws(ItemDataError) -> [String: Any] {
-        guard let json, !json.allSatisfy(\.isWhitespace) else { return [:] }
+        guard let json else { return [:] }
+        if json.utf8.first != UInt8(ascii: "{") && json.allSatisfy(\.isWhitespace) { return [:] }
         let parsed: Any
         do {
-            parsed = try JSONSerialization.jsonObject(with: Data(json.utf8), options: [.fragmentsAllowed])
+            parsed = try JSONParser.parse(json)
         } catch {
-            throw ItemDataError(reason: "data is not valid JSON: \(excerpt(json))")
+            throw ItemDataError(reason: "data is not valid JSON (\(error)): \(excerpt(json))")
         }
         guard let object = parsed as? [String: Any] else {
             throw ItemDataError(reason: "data is not a JSON object: \(excerpt(json))")
         }
-        return object.mapValues(plain)
-    }
-
-    /// Foundation's JSON numbers and booleans as Swift values, so sections and rendering see
-    /// `true`/`false` and `3`, not `1` and `3.0`.
-    static func plain(_ value: Any) -> Any {
-        switch value {
-        case let dictionary as [String: Any]:
-            return dictionary.mapValues(plain)
-        case let array as [Any]:
-            return array.map(plain)
-        case let number as NSNumber:
-            // JSON true/false arrive as NSNumber holding a C bool ("c" or "B").
-            let type = String(cString: number.objCType)
-            if type == "c" || type == "B" { return number.boolValue }
-            let double = number.doubleValue
-            if double.rounded() == double, abs(double) < 9e15 { return Int64(double) }
-            return double
-        case is NSNull:
-            return ""
-        default:
-            return value
-        }
+        return object
     }
 
     static func excerpt(_ text: String) -> String {

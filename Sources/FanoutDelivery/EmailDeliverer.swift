@@ -61,9 +61,9 @@ public final class EmailDeliverer: Deliverer {
         }
         self.pool = pool
         var sessionFailure: CurlError?
-        let now = Date()
+        let dateField = MIMEMessage.rfc5322Date(Date())
         let messages = Prefetcher(source: { control.nextItem() }, capacity: 256) { item in
-            composer.compose(jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name, dataJSON: item.data, date: now)
+            composer.compose(jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name, dataJSON: item.data, dateField: dateField)
         }
         defer { messages.stop() }
         do {

@@ -15,11 +15,14 @@ public struct TemplateError: Error, Sendable, CustomStringConvertible {
     public var description: String { "template '\(template)': \(message)" }
 }
 
-/// The parts of one email after rendering.
+/// The parts of one email after rendering; the bodies as UTF-8 bytes, as they go into the message.
 public struct RenderedEmail: Sendable, Hashable {
     public var subject: String
-    public var html: String?
-    public var text: String?
+    public var htmlBytes: [UInt8]?
+    public var textBytes: [UInt8]?
+
+    public var html: String? { htmlBytes.map { String(decoding: $0, as: UTF8.self) } }
+    public var text: String? { textBytes.map { String(decoding: $0, as: UTF8.self) } }
 }
 
 /// An email template: `email/NAME/subject.mustache` plus `html.mustache` and/or `text.mustache`,
@@ -40,6 +43,10 @@ public struct EmailTemplate: Sendable {
 
         func render(_ context: [String: Any]) -> String {
             flat?.render(context) ?? template.render(context)
+        }
+
+        func renderBytes(_ context: [String: Any]) -> [UInt8] {
+            flat?.renderBytes(context) ?? Array(template.render(context).utf8)
         }
     }
 
@@ -89,11 +96,27 @@ public struct EmailTemplate: Sendable {
 
     /// Renders every part with `context` (the item's variables).
     public func render(_ context: [String: Any]) -> RenderedEmail {
-        let rawSubject = subject.render(context)
-        // Every run of CR, LF, TAB and other controls becomes one space: a subject is one line.
+        RenderedEmail(
+            subject: Self.oneLine(subject.render(context)),
+            htmlBytes: html?.renderBytes(context),
+            textBytes: text?.renderBytes(context)
+        )
+    }
+
+    /// Every run of CR, LF, TAB, other controls and spaces becomes one space, and the ends are
+    /// trimmed: a subject is one line.
+    static func oneLine(_ raw: String) -> String {
+        // The common case, printable ASCII with single inner spaces, is already one line.
+        var previous: UInt8 = 32
+        var isOneLine = true
+        for byte in raw.utf8 {
+            if byte < 0x20 || byte >= 0x7F || (byte == 32 && previous == 32) { isOneLine = false; break }
+            previous = byte
+        }
+        if isOneLine && previous != 32 { return raw }
         var line = ""
-        var lastWasSpace = false
-        for scalar in rawSubject.unicodeScalars {
+        var lastWasSpace = true
+        for scalar in raw.unicodeScalars {
             let isBreak = scalar.value < 0x20 || scalar.value == 0x7F || scalar == "\u{2028}" || scalar == "\u{2029}" || scalar == " "
             if isBreak {
                 if !lastWasSpace { line.unicodeScalars.append(" ") }
@@ -103,10 +126,6 @@ public struct EmailTemplate: Sendable {
                 lastWasSpace = false
             }
         }
-        return RenderedEmail(
-            subject: line.trimmingCharacters(in: .whitespaces),
-            html: html?.render(context),
-            text: text?.render(context)
-        )
+        return line.trimmingCharacters(in: .whitespaces)
     }
 }

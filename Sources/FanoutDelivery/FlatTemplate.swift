@@ -7,7 +7,7 @@ import Mustache
 ///
 /// Rendering through swift-mustache for every item spends most of its time in dynamic casts on
 /// the context; a campaign's templates are usually flat, so this turns per-item rendering into a
-/// concatenation. Templates with sections fall back to swift-mustache for every item.
+/// concatenation of bytes. Templates with sections fall back to swift-mustache for every item.
 struct FlatTemplate: Sendable {
     enum Segment: Sendable {
         case text([UInt8])
@@ -19,6 +19,8 @@ struct FlatTemplate: Sendable {
     let paths: [[String]]
     /// The part's escaping (HTML, JSON string, URL component or none).
     let escape: @Sendable (String) -> String
+    /// The bytes of the text segments, to size the output once.
+    private let textSize: Int
 
     private static let open = "\u{E000}"
     private static let close = "\u{E001}"
@@ -37,32 +39,31 @@ struct FlatTemplate: Sendable {
     init?(source: String, template: MustacheTemplate, escape: @escaping @Sendable (String) -> String) {
         guard Self.isFlat(source) else { return nil }
         self.escape = escape
-        let escapedQuote = escape("\"")
-        let rendered = template.render(Placeholder(path: ""))
+        let escapedQuote = Array(escape("\"").utf8)
+        let rendered = Array(template.render(Placeholder(path: "")).utf8)
         // A part that escapes every character it does not know (URL) escapes the markers too.
-        let marks = [(Self.open, Self.close), (escape(Self.open), escape(Self.close))]
+        let marks = [(Self.open, Self.close), (escape(Self.open), escape(Self.close))].map { (Array($0.0.utf8), Array($0.1.utf8)) }
         var segments: [Segment] = []
         var paths: [[String]] = []
-        var rest = Substring(rendered)
+        var rest = rendered[...]
         while true {
-            let found = marks.compactMap { mark in rest.range(of: mark.0).map { ($0, mark.1) } }.min { $0.0.lowerBound < $1.0.lowerBound }
-            guard let (start, closeMark) = found else { break }
+            guard let (start, closeMark) = Self.firstMark(marks, in: rest) else { break }
             if start.lowerBound > rest.startIndex {
-                segments.append(.text(Array(rest[..<start.lowerBound].utf8)))
+                segments.append(.text(Array(rest[..<start.lowerBound])))
             }
-            guard let end = rest[start.upperBound...].range(of: closeMark) else { return nil }
+            guard let end = rest[start.upperBound...].firstRange(of: closeMark) else { return nil }
             var inner = rest[start.upperBound..<end.lowerBound]
             let escaped: Bool
-            if escapedQuote != "\"", inner.hasSuffix(escapedQuote) {
+            if escapedQuote != [UInt8(ascii: "\"")], inner.suffix(escapedQuote.count).elementsEqual(escapedQuote) {
                 escaped = true
                 inner = inner.dropLast(escapedQuote.count)
-            } else if inner.hasSuffix("\"") {
+            } else if inner.last == UInt8(ascii: "\"") {
                 escaped = false
                 inner = inner.dropLast()
             } else {
                 return nil
             }
-            let path = inner.split(separator: ".").map(String.init)
+            let path = inner.split(separator: UInt8(ascii: ".")).map { String(decoding: $0, as: UTF8.self) }
             if let slot = paths.firstIndex(of: path) {
                 segments.append(.variable(slot: slot, escaped: escaped))
             } else {
@@ -71,29 +72,48 @@ struct FlatTemplate: Sendable {
             }
             rest = rest[end.upperBound...]
         }
-        if !rest.isEmpty { segments.append(.text(Array(rest.utf8))) }
+        if !rest.isEmpty { segments.append(.text(Array(rest))) }
         self.segments = segments
         self.paths = paths
+        self.textSize = segments.reduce(0) { if case .text(let t) = $1 { $0 + t.count } else { $0 } }
+    }
+
+    /// The first opening marker in `text`, and the closing marker that goes with it.
+    private static func firstMark(_ marks: [([UInt8], [UInt8])], in text: ArraySlice<UInt8>) -> (Range<Int>, [UInt8])? {
+        var index = text.startIndex
+        while index < text.endIndex {
+            for (open, close) in marks where text[index] == open[0] && text[index...].starts(with: open) {
+                return (index..<index + open.count, close)
+            }
+            index += 1
+        }
+        return nil
     }
 
     /// Whether every tag is `{{name}}`, `{{{name}}}`, `{{&name}}` or a comment, with plain names.
     static func isFlat(_ source: String) -> Bool {
         if source.contains(open) || source.contains(close) { return false }
-        var rest = Substring(source)
+        let bytes = Array(source.utf8)
+        let tagOpen = Array("{{".utf8), tagClose = Array("}}".utf8)
+        func isBlank(_ byte: UInt8) -> Bool { byte == 32 || byte == 9 }
+        var rest = bytes[...]
         var first = true
-        while let tag = rest.range(of: "{{") {
+        while let tag = rest.firstRange(of: tagOpen) {
             var body = rest[tag.upperBound...]
-            guard let end = body.range(of: "}}") else { return false }
-            let inner = body[..<end.lowerBound].trimmingCharacters(in: .whitespaces)
+            guard let end = body.firstRange(of: tagClose) else { return false }
+            var inner = body[..<end.lowerBound]
+            while let byte = inner.first, isBlank(byte) { inner = inner.dropFirst() }
+            while let byte = inner.last, isBlank(byte) { inner = inner.dropLast() }
             body = body[end.upperBound...]
             defer { first = false }
-            if inner.hasPrefix("%") && first && inner.contains("CONTENT_TYPE") { rest = body; continue }
-            if inner.hasPrefix("!") { rest = body; continue }
-            var name = Substring(inner)
-            if name.hasPrefix("{") { name = name.dropFirst(); if body.hasPrefix("}") { body = body.dropFirst() } }
-            if name.hasPrefix("&") { name = name.dropFirst() }
-            let trimmed = name.trimmingCharacters(in: .whitespaces)
-            guard !trimmed.isEmpty, trimmed != ".", !trimmed.hasPrefix("."),
+            if inner.first == UInt8(ascii: "%") && first && inner.firstRange(of: Array("CONTENT_TYPE".utf8)) != nil { rest = body; continue }
+            if inner.first == UInt8(ascii: "!") { rest = body; continue }
+            var name = inner
+            if name.first == UInt8(ascii: "{") { name = name.dropFirst(); if body.first == UInt8(ascii: "}") { body = body.dropFirst() } }
+            if name.first == UInt8(ascii: "&") { name = name.dropFirst() }
+            while let byte = name.first, isBlank(byte) { name = name.dropFirst() }
+            let trimmed = String(decoding: name, as: UTF8.self)
+            guard !trimmed.isEmpty, !trimmed.hasPrefix("."),
                   trimmed.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." })
             else { return false }
             rest = body
@@ -102,39 +122,58 @@ struct FlatTemplate: Sendable {
     }
 
     /// Fills the slots from `context` as swift-mustache would: missing values render as nothing,
-    /// others as `String(describing:)`, HTML-escaped where the part escapes.
+    /// others as `String(describing:)`, escaped where the part escapes.
     func render(_ context: [String: Any]) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(segments.reduce(0) { if case .text(let t) = $1 { $0 + t.count } else { $0 + 16 } })
-        var raw = [String?](repeating: nil, count: paths.count)
-        var escapedValues = [String?](repeating: nil, count: paths.count)
-        var looked = [Bool](repeating: false, count: paths.count)
+        String(decoding: renderBytes(context), as: UTF8.self)
+    }
+
+    /// `render(_:)` as UTF-8 bytes.
+    func renderBytes(_ context: [String: Any]) -> [UInt8] {
+        // Each slot's bytes as they are written (escaped or not), then the output sized once.
+        var raw = [[UInt8]?](repeating: nil, count: paths.count)
+        var escaped = [[UInt8]?](repeating: nil, count: paths.count)
+        var texts = [String?](repeating: nil, count: paths.count)
+        for (slot, path) in paths.enumerated() {
+            guard let value = Self.lookup(path, in: context) else { continue }
+            texts[slot] = value as? String ?? String(describing: value)
+        }
+        var size = textSize
         for segment in segments {
-            switch segment {
-            case .text(let bytes):
-                out += bytes
-            case .variable(let slot, let escaped):
-                if !looked[slot] {
-                    looked[slot] = true
-                    raw[slot] = Self.lookup(paths[slot], in: context).map { $0 as? String ?? String(describing: $0) }
-                }
-                guard let text = raw[slot] else { continue }
-                if escaped {
-                    if escapedValues[slot] == nil { escapedValues[slot] = escape(text) }
-                    out += escapedValues[slot]!.utf8
-                } else {
-                    out += text.utf8
-                }
+            guard case .variable(let slot, let isEscaped) = segment, let text = texts[slot] else { continue }
+            if isEscaped {
+                if escaped[slot] == nil { escaped[slot] = Array(escape(text).utf8) }
+                size += escaped[slot]!.count
+            } else {
+                if raw[slot] == nil { raw[slot] = Array(text.utf8) }
+                size += raw[slot]!.count
             }
         }
-        return String(decoding: out, as: UTF8.self)
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, written in
+            var at = buffer.baseAddress!
+            func write(_ bytes: [UInt8]) {
+                bytes.withUnsafeBufferPointer { source in
+                    guard let start = source.baseAddress else { return }
+                    at.initialize(from: start, count: source.count)
+                    at += source.count
+                }
+            }
+            for segment in segments {
+                switch segment {
+                case .text(let bytes):
+                    write(bytes)
+                case .variable(let slot, let isEscaped):
+                    if let bytes = isEscaped ? escaped[slot] : raw[slot] { write(bytes) }
+                }
+            }
+            written = at - buffer.baseAddress!
+        }
     }
 
     private static func lookup(_ path: [String], in context: [String: Any]) -> Any? {
-        var current: Any? = context
-        for name in path {
-            guard let dictionary = current as? [String: Any] else { return nil }
-            current = dictionary[name]
+        guard let first = path.first, var current = context[first] else { return nil }
+        for name in path.dropFirst() {
+            guard let dictionary = current as? [String: Any], let next = dictionary[name] else { return nil }
+            current = next
         }
         return current
     }

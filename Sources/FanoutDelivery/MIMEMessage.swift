@@ -20,44 +20,59 @@ public struct Mailbox: Sendable, Hashable {
 /// (`EmailAddress`).
 public enum MIMEMessage {
     public static func build(from: Mailbox, to: Mailbox, subject: String, text: String?, html: String?, messageID: String, date: Date) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity((text?.utf8.count ?? 0) + (html?.utf8.count ?? 0) + 1024)
-        out += header("Date", rfc5322Date(date)).utf8
-        out += header("From", mailbox(from)).utf8
-        out += header("To", mailbox(to)).utf8
-        out += header("Subject", encodedText(singleLine(subject))).utf8
-        out += header("Message-ID", messageID).utf8
-        out += "MIME-Version: 1.0\r\n".utf8
+        build(fromField: mailbox(from), to: to, subject: subject, text: text.map { Array($0.utf8) }, html: html.map { Array($0.utf8) }, messageID: messageID, dateField: rfc5322Date(date))
+    }
+
+    /// The message with the parts as UTF-8 bytes and the `From` and `Date` values already made
+    /// (they are the same for every message of a batch).
+    static func build(fromField: String, to: Mailbox, subject: String, text: [UInt8]?, html: [UInt8]?, messageID: String, dateField: String) -> [UInt8] {
+        var head = "Date: \(dateField)\r\nFrom: \(fromField)\r\nTo: \(mailbox(to))\r\nSubject: \(encodedText(singleLine(subject)))\r\nMessage-ID: \(messageID)\r\nMIME-Version: 1.0\r\n"
+        let parts: [(type: String, body: [UInt8])]
+        var boundary = ""
         switch (text, html) {
         case let (text?, html?):
             // "=_" never occurs in quoted-printable output ("=" is always "=3D" there, and soft
             // breaks are "=" CRLF), so this boundary cannot collide with either part.
-            let boundary = boundary(for: messageID)
-            out += "Content-Type: multipart/alternative; boundary=\"\(boundary)\"\r\n\r\n".utf8
-            out += "This is a multi-part message in MIME format.\r\n".utf8
-            out += "--\(boundary)\r\n".utf8
-            part("text/plain", text, into: &out)
-            out += "\r\n--\(boundary)\r\n".utf8
-            part("text/html", html, into: &out)
-            out += "\r\n--\(boundary)--\r\n".utf8
+            boundary = Self.boundary(for: messageID)
+            head += "Content-Type: multipart/alternative; boundary=\"\(boundary)\"\r\n\r\nThis is a multi-part message in MIME format.\r\n"
+            parts = [("text/plain", text), ("text/html", html)]
         case let (text?, nil):
-            part("text/plain", text, into: &out)
+            parts = [("text/plain", text)]
         case let (nil, html?):
-            part("text/html", html, into: &out)
+            parts = [("text/html", html)]
         case (nil, nil):
-            part("text/plain", "", into: &out)
+            parts = [("text/plain", [])]
         }
-        return out
+        let capacity = head.utf8.count + parts.reduce(0) { $0 + 160 + boundary.utf8.count + quotedPrintableCapacity($1.body.count) }
+        return [UInt8](unsafeUninitializedCapacity: capacity) { buffer, written in
+            var out = ByteWriter(base: buffer.baseAddress!)
+            out.append(head)
+            for part in parts {
+                if !boundary.isEmpty { out.append("--\(boundary)\r\n") }
+                out.append("Content-Type: \(part.type); charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+                part.body.withUnsafeBufferPointer { out.count += quotedPrintable($0, into: out.base + out.count) }
+                out.append("\r\n")
+                if !boundary.isEmpty { out.append("\r\n") }
+            }
+            if !boundary.isEmpty { out.append("--\(boundary)--\r\n") }
+            precondition(out.count <= capacity, "MIME message overran its buffer")
+            written = out.count
+        }
     }
 
-    private static func part(_ type: String, _ body: String, into out: inout [UInt8]) {
-        out += "Content-Type: \(type); charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".utf8
-        quotedPrintable(body, into: &out)
-        out += [13, 10]
-    }
+    /// Appends bytes at a raw pointer (the message is sized once, then written).
+    private struct ByteWriter {
+        let base: UnsafeMutablePointer<UInt8>
+        var count = 0
 
-    private static func header(_ name: String, _ value: String) -> String {
-        "\(name): \(value)\r\n"
+        mutating func append(_ text: String) {
+            var text = text
+            text.withUTF8 { bytes in
+                guard let source = bytes.baseAddress else { return }
+                (base + count).initialize(from: source, count: bytes.count)
+                count += bytes.count
+            }
+        }
     }
 
     /// Controls (CR, LF, TAB, NUL, …) become spaces: a header value is one line.
@@ -73,27 +88,35 @@ public enum MIMEMessage {
     }
 
     static func mailbox(_ box: Mailbox) -> String {
-        guard let raw = box.name, case let name = singleLine(raw).trimming(where: isBlank), !name.isEmpty else {
-            return "<\(box.address)>"
-        }
-        if name.utf8.allSatisfy({ $0 < 0x80 }) {
+        guard let raw = box.name else { return "<\(box.address)>" }
+        // Printable ASCII without blanks at the ends (the usual name) needs no cleaning.
+        let isClean = raw.utf8.first != 32 && raw.utf8.last != 32 && raw.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
+        let name = isClean ? raw : singleLine(raw).trimming(where: isBlank)
+        guard !name.isEmpty else { return "<\(box.address)>" }
+        if isClean || name.utf8.allSatisfy({ $0 < 0x80 }) {
             // A quoted-string: backslash and quote are escaped with a backslash.
-            var quoted = "\""
-            for scalar in name.unicodeScalars {
-                if scalar == "\\" || scalar == "\"" { quoted.unicodeScalars.append("\\") }
-                quoted.unicodeScalars.append(scalar)
+            var quoted: [UInt8] = [UInt8(ascii: "\"")]
+            quoted.reserveCapacity(name.utf8.count + box.address.utf8.count + 8)
+            for byte in name.utf8 {
+                if byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "\"") { quoted.append(UInt8(ascii: "\\")) }
+                quoted.append(byte)
             }
-            return quoted + "\" <\(box.address)>"
+            quoted += "\" <".utf8
+            quoted += box.address.utf8
+            quoted.append(UInt8(ascii: ">"))
+            return String(decoding: quoted, as: UTF8.self)
         }
         return "\(encodedWords(name)) <\(box.address)>"
     }
 
     /// ASCII text as it is (folded if long); anything else as RFC 2047 encoded-words.
     static func encodedText(_ text: String) -> String {
-        if text.unicodeScalars.allSatisfy(\.isASCII) && !text.contains("=?") {
-            return fold(text)
+        var previous: UInt8 = 0
+        let isPlainASCII = text.utf8.allSatisfy { byte in
+            defer { previous = byte }
+            return byte < 0x80 && !(previous == UInt8(ascii: "=") && byte == UInt8(ascii: "?"))
         }
-        return encodedWords(text)
+        return isPlainASCII ? fold(text) : encodedWords(text)
     }
 
     /// `=?UTF-8?B?…?=` words of at most 75 characters, never splitting a character, separated
@@ -134,67 +157,82 @@ public enum MIMEMessage {
     /// Quoted-printable (RFC 2045): line ends normalised to CRLF, lines of at most 76 characters
     /// with `=` soft breaks, `=`, controls, non-ASCII and trailing blanks encoded.
     static func quotedPrintable(_ text: String) -> String {
-        var out: [UInt8] = []
-        quotedPrintable(text, into: &out)
-        return String(decoding: out, as: UTF8.self)
+        let bytes = Array(text.utf8)
+        let encoded = [UInt8](unsafeUninitializedCapacity: quotedPrintableCapacity(bytes.count)) { buffer, written in
+            written = bytes.withUnsafeBufferPointer { quotedPrintable($0, into: buffer.baseAddress!) }
+        }
+        return String(decoding: encoded, as: UTF8.self)
+    }
+
+    /// The most bytes `quotedPrintable(_:into:)` writes for `count` bytes of input: every byte
+    /// as =XX, plus a soft break every 25 of those.
+    static func quotedPrintableCapacity(_ count: Int) -> Int {
+        count * 3 + (count / 25 + 2) * 3
     }
 
     private static let hex = Array("0123456789ABCDEF".utf8)
 
-    static func quotedPrintable(_ text: String, into out: inout [UInt8]) {
-        var text = text
-        let hex = Self.hex
-        text.withUTF8 { bytes in
-            let count = bytes.count
-            // Worst case: every byte as =XX, plus a soft break every 25 of those.
-            let capacity = count * 3 + (count / 25 + 2) * 3
-            let encoded = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, written in
-                var o = 0
-                var column = 0
-                var index = 0
-                while index < count {
-                    let byte = bytes[index]
-                    if byte == 13 || byte == 10 {
-                        // CRLF, lone CR and lone LF all end a line.
-                        buffer[o] = 13; buffer[o + 1] = 10; o += 2
-                        column = 0
-                        index += (byte == 13 && index + 1 < count && bytes[index + 1] == 10) ? 2 : 1
-                        continue
-                    }
-                    if column == 0, let end = Self.plainLineEnd(bytes, from: index) {
-                        // The common case, a short line with nothing to encode: copied as it is.
-                        (buffer.baseAddress! + o).initialize(from: bytes.baseAddress! + index, count: end - index)
-                        o += end - index
-                        index = end
-                        continue
-                    }
-                    let next = index + 1 < count ? bytes[index + 1] : 10
-                    let lineEnds = next == 13 || next == 10
-                    let printable = byte >= 33 && byte <= 126 && byte != 61 // '='
-                    let blank = (byte == 32 || byte == 9) && !lineEnds
-                    // A line starting with "." is escaped too, for servers that do not unstuff well.
-                    let encode = !(printable || blank) || (column == 0 && byte == 46)
-                    let width = encode ? 3 : 1
-                    if column + width > 75 {
-                        buffer[o] = 61; buffer[o + 1] = 13; buffer[o + 2] = 10; o += 3
-                        column = 0
-                    }
-                    if encode {
-                        buffer[o] = 61
-                        buffer[o + 1] = hex[Int(byte >> 4)]
-                        buffer[o + 2] = hex[Int(byte & 15)]
-                        o += 3
-                    } else {
-                        buffer[o] = byte
-                        o += 1
-                    }
-                    column += width
-                    index += 1
-                }
-                written = o
+    /// Encodes `bytes` at `buffer`, which holds at least `quotedPrintableCapacity(bytes.count)`
+    /// bytes; returns how many it wrote.
+    static func quotedPrintable(_ bytes: UnsafeBufferPointer<UInt8>, into buffer: UnsafeMutablePointer<UInt8>) -> Int {
+        let count = bytes.count
+        guard let input = bytes.baseAddress else { return 0 }
+        var o = 0
+        var column = 0
+        var index = 0
+        while index < count {
+            let byte = input[index]
+            if byte == 13 || byte == 10 {
+                // CRLF, lone CR and lone LF all end a line.
+                buffer[o] = 13; buffer[o + 1] = 10; o += 2
+                column = 0
+                index += (byte == 13 && index + 1 < count && input[index + 1] == 10) ? 2 : 1
+                continue
             }
-            out += encoded
+            if column == 0, let end = plainLineEnd(bytes, from: index) {
+                // The common case, a short line with nothing to encode: copied as it is.
+                (buffer + o).initialize(from: input + index, count: end - index)
+                o += end - index
+                index = end
+                continue
+            }
+            let next = index + 1 < count ? input[index + 1] : 10
+            let lineEnds = next == 13 || next == 10
+            let printable = byte >= 33 && byte <= 126 && byte != 61 // '='
+            let blank = (byte == 32 || byte == 9) && !lineEnds
+            // A line starting with "." is escaped too, for servers that do not unstuff well.
+            let encode = !(printable || blank) || (column == 0 && byte == 46)
+            let width = encode ? 3 : 1
+            if column + width > 75 {
+                buffer[o] = 61; buffer[o + 1] = 13; buffer[o + 2] = 10; o += 3
+                column = 0
+            }
+            if encode {
+                buffer[o] = 61
+                buffer[o + 1] = hex[Int(byte >> 4)]
+                buffer[o + 2] = hex[Int(byte & 15)]
+                o += 3
+            } else {
+                buffer[o] = byte
+                o += 1
+            }
+            column += width
+            index += 1
         }
+        return o
+    }
+
+    /// Whether none of the 8 bytes of `word` needs encoding inside a line: each is printable
+    /// ASCII or a space (0x20…0x7E) and none is `=`. Tabs and line ends answer false.
+    @inline(__always)
+    private static func isPlain(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        let below20 = (word &- ones &* 0x20) & ~word & highBits
+        let above7E = ((word &+ ones) | word) & highBits
+        let equals = word ^ (ones &* 0x3D)
+        let hasEquals = (equals &- ones) & ~equals & highBits
+        return below20 | above7E | hasEquals == 0
     }
 
     /// Where the line starting at `start` ends (its CR, LF or the text's end) when quoted-printable
@@ -202,7 +240,12 @@ public enum MIMEMessage {
     /// only inside, no leading `.`, not empty. Otherwise nil.
     private static func plainLineEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
         let limit = min(bytes.count, start + 76)
+        let raw = UnsafeRawPointer(bytes.baseAddress!)
         var index = start
+        // Eight bytes at a time while they are all plain; the rest (and the line end) one by one.
+        while index + 8 <= limit, isPlain(raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+            index += 8
+        }
         while index < limit {
             let byte = bytes[index]
             if byte == 13 || byte == 10 { break }

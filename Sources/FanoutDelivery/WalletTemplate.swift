@@ -113,9 +113,9 @@ public struct WalletTemplate: Sendable {
         let body = self.body?.render(context) ?? ""
         if isJSON && !body.isEmpty {
             do {
-                _ = try JSONSerialization.jsonObject(with: Data(body.utf8), options: [.fragmentsAllowed])
+                _ = try JSONParser.parse(body)
             } catch {
-                return .failure(ItemRejection(reason: "the rendered body is not valid JSON: \(EmailContext.excerpt(body))"))
+                return .failure(ItemRejection(reason: "the rendered body is not valid JSON (\(error)): \(EmailContext.excerpt(body))"))
             }
         }
         return .success(RenderedRequest(method: method, url: url, headers: headers, body: body))

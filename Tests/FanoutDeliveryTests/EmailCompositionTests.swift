@@ -136,6 +136,69 @@ struct EmailCompositionTests {
         #expect(MIMEMessage.quotedPrintable("\n\n") == "\r\n\r\n")
     }
 
+    /// Quoted-printable one byte at a time, by the same rules and with no fast path: the oracle
+    /// for the encoder's line copying and eight-byte checks.
+    static func referenceQuotedPrintable(_ bytes: [UInt8]) -> [UInt8] {
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        var column = 0
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == 13 || byte == 10 {
+                out += [13, 10]
+                column = 0
+                index += byte == 13 && index + 1 < bytes.count && bytes[index + 1] == 10 ? 2 : 1
+                continue
+            }
+            let next = index + 1 < bytes.count ? bytes[index + 1] : 10
+            let blank = (byte == 32 || byte == 9) && next != 13 && next != 10
+            let encode = !((33...126).contains(byte) && byte != 61 || blank) || (column == 0 && byte == 46)
+            if column + (encode ? 3 : 1) > 75 {
+                out += Array("=\r\n".utf8)
+                column = 0
+            }
+            out += encode ? [61, hex[Int(byte >> 4)], hex[Int(byte & 15)]] : [byte]
+            column += encode ? 3 : 1
+            index += 1
+        }
+        return out
+    }
+
+    @Test func quotedPrintableMatchesAByteByByteEncoder() {
+        // Lines around the 75-character limit, from an alphabet of every kind of byte the
+        // encoder treats apart; a fixed seed, so a failure can be replayed.
+        let alphabet: [[UInt8]] = ["a", "Z", "~", " ", "\t", "=", ".", "\r", "\n", "\r\n", "é", "\u{1}", "\u{7F}"].map { Array($0.utf8) }
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((seed >> 33) % UInt64(bound))
+        }
+        for _ in 0..<2_000 {
+            var input: [UInt8] = []
+            for _ in 0..<(1 + next(4)) {
+                let length = [0, 1, 7, 8, 9, 60, 74, 75, 76, 77, 150][next(11)]
+                for _ in 0..<length {
+                    // Mostly plain letters, as real text is, so the fast path runs often.
+                    input += next(4) == 0 ? alphabet[next(alphabet.count)] : [UInt8(ascii: "a") + UInt8(next(26))]
+                }
+                input += alphabet[[7, 8, 9][next(3)]]
+            }
+            let text = String(decoding: input, as: UTF8.self)
+            let expected = String(decoding: Self.referenceQuotedPrintable(Array(text.utf8)), as: UTF8.self)
+            #expect(MIMEMessage.quotedPrintable(text) == expected, "input: \(Array(text.utf8))")
+        }
+    }
+
+    @Test func subjectsBecomeOneLine() {
+        #expect(EmailTemplate.oneLine("Hello Bob") == "Hello Bob")
+        #expect(EmailTemplate.oneLine("  Hello \r\n\t Bob  ") == "Hello Bob")
+        #expect(EmailTemplate.oneLine("Grüße\u{2028}an\u{0}Zoë") == "Grüße an Zoë")
+        #expect(EmailTemplate.oneLine("a  b") == "a b")
+        #expect(EmailTemplate.oneLine("") == "")
+        #expect(EmailTemplate.oneLine("\n") == "")
+    }
+
     @Test func itemDataMustBeAJSONObject() throws {
         let template = try Self.template(["subject.mustache": "s", "text.mustache": "{{code}}"])
         let composer = EmailComposer(template: template, from: Mailbox(address: "a@example.test"), messageIDDomain: "example.test")
