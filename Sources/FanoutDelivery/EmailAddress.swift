@@ -16,12 +16,13 @@ public enum EmailAddress {
 
     /// The address, trimmed, or a reason a person can act on.
     public static func validate(_ raw: String) -> Result<String, AddressProblem> {
-        let address = raw.trimming { $0 == " " || $0 == "\t" }
+        let isBlank = { (byte: UInt8?) in byte == 32 || byte == 9 }
+        let address = isBlank(raw.utf8.first) || isBlank(raw.utf8.last) ? raw.trimming { $0 == " " || $0 == "\t" } : raw
         func fail(_ why: String) -> Result<String, AddressProblem> { .failure(AddressProblem(reason: "invalid email address \(show(raw)): \(why)")) }
         // On bytes: every check below is about ASCII, and non-ASCII is refused first.
         let bytes = Array(address.utf8)
         if bytes.isEmpty { return fail("it is empty") }
-        if address.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+        if bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
             return fail("it contains a line break or control character")
         }
         if bytes.contains(where: { $0 >= 0x80 }) { return fail("non-ASCII addresses are not supported") }
@@ -58,10 +59,12 @@ public enum EmailAddress {
             }
             return .success(address)
         }
-        let labels = domain.split(separator: dot, omittingEmptySubsequences: false)
-        if labels.count < 2 { return fail("the domain needs a dot (\(show(String(decoding: domain, as: UTF8.self))))") }
+        if !domain.contains(dot) { return fail("the domain needs a dot (\(show(String(decoding: domain, as: UTF8.self))))") }
         let hyphen = UInt8(ascii: "-")
-        for label in labels {
+        var labelStart = domain.startIndex
+        for index in domain.startIndex...domain.endIndex where index == domain.endIndex || domain[index] == dot {
+            let label = domain[labelStart..<index]
+            labelStart = index + 1
             if label.isEmpty { return fail("empty label in the domain") }
             if label.count > 63 { return fail("a domain label is longer than 63 characters") }
             if label.first == hyphen || label.last == hyphen { return fail("a domain label starts or ends with '-'") }

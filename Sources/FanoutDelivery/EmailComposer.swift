@@ -46,13 +46,13 @@ public struct EmailComposer: Sendable {
         case .success(let address): recipient = address
         case .failure(let problem): return .failure(ItemRejection(reason: problem.reason))
         }
-        let context: [String: Any]
+        let variables: ItemVariables
         do {
-            context = try EmailContext.context(email: recipient, name: name, dataJSON: dataJSON, jobID: jobID, companyID: companyID, itemID: itemID)
+            variables = try EmailContext.variables(email: recipient, name: name, dataJSON: dataJSON, jobID: jobID, companyID: companyID, itemID: itemID)
         } catch {
             return .failure(ItemRejection(reason: error.reason))
         }
-        let rendered = template.render(context)
+        let rendered = template.render(variables)
         let messageID = Self.messageID(jobID: jobID, itemID: itemID, domain: messageIDDomain)
         let bytes = MIMEMessage.build(
             fromField: fromField, to: Mailbox(address: recipient, name: name),

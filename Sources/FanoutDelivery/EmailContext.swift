@@ -10,12 +10,11 @@ public struct ItemDataError: Error, Sendable, CustomStringConvertible {
 /// own columns, `job.id`, `job.company_id` and `item.id`.
 public enum EmailContext {
     public static func context(email: String, name: String?, dataJSON: String?, jobID: UInt64, companyID: UInt64, itemID: UInt64) throws(ItemDataError) -> [String: Any] {
-        var context = try dataObject(dataJSON)
-        context["email"] = email
-        context["name"] = name ?? ""
-        context["job"] = ["id": jobID, "company_id": companyID] as [String: Any]
-        context["item"] = ["id": itemID] as [String: Any]
-        return context
+        try variables(email: email, name: name, dataJSON: dataJSON, jobID: jobID, companyID: companyID, itemID: itemID).dictionary
+    }
+
+    static func variables(email: String, name: String?, dataJSON: String?, jobID: UInt64, companyID: UInt64, itemID: UInt64) throws(ItemDataError) -> ItemVariables {
+        ItemVariables(data: try dataObject(dataJSON), email: email, name: name ?? "", jobID: jobID, companyID: companyID, itemID: itemID)
     }
 
     /// The `data` column as a dictionary: empty for NULL or blank; an error for anything but a
@@ -38,5 +37,48 @@ public enum EmailContext {
     static func excerpt(_ text: String) -> String {
         let line = text.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
         return line.count > 80 ? String(line.prefix(80)) + "…" : line
+    }
+}
+
+/// One item's template variables, looked up by path as the dictionary would answer, so that
+/// templates that only interpolate never need the dictionary swift-mustache takes.
+struct ItemVariables {
+    let data: [String: Any]
+    let email: String
+    let name: String
+    let jobID: UInt64
+    let companyID: UInt64
+    let itemID: UInt64
+
+    /// What `dictionary` holds at `path` (nil where it holds nothing).
+    func value(at path: [String]) -> Any? {
+        guard let first = path.first else { return nil }
+        switch first {
+        case "email": return path.count == 1 ? email : nil
+        case "name": return path.count == 1 ? name : nil
+        case "job" where path.count == 2:
+            return path[1] == "id" ? jobID : path[1] == "company_id" ? companyID : nil
+        case "item" where path.count == 2:
+            return path[1] == "id" ? itemID : nil
+        case "job", "item":
+            return path.count == 1 ? dictionary[first] : nil
+        default:
+            var current: Any? = data[first]
+            for name in path.dropFirst() {
+                current = (current as? [String: Any])?[name]
+            }
+            return current
+        }
+    }
+
+    /// Every variable: the data's keys, then the item's own, which win over data keys of the
+    /// same name.
+    var dictionary: [String: Any] {
+        var context = data
+        context["email"] = email
+        context["name"] = name
+        context["job"] = ["id": jobID, "company_id": companyID] as [String: Any]
+        context["item"] = ["id": itemID] as [String: Any]
+        return context
     }
 }

@@ -103,6 +103,22 @@ public struct EmailTemplate: Sendable {
         )
     }
 
+    /// Renders every part for one item; parts that only interpolate look the variables up
+    /// directly, the others get them as one dictionary.
+    func render(_ variables: ItemVariables) -> RenderedEmail {
+        var dictionary: [String: Any]?
+        func bytes(_ part: Part) -> [UInt8] {
+            if let flat = part.flat { return flat.renderBytes(variables.value(at:)) }
+            if dictionary == nil { dictionary = variables.dictionary }
+            return Array(part.template.render(dictionary!).utf8)
+        }
+        return RenderedEmail(
+            subject: Self.oneLine(String(decoding: bytes(subject), as: UTF8.self)),
+            htmlBytes: html.map(bytes),
+            textBytes: text.map(bytes)
+        )
+    }
+
     /// Every run of CR, LF, TAB, other controls and spaces becomes one space, and the ends are
     /// trimmed: a subject is one line.
     static func oneLine(_ raw: String) -> String {

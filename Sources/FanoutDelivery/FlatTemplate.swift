@@ -129,23 +129,31 @@ struct FlatTemplate: Sendable {
 
     /// `render(_:)` as UTF-8 bytes.
     func renderBytes(_ context: [String: Any]) -> [UInt8] {
+        renderBytes { Self.lookup($0, in: context) }
+    }
+
+    /// Renders with `value(path)` giving each variable's value (nil for none).
+    func renderBytes(_ value: (_ path: [String]) -> Any?) -> [UInt8] {
         // Each slot's bytes as they are written (escaped or not), then the output sized once.
-        var raw = [[UInt8]?](repeating: nil, count: paths.count)
-        var escaped = [[UInt8]?](repeating: nil, count: paths.count)
-        var texts = [String?](repeating: nil, count: paths.count)
+        var slots = [(text: String?, raw: [UInt8]?, escaped: [UInt8]?)](repeating: (nil, nil, nil), count: paths.count)
         for (slot, path) in paths.enumerated() {
-            guard let value = Self.lookup(path, in: context) else { continue }
-            texts[slot] = value as? String ?? String(describing: value)
+            switch value(path) {
+            case nil: continue
+            case let text as String: slots[slot].text = text
+            case let number as Int64: slots[slot].text = String(number)
+            case let number as UInt64: slots[slot].text = String(number)
+            case let other?: slots[slot].text = String(describing: other)
+            }
         }
         var size = textSize
         for segment in segments {
-            guard case .variable(let slot, let isEscaped) = segment, let text = texts[slot] else { continue }
+            guard case .variable(let slot, let isEscaped) = segment, let text = slots[slot].text else { continue }
             if isEscaped {
-                if escaped[slot] == nil { escaped[slot] = Array(escape(text).utf8) }
-                size += escaped[slot]!.count
+                if slots[slot].escaped == nil { slots[slot].escaped = Array(escape(text).utf8) }
+                size += slots[slot].escaped!.count
             } else {
-                if raw[slot] == nil { raw[slot] = Array(text.utf8) }
-                size += raw[slot]!.count
+                if slots[slot].raw == nil { slots[slot].raw = Array(text.utf8) }
+                size += slots[slot].raw!.count
             }
         }
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, written in
@@ -162,7 +170,7 @@ struct FlatTemplate: Sendable {
                 case .text(let bytes):
                     write(bytes)
                 case .variable(let slot, let isEscaped):
-                    if let bytes = isEscaped ? escaped[slot] : raw[slot] { write(bytes) }
+                    if let bytes = isEscaped ? slots[slot].escaped : slots[slot].raw { write(bytes) }
                 }
             }
             written = at - buffer.baseAddress!

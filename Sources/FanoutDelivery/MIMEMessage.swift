@@ -26,30 +26,35 @@ public enum MIMEMessage {
     /// The message with the parts as UTF-8 bytes and the `From` and `Date` values already made
     /// (they are the same for every message of a batch).
     static func build(fromField: String, to: Mailbox, subject: String, text: [UInt8]?, html: [UInt8]?, messageID: String, dateField: String) -> [UInt8] {
-        var head = "Date: \(dateField)\r\nFrom: \(fromField)\r\nTo: \(mailbox(to))\r\nSubject: \(encodedText(singleLine(subject)))\r\nMessage-ID: \(messageID)\r\nMIME-Version: 1.0\r\n"
-        let parts: [(type: String, body: [UInt8])]
+        var head = [
+            "Date: ", dateField, "\r\nFrom: ", fromField, "\r\nTo: ", mailbox(to), "\r\nSubject: ", encodedText(singleLine(subject)),
+            "\r\nMessage-ID: ", messageID, "\r\nMIME-Version: 1.0\r\n",
+        ]
+        let plain = "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        let rich = "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        let parts: [(header: String, body: [UInt8])]
         var boundary = ""
         switch (text, html) {
         case let (text?, html?):
             // "=_" never occurs in quoted-printable output ("=" is always "=3D" there, and soft
             // breaks are "=" CRLF), so this boundary cannot collide with either part.
             boundary = Self.boundary(for: messageID)
-            head += "Content-Type: multipart/alternative; boundary=\"\(boundary)\"\r\n\r\nThis is a multi-part message in MIME format.\r\n"
-            parts = [("text/plain", text), ("text/html", html)]
+            head += ["Content-Type: multipart/alternative; boundary=\"", boundary, "\"\r\n\r\nThis is a multi-part message in MIME format.\r\n"]
+            parts = [(plain, text), (rich, html)]
         case let (text?, nil):
-            parts = [("text/plain", text)]
+            parts = [(plain, text)]
         case let (nil, html?):
-            parts = [("text/html", html)]
+            parts = [(rich, html)]
         case (nil, nil):
-            parts = [("text/plain", [])]
+            parts = [(plain, [])]
         }
-        let capacity = head.utf8.count + parts.reduce(0) { $0 + 160 + boundary.utf8.count + quotedPrintableCapacity($1.body.count) }
+        let capacity = head.reduce(0) { $0 + $1.utf8.count } + parts.reduce(0) { $0 + $1.header.utf8.count + 2 * boundary.utf8.count + 16 + quotedPrintableCapacity($1.body.count) }
         return [UInt8](unsafeUninitializedCapacity: capacity) { buffer, written in
             var out = ByteWriter(base: buffer.baseAddress!)
-            out.append(head)
+            for piece in head { out.append(piece) }
             for part in parts {
                 if !boundary.isEmpty { out.append("--\(boundary)\r\n") }
-                out.append("Content-Type: \(part.type); charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+                out.append(part.header)
                 part.body.withUnsafeBufferPointer { out.count += quotedPrintable($0, into: out.base + out.count) }
                 out.append("\r\n")
                 if !boundary.isEmpty { out.append("\r\n") }

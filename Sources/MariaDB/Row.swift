@@ -36,7 +36,7 @@ public struct Row: Sendable {
 
     /// The named column decoded as `T`, or nil when it is NULL.
     public func decodeIfPresent<T: SQLDecodable>(_ name: String, as type: T.Type = T.self) throws(MariaDBError) -> T? {
-        if case .null = self[name] { return nil }
+        if let index = columns.index(of: name), case .null = values[index] { return nil }
         return try decode(name, as: T.self)
     }
 }
@@ -55,7 +55,10 @@ public final class ColumnNames: Sendable {
         self.positions = positions
     }
 
-    public func index(of name: String) -> Int? { positions[name] }
+    public func index(of name: String) -> Int? {
+        // A few short names compare faster one by one than they hash.
+        names.count <= 16 ? names.firstIndex(of: name) : positions[name]
+    }
 }
 
 extension SQLValue {

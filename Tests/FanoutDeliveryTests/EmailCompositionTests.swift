@@ -30,6 +30,22 @@ struct EmailCompositionTests {
         #expect(rendered.text == reference.text)
     }
 
+    @Test func variablesLookedUpByPathRenderAsTheirDictionary() throws {
+        let source = "{{email}}|{{name}}|{{job.id}}|{{job.company_id}}|{{job.nope}}|{{job.id.x}}|{{item}}|{{item.id}}|{{item.id.x}}|{{code}}|{{nested.a}}|{{nested.a.b}}|{{nested}}|{{missing}}|{{email.x}}|{{flag}}|{{ratio}}"
+        let template = try Self.template(["subject.mustache": source, "html.mustache": source, "text.mustache": "{{#flag}}slow path {{name}}{{/flag}}"])
+        // The data's own "email" and "name" lose to the item's columns, as in the dictionary.
+        let variables = try EmailContext.variables(
+            email: "b@example.test", name: "<B>", dataJSON: #"{"email": "data@x.test", "name": "N", "code": 7, "nested": {"a": "deep"}, "flag": true, "ratio": 0.5}"#,
+            jobID: 9, companyID: 3, itemID: 8
+        )
+        let direct = template.render(variables)
+        let viaDictionary = template.render(variables.dictionary)
+        #expect(direct == viaDictionary)
+        #expect(direct.html?.hasPrefix("b@example.test|&lt;B&gt;|") == true)
+        #expect(direct.html?.contains("|9|3|||") == true)
+        #expect(direct.text == "slow path <B>")
+    }
+
     @Test func escapingByPart() throws {
         let template = try Self.template(["subject.mustache": "Hello {{name}}\r\nBcc: x@y.test", "html.mustache": "<p>{{name}}</p>", "text.mustache": "{{name}}"])
         let rendered = template.render(["name": "<b>Bob</b>\nBcc: victim@example.test"])
