@@ -68,11 +68,10 @@ public final class SMTPConnection {
         let state = handle.state
         let responseCode = handle.responseCode
         let reply: SMTPReply?
-        let lines = state.replyLines
-        if let last = SMTPReplyParser.lastReply(lines), last.code == responseCode {
+        if let last = SMTPReplyParser.lastOneLineReply(state.replyBytes), last.code == responseCode {
             reply = last
         } else {
-            let replies = SMTPReplyParser.replies(lines)
+            let replies = SMTPReplyParser.replies(state.replyLines)
             reply = replies.last { $0.code == responseCode } ?? replies.last
         }
         if result == CURLE_OK {
@@ -109,16 +108,26 @@ extension SMTPConnection: Sendable {}
 
 /// Groups SMTP reply lines (`250-…`, `250 …`) into replies.
 enum SMTPReplyParser {
-    /// The last reply only (the usual answer after a transfer), without parsing the rest.
-    static func lastReply(_ lines: [String]) -> SMTPReply? {
-        // A reply is its final line and the continuation lines (`NNN-`) right before it.
-        var start = lines.endIndex
-        while start > lines.startIndex {
-            let previous = lines[start - 1].utf8
-            if start < lines.endIndex && !(previous.count >= 4 && previous.dropFirst(3).first == UInt8(ascii: "-")) { break }
-            start -= 1
-        }
-        return replies(Array(lines[start...])).last
+    /// The last reply when it is one line (the usual answer after a transfer), read straight
+    /// from the bytes received; nil when it is not, for `replies(_:)` to sort out.
+    static func lastOneLineReply(_ bytes: [UInt8]) -> SMTPReply? {
+        func isLineEnd(_ byte: UInt8) -> Bool { byte == 13 || byte == 10 }
+        var end = bytes.endIndex
+        while end > 0, isLineEnd(bytes[end - 1]) { end -= 1 }
+        var start = end
+        while start > 0, !isLineEnd(bytes[start - 1]) { start -= 1 }
+        let line = bytes[start..<end]
+        guard line.count >= 3, line.prefix(3).allSatisfy({ $0 >= 48 && $0 <= 57 }),
+              line.count == 3 || line[start + 3] == UInt8(ascii: " ")
+        else { return nil }
+        // A continuation line (`NNN-`) before it makes it the end of a longer reply.
+        var previous = start
+        while previous > 0, isLineEnd(bytes[previous - 1]) { previous -= 1 }
+        var previousStart = previous
+        while previousStart > 0, !isLineEnd(bytes[previousStart - 1]) { previousStart -= 1 }
+        if previous - previousStart >= 4 && bytes[previousStart + 3] == UInt8(ascii: "-") { return nil }
+        let code = Int(line[start] - 48) * 100 + Int(line[start + 1] - 48) * 10 + Int(line[start + 2] - 48)
+        return SMTPReply(code: code, text: line.count == 3 ? "\(code) " : String(decoding: line, as: UTF8.self))
     }
 
     static func replies(_ lines: [String]) -> [SMTPReply] {
