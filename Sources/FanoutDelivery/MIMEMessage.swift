@@ -49,7 +49,7 @@ public enum MIMEMessage {
             parts = [(plain, [])]
         }
         let capacity = head.reduce(0) { $0 + $1.utf8.count } + parts.reduce(0) { $0 + $1.header.utf8.count + 2 * boundary.utf8.count + 16 + quotedPrintableCapacity($1.body.count) }
-        return [UInt8](unsafeUninitializedCapacity: capacity) { buffer, written in
+        let message = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, written in
             var out = ByteWriter(base: buffer.baseAddress!)
             for piece in head { out.append(piece) }
             for part in parts {
@@ -62,6 +62,11 @@ public enum MIMEMessage {
             if !boundary.isEmpty { out.append("--\(boundary)--\r\n") }
             precondition(out.count <= capacity, "MIME message overran its buffer")
             written = out.count
+        }
+        // Sized for the worst case (every byte encoded), the buffer is about three times the
+        // message: keep only the message, so what waits to be sent stays small.
+        return [UInt8](unsafeUninitializedCapacity: message.count) { buffer, written in
+            message.withUnsafeBufferPointer { written = buffer.initialize(from: $0).index }
         }
     }
 

@@ -11,7 +11,8 @@ final class Prefetcher<Input: Sendable, Output: Sendable>: @unchecked Sendable {
     // Sendable: `results`, `head`, `finished` and `stopped` are only read or written while
     // `condition` is locked; `source` is only called by the producer thread.
     private let condition = NSCondition()
-    private var results: [(Input, Output)] = []
+    /// Produced results; a taken one is set to nil at once, so its memory goes back right away.
+    private var results: [(Input, Output)?] = []
     private var head = 0
     private var finished = false
     private var stopped = false
@@ -64,8 +65,8 @@ final class Prefetcher<Input: Sendable, Output: Sendable>: @unchecked Sendable {
             condition.wait()
             consumerWaiting = false
         }
-        guard head < results.count, !stopped else { return nil }
-        let result = results[head]
+        guard head < results.count, !stopped, let result = results[head] else { return nil }
+        results[head] = nil
         head += 1
         // Wake the producer only once the buffer has room for a good run of work again.
         if producerWaiting && results.count - head <= capacity / 2 { condition.signal() }
