@@ -157,7 +157,8 @@ struct FlatTemplate: Sendable {
             }
         }
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, written in
-            var at = buffer.baseAddress!
+            guard let base = buffer.baseAddress else { return }
+            var at = base
             func write(_ bytes: [UInt8]) {
                 bytes.withUnsafeBufferPointer { source in
                     guard let start = source.baseAddress else { return }
@@ -173,7 +174,7 @@ struct FlatTemplate: Sendable {
                     if let bytes = isEscaped ? slots[slot].escaped : slots[slot].raw { write(bytes) }
                 }
             }
-            written = at - buffer.baseAddress!
+            written = at - base
         }
     }
 

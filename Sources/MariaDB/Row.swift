@@ -36,7 +36,8 @@ public struct Row: Sendable {
 
     /// The named column decoded as `T`, or nil when it is NULL.
     public func decodeIfPresent<T: SQLDecodable>(_ name: String, as type: T.Type = T.self) throws(MariaDBError) -> T? {
-        if let index = columns.index(of: name), case .null = values[index] { return nil }
+        guard let index = columns.index(of: name) else { return nil }
+        if case .null = values[index] { return nil }
         return try decode(name, as: T.self)
     }
 }

@@ -46,6 +46,12 @@ struct EmailCompositionTests {
         #expect(direct.text == "slow path <B>")
     }
 
+    @Test func partsThatRenderToNothingAreEmpty() throws {
+        let template = try Self.template(["subject.mustache": "{{missing}}", "html.mustache": "{{missing}}", "text.mustache": ""])
+        let rendered = template.render(try EmailContext.variables(email: "b@example.test", name: nil, dataJSON: nil, jobID: 1, companyID: 1, itemID: 1))
+        #expect(rendered == RenderedEmail(subject: "", htmlBytes: [], textBytes: []))
+    }
+
     @Test func escapingByPart() throws {
         let template = try Self.template(["subject.mustache": "Hello {{name}}\r\nBcc: x@y.test", "html.mustache": "<p>{{name}}</p>", "text.mustache": "{{name}}"])
         let rendered = template.render(["name": "<b>Bob</b>\nBcc: victim@example.test"])
