@@ -134,10 +134,6 @@ final class TransferState {
     var headerLines: [String] = []
     /// What the server sent (for SMTP: every `250-…`, `550 …` line), as it came.
     var replyBytes: [UInt8] = []
-    /// `replyBytes` split into lines at CR and LF, empty lines left out.
-    var replyLines: [String] {
-        replyBytes.split(whereSeparator: { $0 == 13 || $0 == 10 }).map { String(decoding: $0, as: UTF8.self) }
-    }
     /// The commands the client sent, verb only (`EHLO`, `MAIL`, `RCPT`, `DATA`, `AUTH`, …).
     var commandsSent: [String] = []
     /// Set by SMTP connections, which turn on verbose mode for the debug callback.

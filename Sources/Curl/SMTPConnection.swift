@@ -71,7 +71,7 @@ public final class SMTPConnection {
         if let last = SMTPReplyParser.lastOneLineReply(state.replyBytes), last.code == responseCode {
             reply = last
         } else {
-            let replies = SMTPReplyParser.replies(state.replyLines)
+            let replies = SMTPReplyParser.replies(state.replyBytes)
             reply = replies.last { $0.code == responseCode } ?? replies.last
         }
         if result == CURLE_OK {
@@ -106,48 +106,42 @@ public final class SMTPConnection {
 @available(*, unavailable)
 extension SMTPConnection: Sendable {}
 
-/// Groups SMTP reply lines (`250-…`, `250 …`) into replies.
+/// Groups SMTP reply lines (`250-…`, `250 …`), as received, into replies.
 enum SMTPReplyParser {
-    /// The last reply when it is one line (the usual answer after a transfer), read straight
-    /// from the bytes received; nil when it is not, for `replies(_:)` to sort out.
-    static func lastOneLineReply(_ bytes: [UInt8]) -> SMTPReply? {
-        func isLineEnd(_ byte: UInt8) -> Bool { byte == 13 || byte == 10 }
-        var end = bytes.endIndex
-        while end > 0, isLineEnd(bytes[end - 1]) { end -= 1 }
-        var start = end
-        while start > 0, !isLineEnd(bytes[start - 1]) { start -= 1 }
-        let line = bytes[start..<end]
-        guard line.count >= 3, line.prefix(3).allSatisfy({ $0 >= 48 && $0 <= 57 }),
-              line.count == 3 || line[start + 3] == UInt8(ascii: " ")
-        else { return nil }
-        // A continuation line (`NNN-`) before it makes it the end of a longer reply.
-        var previous = start
-        while previous > 0, isLineEnd(bytes[previous - 1]) { previous -= 1 }
-        var previousStart = previous
-        while previousStart > 0, !isLineEnd(bytes[previousStart - 1]) { previousStart -= 1 }
-        if previous - previousStart >= 4 && bytes[previousStart + 3] == UInt8(ascii: "-") { return nil }
-        let code = Int(line[start] - 48) * 100 + Int(line[start + 1] - 48) * 10 + Int(line[start + 2] - 48)
-        return SMTPReply(code: code, text: line.count == 3 ? "\(code) " : String(decoding: line, as: UTF8.self))
-    }
-
-    static func replies(_ lines: [String]) -> [SMTPReply] {
+    static func replies(_ received: [UInt8]) -> [SMTPReply] {
         var replies: [SMTPReply] = []
         var pending: [String] = []
-        for var line in lines {
-            // `NNN text` ends a reply, `NNN-text` continues it; anything else is not a reply line.
-            let parsed: (code: Int, last: Bool, text: String)? = line.withUTF8 { bytes in
-                guard bytes.count >= 3, bytes[0...2].allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
-                let code = Int(bytes[0] - 48) * 100 + Int(bytes[1] - 48) * 10 + Int(bytes[2] - 48)
-                let text = bytes.count > 4 ? String(decoding: UnsafeBufferPointer(rebasing: bytes[4...]), as: UTF8.self) : ""
-                return (code, bytes.count == 3 || bytes[3] != UInt8(ascii: "-"), text)
-            }
-            guard let parsed else { continue }
+        for line in lines(received) {
+            guard let parsed = parse(line) else { continue }
             pending.append(parsed.text)
-            if parsed.last {
+            if parsed.isLast {
                 replies.append(SMTPReply(code: parsed.code, text: "\(parsed.code) " + pending.joined(separator: " ")))
                 pending.removeAll()
             }
         }
         return replies
+    }
+
+    /// The last reply when it is one line (the usual answer after a transfer), without the
+    /// work of the replies before it; nil when it is not, for `replies(_:)` to sort out.
+    static func lastOneLineReply(_ received: [UInt8]) -> SMTPReply? {
+        let lines = lines(received)
+        guard let last = lines.last.flatMap(parse), last.isLast else { return nil }
+        // A continuation line (`NNN-`) before it makes it the end of a longer reply.
+        if lines.count >= 2, let previous = parse(lines[lines.count - 2]), !previous.isLast { return nil }
+        return SMTPReply(code: last.code, text: "\(last.code) " + last.text)
+    }
+
+    /// The non-empty lines, split at CR and LF.
+    private static func lines(_ received: [UInt8]) -> [ArraySlice<UInt8>] {
+        received.split(whereSeparator: { $0 == 13 || $0 == 10 })
+    }
+
+    /// `NNN text` ends a reply, `NNN-text` continues it; anything else is not a reply line.
+    private static func parse(_ line: ArraySlice<UInt8>) -> (code: Int, isLast: Bool, text: String)? {
+        let digits = line.prefix(3)
+        guard digits.count == 3, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        let rest = line.dropFirst(3)
+        return (digits.reduce(0) { $0 * 10 + Int($1 - 48) }, rest.first != UInt8(ascii: "-"), String(decoding: rest.dropFirst(), as: UTF8.self))
     }
 }

@@ -16,8 +16,7 @@ public enum EmailAddress {
 
     /// The address, trimmed, or a reason a person can act on.
     public static func validate(_ raw: String) -> Result<String, AddressProblem> {
-        let isBlank = { (byte: UInt8?) in byte == 32 || byte == 9 }
-        let address = isBlank(raw.utf8.first) || isBlank(raw.utf8.last) ? raw.trimming { $0 == " " || $0 == "\t" } : raw
+        let address = raw.trimming { $0 == " " || $0 == "\t" }
         func fail(_ why: String) -> Result<String, AddressProblem> { .failure(AddressProblem(reason: "invalid email address \(show(raw)): \(why)")) }
         // On bytes: every check below is about ASCII, and non-ASCII is refused first.
         let bytes = Array(address.utf8)

@@ -9,10 +9,6 @@ public struct ItemDataError: Error, Sendable, CustomStringConvertible {
 /// The template variables of one item: every key of its `data` JSON object at top level, its
 /// own columns, `job.id`, `job.company_id` and `item.id`.
 public enum EmailContext {
-    public static func context(email: String, name: String?, dataJSON: String?, jobID: UInt64, companyID: UInt64, itemID: UInt64) throws(ItemDataError) -> [String: Any] {
-        try variables(email: email, name: name, dataJSON: dataJSON, jobID: jobID, companyID: companyID, itemID: itemID).dictionary
-    }
-
     static func variables(email: String, name: String?, dataJSON: String?, jobID: UInt64, companyID: UInt64, itemID: UInt64) throws(ItemDataError) -> ItemVariables {
         ItemVariables(data: try dataObject(dataJSON), email: email, name: name ?? "", jobID: jobID, companyID: companyID, itemID: itemID)
     }
@@ -63,11 +59,7 @@ struct ItemVariables {
         case "job", "item":
             return path.count == 1 ? dictionary[first] : nil
         default:
-            var current: Any? = data[first]
-            for name in path.dropFirst() {
-                current = (current as? [String: Any])?[name]
-            }
-            return current
+            return FlatTemplate.value(at: path, in: data)
         }
     }
 

@@ -46,7 +46,12 @@ public struct EmailTemplate: Sendable {
         }
 
         func renderBytes(_ context: [String: Any]) -> [UInt8] {
-            flat?.renderBytes(context) ?? Array(template.render(context).utf8)
+            renderBytes { FlatTemplate.value(at: $0, in: context) } dictionary: { context }
+        }
+
+        /// Through the fast path with `value`, or through swift-mustache with `dictionary()`.
+        func renderBytes(_ value: ([String]) -> Any?, dictionary: () -> [String: Any]) -> [UInt8] {
+            flat.map { $0.renderBytes(value) } ?? Array(template.render(dictionary()).utf8)
         }
     }
 
@@ -108,9 +113,10 @@ public struct EmailTemplate: Sendable {
     func render(_ variables: ItemVariables) -> RenderedEmail {
         var dictionary: [String: Any]?
         func bytes(_ part: Part) -> [UInt8] {
-            if let flat = part.flat { return flat.renderBytes(variables.value(at:)) }
-            if dictionary == nil { dictionary = variables.dictionary }
-            return Array(part.template.render(dictionary!).utf8)
+            part.renderBytes(variables.value(at:)) {
+                if dictionary == nil { dictionary = variables.dictionary }
+                return dictionary!
+            }
         }
         return RenderedEmail(
             subject: Self.oneLine(String(decoding: bytes(subject), as: UTF8.self)),

@@ -129,7 +129,7 @@ struct FlatTemplate: Sendable {
 
     /// `render(_:)` as UTF-8 bytes.
     func renderBytes(_ context: [String: Any]) -> [UInt8] {
-        renderBytes { Self.lookup($0, in: context) }
+        renderBytes { Self.value(at: $0, in: context) }
     }
 
     /// Renders with `value(path)` giving each variable's value (nil for none).
@@ -178,7 +178,9 @@ struct FlatTemplate: Sendable {
         }
     }
 
-    private static func lookup(_ path: [String], in context: [String: Any]) -> Any? {
+    /// What `context` holds at `path` (`a.b` is key `b` of the object at key `a`), as
+    /// swift-mustache finds it; nil where it holds nothing.
+    static func value(at path: [String], in context: [String: Any]) -> Any? {
         guard let first = path.first, var current = context[first] else { return nil }
         for name in path.dropFirst() {
             guard let dictionary = current as? [String: Any], let next = dictionary[name] else { return nil }

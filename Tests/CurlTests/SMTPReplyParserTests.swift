@@ -16,10 +16,9 @@ struct SMTPReplyParserTests {
         ("", false),
     ])
     func theLastOneLineReplyIsTheOneAllRepliesEndWith(received: String, isOneLine: Bool) {
-        let state = TransferState()
-        state.replyBytes = Array(received.utf8)
-        let fast = SMTPReplyParser.lastOneLineReply(state.replyBytes)
+        let bytes = Array(received.utf8)
+        let fast = SMTPReplyParser.lastOneLineReply(bytes)
         #expect((fast != nil) == isOneLine)
-        if let fast { #expect(fast == SMTPReplyParser.replies(state.replyLines).last) }
+        if let fast { #expect(fast == SMTPReplyParser.replies(bytes).last) }
     }
 }
