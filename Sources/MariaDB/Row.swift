@@ -24,6 +24,17 @@ public struct Row: Sendable {
         guard let index = columns.index(of: name) else {
             throw MariaDBError(code: .typeMismatch, message: "no column named \(name)", function: "Row.decode")
         }
+        return try decode(at: index, name: name)
+    }
+
+    /// The named column decoded as `T`, or nil when it is NULL.
+    public func decodeIfPresent<T: SQLDecodable>(_ name: String, as type: T.Type = T.self) throws(MariaDBError) -> T? {
+        guard let index = columns.index(of: name) else { return nil }
+        if case .null = values[index] { return nil }
+        return try decode(at: index, name: name)
+    }
+
+    private func decode<T: SQLDecodable>(at index: Int, name: String) throws(MariaDBError) -> T {
         guard let value = T(sqlValue: values[index]) else {
             throw MariaDBError(
                 code: .typeMismatch,
@@ -32,13 +43,6 @@ public struct Row: Sendable {
             )
         }
         return value
-    }
-
-    /// The named column decoded as `T`, or nil when it is NULL.
-    public func decodeIfPresent<T: SQLDecodable>(_ name: String, as type: T.Type = T.self) throws(MariaDBError) -> T? {
-        guard let index = columns.index(of: name) else { return nil }
-        if case .null = values[index] { return nil }
-        return try decode(name, as: T.self)
     }
 }
 
