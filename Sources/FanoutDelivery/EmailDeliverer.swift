@@ -92,6 +92,8 @@ public final class EmailDeliverer: Deliverer {
                 tick: { sessionFailure == nil && control.shouldContinue() }
             )
         } catch {
+            // Transfers of a failed multi handle may still be attached to it: start afresh.
+            self.pool = nil
             throw DeliveryUnavailable(message: "SMTP transfer engine failed: \(error)")
         }
         if let sessionFailure {

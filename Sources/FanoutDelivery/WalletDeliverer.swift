@@ -119,6 +119,8 @@ public final class WalletDeliverer: Deliverer {
                 tick: { sessionFailure == nil && control.shouldContinue() }
             )
         } catch {
+            // Transfers of a failed multi handle may still be attached to it: start afresh.
+            self.pool = nil
             throw DeliveryUnavailable(message: "HTTP transfer engine failed: \(error)")
         }
         if let sessionFailure {
