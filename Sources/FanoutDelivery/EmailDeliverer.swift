@@ -121,8 +121,9 @@ public final class EmailDeliverer: Deliverer {
             switch error.code {
             case .connect, .tls, .login, .usage:
                 return .session(error)
-            case .rejected where step == "SMTP MAIL FROM":
-                // The sender is refused: every message would be; that is the settings' fault.
+            case .rejected where beforeMessage:
+                // Refused at the greeting, EHLO, STARTTLS, AUTH or for the sender: every message
+                // would be; that is the server's or the settings' fault, not the item's.
                 return .session(error)
             case .rejected:
                 let reply = error.responseText.isEmpty ? "\(error.responseCode)" : error.responseText
