@@ -114,7 +114,7 @@ struct FlatTemplate: Sendable {
             while let byte = name.first, isBlank(byte) { name = name.dropFirst() }
             let trimmed = String(decoding: name, as: UTF8.self)
             guard !trimmed.isEmpty, !trimmed.hasPrefix("."),
-                  trimmed.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." })
+                  trimmed.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") })
             else { return false }
             rest = body
         }

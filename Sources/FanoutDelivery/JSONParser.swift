@@ -217,6 +217,7 @@ struct JSONParser: ~Copyable {
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         if isWhole, let whole = Int64(text) { return whole }
+        if isWhole, let whole = UInt64(text) { return whole }
         guard let double = Double(text) else { throw error("bad number") }
         if double.rounded() == double, abs(double) < 9e15 { return Int64(double) }
         return double
