@@ -47,6 +47,9 @@ struct CommandFailure {
             (message, status) = (error.description, ExitStatus.failure)
         case let error as ConfigurationError:
             (message, status) = (error.description, ExitStatus.configuration)
+        case let error as MariaDBError where error.number == 1146:
+            // ER_NO_SUCH_TABLE: every command meets it first on a database never migrated.
+            (message, status) = ("the database has no Fanout tables yet (\(error.message)): run 'fanout migrate'", ExitStatus.configuration)
         case let error as MariaDBError where error.isUnavailable:
             (message, status) = ("database unavailable: \(error)", ExitStatus.unavailable)
         case let error as MariaDBError:

@@ -49,7 +49,7 @@ struct EnqueueCommand: ParsableCommand {
 
     func run() throws {
         let path = recipients ?? cards ?? ""
-        let progress = ProgressLine(enabled: isatty(1) == 1)
+        let progress = ProgressLine(enabled: isatty(2) == 1)
         // Pass 1: check every row, so that nothing is created from a file with mistakes.
         var bad: [String] = []
         var good = 0

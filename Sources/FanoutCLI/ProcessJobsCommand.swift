@@ -190,12 +190,7 @@ enum TickRunner {
         defer { progress.clear() }
         while true {
             let tick = Tick(policy: policy, store: store, deliverer: deliverer, owner: ownerToken(), logger: logger)
-            let summary: TickSummary
-            do {
-                summary = try tick.run()
-            } catch let error as MariaDBError where error.number == 1146 {
-                throw ConfigurationError(description: "the database has no Fanout tables yet (\(error.message)): run 'fanout migrate'")
-            }
+            let summary = try tick.run()
             progress.clear()
             if let unavailable = summary.unavailable {
                 // Exit 69 with one line on stderr: the reason, not a summary of a tick that stopped.

@@ -34,8 +34,11 @@ struct Settings {
         ])
     }
 
+    /// Whether a setting's value must never be shown: passwords, tokens, keys, and any free-form
+    /// `WALLET_*` value except those whose name says it is an address (`…_URL`, `…_HOST`).
     static func isSecret(_ name: String) -> Bool {
         let upper = name.uppercased()
+        if upper.hasPrefix("WALLET_") { return !(upper.hasSuffix("_URL") || upper.hasSuffix("_HOST")) }
         return upper.contains("PASSWORD") || upper.contains("TOKEN") || upper.contains("SECRET") || upper.hasSuffix("_KEY")
     }
 
