@@ -82,7 +82,9 @@ public final class MariaDBJobStore: JobStore {
             sql.resolveInDoubt(policy),
             [first, failedReason, retryReason, job.id] + fence(lease)
         ).affectedRows
-        if resolved > 0 {
+        // A dead holder may also have written outcomes it never added to the job's counters
+        // (it died between a group and `advance`): after a takeover they are counted again.
+        if resolved > 0 || lease.tookOver {
             try connection.execute(sql.recount, [job.id] + fence(lease))
         }
         return Int(resolved)
