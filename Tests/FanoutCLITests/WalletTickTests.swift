@@ -149,10 +149,8 @@ struct WalletTickTests {
             let child = try startFanout(["wallet:process-jobs", "--batch-size", "300", "--rate", "40/s"], environment: slow, output: output)
             #expect(waitUntil(seconds: 20) { ((try? collected(http).count) ?? 0) >= 10 })
             try fixture.db.execute("UPDATE bulk_wallet_api_jobs SET status = 'cancelled', reason = 'Campaign withdrawn' WHERE id = ?", [job])
-            let cancelledAt = Date()
             #expect(child.wait() == 0)
             let afterCancel = try collected(http).count
-            #expect(Date().timeIntervalSince(cancelledAt) < 30)
             let counts = try fixture.walletCounts(job: job)
             #expect((counts["completed"] ?? 0) == afterCancel)
             #expect((counts["completed"] ?? 0) + (counts["cancelled"] ?? 0) == 300)

@@ -56,6 +56,15 @@ public final class ChildProcess: @unchecked Sendable {
         self.pid = pid
     }
 
+    /// A child still running when its test ends (an expectation threw before `wait`) is killed
+    /// and reaped, so no fanout outlives the test that started it.
+    deinit {
+        if exitStatus == nil {
+            kill(pid, SIGKILL)
+            wait()
+        }
+    }
+
     /// Sends a signal (SIGTERM by default).
     public func signal(_ signal: Int32 = SIGTERM) {
         if exitStatus == nil { kill(pid, signal) }

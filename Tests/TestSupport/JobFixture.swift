@@ -123,16 +123,6 @@ extension TestServer {
             return object["rcpt_tos"] as? [String]
         }.flatMap { $0 }
     }
-
-    /// Arrival times (seconds since 1970) of every stored message.
-    public var arrivalTimes: [Double] {
-        messageFiles.compactMap { eml -> Double? in
-            let meta = eml.deletingPathExtension().appendingPathExtension("json")
-            guard let data = try? Data(contentsOf: meta),
-                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-            return object["received_at"] as? Double
-        }
-    }
 }
 
 extension JobFixture {
