@@ -29,7 +29,8 @@ Behaviour by recipient local part (case-insensitive prefix):
   reject-data554...   end of DATA -> 554 5.7.1 Message rejected as spam
   anything else       250 2.0.0 Ok: queued as N
 
-Options for session-level failures: --silent (never greets), --auth USER:PASS
+Options for session-level failures: --silent (never greets), --refuse-greeting
+(greets with 554 and hangs up), --auth USER:PASS
 (AUTH PLAIN/LOGIN required; wrong credentials get 535 5.7.8), --tls-cert/--tls-key
 (offer STARTTLS), --implicit-tls (TLS from the first byte), --close-before-mail
 (greets, answers EHLO, hangs up at MAIL FROM).
@@ -237,6 +238,14 @@ class SilentProtocol(asyncio.Protocol):
         pass
 
 
+class RefusingProtocol(asyncio.Protocol):
+    """Greets with 554 (no SMTP service here) and hangs up, as a server refusing everyone."""
+
+    def connection_made(self, transport):
+        transport.write(b"554 5.3.2 No SMTP service here\r\n")
+        transport.close()
+
+
 def tls_context(cert, key):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
@@ -249,6 +258,7 @@ def parse_args():
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--maildir", required=True)
     p.add_argument("--silent", action="store_true", help="accept TCP connections but never send anything")
+    p.add_argument("--refuse-greeting", action="store_true", help="greet every connection with 554 and hang up")
     p.add_argument("--auth", metavar="USER:PASS", help="require AUTH PLAIN/LOGIN with these credentials")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
@@ -307,9 +317,11 @@ async def serve(args):
     # TLS handshake; STARTTLS reuses the protocol), which is exactly what
     # connections.log must count.
     def factory():
-        number = maildir.new_connection("silent" if args.silent else "smtp")
+        number = maildir.new_connection("silent" if args.silent else "refused" if args.refuse_greeting else "smtp")
         if args.silent:
             return SilentProtocol()
+        if args.refuse_greeting:
+            return RefusingProtocol()
         return FanoutSMTP(handler, number, bool(args.auth), loop=loop, **smtp_kwargs)
 
     server = await loop.create_server(

@@ -203,6 +203,18 @@ struct EmailTickTests {
         }
     }
 
+    @Test func serverRefusingAtTheGreetingExits69AndChargesNothing() throws {
+        try withEmailSetup(smtpArguments: ["--refuse-greeting"]) { fixture, _, env in
+            let job = try fixture.emailJob(company: 1, count: 5)
+            let result = try runFanout(["emails:process-jobs"], environment: env)
+            #expect(result.status == 69, "\(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+            #expect(result.stderr.contains("554"), "\(result.stderr)")
+            #expect(try fixture.statusCounts(job: job) == ["pending": 5])
+            #expect(try fixture.items(job: job).allSatisfy { $0.attempts == 0 })
+        }
+    }
+
     @Test func serverClosingBeforeMailFromExits69() throws {
         try withEmailSetup(smtpArguments: ["--close-before-mail"]) { fixture, _, env in
             let job = try fixture.emailJob(company: 1, count: 5)
