@@ -76,13 +76,16 @@ public final class HTTPTransfer {
     public func probe(_ url: String, tls: TLSOptions = TLSOptions(), timeoutMilliseconds: Int = 10_000) throws(CurlError) {
         handle.prepareTransfer()
         handle.freeLists()
+        try handle.set(CURLOPT_HTTPHEADER, list: [])
+        // A request sent on this transfer afterwards must be a request again.
+        defer { try? handle.set(CURLOPT_CONNECT_ONLY, 0) }
         try handle.set(CURLOPT_URL, url)
         try handle.set(CURLOPT_CONNECT_ONLY, 1)
         try handle.set(CURLOPT_CONNECTTIMEOUT_MS, timeoutMilliseconds)
         try tls.apply(to: handle)
         let result = handle.perform()
         if result != CURLE_OK {
-            throw CurlError(result, detail: handle.errorDetail, function: "connect to \(url.split(separator: "/").prefix(3).joined(separator: "/"))")
+            throw CurlError(result, detail: handle.errorDetail, function: "connect to \(url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false).prefix(3).joined(separator: "/"))")
         }
     }
 

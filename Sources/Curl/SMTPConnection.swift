@@ -47,6 +47,14 @@ public final class SMTPConnection {
     public func verify() throws(CurlError) -> SMTPReply {
         handle.prepareTransfer()
         handle.freeLists()
+        // No recipient list of an earlier message may stay set once its list is freed, and a
+        // message sent on this connection afterwards must be a message again, not a NOOP.
+        try handle.set(CURLOPT_MAIL_RCPT, list: [])
+        defer {
+            try? handle.set(CURLOPT_CUSTOMREQUEST, nil)
+            try? handle.set(CURLOPT_NOBODY, 0)
+            try? handle.set(CURLOPT_UPLOAD, 1)
+        }
         try handle.set(CURLOPT_UPLOAD, 0)
         try handle.set(CURLOPT_CUSTOMREQUEST, "NOOP")
         try handle.set(CURLOPT_NOBODY, 1)

@@ -83,6 +83,15 @@ struct SMTPTests {
         #expect(server.connectionCount == 2)
     }
 
+    @Test func verifyBetweenMessagesLeavesTheConnectionSendingMessages() throws {
+        let server = try TestServer.smtp()
+        let connection = try SMTPConnection(Self.configuration(server))
+        try connection.send(Self.message(to: "before@example.test"))
+        #expect(try connection.verify().code == 250)
+        try connection.send(Self.message(to: "after@example.test"))
+        #expect(server.messageFiles.count == 2)
+    }
+
     @Test func poolSendsInParallelOverFewConnections() throws {
         let server = try TestServer.smtp()
         let pool = try SMTPPool(Self.configuration(server), connections: 4)
