@@ -8,11 +8,6 @@ let curlInitialised: Bool = {
     curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
 }()
 
-/// The version of the linked libcurl, e.g. `7.88.1`.
-public var curlVersion: String {
-    String(cString: curl_version_info(CURLVERSION_TENTH).pointee.version)
-}
-
 /// One libcurl easy handle with the buffers its callbacks use.
 ///
 /// A handle keeps its connection between transfers, so reusing it for the next message to the
@@ -102,9 +97,6 @@ public final class EasyHandle {
 
     /// The last reply code from the server (SMTP or HTTP), 0 if none.
     public var responseCode: Int { info(CURLINFO_RESPONSE_CODE) }
-
-    /// How many new connections the last transfer had to open (0 when it reused one).
-    public var newConnections: Int { info(CURLINFO_NUM_CONNECTS) }
 
     /// Clears the per-transfer buffers and the error buffer before a transfer.
     func prepareTransfer() {

@@ -1,6 +1,4 @@
 import Curl
-import FanoutReports
-import FanoutStore
 import MariaDB
 #if canImport(Glibc)
 import Glibc
@@ -39,12 +37,6 @@ struct CommandFailure {
         switch error {
         case let error as ServiceUnavailable:
             (message, status) = (error.description, ExitStatus.unavailable)
-        case let error as ReportError:
-            (message, status) = (error.description, ExitStatus.failure)
-        case let error as JobAdminError:
-            (message, status) = (error.description, ExitStatus.failure)
-        case let error as UserError:
-            (message, status) = (error.description, ExitStatus.failure)
         case let error as ConfigurationError:
             (message, status) = (error.description, ExitStatus.configuration)
         case let error as MariaDBError where error.number == 1146:
