@@ -102,6 +102,11 @@ public struct WalletTemplate: Sendable {
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
             return .failure(ItemRejection(reason: "the rendered URL is not http(s): \(EmailContext.excerpt(url))"))
         }
+        // libcurl refuses such a URL as malformed, which would read as the settings' fault for
+        // every item; when a raw value ({{{x}}}) put it there, it is this item's.
+        guard !url.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
+            return .failure(ItemRejection(reason: "the rendered URL contains a space or a control character: \(EmailContext.excerpt(url))"))
+        }
         var headers: [(name: String, value: String)] = []
         for (headerName, template) in self.headers {
             let value = template.render(context)

@@ -259,6 +259,17 @@ struct WalletTemplateTests {
         return try WalletTemplate.load(name: "t", folder: folder.path)
     }
 
+    @Test func aRawValueThatBreaksTheURLRejectsOnlyThatItem() throws {
+        let template = try Self.load("POST https://api.example.test/cards/{{{card}}}\n")
+        #expect(try template.render(["card": "7"]).get().url == "https://api.example.test/cards/7")
+        for bad in ["7 8", "7\t8", "7\u{7F}"] {
+            guard case .failure(let rejection) = template.render(["card": bad]) else {
+                Issue.record("\(bad) was not rejected"); continue
+            }
+            #expect(rejection.reason.hasPrefix("the rendered URL contains a space or a control character"))
+        }
+    }
+
     @Test func fastPathMatchesMustacheForURLHeadersAndJSON() throws {
         let source = """
             # comment
