@@ -21,19 +21,23 @@ extension HTTPTransfer: PooledTransfer {}
 /// The workers are split over `multis.count` threads (the calling thread is one), each driving
 /// its own multi handle: libcurl's per-transfer work is mostly system calls, and one thread is
 /// the bound long before the server is. `next`, `completed` and `tick` are called under one lock,
-/// never two at once, so they may share state without synchronising it themselves.
+/// never two at once, so they may share state without synchronising it themselves. `settle` is
+/// called without the lock, by a thread after it reported completions and before it starts new
+/// transfers (to wait until those outcomes are recorded); it may run on two threads at once.
 func runPool<Worker: PooledTransfer>(
     workers: [Worker],
     multis: [MultiHandle],
     tickMilliseconds: Int,
     next: () -> (tag: Int, job: Worker.Job)?,
     completed: (Int, Result<Worker.Output, CurlError>) -> Void,
+    settle: () -> Void,
     tick: () -> Bool
 ) throws(CurlError) {
     try withoutActuallyEscaping(next) { next throws(CurlError) in
         try withoutActuallyEscaping(completed) { completed throws(CurlError) in
+          try withoutActuallyEscaping(settle) { settle throws(CurlError) in
             try withoutActuallyEscaping(tick) { tick throws(CurlError) in
-                let shared = PoolShared(tickMilliseconds: tickMilliseconds, next: next, completed: completed, tick: tick)
+                let shared = PoolShared(tickMilliseconds: tickMilliseconds, next: next, completed: completed, settle: settle, tick: tick)
                 let groups = multis.indices.map { group in
                     PoolGroup(
                         workers: stride(from: group, to: workers.count, by: multis.count).map { workers[$0] },
@@ -54,6 +58,7 @@ func runPool<Worker: PooledTransfer>(
                 for thread in threads { pthread_join(thread, nil) }
                 if let failure = shared.failure { throw failure }
             }
+          }
         }
     }
 }
@@ -65,6 +70,7 @@ private final class PoolShared<Job, Output>: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     let next: () -> (tag: Int, job: Job)?
     let completed: (Int, Result<Output, CurlError>) -> Void
+    let settle: () -> Void
     let tick: () -> Bool
     let interval: Duration
     /// How long a thread waits for network activity before it looks at the clock again.
@@ -74,11 +80,12 @@ private final class PoolShared<Job, Output>: @unchecked Sendable {
     var stopped = false
     var failure: CurlError?
 
-    init(tickMilliseconds: Int, next: @escaping () -> (tag: Int, job: Job)?, completed: @escaping (Int, Result<Output, CurlError>) -> Void, tick: @escaping () -> Bool) {
+    init(tickMilliseconds: Int, next: @escaping () -> (tag: Int, job: Job)?, completed: @escaping (Int, Result<Output, CurlError>) -> Void, settle: @escaping () -> Void, tick: @escaping () -> Bool) {
         interval = .milliseconds(tickMilliseconds)
         pollMilliseconds = min(tickMilliseconds, 100)
         self.next = next
         self.completed = completed
+        self.settle = settle
         self.tick = tick
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -168,6 +175,7 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
                 for (tag, result) in results { shared.completed(tag, result) }
                 shared.tickIfDue()
             }
+            if !results.isEmpty { shared.settle() }
         }
     }
 }
@@ -229,18 +237,21 @@ public final class SMTPPool {
 
     /// Sends what `next` hands out (a caller's tag and a message) until it returns nil or `tick`
     /// returns false; `completed` gets each message's outcome with its tag. `tick` runs about
-    /// every `tickMilliseconds` while messages are in flight (cancel checks, heartbeats). The
+    /// every `tickMilliseconds` while messages are in flight (cancel checks, heartbeats). These
     /// three closures may run on other threads than the caller's, but never two at once.
+    /// `settle` runs on a driving thread after it reported outcomes and before it starts new
+    /// transfers, outside that exclusion (wait there until the outcomes are recorded).
     /// - Throws: `CurlError` only when a multi handle itself fails.
     public func run(
         tickMilliseconds: Int = 250,
         next: () -> (tag: Int, message: SMTPMessage)?,
         completed: (Int, Result<SMTPReply, CurlError>) -> Void,
+        settle: () -> Void = {},
         tick: () -> Bool = { true }
     ) throws(CurlError) {
         try runPool(
             workers: connections, multis: multis, tickMilliseconds: tickMilliseconds,
-            next: { next().map { ($0.tag, $0.message) } }, completed: completed, tick: tick
+            next: { next().map { ($0.tag, $0.message) } }, completed: completed, settle: settle, tick: tick
         )
     }
 }
@@ -264,17 +275,19 @@ public final class HTTPPool {
     }
 
     /// Runs what `next` hands out until it returns nil or `tick` returns false; `completed` gets
-    /// each response (any status) or the error that kept it from arriving. The three closures
-    /// may run on other threads than the caller's, but never two at once.
+    /// each response (any status) or the error that kept it from arriving. These three closures
+    /// may run on other threads than the caller's, but never two at once; `settle` as for
+    /// `SMTPPool.run`.
     public func run(
         tickMilliseconds: Int = 250,
         next: () -> (tag: Int, request: HTTPRequest)?,
         completed: (Int, Result<HTTPResponse, CurlError>) -> Void,
+        settle: () -> Void = {},
         tick: () -> Bool = { true }
     ) throws(CurlError) {
         try runPool(
             workers: transfers, multis: multis, tickMilliseconds: tickMilliseconds,
-            next: { next().map { ($0.tag, $0.request) } }, completed: completed, tick: tick
+            next: { next().map { ($0.tag, $0.request) } }, completed: completed, settle: settle, tick: tick
         )
     }
 }

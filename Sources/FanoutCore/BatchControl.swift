@@ -1,4 +1,4 @@
-import Synchronization
+import Foundation
 
 /// What a batch came to.
 struct BatchOutcome {
@@ -8,19 +8,32 @@ struct BatchOutcome {
     var retrying = 0
     var stop: Stop?
     var leaseLost: Bool { if case .leaseLost? = stop { true } else { false } }
+    /// Whether the store can still be written to (the job may have ended meanwhile).
+    var writable: Bool {
+        switch stop {
+        case nil, .ended?: true
+        case .leaseLost?, .storeFailed?: false
+        }
+    }
 }
 
 /// The `DeliveryControl` of one batch: claims the batch in slices as the deliverer asks for
-/// items (so a big batch starts delivering at once, and the rest is claimed while the first items
-/// are sent), writes outcomes in groups, and checks the job and the lease at most every
-/// `checkInterval`.
+/// items, writes every outcome ahead as soon as it is known, and lets an item be handed to the
+/// server only once the database says it may have been.
 ///
-/// Two locks: `state` guards the bookkeeping and is held briefly; `storeAccess` is held for the
-/// length of a store call, so the store (one database connection) is used by one thread at a
-/// time. A group or a check that finds the store busy with a slice is left for the next call: the
-/// delivering threads never wait for a claim.
+/// Write-ahead: one writer thread makes at most one write at a time; the next write takes every
+/// outcome that arrived meanwhile (a slow server gives small writes, a fast one big writes).
+/// Each write also heartbeats the lease, reads the job's status (a cancel is seen with the next
+/// write, or within `checkInterval` when nothing arrives), and moves the lease's hand-over mark
+/// `handOverWindow` items ahead of the last item handed over. A transfer starts only when its
+/// item is under the mark and the lease was confirmed less than `checkInterval` ago, so a crash
+/// leaves at most the window plus the transfers in flight in doubt, and a process that was
+/// stopped and lost its lease starts nothing new when it resumes.
+///
+/// `condition` guards `state`; `storeAccess` is held for the length of a store call, so the store
+/// (one database connection) is used by one thread at a time (the writer, or a slice's claim).
 final class BatchControl: DeliveryControl, @unchecked Sendable {
-    // Sendable: `store` is only used while `storeAccess` is held; the rest is immutable or in `state`.
+    // Sendable: `store` is only used while `storeAccess` is held; `state` only under `condition`.
     private struct State {
         /// Claimed items without an outcome yet, with the attempts made before this one.
         var attempts: [UInt64: Int] = [:]
@@ -31,9 +44,21 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         var lastSlice = 0
         var exhausted = false
         var closed = false
+        /// Claimed item ids in claim (and hand-over) order, and how many of them were passed.
+        var order: [UInt64] = []
+        var handed = 0
+        /// Item ids up to this one are marked in the database as possibly handed over.
+        var mark: UInt64 = 0
+        /// Threads waiting in `handOver` for the mark or a fresh confirmation.
+        var waiting = 0
+        /// Outcomes not written yet.
         var pending: [ItemUpdate] = []
-        var lastFlush: ContinuousClock.Instant
-        var lastCheck: ContinuousClock.Instant
+        /// Outcomes reported, and of those, written (a prefix: groups are written in order).
+        var reported = 0
+        var recorded = 0
+        /// When the last write that confirmed the lease was sent.
+        var confirmed: ContinuousClock.Instant
+        var writerDone = false
         var outcome = BatchOutcome()
         var failure: (any Error)?
     }
@@ -43,35 +68,50 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
     private let job: JobRecord
     private let lease: Lease
     private let clock = ContinuousClock()
-    private let state: Mutex<State>
-    private let storeAccess = Mutex(())
+    private let condition = NSCondition()
+    private var state: State
+    private let storeAccess = NSLock()
+    private var writer: Thread?
 
     init(policy: TickPolicy, store: any JobStore, job: JobRecord, lease: Lease) {
         self.policy = policy
         self.store = store
         self.job = job
         self.lease = lease
-        let now = clock.now
-        state = Mutex(State(lastFlush: now, lastCheck: now))
+        // The lease was just taken or heartbeated by the claim that `start` makes.
+        state = State(confirmed: clock.now)
     }
 
-    /// Claims the first slice; false when nothing of the job is due.
+    private func locked<T>(_ body: (inout State) throws -> T) rethrows -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return try body(&state)
+    }
+
+    /// Claims the first slice and starts the writer; false when nothing of the job is due.
     func start() throws -> Bool {
+        let started = clock.now
         claimSlice()
-        return try state.withLock { state in
+        try locked { state in
             if let failure = state.failure { throw failure }
-            return state.claimed > 0
+            state.confirmed = started
         }
+        guard locked({ $0.claimed > 0 }) else { return false }
+        let thread = Thread { [self] in writeAhead() }
+        thread.name = "fanout-writer"
+        writer = thread
+        thread.start()
+        return true
     }
 
-    var outcome: BatchOutcome { state.withLock { $0.outcome } }
+    var outcome: BatchOutcome { locked { $0.outcome } }
 
     /// Items claimed that never got an outcome (never handed out, or their delivery was cut short).
-    var unreportedItemIDs: [UInt64] { state.withLock { $0.attempts.keys.sorted() } }
+    var unreportedItemIDs: [UInt64] { locked { $0.attempts.keys.sorted() } }
 
     func nextItem() -> WorkItem? {
         while true {
-            let (item, mayClaim) = state.withLock { state -> (WorkItem?, Bool) in
+            let (item, mayClaim) = locked { state -> (WorkItem?, Bool) in
                 guard state.outcome.stop == nil, !state.closed else { return (nil, false) }
                 guard state.head < state.queue.count else { return (nil, !state.exhausted) }
                 let item = state.queue[state.head]
@@ -88,118 +128,157 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         }
     }
 
-    /// Claims the next slice of the batch (waiting for the store if it is busy).
+    /// Claims the next slice of the batch (waiting for the store if the writer is using it).
     private func claimSlice() {
-        storeAccess.withLock { _ in
-            let size = state.withLock { state in
-                state.closed || state.exhausted || state.outcome.stop != nil
-                    ? 0 : policy.nextClaimSlice(after: state.lastSlice, remaining: policy.batchSize - state.claimed)
+        storeAccess.lock()
+        defer { storeAccess.unlock() }
+        let size = locked { state in
+            state.closed || state.exhausted || state.outcome.stop != nil
+                ? 0 : policy.nextClaimSlice(after: state.lastSlice, remaining: policy.batchSize - state.claimed)
+        }
+        guard size > 0 else {
+            locked { $0.exhausted = true }
+            return
+        }
+        let items: [WorkItem]
+        do {
+            items = try store.claim(job: job, limit: size, lease: lease)
+        } catch {
+            return failed(error)
+        }
+        locked { state in
+            for item in items { state.attempts[item.id] = item.attempts }
+            state.queue.append(contentsOf: items)
+            state.order.append(contentsOf: items.map(\.id))
+            state.claimed += items.count
+            state.lastSlice = size
+            // Fewer than asked: nothing more is due (or the job or the lease changed, which the
+            // next write tells).
+            if items.count < size || state.claimed >= policy.batchSize { state.exhausted = true }
+        }
+    }
+
+    func handOver(_ itemID: UInt64) -> Bool {
+        let asked = clock.now
+        condition.lock()
+        defer { condition.unlock() }
+        // Items are handed over in claim order; those skipped (rejected before sending) are passed.
+        while state.handed < state.order.count {
+            state.handed += 1
+            if state.order[state.handed - 1] == itemID { break }
+        }
+        while true {
+            guard state.outcome.stop == nil, state.failure == nil else { return false }
+            // Confirmed by a write sent after this call began, or recently enough.
+            if itemID <= state.mark && (state.confirmed >= asked || clock.now - state.confirmed < policy.checkInterval) {
+                return true
             }
-            guard size > 0 else {
-                state.withLock { $0.exhausted = true }
-                return
-            }
-            let items: [WorkItem]
-            do {
-                items = try store.claim(job: job, limit: size, lease: lease)
-            } catch {
-                return failed(error)
-            }
-            state.withLock { state in
-                for item in items { state.attempts[item.id] = item.attempts }
-                state.queue.append(contentsOf: items)
-                state.claimed += items.count
-                state.lastSlice = size
-                // Fewer than asked: nothing more is due (or the job or the lease changed, which
-                // the next check tells).
-                if items.count < size || state.claimed >= policy.batchSize { state.exhausted = true }
-            }
+            if state.writerDone { return false }
+            state.waiting += 1
+            condition.broadcast()
+            condition.wait()
+            state.waiting -= 1
         }
     }
 
     func report(_ outcome: ItemOutcome) {
-        let due = state.withLock { state -> Bool in
-            guard let attempts = state.attempts.removeValue(forKey: outcome.itemID) else { return false }
-            let update = policy.update(for: outcome, attempts: attempts)
-            switch update.status {
-            case .pending: state.outcome.retrying += 1
-            case .failed: state.outcome.failed += 1
-            default: state.outcome.delivered += 1
-            }
-            state.pending.append(update)
-            return policy.flushDue(waiting: state.pending.count, sinceLastFlush: clock.now - state.lastFlush)
+        condition.lock()
+        defer { condition.unlock() }
+        guard let attempts = state.attempts.removeValue(forKey: outcome.itemID) else { return }
+        let update = policy.update(for: outcome, attempts: attempts)
+        switch update.status {
+        case .pending: state.outcome.retrying += 1
+        case .failed: state.outcome.failed += 1
+        default: state.outcome.delivered += 1
         }
-        if due { _ = storeAccess.withLockIfAvailable { _ in flushLocked() } }
+        state.pending.append(update)
+        state.reported += 1
+        condition.broadcast()
+    }
+
+    func awaitRecorded() {
+        condition.lock()
+        defer { condition.unlock() }
+        let reported = state.reported
+        while state.recorded < reported && state.outcome.writable && !state.writerDone {
+            state.waiting += 1
+            condition.broadcast()
+            condition.wait()
+            state.waiting -= 1
+        }
     }
 
     func shouldContinue() -> Bool {
-        let (stopped, flushDue, checkDue) = state.withLock { state in
-            let now = clock.now
-            return (
-                state.outcome.stop != nil,
-                policy.flushDue(waiting: state.pending.count, sinceLastFlush: now - state.lastFlush),
-                now - state.lastCheck >= policy.checkInterval
-            )
-        }
-        if stopped { return false }
-        if flushDue || checkDue {
-            _ = storeAccess.withLockIfAvailable { _ in
-                if flushDue { flushLocked() }
-                if checkDue { checkLocked() }
-            }
-        }
-        return state.withLock { $0.outcome.stop == nil }
+        locked { $0.outcome.stop == nil }
     }
 
-    /// Ends the batch: no more claims, and the outcomes still waiting are written.
+    /// Ends the batch: no more claims or hand-overs, and the writer writes what is still waiting.
     func finish() throws {
-        try storeAccess.withLock { _ in
-            state.withLock { $0.closed = true }
-            flushLocked()
-            try state.withLock { state in
-                if let failure = state.failure { throw failure }
-            }
+        try locked { state in
+            state.closed = true
+            condition.broadcast()
+            while writer != nil && !state.writerDone { condition.wait() }
+            if let failure = state.failure { throw failure }
         }
     }
 
-    /// Writes the waiting outcomes as one group; call with `storeAccess` held.
-    private func flushLocked() {
-        let group = state.withLock { state -> [ItemUpdate] in
-            state.lastFlush = clock.now
-            guard state.failure == nil, !state.outcome.leaseLost else { return [] }
-            defer { state.pending.removeAll() }
-            return state.pending
-        }
-        guard !group.isEmpty else { return }
-        do {
-            let written = try store.record(group, job: job, lease: lease)
-            if written < group.count, case .lost = try store.check(job, lease: lease) {
-                state.withLock { $0.outcome.stop = .leaseLost }
+    /// The writer thread: writes outcomes as they arrive, and heartbeats when none arrive.
+    private func writeAhead() {
+        condition.lock()
+        while state.outcome.writable {
+            let sinceConfirmed = clock.now - state.confirmed
+            let checkDue = sinceConfirmed >= policy.checkInterval
+            if state.pending.isEmpty && state.waiting == 0 && !checkDue {
+                if state.closed { break }
+                let left = (policy.checkInterval - sinceConfirmed).seconds
+                _ = condition.wait(until: Date(timeIntervalSinceNow: max(0.001, left)))
+                continue
             }
-        } catch {
-            failed(error)
+            if state.closed && state.pending.isEmpty { break }
+            let group = state.pending
+            state.pending.removeAll(keepingCapacity: true)
+            let mark = nextMark()
+            // Taken with the group: a hand-over asked after this instant sees its earlier
+            // outcomes in the write that confirms it.
+            let sent = clock.now
+            condition.unlock()
+            storeAccess.lock()
+            let result = Result { try store.write(group, handedThrough: mark, job: job, lease: lease) }
+            storeAccess.unlock()
+            condition.lock()
+            switch result {
+            case .success(.lost):
+                state.outcome.stop = .leaseLost
+            case .success(.held(let status, let reason)):
+                state.mark = max(state.mark, mark)
+                state.confirmed = sent
+                state.recorded += group.count
+                if status.isTerminal, state.outcome.stop == nil { state.outcome.stop = .ended(status, reason) }
+            case .failure(let error):
+                if state.failure == nil { state.failure = error }
+                state.outcome.stop = .storeFailed
+            }
+            condition.broadcast()
         }
+        state.writerDone = true
+        condition.broadcast()
+        condition.unlock()
     }
 
-    /// Heartbeats the lease and re-reads the job; call with `storeAccess` held.
-    private func checkLocked() {
-        state.withLock { $0.lastCheck = clock.now }
-        do {
-            switch try store.check(job, lease: lease) {
-            case .lost:
-                state.withLock { $0.outcome.stop = .leaseLost }
-            case .held(let status, let reason):
-                if status.isTerminal { state.withLock { $0.outcome.stop = .ended(status, reason) } }
-            }
-        } catch {
-            failed(error)
-        }
+    /// The mark for the next write: `handOverWindow` items past the last one handed over (never
+    /// lower than before); call with `condition` locked.
+    private func nextMark() -> UInt64 {
+        let end = min(state.handed + policy.handOverWindow, state.order.count)
+        let start = max(0, state.handed - 1)
+        guard start < end else { return state.mark }
+        return max(state.mark, state.order[start..<end].max() ?? 0)
     }
 
     private func failed(_ error: any Error) {
-        state.withLock { state in
+        locked { state in
             if state.failure == nil { state.failure = error }
             state.outcome.stop = .storeFailed
+            condition.broadcast()
         }
     }
 }

@@ -118,8 +118,8 @@ public struct Lease: Sendable, Hashable {
     public var kind: JobKind
     public var companyID: UInt64
     public var owner: String
-    /// The previous holder did not release it (it died or was stopped): its in-flight items are
-    /// in doubt.
+    /// A previous holder did not release it (it died or was stopped) and its items in flight
+    /// were not resolved yet: those it may have handed to the server are in doubt.
     public var tookOver: Bool
 
     public init(kind: JobKind, companyID: UInt64, owner: String, tookOver: Bool) {

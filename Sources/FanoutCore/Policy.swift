@@ -13,15 +13,12 @@ public struct TickPolicy: Sendable {
     public var maxAttempts: Int
     /// Waits before the 2nd, 3rd, … attempt; the last one repeats.
     public var backoff: [Duration]
-    /// How often, at least, a running batch re-reads the job (cancellation) and heartbeats.
+    /// How often, at least, a running batch re-reads the job (cancellation) and heartbeats; an
+    /// item is handed to the server only while the last such contact is younger than this.
     public var checkInterval: Duration
-    /// Outcomes are written in groups: once `flushSize` wait and `flushSpacing` passed since the
-    /// last group (so a fast batch writes a few big groups, not many small ones), once
-    /// `maxFlushSize` wait, and at least every `flushInterval`.
-    public var flushSize: Int
-    public var flushSpacing: Duration
-    public var maxFlushSize: Int
-    public var flushInterval: Duration
+    /// How many items ahead of the last one handed to the server each write marks as "may have
+    /// been handed over": a crash leaves at most this many (plus those in flight) in doubt.
+    public var handOverWindow: Int
     /// A batch is claimed in slices as delivery asks for items: `claimSlice` first (so the first
     /// deliveries start at once), then twice the last slice, at most `maxClaimSlice`.
     public var claimSlice: Int
@@ -36,11 +33,8 @@ public struct TickPolicy: Sendable {
         stuckAfter: Duration = .seconds(10 * 60),
         maxAttempts: Int = 5,
         backoff: [Duration] = [.seconds(60), .seconds(5 * 60), .seconds(15 * 60), .seconds(60 * 60)],
-        checkInterval: Duration = .milliseconds(500),
-        flushSize: Int = 50,
-        flushSpacing: Duration = .milliseconds(100),
-        maxFlushSize: Int = 1000,
-        flushInterval: Duration = .seconds(1),
+        checkInterval: Duration = .milliseconds(250),
+        handOverWindow: Int = 16,
         claimSlice: Int = 100,
         maxClaimSlice: Int = 1000,
         inDoubt: InDoubtPolicy = .atLeastOnce
@@ -53,18 +47,10 @@ public struct TickPolicy: Sendable {
         self.maxAttempts = maxAttempts
         self.backoff = backoff
         self.checkInterval = checkInterval
-        self.flushSize = flushSize
-        self.flushSpacing = flushSpacing
-        self.maxFlushSize = max(flushSize, maxFlushSize)
-        self.flushInterval = flushInterval
+        self.handOverWindow = max(1, handOverWindow)
         self.claimSlice = max(1, claimSlice)
         self.maxClaimSlice = max(self.claimSlice, maxClaimSlice)
         self.inDoubt = inDoubt
-    }
-
-    /// Whether `waiting` outcomes, the last group written `sinceLastFlush` ago, should be written now.
-    public func flushDue(waiting: Int, sinceLastFlush: Duration) -> Bool {
-        sinceLastFlush >= flushInterval || waiting >= maxFlushSize || (waiting >= flushSize && sinceLastFlush >= flushSpacing)
     }
 
     /// The size of the slice to claim after one of `last` items (0: the first), with `remaining`

@@ -20,20 +20,22 @@ public protocol JobStore: AnyObject {
     func hasItemsWaitingForRetry(_ job: JobRecord) throws -> Bool
     /// Resolves items of the job left in flight by a tick that died; returns how many.
     func resolveInDoubt(_ job: JobRecord, lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int
-    /// Marks up to `limit` due pending items of the job in flight for this lease and returns them.
+    /// Marks up to `limit` due pending items of the job in flight for this lease and returns them;
+    /// in the same transaction the job becomes processing (live from its first claim).
     func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem]
-    /// Writes outcomes of items in flight for this lease; returns how many rows it changed
-    /// (fewer than given when another tick or a person changed them meanwhile).
-    func record(_ updates: [ItemUpdate], job: JobRecord, lease: Lease) throws -> Int
+    /// Writes outcomes (none is a plain heartbeat) of items in flight for this lease, moves the
+    /// job's counters and last activity with them, heartbeats the lease, and records that items
+    /// of this lease with ids up to `handedThrough` may have been handed to the server. Returns
+    /// the job's status afterwards, or `.lost` when another tick holds the lease (then nothing
+    /// was written). A delivered item is recorded as such even when a person flipped it to
+    /// cancelled while it was in flight.
+    func write(_ updates: [ItemUpdate], handedThrough: UInt64, job: JobRecord, lease: Lease) throws -> LeaseCheck
     /// Puts items in flight back to pending without charging an attempt (the server, not the
-    /// item, failed).
+    /// item, failed, or they were never handed to it).
     func unclaim(_ itemIDs: [UInt64], job: JobRecord, lease: Lease) throws
-    /// Marks the job processing (sets started_at, and total_items when 0), adds a batch's
-    /// terminal items to its counters and completes it when no item is unfinished. Returns the
-    /// job's status afterwards, or nil when the lease was lost.
-    func advance(_ job: JobRecord, progress: BatchProgress, lease: Lease) throws -> JobStatus?
-    /// Heartbeats the lease and re-reads the job's status.
-    func check(_ job: JobRecord, lease: Lease) throws -> LeaseCheck
+    /// At the end of a batch: fills in total_items when 0 and completes the job when no item is
+    /// unfinished. Returns the job's status afterwards, or nil when the lease was lost.
+    func advance(_ job: JobRecord, lease: Lease) throws -> JobStatus?
     /// Ends the job with `status` (failed or cancelled) and every unfinished item with `reason`.
     func finish(_ job: JobRecord, status: JobStatus, reason: String, lease: Lease) throws
     /// Gives the lease back.
@@ -44,19 +46,10 @@ public protocol JobStore: AnyObject {
     func recordTick(_ summary: TickSummary, owner: String) throws
 }
 
-/// What a batch changed, for the job's counters.
-public struct BatchProgress: Sendable, Hashable {
-    /// Items that reached a terminal state (delivered or failed).
-    public var terminal: Int
-    /// Of those, failed.
-    public var failed: Int
-    /// Items whose row changed at all (terminal or rescheduled): the job made progress.
-    public var touched: Int
-
-    public init(terminal: Int = 0, failed: Int = 0, touched: Int = 0) {
-        self.terminal = terminal
-        self.failed = failed
-        self.touched = touched
+extension JobStore {
+    /// Heartbeats the lease and reads the job's status.
+    public func check(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
+        try write([], handedThrough: 0, job: job, lease: lease)
     }
 }
 
@@ -76,17 +69,24 @@ public struct DeliveryUnavailable: Error, Sendable, CustomStringConvertible {
 
 /// What a deliverer takes its items from, reports to, and asks, while it works.
 ///
-/// `nextItem` may be called on one thread (say, one that renders messages ahead) while `report`
-/// and `shouldContinue` are called on another; calls to `report` and `shouldContinue` must not
-/// overlap each other. Nothing may be called once `deliver` has returned.
+/// `nextItem` may be called on one thread (say, one that renders messages ahead) while the others
+/// are called on other threads. Nothing may be called once `deliver` has returned.
 public protocol DeliveryControl: AnyObject, Sendable {
     /// The batch's next item, in claim order; nil once the batch has no more or delivery should
     /// stop. Items are claimed in slices as they are asked for, so this may wait for a slice.
     func nextItem() -> WorkItem?
-    /// Hands over the outcome of one item.
+    /// Asks to hand the item to the server now. Waits (briefly) until the database says the
+    /// item may have been handed over and the lease is still held; false when the batch must
+    /// stop instead (cancelled, lease lost): then the item must not be handed over.
+    func handOver(_ itemID: UInt64) -> Bool
+    /// Hands over the outcome of one item; it is written to the database at once.
     func report(_ outcome: ItemOutcome)
+    /// Waits until every outcome reported so far is in the database (or the batch cannot write
+    /// any more). A connection that starts its next transfer only after this leaves at most its
+    /// one transfer in flight unrecorded, whenever the process dies.
+    func awaitRecorded()
     /// Whether to go on starting new deliveries (false once the job was cancelled or the lease
-    /// lost). Cheap to call often: it asks the store at most every `checkInterval`.
+    /// lost). Cheap to call often: it never waits for the store.
     func shouldContinue() -> Bool
 }
 

@@ -128,17 +128,16 @@ public final class Tick {
                 return
             }
         }
-        let progress = BatchProgress(terminal: outcome.delivered + outcome.failed, failed: outcome.failed, touched: outcome.delivered + outcome.failed + outcome.retrying)
-        guard let status = try store.advance(job, progress: progress, lease: lease) else { return lostLease(&summary, job) }
-        if progress.touched == 0 && status.isRunnable { summary.stalled += 1 }
+        guard let status = try store.advance(job, lease: lease) else { return lostLease(&summary, job) }
+        if outcome.delivered + outcome.failed + outcome.retrying == 0 && status.isRunnable { summary.stalled += 1 }
         if status == .completed {
             summary.jobsCompleted += 1
             logger.info("job completed", metadata: metadata(job))
-        } else if status == .cancelled {
-            // Cancelled by a person between our last check and now: end its unfinished items.
+        } else if status == .cancelled || status == .failed {
+            // Ended by a person between the last write and now: end its unfinished items.
             let reason = try { if case .held(_, let reason) = try store.check(job, lease: lease) { return reason } else { return nil } }()
-            try store.finish(job, status: .cancelled, reason: reason ?? "Cancelled", lease: lease)
-            summary.jobsCancelled += 1
+            try store.finish(job, status: status, reason: reason ?? (status == .failed ? "Failed" : "Cancelled"), lease: lease)
+            if status == .failed { summary.jobsFailed += 1 } else { summary.jobsCancelled += 1 }
         }
     }
 
@@ -155,10 +154,12 @@ public final class Tick {
         try store.releaseLease(lease)
     }
 
-    /// Items of the job left in flight by a tick that died (or stopped on a store error): whoever
-    /// holds the company's lease now is the only one who may have items in flight, so any others
-    /// are in doubt, whether the lease was taken over or found free. One indexed statement.
+    /// Items of the job left in flight by a tick that died (or stopped on a store error), found
+    /// when its lease is taken over: those it may have handed to the server are in doubt, the
+    /// rest go back to pending.
     private func resolveInDoubt(_ lease: Lease, job: JobRecord, summary: inout TickSummary) throws {
+        // A lease found free was released by a holder that put back what it had claimed.
+        guard lease.tookOver else { return }
         let resolved = try store.resolveInDoubt(job, lease: lease, policy: policy.inDoubt, maxAttempts: policy.maxAttempts)
         guard resolved > 0 else { return }
         summary.inDoubt += resolved

@@ -72,6 +72,7 @@ public final class EmailDeliverer: Deliverer {
                     while sessionFailure == nil, control.shouldContinue(), let (item, composed) = messages.next() {
                         switch composed {
                         case .success(let email):
+                            guard control.handOver(item.id) else { return nil }
                             return (Int(item.id), SMTPMessage(from: email.envelopeFrom, recipients: [email.recipient], content: email.bytes))
                         case .failure(let rejection):
                             control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))
@@ -89,6 +90,7 @@ public final class EmailDeliverer: Deliverer {
                         if sessionFailure == nil { sessionFailure = error }
                     }
                 },
+                settle: { control.awaitRecorded() },
                 tick: { sessionFailure == nil && control.shouldContinue() }
             )
         } catch {

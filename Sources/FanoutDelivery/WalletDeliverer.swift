@@ -99,6 +99,7 @@ public final class WalletDeliverer: Deliverer {
                             control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))
                         case .success(let request):
                             waitForRateSlot()
+                            guard control.handOver(item.id) else { return nil }
                             return (Int(item.id), HTTPRequest(
                                 method: request.method, url: request.url, headers: request.headers, body: Array(request.body.utf8),
                                 connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds, timeoutMilliseconds: settings.timeoutMilliseconds,
@@ -116,6 +117,7 @@ public final class WalletDeliverer: Deliverer {
                         if sessionFailure == nil { sessionFailure = error }
                     }
                 },
+                settle: { control.awaitRecorded() },
                 tick: { sessionFailure == nil && control.shouldContinue() }
             )
         } catch {

@@ -58,8 +58,9 @@ public final class MariaDBJobStore: JobStore {
     }
 
     public func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws -> Lease? {
-        if try connection.execute(sql.takeFreeLease, [owner, kind.rawValue, companyID]).affectedRows == 1 {
-            return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: false)
+        let free = try connection.execute(sql.takeFreeLease, [owner, kind.rawValue, companyID])
+        if free.affectedRows == 1 {
+            return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: free.lastInsertID == 1)
         }
         if try connection.execute(sql.insertLease, [kind.rawValue, companyID, owner]).affectedRows == 1 {
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: false)
@@ -78,15 +79,16 @@ public final class MariaDBJobStore: JobStore {
             : "In doubt: the tick delivering it died before recording the outcome; not resent (at-most-once)"
         let retryReason = "In doubt: the tick delivering it died before recording the outcome; delivered again with the same message id"
         let first: any SQLEncodable = policy == .atLeastOnce ? maxAttempts : 0
+        // Claimed but never handed to the server (above the dead holder's mark): not in doubt.
+        _ = try connection.execute(sql.putBackNeverHanded, [job.id] + fence(lease)).affectedRows
         let resolved = try connection.execute(
             sql.resolveInDoubt(policy),
             [first, failedReason, retryReason, job.id] + fence(lease)
         ).affectedRows
         // A dead holder may also have written outcomes it never added to the job's counters
         // (it died between a group and `advance`): after a takeover they are counted again.
-        if resolved > 0 || lease.tookOver {
-            try connection.execute(sql.recount, [job.id] + fence(lease))
-        }
+        try connection.execute(sql.recount, [job.id] + fence(lease))
+        try connection.execute(sql.forgetPreviousHolder, fence(lease))
         return Int(resolved)
     }
 
@@ -106,10 +108,9 @@ public final class MariaDBJobStore: JobStore {
         }
         if due.isEmpty { return [] }
         let ids = Self.padded(due.map(\.id))
-        let claimed = try connection.execute(
-            sql.claim(count: ids.count),
-            [lease.owner] + ids + [job.id] + fence(lease) + [job.id]
-        ).affectedRows
+        let changed = try connection.execute(sql.claim(count: ids.count), [job.id] + ids + fence(lease)).affectedRows
+        // Rows changed: the items, the job and the lease row.
+        let claimed = changed >= 2 ? changed - 2 : 0
         if claimed == UInt64(due.count) { return due }
         if claimed == 0 { return [] }
         // Someone (a person cancelling items by SQL) changed a few between the read and the claim.
@@ -117,42 +118,76 @@ public final class MariaDBJobStore: JobStore {
         return due.filter { mine.contains($0.id) }
     }
 
-    public func record(_ updates: [ItemUpdate], job: JobRecord, lease: Lease) throws -> Int {
-        guard !updates.isEmpty else { return 0 }
-        // Plain outcomes (no reason, no retry time) sharing status and code go as one IN list;
-        // the rest, each with its own reason, as one derived-table statement.
-        var plain: [String: [ItemUpdate]] = [:]
-        var detailed: [ItemUpdate] = []
-        for update in updates {
-            if update.reason == nil && update.retryDelay == nil && update.status.isTerminal {
-                plain["\(update.status.rawValue) \(update.code ?? -1)", default: []].append(update)
-            } else {
-                detailed.append(update)
-            }
+    public func write(_ updates: [ItemUpdate], handedThrough: UInt64, job: JobRecord, lease: Lease) throws -> LeaseCheck {
+        if updates.isEmpty {
+            let result = try connection.execute(sql.heartbeat, [job.id, handedThrough] + fence(lease))
+            if result.affectedRows == 0 { return .lost }
+            return try held(job, statusCode: result.lastInsertID)
         }
-        var written = 0
-        for group in plain.values {
+        // Delivered outcomes without a reason go as one IN list; the rest, each with its own
+        // reason, as one derived-table statement.
+        let delivered = updates.filter { $0.reason == nil && $0.retryDelay == nil && $0.status == job.kind.deliveredStatus }
+        let detailed = delivered.count == updates.count ? [] : updates.filter { !($0.reason == nil && $0.retryDelay == nil && $0.status == job.kind.deliveredStatus) }
+        var statusCode: UInt64 = 0
+        var expected = 0
+        var changed: UInt64 = 0
+        for code in Set(delivered.map(\.code)) {
+            let group = delivered.filter { $0.code == code }
             let ids = Self.padded(group.map(\.itemID))
-            let parameters: [any SQLEncodable] = [group[0].status.rawValue, group[0].code] + ids + [job.id, lease.owner]
-            written += Int(try connection.execute(sql.recordSame(count: ids.count), parameters).affectedRows)
+            let result = try connection.execute(
+                sql.recordDelivered(count: ids.count),
+                [job.id] + ids + [job.kind.deliveredStatus.rawValue, code, group.count, 0, handedThrough] + fence(lease)
+            )
+            if result.affectedRows == 0 { return try lostOrVanished(job, lease: lease, handedThrough: handedThrough) }
+            statusCode = result.lastInsertID
+            expected += group.count + 2
+            changed += result.affectedRows
         }
-        if !detailed.isEmpty { written += try recordDetailed(detailed, job: job, lease: lease) }
-        return written
+        if !detailed.isEmpty {
+            var parameters: [any SQLEncodable] = [job.id]
+            parameters.reserveCapacity(detailed.count * 5 + 7)
+            for update in detailed {
+                parameters.append(update.itemID)
+                parameters.append(update.status.rawValue)
+                parameters.append(update.reason.map { Self.clip($0) })
+                parameters.append(update.code)
+                parameters.append(update.retryDelay.map { Int64($0.seconds * 1_000_000) })
+            }
+            parameters.append(detailed.filter { $0.status.isTerminal }.count)
+            parameters.append(detailed.filter { $0.status == .failed }.count)
+            parameters.append(handedThrough)
+            parameters.append(contentsOf: fence(lease))
+            let result = try connection.execute(sql.record(count: detailed.count), parameters)
+            if result.affectedRows == 0 { return try lostOrVanished(job, lease: lease, handedThrough: handedThrough) }
+            statusCode = result.lastInsertID
+            expected += detailed.count + 2
+            changed += result.affectedRows
+        }
+        if changed != UInt64(expected) {
+            // Some items were not ours any more (changed or deleted by a person): the counters
+            // added for them are wrong; count again from the items.
+            try connection.execute(sql.recount, [job.id] + fence(lease))
+        }
+        return try held(job, statusCode: statusCode)
     }
 
-    private func recordDetailed(_ updates: [ItemUpdate], job: JobRecord, lease: Lease) throws -> Int {
-        var parameters: [any SQLEncodable] = []
-        parameters.reserveCapacity(updates.count * 5 + 2)
-        for update in updates {
-            parameters.append(update.itemID)
-            parameters.append(update.status.rawValue)
-            parameters.append(update.reason.map { Self.clip($0) })
-            parameters.append(update.code)
-            parameters.append(update.retryDelay.map { Int64($0.seconds * 1_000_000) })
+    /// An outcome write that changed nothing: the lease is lost, or every item of the group was
+    /// changed or deleted by a person meanwhile (then the heartbeat tells).
+    private func lostOrVanished(_ job: JobRecord, lease: Lease, handedThrough: UInt64) throws -> LeaseCheck {
+        try write([], handedThrough: handedThrough, job: job, lease: lease)
+    }
+
+    /// The job's status from a write's insert id (see `JobSQL.statusCode`), with the reason read
+    /// when the job ended outside Fanout (rare: once a job).
+    private func held(_ job: JobRecord, statusCode: UInt64) throws -> LeaseCheck {
+        let index = Int(statusCode) - 1
+        guard JobSQL.statusCodes.indices.contains(index) else { return .held(.cancelled, reason: "The job was deleted") }
+        let status = JobSQL.statusCodes[index] ?? .processing
+        guard status.isTerminal else { return .held(status, reason: nil) }
+        guard let row = try connection.queryFirst(sql.jobStatus, [job.id]) else {
+            return .held(.cancelled, reason: "The job was deleted")
         }
-        parameters.append(job.id)
-        parameters.append(lease.owner)
-        return Int(try connection.execute(sql.record(count: updates.count), parameters).affectedRows)
+        return .held(JobStatus(rawValue: try row.decode("status", as: String.self)) ?? status, reason: try row.decodeIfPresent("reason"))
     }
 
     /// `ids` grown to the next of a few list lengths by repeating the last id (an UPDATE changes a
@@ -172,23 +207,11 @@ public final class MariaDBJobStore: JobStore {
         }
     }
 
-    public func advance(_ job: JobRecord, progress: BatchProgress, lease: Lease) throws -> JobStatus? {
-        let result = try connection.execute(
-            sql.advance,
-            [progress.terminal, progress.failed, progress.touched, job.id] + fence(lease)
-        )
+    public func advance(_ job: JobRecord, lease: Lease) throws -> JobStatus? {
+        let result = try connection.execute(sql.advance, [job.id] + fence(lease))
         if result.affectedRows == 0 { return nil }
-        let code = Int(result.lastInsertID) - 1
-        return JobSQL.statusCodes.indices.contains(code) ? JobSQL.statusCodes[code] ?? .processing : .processing
-    }
-
-    public func check(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
-        if try connection.execute(sql.heartbeat, fence(lease)).affectedRows == 0 { return .lost }
-        guard let row = try connection.queryFirst(sql.jobStatus, [job.id]) else {
-            return .held(.cancelled, reason: "The job was deleted")
-        }
-        let status = JobStatus(rawValue: try row.decode("status", as: String.self)) ?? .processing
-        return .held(status, reason: try row.decodeIfPresent("reason"))
+        let index = Int(result.lastInsertID) - 1
+        return JobSQL.statusCodes.indices.contains(index) ? JobSQL.statusCodes[index] ?? .processing : .cancelled
     }
 
     public func finish(_ job: JobRecord, status: JobStatus, reason: String, lease: Lease) throws {

@@ -4,7 +4,16 @@ import Foundation
 /// A `JobStore` in memory with the documented semantics (fencing, takeover, claims in id
 /// order with due retry times only), and a clock the test moves.
 final class InMemoryJobStore: JobStore, @unchecked Sendable {
-    // Sendable: each test owns its store and uses it from one thread.
+    // Sendable: the tick's calls come from its thread and the batch's writer thread, one at a
+    // time; a test changes rows mid-batch only through `change`, under the same lock.
+    private let lock = NSRecursiveLock()
+
+    /// Changes rows while a batch runs (a person's UPDATE), safely beside the writer thread.
+    func change(_ body: (InMemoryJobStore) -> Void) {
+        lock.lock()
+        defer { lock.unlock() }
+        body(self)
+    }
     struct Item {
         var id: UInt64
         var jobID: UInt64
@@ -31,6 +40,9 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         var owner: String?
         var heartbeat: Date
         var servedAt: Date?
+        var handedThrough: UInt64 = 0
+        var prevOwner: String?
+        var prevHandedThrough: UInt64 = 0
     }
 
     var clock = Date(timeIntervalSince1970: 1_800_000_000)
@@ -109,11 +121,13 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws -> Lease? {
         let k = key(kind, companyID)
         guard let row = leases[k], let holder = row.owner else {
-            leases[k] = LeaseRow(owner: owner, heartbeat: clock, servedAt: leases[k]?.servedAt)
-            return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: false)
+            let previous = leases[k]
+            leases[k] = LeaseRow(owner: owner, heartbeat: clock, servedAt: previous?.servedAt,
+                                 prevOwner: previous?.prevOwner, prevHandedThrough: previous?.prevHandedThrough ?? 0)
+            return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: previous?.prevOwner != nil)
         }
         if holder != owner && (force || clock.timeIntervalSince(row.heartbeat) > stuckAfter.seconds) {
-            leases[k] = LeaseRow(owner: owner, heartbeat: clock, servedAt: row.servedAt)
+            leases[k] = LeaseRow(owner: owner, heartbeat: clock, servedAt: row.servedAt, prevOwner: holder, prevHandedThrough: row.handedThrough)
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: true)
         }
         return nil
@@ -125,8 +139,15 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
 
     func resolveInDoubt(_ job: JobRecord, lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int {
         guard holds(lease) else { return 0 }
+        let row = leases[key(lease.kind, lease.companyID)]!
         var resolved = 0
         for (id, item) in items where item.status == .processing && item.jobID == job.id {
+            if item.claimedBy == row.prevOwner && item.id > row.prevHandedThrough {
+                // Claimed but never handed to the server: back to pending, uncharged.
+                items[id]!.status = .pending
+                items[id]!.claimedBy = nil
+                continue
+            }
             var changed = item
             let giveUp = policy == .atMostOnce || item.attempts + 1 >= maxAttempts
             changed.status = giveUp ? .failed : .pending
@@ -139,6 +160,7 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
             resolved += 1
         }
         recount(company: lease.companyID)
+        leases[key(lease.kind, lease.companyID)]!.prevOwner = nil
         return resolved
     }
 
@@ -151,6 +173,8 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     }
 
     func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem] {
+        lock.lock()
+        defer { lock.unlock() }
         claimLimits.append(limit)
         guard holds(lease), let current = jobs[job.id], current.record.status.isRunnable else { return [] }
         var claimed: [WorkItem] = []
@@ -158,29 +182,45 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
             guard item.status == .pending, item.retryAt.map({ $0 <= clock }) ?? true else { continue }
             items[item.id]!.status = .processing
             items[item.id]!.claimedBy = lease.owner
+            if jobs[job.id]!.record.status == .pending { jobs[job.id]!.record.status = .processing }
+            if jobs[job.id]!.startedAt == nil { jobs[job.id]!.startedAt = clock }
             claimed.append(WorkItem(id: item.id, jobID: job.id, attempts: item.attempts, email: "i\(item.id)@example.test", inDoubt: item.inDoubt))
         }
         return claimed
     }
 
-    func record(_ updates: [ItemUpdate], job: JobRecord, lease: Lease) throws -> Int {
-        if failNextRecord {
+    func write(_ updates: [ItemUpdate], handedThrough: UInt64, job: JobRecord, lease: Lease) throws -> LeaseCheck {
+        lock.lock()
+        defer { lock.unlock() }
+        if failNextRecord && !updates.isEmpty {
             failNextRecord = false
             throw InjectedFailure()
         }
-        var written = 0
+        guard holds(lease) else { return .lost }
+        leases[key(lease.kind, lease.companyID)]!.heartbeat = clock
+        leases[key(lease.kind, lease.companyID)]!.handedThrough = max(leases[key(lease.kind, lease.companyID)]!.handedThrough, handedThrough)
         for update in updates {
-            guard var item = items[update.itemID], item.status == .processing, item.claimedBy == lease.owner else { continue }
+            guard var item = items[update.itemID], item.claimedBy == lease.owner,
+                  item.status == .processing || item.status == .cancelled else { continue }
+            let delivered = update.status == job.kind.deliveredStatus
+            if item.status == .cancelled && !delivered {
+                item.claimedBy = nil
+                items[update.itemID] = item
+                continue
+            }
+            item.reason = item.status == .cancelled ? "Delivered before the cancel reached it" : update.reason
             item.status = update.status
-            item.reason = update.reason
             item.code = update.code
             item.attempts += 1
             item.retryAt = update.retryDelay.map { clock.addingTimeInterval($0.seconds) }
             item.claimedBy = nil
             items[update.itemID] = item
-            written += 1
+            if update.status.isTerminal { jobs[job.id]!.processed += 1 }
+            if update.status == .failed { jobs[job.id]!.failed += 1 }
+            jobs[job.id]!.lastProgressAt = clock
         }
-        return written
+        guard let current = jobs[job.id]?.record else { return .held(.cancelled, reason: "The job was deleted") }
+        return .held(current.status, reason: current.status.isTerminal ? current.reason : nil)
     }
 
     func unclaim(_ itemIDs: [UInt64], job: JobRecord, lease: Lease) throws {
@@ -190,15 +230,12 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         }
     }
 
-    func advance(_ job: JobRecord, progress: BatchProgress, lease: Lease) throws -> JobStatus? {
+    func advance(_ job: JobRecord, lease: Lease) throws -> JobStatus? {
+        lock.lock()
+        defer { lock.unlock() }
         guard holds(lease), var current = jobs[job.id] else { return nil }
         let all = items(of: job.id)
         if current.total == 0 { current.total = all.count }
-        if current.startedAt == nil { current.startedAt = clock }
-        if current.record.status == .pending { current.record.status = .processing }
-        current.processed += progress.terminal
-        current.failed += progress.failed
-        if progress.touched > 0 { current.lastProgressAt = clock }
         if current.record.status.isRunnable && !all.contains(where: { !$0.status.isTerminal }) {
             current.record.status = .completed
             current.completedAt = clock
@@ -207,13 +244,6 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         }
         jobs[job.id] = current
         return current.record.status
-    }
-
-    func check(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
-        guard holds(lease) else { return .lost }
-        leases[key(lease.kind, lease.companyID)]!.heartbeat = clock
-        let current = jobs[job.id]!.record
-        return .held(current.status, reason: current.reason)
     }
 
     func finish(_ job: JobRecord, status: JobStatus, reason: String, lease: Lease) throws {

@@ -9,7 +9,8 @@ final class ScriptedDeliverer: Deliverer, @unchecked Sendable {
     var scripts: [UInt64: [Script]] = [:]
     var brokenTemplates: Set<String> = []
     var unavailableAfter: Int?
-    /// Runs before each item (after the continue check): cancel the job, steal the lease, …
+    /// Runs before each item is handed over (after the continue check): cancel the job, steal
+    /// the lease, … (through `InMemoryJobStore.change`: the batch's writer runs beside it).
     var beforeItem: ((WorkItem, Int) -> Void)?
     private(set) var delivered: [UInt64] = []
     private(set) var attempted = 0
@@ -21,9 +22,10 @@ final class ScriptedDeliverer: Deliverer, @unchecked Sendable {
     func deliver(_ job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
         var index = -1
         while control.shouldContinue(), let item = control.nextItem() {
+            control.awaitRecorded()
             index += 1
             beforeItem?(item, index)
-            guard control.shouldContinue() else { return }
+            guard control.handOver(item.id) else { return }
             if let limit = unavailableAfter, attempted >= limit { throw DeliveryUnavailable(message: "server gone") }
             attempted += 1
             let script = scripts[item.id]?.first ?? .deliver
