@@ -49,8 +49,12 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         var handed = 0
         /// Item ids up to this one are marked in the database as possibly handed over.
         var mark: UInt64 = 0
-        /// Threads waiting in `handOver` for the mark or a fresh confirmation.
+        /// Threads waiting in `handOver` for the mark or a fresh confirmation (they need a write,
+        /// even with no outcome to write).
         var waiting = 0
+        /// Claims waiting for the store: the writer lets them go first (a writer that is always
+        /// busy would otherwise starve the claims, and with them delivery).
+        var claiming = 0
         /// Outcomes not written yet.
         var pending: [ItemUpdate] = []
         /// Outcomes reported, and of those, written (a prefix: groups are written in order).
@@ -130,8 +134,15 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
 
     /// Claims the next slice of the batch (waiting for the store if the writer is using it).
     private func claimSlice() {
+        locked { $0.claiming += 1 }
         storeAccess.lock()
-        defer { storeAccess.unlock() }
+        defer {
+            storeAccess.unlock()
+            locked { state in
+                state.claiming -= 1
+                condition.broadcast()
+            }
+        }
         let size = locked { state in
             state.closed || state.exhausted || state.outcome.stop != nil
                 ? 0 : policy.nextClaimSlice(after: state.lastSlice, remaining: policy.batchSize - state.claimed)
@@ -200,11 +211,9 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         let reported = state.reported
+        // The outcomes waiting are what wakes the writer; this only waits for its write.
         while state.recorded < reported && state.outcome.writable && !state.writerDone {
-            state.waiting += 1
-            condition.broadcast()
             condition.wait()
-            state.waiting -= 1
         }
     }
 
@@ -241,6 +250,7 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
             // Taken with the group: a hand-over asked after this instant sees its earlier
             // outcomes in the write that confirms it.
             let sent = clock.now
+            while state.claiming > 0 { condition.wait() }
             condition.unlock()
             storeAccess.lock()
             let result = Result { try store.write(group, handedThrough: mark, job: job, lease: lease) }

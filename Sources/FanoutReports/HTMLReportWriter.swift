@@ -1,12 +1,16 @@
+import FanoutCore
+
 /// One self-contained HTML file (no network): the summary, two inline SVG charts (outcomes by
 /// status, deliveries over time) and a table with a filter box.
 final class HTMLReportWriter: ReportWriter {
     private let output: ReportOutput
+    private var kind = JobKind.email
     init(output: ReportOutput) { self.output = output }
 
     private static let colors = ["sent": "#2e9e5b", "completed": "#2e9e5b", "failed": "#d64545", "cancelled": "#8a8f98", "pending": "#e6a23c", "processing": "#3b82f6"]
 
     func begin(_ s: ReportSummary) {
+        kind = s.kind
         let title = "\(s.kind.rawValue) job \(s.jobID)"
         output.write("""
             <!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Fanout report: \(Format.html(title))</title>
@@ -18,7 +22,7 @@ final class HTMLReportWriter: ReportWriter {
             .card b{display:block;font-size:20px} .charts{display:flex;gap:24px;flex-wrap:wrap;margin:16px 0}
             table{border-collapse:collapse;width:100%;font-size:13px} th,td{border-bottom:1px solid #e4e7eb;padding:4px 6px;text-align:left;vertical-align:top}
             th{background:#f5f7fa;position:sticky;top:0} input{padding:6px;width:320px;margin:8px 0}
-            .failed{color:#d64545} .sent,.completed{color:#2e9e5b} .cancelled{color:#8a8f98}
+            .failed{color:#d64545} .sent,.completed{color:#2e9e5b} .cancelled{color:#8a8f98} tr.in-doubt{background:#fff7e6}
             </style></head><body>
             <h1>Fanout report: \(Format.html(title))</h1>
             <div class="sub">company \(s.companyID) · template \(Format.html(s.template)) · status <b>\(Format.html(s.status))</b>\(s.reason.map { " · " + Format.html($0) } ?? "")</div>
@@ -37,7 +41,7 @@ final class HTMLReportWriter: ReportWriter {
         }
         output.write("""
             <input id="filter" placeholder="Filter: type a status, address, code or reason" oninput="filterRows(this.value)">
-            <table id="items"><thead><tr><th>ID</th><th>\(s.kind == .email ? "Recipient" : "Card")</th><th>Platform</th><th>Status</th><th>Attempts</th><th>Code</th><th>Processed at (UTC)</th><th>Reason</th></tr></thead><tbody>
+            <table id="items"><thead><tr>\(ReportColumns.names(s.kind).map { "<th>\($0)</th>" }.joined())</tr></thead><tbody>
 
             """)
     }
@@ -77,7 +81,13 @@ final class HTMLReportWriter: ReportWriter {
     }
 
     func row(_ item: ReportItem) {
-        output.write("<tr><td>\(item.id)</td><td>\(Format.html(item.target))</td><td>\(Format.html(item.platform ?? ""))</td><td class=\"\(Format.html(item.status))\">\(Format.html(item.status))\(item.inDoubt ? " (in doubt)" : "")</td><td>\(item.attempts)</td><td>\(item.code.map(String.init) ?? "")</td><td>\(Format.time(item.processedAt))</td><td>\(Format.html(item.reason ?? ""))</td></tr>\n")
+        let names = ReportColumns.names(kind)
+        var cells = ""
+        for (name, value) in zip(names, ReportColumns.values(item, kind: kind)) {
+            let text = Format.html(Format.text(value))
+            cells += name == "status" ? "<td class=\"\(text)\">\(text)</td>" : "<td>\(text)</td>"
+        }
+        output.write("<tr\(item.inDoubt ? " class=\"in-doubt\"" : "")>\(cells)</tr>\n")
     }
 
     func end() {

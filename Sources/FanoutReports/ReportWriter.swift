@@ -79,13 +79,34 @@ public func makeReportWriter(_ format: ReportFormat, output: ReportOutput) -> an
 }
 
 enum Format {
+    /// ISO 8601 in UTC with `Z`; empty for none.
     static func time(_ unix: Double?) -> String {
         guard let unix else { return "" }
-        var seconds = time_t(unix)
+        var seconds = time_t(unix.rounded(.down))
         var parts = tm()
         gmtime_r(&seconds, &parts)
         func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
+
+    /// A field as plain text (CSV, table, HTML): empty for none, 1/0 for a flag.
+    static func text(_ value: ReportValue) -> String {
+        switch value {
+        case .text(let text): text ?? ""
+        case .number(let number): number.map(String.init) ?? ""
+        case .flag(let flag): flag ? "1" : "0"
+        case .time(let unix): time(unix)
+        }
+    }
+
+    /// A field as a JSON value.
+    static func json(_ value: ReportValue) -> String {
+        switch value {
+        case .text(let text): text.map(json) ?? "null"
+        case .number(let number): number.map(String.init) ?? "null"
+        case .flag(let flag): flag ? "true" : "false"
+        case .time(let unix): unix.map { json(time($0)) } ?? "null"
+        }
     }
 
     static func duration(_ seconds: Double?) -> String {

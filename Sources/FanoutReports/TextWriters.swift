@@ -1,7 +1,10 @@
+import FanoutCore
+
 /// A plain-text table: the summary, then one fixed-width line per item (widths are fixed so the
 /// rows can stream).
 final class TableReportWriter: ReportWriter {
     private let output: ReportOutput
+    private var kind = JobKind.email
     init(output: ReportOutput) { self.output = output }
 
     func begin(_ s: ReportSummary) {
@@ -12,21 +15,25 @@ final class TableReportWriter: ReportWriter {
             output.write("most common failures:\n")
             for failure in s.topFailures { output.write("  \(failure.count) × \(failure.reason)\n") }
         }
-        output.write("\n" + line(["ID", "RECIPIENT/CARD", "PLATFORM", "STATUS", "TRIES", "CODE", "PROCESSED AT", "REASON"]) + "\n")
+        kind = s.kind
+        output.write("\n" + line(ReportColumns.names(kind)) + "\n")
     }
 
     func row(_ item: ReportItem) {
-        output.write(line([
-            String(item.id), item.target, item.platform ?? "", item.status + (item.inDoubt ? "*" : ""), String(item.attempts),
-            item.code.map(String.init) ?? "", Format.time(item.processedAt), item.reason ?? "",
-        ]) + "\n")
+        output.write(line(ReportColumns.values(item, kind: kind).map(Format.text)) + "\n")
     }
 
     func end() {
-        output.write("\n* in doubt: the tick delivering it died before recording the outcome\n")
+        output.write("\nin_doubt 1: the tick delivering it died before recording the outcome (it may have been delivered twice)\n")
     }
 
-    private let widths = [10, 36, 9, 11, 6, 5, 20]
+    /// Every column but the last (the reason) is clipped to a fixed width, so rows can stream.
+    private var widths: [Int] {
+        switch kind {
+        case .email: [10, 32, 20, 11, 9, 9, 14, 21]
+        case .wallet: [10, 20, 9, 11, 9, 9, 12, 21, 21]
+        }
+    }
     private func line(_ cells: [String]) -> String {
         var out = ""
         for (i, cell) in cells.enumerated() {
@@ -45,17 +52,16 @@ final class TableReportWriter: ReportWriter {
 /// line break (quotes doubled).
 final class CSVReportWriter: ReportWriter {
     private let output: ReportOutput
+    private var kind = JobKind.email
     init(output: ReportOutput) { self.output = output }
 
     func begin(_ summary: ReportSummary) {
-        output.write(row(["id", summary.kind == .email ? "email" : "card_id", "platform", "status", "attempts", "in_doubt", "code", "processed_at", "reason"]))
+        kind = summary.kind
+        output.write(row(ReportColumns.names(kind)))
     }
 
     func row(_ item: ReportItem) {
-        output.write(row([
-            String(item.id), item.target, item.platform ?? "", item.status, String(item.attempts), item.inDoubt ? "1" : "0",
-            item.code.map(String.init) ?? "", Format.time(item.processedAt), item.reason ?? "",
-        ]))
+        output.write(row(ReportColumns.values(item, kind: kind).map(Format.text)))
     }
 
     func end() {}
@@ -76,12 +82,16 @@ final class JSONReportWriter: ReportWriter {
     private let output: ReportOutput
     private let lines: Bool
     private var first = true
+    private var names: [String] = []
+    private var kind = JobKind.email
     init(output: ReportOutput, lines: Bool) {
         self.output = output
         self.lines = lines
     }
 
     func begin(_ s: ReportSummary) {
+        kind = s.kind
+        names = ReportColumns.names(kind).map { Format.json($0) }
         let counts = s.countsByStatus.map { "\(Format.json($0.status)):\($0.count)" }.joined(separator: ",")
         let failures = s.topFailures.map { "{\"reason\":\(Format.json($0.reason)),\"count\":\($0.count)}" }.joined(separator: ",")
         let summary = "{\"kind\":\(Format.json(s.kind.rawValue)),\"job_id\":\(s.jobID),\"company_id\":\(s.companyID),\"template\":\(Format.json(s.template)),"
@@ -92,10 +102,8 @@ final class JSONReportWriter: ReportWriter {
     }
 
     func row(_ item: ReportItem) {
-        let object = "{\"id\":\(item.id),\"target\":\(Format.json(item.target)),\"platform\":\(item.platform.map(Format.json) ?? "null"),"
-            + "\"status\":\(Format.json(item.status)),\"attempts\":\(item.attempts),\"in_doubt\":\(item.inDoubt),"
-            + "\"code\":\(item.code.map(String.init) ?? "null"),\"processed_at\":\(item.processedAt.map { Format.json(Format.time($0)) } ?? "null"),"
-            + "\"reason\":\(item.reason.map(Format.json) ?? "null")}"
+        let values = ReportColumns.values(item, kind: kind)
+        let object = "{" + zip(names, values).map { "\($0):\(Format.json($1))" }.joined(separator: ",") + "}"
         if lines {
             output.write(object + "\n")
         } else {

@@ -21,6 +21,11 @@ public final class MariaDBJobStore: JobStore {
     /// The database's clock as the last `companiesWithWork` read it, and when: later readings
     /// add local monotonic time, so asking for the time costs no statement.
     private var clockAnchor: (database: Date, local: ContinuousClock.Instant) = (Date(), ContinuousClock.now)
+    /// When the lease was last heartbeated (outcome writes confirm the lease by their fence; the
+    /// heartbeat itself, which tells other ticks this one lives, is needed far less often).
+    private var lastHeartbeat = ContinuousClock.now
+    /// Jobs this store made live (processing) already.
+    private var startedJobs: Set<UInt64> = []
 
     /// - Parameter connection: used by this store alone, on one thread. Times are exchanged as
     ///   Unix seconds, so the session's time zone does not matter.
@@ -80,7 +85,7 @@ public final class MariaDBJobStore: JobStore {
         let retryReason = "In doubt: the tick delivering it died before recording the outcome; delivered again with the same message id"
         let first: any SQLEncodable = policy == .atLeastOnce ? maxAttempts : 0
         // Claimed but never handed to the server (above the dead holder's mark): not in doubt.
-        _ = try connection.execute(sql.putBackNeverHanded, [job.id] + fence(lease)).affectedRows
+        _ = try connection.execute(sql.putBackNeverHanded, [job.id, job.id] + fence(lease)).affectedRows
         let resolved = try connection.execute(
             sql.resolveInDoubt(policy),
             [first, failedReason, retryReason, job.id] + fence(lease)
@@ -107,10 +112,16 @@ public final class MariaDBJobStore: JobStore {
             )
         }
         if due.isEmpty { return [] }
+        if job.status == .pending && !startedJobs.contains(job.id) {
+            // Live before the first item is handed out: the host's screen says "processing".
+            try connection.execute(sql.start, [job.id, job.id] + fence(lease))
+            startedJobs.insert(job.id)
+        }
         let ids = Self.padded(due.map(\.id))
-        let changed = try connection.execute(sql.claim(count: ids.count), [job.id] + ids + fence(lease)).affectedRows
-        // Rows changed: the items, the job and the lease row.
-        let claimed = changed >= 2 ? changed - 2 : 0
+        let claimed = try connection.execute(
+            sql.claim(count: ids.count),
+            [lease.owner] + ids + [job.id] + fence(lease) + [job.id]
+        ).affectedRows
         if claimed == UInt64(due.count) { return due }
         if claimed == 0 { return [] }
         // Someone (a person cancelling items by SQL) changed a few between the read and the claim.
@@ -119,62 +130,79 @@ public final class MariaDBJobStore: JobStore {
     }
 
     public func write(_ updates: [ItemUpdate], handedThrough: UInt64, job: JobRecord, lease: Lease) throws -> LeaseCheck {
-        if updates.isEmpty {
-            let result = try connection.execute(sql.heartbeat, [job.id, handedThrough] + fence(lease))
+        let sinceHeartbeat = ContinuousClock.now - lastHeartbeat
+        if updates.isEmpty && (handedThrough == 0 || sinceHeartbeat >= .seconds(1)) {
+            let result = try connection.execute(sql.heartbeat, [job.id] + fence(lease))
+            lastHeartbeat = .now
             if result.affectedRows == 0 { return .lost }
             return try held(job, statusCode: result.lastInsertID)
         }
-        // Delivered outcomes without a reason go as one IN list; the rest, each with its own
-        // reason, as one derived-table statement.
-        let delivered = updates.filter { $0.reason == nil && $0.retryDelay == nil && $0.status == job.kind.deliveredStatus }
-        let detailed = delivered.count == updates.count ? [] : updates.filter { !($0.reason == nil && $0.retryDelay == nil && $0.status == job.kind.deliveredStatus) }
-        var statusCode: UInt64 = 0
-        var expected = 0
-        var changed: UInt64 = 0
-        for code in Set(delivered.map(\.code)) {
-            let group = delivered.filter { $0.code == code }
-            let ids = Self.padded(group.map(\.itemID))
-            let result = try connection.execute(
-                sql.recordDelivered(count: ids.count),
-                [job.id] + ids + [job.kind.deliveredStatus.rawValue, code, group.count, 0, handedThrough] + fence(lease)
-            )
-            if result.affectedRows == 0 { return try lostOrVanished(job, lease: lease, handedThrough: handedThrough) }
-            statusCode = result.lastInsertID
-            expected += group.count + 2
-            changed += result.affectedRows
-        }
-        if !detailed.isEmpty {
-            var parameters: [any SQLEncodable] = [job.id]
-            parameters.reserveCapacity(detailed.count * 5 + 7)
-            for update in detailed {
-                parameters.append(update.itemID)
-                parameters.append(update.status.rawValue)
-                parameters.append(update.reason.map { Self.clip($0) })
-                parameters.append(update.code)
-                parameters.append(update.retryDelay.map { Int64($0.seconds * 1_000_000) })
+        var terminal = 0
+        var failed = 0
+        var delivered: [UInt64: [UInt64]] = [:]
+        var failures: [ItemUpdate] = []
+        var retries: [ItemUpdate] = []
+        for update in updates {
+            switch update.status {
+            case .pending: retries.append(update)
+            case .failed: failures.append(update)
+            default: delivered[UInt64(bitPattern: Int64(update.code ?? -1)), default: []].append(update.itemID)
             }
-            parameters.append(detailed.filter { $0.status.isTerminal }.count)
-            parameters.append(detailed.filter { $0.status == .failed }.count)
-            parameters.append(handedThrough)
-            parameters.append(contentsOf: fence(lease))
-            let result = try connection.execute(sql.record(count: detailed.count), parameters)
-            if result.affectedRows == 0 { return try lostOrVanished(job, lease: lease, handedThrough: handedThrough) }
-            statusCode = result.lastInsertID
-            expected += detailed.count + 2
-            changed += result.affectedRows
         }
-        if changed != UInt64(expected) {
-            // Some items were not ours any more (changed or deleted by a person): the counters
-            // added for them are wrong; count again from the items.
-            try connection.execute(sql.recount, [job.id] + fence(lease))
+        for (code, itemIDs) in delivered {
+            let ids = Self.padded(itemIDs)
+            let codeValue: Int? = Int64(bitPattern: code) == -1 ? nil : Int(Int64(bitPattern: code))
+            terminal += Int(try connection.execute(
+                sql.recordDelivered(count: ids.count),
+                [job.kind.deliveredStatus.rawValue, codeValue] + ids + [job.id, lease.owner]
+            ).affectedRows)
         }
-        return try held(job, statusCode: statusCode)
+        for group in [failures, retries] where !group.isEmpty {
+            let written = try recordDetailed(group, job: job, lease: lease)
+            if group[0].status == .failed {
+                terminal += written
+                failed += written
+            }
+        }
+        // The job's counters move by what was written, in the same round as the items.
+        let result = try connection.execute(sql.progress, [terminal, failed, updates.count, handedThrough, job.id] + fence(lease))
+        if result.affectedRows == 0 { return try lostOrDeleted(job, lease: lease) }
+        if sinceHeartbeat >= .seconds(1) {
+            try connection.execute(sql.heartbeat, [job.id] + fence(lease))
+            lastHeartbeat = .now
+        }
+        return try held(job, statusCode: result.lastInsertID)
     }
 
-    /// An outcome write that changed nothing: the lease is lost, or every item of the group was
-    /// changed or deleted by a person meanwhile (then the heartbeat tells).
-    private func lostOrVanished(_ job: JobRecord, lease: Lease, handedThrough: UInt64) throws -> LeaseCheck {
-        try write([], handedThrough: handedThrough, job: job, lease: lease)
+    /// Outcomes each with its own reason, code and retry wait, all of one status.
+    private func recordDetailed(_ updates: [ItemUpdate], job: JobRecord, lease: Lease) throws -> Int {
+        var written = 0
+        for start in stride(from: 0, to: updates.count, by: 200) {
+            let chunk = Array(updates[start..<min(start + 200, updates.count)])
+            let padded = Self.padded(chunk.map(\.itemID))
+            let extra = padded.count - chunk.count
+            let last = chunk[chunk.count - 1]
+            var parameters: [any SQLEncodable] = []
+            parameters.reserveCapacity(padded.count * 5 + 3)
+            parameters.append(contentsOf: padded.map { $0 as any SQLEncodable })
+            parameters.append(contentsOf: (chunk + Array(repeating: last, count: extra)).map { $0.reason.map { Self.clip($0) } as any SQLEncodable })
+            parameters.append(contentsOf: (chunk + Array(repeating: last, count: extra)).map { $0.code as any SQLEncodable })
+            parameters.append(contentsOf: (chunk + Array(repeating: last, count: extra)).map { $0.retryDelay.map { Int64($0.seconds * 1_000_000) } as any SQLEncodable })
+            parameters.append(last.status.rawValue)
+            parameters.append(contentsOf: padded.map { $0 as any SQLEncodable })
+            parameters.append(job.id)
+            parameters.append(lease.owner)
+            written += Int(try connection.execute(sql.recordDetailed(count: padded.count), parameters).affectedRows)
+        }
+        return written
+    }
+
+    /// A job write that changed nothing: the lease is lost, or the job was deleted.
+    private func lostOrDeleted(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
+        let result = try connection.execute(sql.heartbeat, [job.id] + fence(lease))
+        lastHeartbeat = .now
+        if result.affectedRows == 0 { return .lost }
+        return try held(job, statusCode: result.lastInsertID)
     }
 
     /// The job's status from a write's insert id (see `JobSQL.statusCode`), with the reason read

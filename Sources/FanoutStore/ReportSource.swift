@@ -40,14 +40,17 @@ public struct ReportSource {
         try connection.prepare(sql.itemRows).forEachRow([jobID]) { row in
             try body(ReportItem(
                 id: try row.decode("id"),
-                target: (try? row.decode("target", as: String.self)) ?? "",
+                email: try row.decodeIfPresent("email"),
+                name: try row.decodeIfPresent("name"),
+                cardID: try row.decodeIfPresent("card_id"),
                 platform: try row.decodeIfPresent("platform"),
                 status: try row.decode("status"),
                 attempts: try row.decode("attempts"),
                 inDoubt: try row.decode("in_doubt", as: Bool.self),
-                reason: try row.decodeIfPresent("reason"),
                 code: try row.decodeIfPresent("code"),
-                processedAt: Double(sqlValue: row["processed"])
+                unregisteredAt: Double(sqlValue: row["unregistered"]),
+                processedAt: Double(sqlValue: row["processed"]),
+                reason: try row.decodeIfPresent("reason")
             ))
         }
     }
@@ -72,12 +75,11 @@ struct ReportSQL {
         """
     }
     var itemRows: String {
-        let target = kind == .email ? "email" : "CAST(card_id AS CHAR)"
-        let platform = kind == .email ? "NULL" : "platform"
-        let code = kind == .email ? "response_code" : "http_status"
+        let columns = kind == .email
+            ? "email, name, NULL AS card_id, NULL AS platform, response_code AS code, NULL AS unregistered"
+            : "NULL AS email, NULL AS name, card_id, platform, http_status AS code, UNIX_TIMESTAMP(unregistered_at) AS unregistered"
         return """
-            SELECT id, \(target) AS target, \(platform) AS platform, status, attempts, in_doubt, reason, \(code) AS code,
-                   UNIX_TIMESTAMP(processed_at) AS processed
+            SELECT id, \(columns), status, attempts, in_doubt, reason, UNIX_TIMESTAMP(processed_at) AS processed
             FROM \(items) WHERE \(fk) = ? ORDER BY id
             """
     }

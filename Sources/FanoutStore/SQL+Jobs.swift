@@ -36,32 +36,25 @@ struct JobSQL {
     /// Takes a released lease. A holder taken over before may still have items in flight that
     /// nobody resolved yet (the taker only ended a cancelled job): the insert id says so (1).
     let takeFreeLease = """
-        UPDATE fanout_leases SET owner = ?, job_id = NULL, acquired_at = NOW(6), heartbeat_at = NOW(6),
-          handed_through = LAST_INSERT_ID(prev_owner IS NOT NULL) * 0
+        UPDATE fanout_leases SET owner = ?, job_id = NULL, acquired_at = NOW(6),
+          heartbeat_at = IF(LAST_INSERT_ID(prev_owner IS NOT NULL) >= 0, NOW(6), NOW(6))
         WHERE kind = ? AND company_id = ? AND owner IS NULL
         """
     /// After the items of a taken-over holder were resolved. Parameters: fence.
-    let forgetPreviousHolder = """
-        UPDATE fanout_leases SET prev_owner = NULL, prev_handed_through = 0
-        WHERE kind = ? AND company_id = ? AND owner = ?
-        """
+    let forgetPreviousHolder = "UPDATE fanout_leases SET prev_owner = NULL WHERE kind = ? AND company_id = ? AND owner = ?"
     let insertLease = """
         INSERT IGNORE INTO fanout_leases (kind, company_id, owner, acquired_at, heartbeat_at)
         VALUES (?, ?, ?, NOW(6), NOW(6))
         """
     /// Takes a lease whose holder's heartbeat is older than the given microseconds (or any, with
-    /// the last parameter 1: forced), keeping the old holder and its hand-over mark for
-    /// `putBackNeverHanded` (single-table UPDATE: assignments run left to right on old values).
+    /// the last parameter 1: forced), remembering the holder (its items are to be resolved).
     let takeStuckLease = """
-        UPDATE fanout_leases SET prev_owner = owner, prev_handed_through = handed_through,
-          owner = ?, job_id = NULL, acquired_at = NOW(6), heartbeat_at = NOW(6), handed_through = 0
+        UPDATE fanout_leases SET prev_owner = owner,
+          owner = ?, job_id = NULL, acquired_at = NOW(6), heartbeat_at = NOW(6)
         WHERE kind = ? AND company_id = ? AND owner IS NOT NULL AND owner <> ?
           AND (heartbeat_at IS NULL OR heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND OR ? = 1)
         """
-    let releaseLease = """
-        UPDATE fanout_leases SET owner = NULL, job_id = NULL, served_at = NOW(6), handed_through = 0
-        WHERE kind = ? AND company_id = ? AND owner = ?
-        """
+    let releaseLease = "UPDATE fanout_leases SET owner = NULL, job_id = NULL, served_at = NOW(6) WHERE kind = ? AND company_id = ? AND owner = ?"
 
     /// The job's status as a number, for `LAST_INSERT_ID(expr)`: 1 + its place in `statusCodes`
     /// (so 1 is an unknown status and 7 a job that no longer exists).
@@ -69,28 +62,27 @@ struct JobSQL {
         "COALESCE(FIELD(\(status), 'pending', 'processing', 'completed', 'failed', 'cancelled'), 6) + 1"
     }
 
-    /// The lease's part of every write made while a batch runs: the heartbeat, the hand-over
-    /// mark (GREATEST: it only moves ahead), and the job's status handed back as the insert id.
-    /// Parameters: the mark.
-    private func leaseProgress(status: String) -> String {
+    /// Heartbeats the lease and hands the job's status back as the insert id. Parameters: job
+    /// id, fence.
+    var heartbeat: String {
         """
-        l.heartbeat_at = IF(LAST_INSERT_ID(\(statusCode(status))) > 0, NOW(6), NOW(6)),
-            l.handed_through = GREATEST(l.handed_through, ?)
+        UPDATE fanout_leases
+        SET heartbeat_at = IF(LAST_INSERT_ID(\(statusCode("(SELECT status FROM \(jobs) WHERE id = ?)"))) > 0, NOW(6), NOW(6))
+        WHERE kind = ? AND company_id = ? AND owner = ?
         """
     }
 
-    /// The lease row held by this owner; the first table of every write made while a batch runs,
-    /// so the write is fenced by a join (no lease, no rows) and always writes the lease row
-    /// (which Galera needs to see two nodes' writers conflict).
-    private let leaseTable = "fanout_leases l"
-    private let leaseHeld = "l.kind = ? AND l.company_id = ? AND l.owner = ?"
-
-    /// A heartbeat with nothing to record: moves the hand-over mark and reads the job's status.
-    /// Parameters: job id, mark, fence.
-    var heartbeat: String {
+    /// The job's part of a write: counters and last activity move with the outcomes just
+    /// written, the hand-over mark moves ahead, and the job's status comes back as the insert id;
+    /// fenced by the lease. Parameters: terminal, failed, mark, job id, fence.
+    var progress: String {
         """
-        UPDATE \(leaseTable) SET \(leaseProgress(status: "(SELECT status FROM \(jobs) WHERE id = ?)"))
-        WHERE \(leaseHeld)
+        UPDATE \(jobs) SET
+          processed_items = processed_items + ?, failed_items = failed_items + ?,
+          last_processed_at = IF(? > 0, NOW(), last_processed_at),
+          handed_through = GREATEST(handed_through, ?),
+          updated_at = IF(LAST_INSERT_ID(\(statusCode("status"))) > 0, NOW(), NOW())
+        WHERE id = ? AND \(fence)
         """
     }
 
@@ -134,23 +126,24 @@ struct JobSQL {
             """
     }
 
-    /// Marks the given items in flight for this lease (only those still pending, only while the
-    /// lease is held and the job runnable) and, in the same statement, makes the job live:
-    /// processing, `started_at`, `total_items` when the host left it 0. Changes the lease row
-    /// (heartbeat, job) and the job row besides the items: rows changed = items + 2.
-    /// Parameters: job id, item ids, fence.
+    /// Makes the job live before its first items are claimed: processing, `started_at`,
+    /// `total_items` when the host left it 0. Parameters: job id, fence.
+    var start: String {
+        """
+        UPDATE \(jobs) SET status = 'processing', started_at = COALESCE(started_at, NOW()),
+          total_items = IF(total_items = 0, (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ?), total_items), updated_at = NOW()
+        WHERE id = ? AND status = 'pending' AND \(fence)
+        """
+    }
+
+    /// Marks the given items in flight for this lease: only those still pending, only while the
+    /// lease is held and the job runnable.
     func claim(count: Int) -> String {
         """
-        UPDATE \(leaseTable)
-        JOIN \(jobs) j ON j.id = ? AND j.status IN \(unfinished)
-        JOIN \(items) i ON i.\(fk) = j.id AND i.status = 'pending'
-          AND i.id IN (\(Array(repeating: "?", count: count).joined(separator: ", ")))
-        SET i.status = 'processing', i.claimed_by = l.owner, i.claimed_at = NOW(6), i.updated_at = NOW(),
-            j.status = 'processing', j.started_at = COALESCE(j.started_at, NOW()),
-            j.total_items = IF(j.total_items = 0, (SELECT COUNT(*) FROM \(items) t WHERE t.\(fk) = j.id), j.total_items),
-            j.updated_at = NOW(),
-            l.heartbeat_at = NOW(6), l.job_id = j.id
-        WHERE \(leaseHeld)
+        UPDATE \(items) SET status = 'processing', claimed_by = ?, claimed_at = NOW(6), updated_at = NOW()
+        WHERE id IN (\(Array(repeating: "?", count: count).joined(separator: ", "))) AND \(fk) = ? AND status = 'pending'
+          AND \(fence)
+          AND EXISTS (SELECT 1 FROM \(jobs) WHERE id = ? AND status IN \(unfinished))
         """
     }
 
@@ -161,63 +154,38 @@ struct JobSQL {
 
     /// What a delivered item's reason says when the host had flipped it to cancelled while it was
     /// in flight: the delivery stands, the host's reason stays as a note.
-    private var deliveredOverCancel: String {
-        "CONCAT('Delivered before the cancel reached it', IF(i.reason IS NULL OR i.reason = '', '', CONCAT(' (', i.reason, ')')))"
-    }
+    private let deliveredOverCancel =
+        "CONCAT('Delivered before the cancel reached it', IF(reason IS NULL OR reason = '', '', CONCAT(' (', reason, ')')))"
 
-    /// The job's part of an outcome write: its counters and last activity move with the items.
-    /// Parameters: terminal items, failed items.
-    private let jobProgress = """
-        j.processed_items = j.processed_items + ?, j.failed_items = j.failed_items + ?,
-            j.last_processed_at = NOW(), j.updated_at = NOW()
-        """
+    private func list(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
 
-    /// One statement for a group of outcomes, the values as a derived table; with the job's
-    /// counters and the lease's heartbeat and hand-over mark. An item the host flipped to
-    /// cancelled while in flight is recorded delivered if it was, and stays cancelled otherwise.
-    /// Rows changed = items + 2. Parameters: job id, (id, status, reason, code, retry µs) per item,
-    /// terminal, failed, mark, fence.
-    func record(count: Int) -> String {
-        let rows = (0..<count).map { i in
-            i == 0 ? "SELECT ? AS id, ? AS status, ? AS reason, ? AS code, ? AS retry_us" : "SELECT ?, ?, ?, ?, ?"
-        }.joined(separator: " UNION ALL ")
-        let delivered = "'\(kind.deliveredStatus.rawValue)'"
-        // Assignments to one table run left to right: `i.status` is read before it is set last.
-        return """
-            UPDATE \(leaseTable)
-            JOIN \(jobs) j ON j.id = ?
-            JOIN (\(rows)) v
-            JOIN \(items) i ON i.id = v.id AND i.\(fk) = j.id AND i.claimed_by = l.owner
-              AND i.status IN ('processing', 'cancelled')
-            SET i.reason = IF(i.status = 'cancelled', IF(v.status = \(delivered), \(deliveredOverCancel), i.reason), v.reason),
-                i.\(codeColumn) = v.code,
-                i.attempts = i.attempts + 1,
-                i.next_attempt_at = IF(v.retry_us IS NULL OR i.status = 'cancelled', NULL, NOW(6) + INTERVAL v.retry_us MICROSECOND),
-                i.processed_at = IF(v.status = 'pending' AND i.status <> 'cancelled', NULL, NOW()),
-                i.status = IF(i.status = 'cancelled' AND v.status <> \(delivered), 'cancelled', v.status),
-                i.claimed_by = NULL, i.updated_at = NOW(),
-                \(jobProgress),
-                \(leaseProgress(status: "j.status"))
-            WHERE \(leaseHeld)
-            """
-    }
-
-    /// The common case, delivered items with no reason, as an IN list (much cheaper for the
-    /// server than a derived table); otherwise as `record`. Parameters: job id, status, code,
-    /// item ids, terminal, failed, mark, fence.
+    /// Delivered items of this lease, as an IN list. An item the host flipped to cancelled while
+    /// it was in flight is recorded delivered too (single-table UPDATE: assignments run left to
+    /// right, so `reason` reads the status before it is set). Parameters: status, code, item ids,
+    /// job id, owner.
     func recordDelivered(count: Int) -> String {
         """
-        UPDATE \(leaseTable)
-        JOIN \(jobs) j ON j.id = ?
-        JOIN \(items) i ON i.\(fk) = j.id AND i.claimed_by = l.owner AND i.status IN ('processing', 'cancelled')
-          AND i.id IN (\(Array(repeating: "?", count: count).joined(separator: ", ")))
-        SET i.reason = IF(i.status = 'cancelled', \(deliveredOverCancel), NULL),
-            i.status = ?, i.\(codeColumn) = ?, i.attempts = i.attempts + 1,
-            i.next_attempt_at = NULL, i.processed_at = NOW(), i.claimed_by = NULL, i.updated_at = NOW(),
-            \(jobProgress),
-            \(leaseProgress(status: "j.status"))
-        WHERE \(leaseHeld)
+        UPDATE \(items) SET reason = IF(status = 'cancelled', \(deliveredOverCancel), NULL),
+          status = ?, \(codeColumn) = ?, attempts = attempts + 1,
+          next_attempt_at = NULL, processed_at = NOW(), claimed_by = NULL, updated_at = NOW()
+        WHERE id IN (\(list(count))) AND \(fk) = ? AND claimed_by = ? AND status IN ('processing', 'cancelled')
         """
+    }
+
+    /// Failed or rescheduled items of this lease, each with its own reason, code and retry wait
+    /// (picked by the item's place in the list). An item the host cancelled meanwhile stays
+    /// cancelled. Parameters: ids, reasons, codes, retry µs (each `count` long, for FIELD/ELT),
+    /// status, ids again (IN), job id, owner.
+    func recordDetailed(count: Int) -> String {
+        let place = "FIELD(id, \(list(count)))"
+        return """
+            UPDATE \(items) SET reason = ELT(@place := \(place), \(list(count))),
+              \(codeColumn) = ELT(@place, \(list(count))),
+              next_attempt_at = NOW(6) + INTERVAL ELT(@place, \(list(count))) MICROSECOND,
+              status = ?, attempts = attempts + 1,
+              processed_at = IF(status = 'pending', NULL, NOW()), claimed_by = NULL, updated_at = NOW()
+            WHERE id IN (\(list(count))) AND \(fk) = ? AND claimed_by = ? AND status = 'processing'
+            """
     }
 
     /// Puts items in flight back to pending, uncharged. Parameters: item ids, owner.
@@ -228,16 +196,14 @@ struct JobSQL {
         """
     }
 
-    /// After a takeover: the dead holder's items above its hand-over mark were claimed but never
-    /// handed to the server; they go back to pending, uncharged and not in doubt.
-    /// Parameters: job id, fence.
+    /// After a takeover: items above the job's hand-over mark were claimed but never handed to
+    /// the server; they go back to pending, uncharged and not in doubt. Parameters: job id, job
+    /// id, fence.
     var putBackNeverHanded: String {
         """
-        UPDATE \(leaseTable)
-        JOIN \(items) i ON i.\(fk) = ? AND i.status = 'processing'
-          AND i.claimed_by = l.prev_owner AND i.id > l.prev_handed_through
-        SET i.status = 'pending', i.claimed_by = NULL, i.claimed_at = NULL, i.updated_at = NOW()
-        WHERE \(leaseHeld)
+        UPDATE \(items) SET status = 'pending', claimed_by = NULL, claimed_at = NULL, updated_at = NOW()
+        WHERE \(fk) = ? AND status = 'processing'
+          AND id > (SELECT handed_through FROM \(jobs) WHERE id = ?) AND \(fence)
         """
     }
 

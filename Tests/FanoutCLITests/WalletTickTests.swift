@@ -26,6 +26,39 @@ struct WalletTickTests {
         return try names.map { try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent($0))) as! [String: Any] }
     }
 
+    /// Wallet reports name fields as the wallet item table does, in every format.
+    @Test func reportColumnsAreTheItemTablesInEveryFormat() throws {
+        try withWalletSetup { fixture, _, env in
+            let job = try fixture.walletJob(company: 4, cards: [(7, "google", nil), (8, "apple", nil)])
+            #expect(try runFanout(["wallet:process-jobs"], environment: env).status == 0)
+            let columns = ["id", "card_id", "platform", "status", "attempts", "in_doubt", "http_status", "unregistered_at", "processed_at", "reason"]
+            let csv = try runFanout(["report", "wallet", String(job), "--format", "csv"], environment: env)
+            let lines = csv.stdout.split(separator: "\r\n").map(String.init)
+            #expect(lines.first == columns.joined(separator: ","))
+            #expect(lines.dropFirst().first?.contains(",7,google,completed,1,0,200,,") == true, "\(lines)")
+            for format in ["json", "jsonl"] {
+                let out = try runFanout(["report", "wallet", String(job), "--format", format], environment: env)
+                let objects: [[String: Any]]
+                if format == "json" {
+                    objects = try #require((try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any])?["items"] as? [[String: Any]])
+                } else {
+                    objects = try out.stdout.split(separator: "\n").dropFirst().map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+                }
+                #expect(objects.count == 2)
+                #expect(objects.allSatisfy { Set($0.keys) == Set(columns) }, "\(format)")
+                #expect(objects.first?["card_id"] as? Int == 7)
+                #expect(objects.first?["http_status"] as? Int == 200)
+                #expect((objects.first?["processed_at"] as? String)?.hasSuffix("Z") == true)
+            }
+            let table = try runFanout(["report", "wallet", String(job)], environment: env)
+            let html = try runFanout(["report", "wallet", String(job), "--format", "html"], environment: env)
+            for name in columns {
+                #expect(table.stdout.contains(name))
+                #expect(html.stdout.contains("<th>\(name)</th>"))
+            }
+        }
+    }
+
     @Test func twentyFiveItemsInBatchesOfTen() throws {
         try withWalletSetup { fixture, http, env in
             let job = try fixture.walletJob(company: 1, count: 25)

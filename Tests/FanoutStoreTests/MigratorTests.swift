@@ -138,7 +138,7 @@ struct MigratorTests {
         for table in ["bulk_email_jobs", "bulk_email_job_items", "bulk_wallet_api_jobs", "bulk_wallet_api_job_items"] {
             let original = try db.query("SELECT column_name AS c FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position", [table])
                 .map { try $0.decode("c", as: String.self) }
-                .filter { !["next_attempt_at", "claimed_by", "claimed_at", "in_doubt", "response_code"].contains($0) }
+                .filter { !["next_attempt_at", "claimed_by", "claimed_at", "in_doubt", "response_code", "handed_through", "unregistered_at"].contains($0) }
             for row in try db.query("SELECT \(original.map { "`\($0)`" }.joined(separator: ", ")) FROM `\(table)` ORDER BY id") {
                 lines.append("\(table): " + row.values.map { "\($0)" }.joined(separator: " | "))
             }
