@@ -67,8 +67,19 @@ struct DoctorCommand: ParsableCommand {
         for name in emailNames {
             do { _ = try EmailTemplate.load(name: name, folder: folder); report(true, "template", "email/\(name)") } catch { report(false, "template", "\(error)") }
         }
+        let walletEnvironment = (try? settings.wallet(parallel: 1, rate: nil))?.environment ?? [:]
         for name in walletNames {
-            do { _ = try WalletTemplate.load(name: name, folder: folder); report(true, "template", "wallet/\(name)") } catch { report(false, "template", "\(error)") }
+            do {
+                let template = try WalletTemplate.load(name: name, folder: folder)
+                // The same check a wallet job makes before it sends anything.
+                if let problem = template.urlProblem(environment: walletEnvironment) {
+                    report(false, "template", problem)
+                } else {
+                    report(true, "template", "wallet/\(name)")
+                }
+            } catch {
+                report(false, "template", "\(error)")
+            }
         }
         // The wallet API's server, when a base URL is configured.
         if let base = settings["WALLET_BASE_URL"] {

@@ -44,12 +44,18 @@ public final class WalletDeliverer: Deliverer {
     }
 
     public func prepare(_ job: JobRecord) throws(JobFailure) {
-        if templates[job.template] != nil { return }
-        do {
-            templates[job.template] = try WalletTemplate.load(name: job.template, folder: settings.templatesFolder)
-            logger.debug("template loaded", metadata: ["template": "\(job.template)", "job.id": "\(job.id)"])
-        } catch {
-            throw JobFailure(reason: "Template '\(job.template)' cannot be used: \(error)")
+        if templates[job.template] == nil {
+            do {
+                templates[job.template] = try WalletTemplate.load(name: job.template, folder: settings.templatesFolder)
+                logger.debug("template loaded", metadata: ["template": "\(job.template)", "job.id": "\(job.id)"])
+            } catch {
+                throw JobFailure(reason: "Template '\(job.template)' cannot be used: \(error)")
+            }
+        }
+        // A URL that no item could make valid (a setting or the template is wrong) fails the
+        // job once instead of every item.
+        if let problem = templates[job.template]?.urlProblem(environment: settings.environment) {
+            throw JobFailure(reason: "Template '\(job.template)' cannot be used: \(problem)")
         }
     }
 

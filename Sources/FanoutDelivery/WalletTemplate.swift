@@ -25,6 +25,11 @@ public struct WalletTemplate: Sendable {
     private let headers: [(name: String, value: EmailTemplate.Part)]
     private let body: EmailTemplate.Part?
     public let isJSON: Bool
+    /// The URL source up to its first item value (see `base(of:)`), and the file it came from.
+    private let urlBase: String
+    private let relative: String
+    /// Whether the URL holds no item value at all (then its start is the whole URL).
+    private let urlIsFixed: Bool
 
     static let registerContentTypes: Void = {
         MustacheContentTypes.register(JSONStringContentType(), named: "JSON")
@@ -74,7 +79,8 @@ public struct WalletTemplate: Sendable {
                 throw TemplateError(template: name, message: "\(relative): the \(what) does not parse: \(error)")
             }
         }
-        let url = try compile(parts[1].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " HTTP/1.1", with: ""), "URL", "URL")
+        let urlSource = Self.settingsVerbatim(parts[1].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " HTTP/1.1", with: ""))
+        let url = try compile(urlSource, "URL", "URL")
         var headers: [(String, EmailTemplate.Part)] = []
         var isJSON = false
         while let line = lines.first, !line.trimmingCharacters(in: .whitespaces).isEmpty {
@@ -93,7 +99,77 @@ public struct WalletTemplate: Sendable {
             headers.append(("Content-Type", try compile("application/json", "TEXT", "header")))
         }
         let body = bodyText.isEmpty ? nil : try compile(bodyText, isJSON ? "JSON" : "TEXT", "body")
-        return WalletTemplate(name: name, method: parts[0].uppercased(), url: url, headers: headers, body: body, isJSON: isJSON)
+        return WalletTemplate(
+            name: name, method: parts[0].uppercased(), url: url, headers: headers, body: body, isJSON: isJSON,
+            urlBase: Self.base(of: urlSource), relative: relative, urlIsFixed: !urlSource.contains("{{") || Self.base(of: urlSource) == urlSource
+        )
+    }
+
+    /// `{{env.X}}` in the URL inserts the setting as it is, like `{{{env.X}}}`: settings are
+    /// trusted (a base URL must keep its `://` and `/`); item values stay percent-encoded.
+    static func settingsVerbatim(_ source: String) -> String {
+        var out = ""
+        var rest = source[...]
+        while let open = rest.range(of: "{{") {
+            out += rest[..<open.lowerBound]
+            let afterOpen = rest[open.upperBound...]
+            guard !afterOpen.hasPrefix("{"), !afterOpen.hasPrefix("&"), let close = afterOpen.range(of: "}}") else {
+                out += "{{"
+                rest = afterOpen
+                continue
+            }
+            let tag = afterOpen[..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+            out += tag.hasPrefix("env.") ? "{{{\(tag)}}}" : "{{" + afterOpen[..<close.upperBound]
+            rest = afterOpen[close.upperBound...]
+        }
+        return out + rest
+    }
+
+    /// The part of the URL source before its first tag that is not a setting (literal text and
+    /// `env.` values only): what every item's URL starts with.
+    static func base(of source: String) -> String {
+        var base = ""
+        var rest = source[...]
+        while let open = rest.range(of: "{{") {
+            base += rest[..<open.lowerBound]
+            let afterOpen = rest[open.upperBound...]
+            let triple = afterOpen.hasPrefix("{")
+            let close = triple ? "}}}" : "}}"
+            guard let end = afterOpen.range(of: close) else { return base }
+            let tag = afterOpen[..<end.lowerBound].trimmingCharacters(in: CharacterSet(charactersIn: "{&").union(.whitespaces))
+            guard tag.hasPrefix("env.") else { return base }
+            base += "{{{\(tag)}}}"
+            rest = afterOpen[end.upperBound...]
+        }
+        return base + rest
+    }
+
+    /// Why no item of this template could get a valid URL with these settings, naming the
+    /// setting or the template; nil when the URL's start is fine (or depends on each item).
+    public func urlProblem(environment: [String: String]) -> String? {
+        guard let template = try? MustacheTemplate(string: "{{% CONTENT_TYPE: URL }}" + urlBase) else { return nil }
+        let start = template.render(["env": environment] as [String: Any])
+        let settings = urlBase.matches(of: #/\{\{\{(env\.[A-Za-z0-9_]+)\}\}\}/#).map { String($0.output.1.dropFirst(4)) }
+        if start.hasPrefix("http://") || start.hasPrefix("https://") {
+            guard !start.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
+                return "\(relative): the request URL starts with a space or control character (\(Self.describe(settings, environment)))"
+            }
+            return nil
+        }
+        // Shorter than "https://": it may still become one once an item's value follows.
+        if !urlIsFixed && ("https://".hasPrefix(start) || "http://".hasPrefix(start)) { return nil }
+        let missing = settings.filter { (environment[$0] ?? "").isEmpty }
+        if let first = missing.first {
+            return "\(relative): the request URL needs the setting \(first), which is not set"
+        }
+        if !settings.isEmpty {
+            return "\(relative): the request URL does not start with http:// or https:// with \(Self.describe(settings, environment))"
+        }
+        return "\(relative): the request URL does not start with http:// or https://: '\(EmailContext.excerpt(start))'"
+    }
+
+    private static func describe(_ settings: [String], _ environment: [String: String]) -> String {
+        settings.map { "\($0)=\(EmailContext.excerpt(environment[$0] ?? ""))" }.joined(separator: ", ")
     }
 
     /// Renders the request for one item; a reason when the result cannot be sent as it is.
