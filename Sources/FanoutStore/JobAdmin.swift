@@ -43,7 +43,8 @@ public struct JobAdmin {
     @discardableResult
     public func cancel(kind: JobKind, id: UInt64, reason: String) throws -> Int {
         let sql = AdminSQL(kind: kind)
-        return try connection.transaction {
+        // The job first, in a short transaction: from then on no tick claims its items.
+        try connection.transaction {
             guard let row = try connection.queryFirst(sql.lockJob, [id]) else {
                 throw JobAdminError(description: "no \(kind.rawValue) job \(id)")
             }
@@ -51,10 +52,12 @@ public struct JobAdmin {
             if let parsed = JobStatus(rawValue: status), parsed.isTerminal {
                 throw JobAdminError(description: "\(kind.rawValue) job \(id) is already \(status): nothing to cancel")
             }
-            let cancelled = try connection.execute(sql.cancelPendingItems, [reason, id]).affectedRows
-            try connection.execute(sql.cancelJob, [reason, id, id, id])
-            return Int(cancelled)
+            try connection.execute(sql.cancelJob, [reason, id])
         }
+        // Then its items, a chunk a statement, so no transaction holds a million rows' locks.
+        let cancelled = try chunked(sql.cancelPendingItems, [reason, id])
+        try connection.execute(sql.recount, [id, id, id])
+        return cancelled
     }
 
     /// Puts failed items (all, or the given ones) back to pending with their attempts kept, and
@@ -63,24 +66,38 @@ public struct JobAdmin {
     @discardableResult
     public func retry(kind: JobKind, id: UInt64, itemIDs: [UInt64] = []) throws -> Int {
         let sql = AdminSQL(kind: kind)
-        return try connection.transaction {
-            guard let row = try connection.queryFirst(sql.lockJob, [id]) else {
-                throw JobAdminError(description: "no \(kind.rawValue) job \(id)")
-            }
-            if try row.decode("status", as: String.self) == JobStatus.cancelled.rawValue {
-                throw JobAdminError(description: "\(kind.rawValue) job \(id) was cancelled: cancel is final, nothing retried")
-            }
-            let retried: UInt64
-            if itemIDs.isEmpty {
-                retried = try connection.execute(sql.retryAllFailed, [id]).affectedRows
-            } else {
-                retried = try connection.execute(sql.retrySomeFailed(count: itemIDs.count), [id] + itemIDs).affectedRows
-            }
-            if retried == 0 {
-                throw JobAdminError(description: "\(kind.rawValue) job \(id) has no failed items\(itemIDs.isEmpty ? "" : " among those given"): nothing to retry")
-            }
+        guard let row = try connection.queryFirst(sql.jobStatus, [id]) else {
+            throw JobAdminError(description: "no \(kind.rawValue) job \(id)")
+        }
+        if try row.decode("status", as: String.self) == JobStatus.cancelled.rawValue {
+            throw JobAdminError(description: "\(kind.rawValue) job \(id) was cancelled: cancel is final, nothing retried")
+        }
+        // The items first, a chunk a statement; the job is reopened once they are pending (a
+        // tick seeing it runnable before would find nothing to do and complete it again).
+        let retried: Int
+        if itemIDs.isEmpty {
+            retried = try chunked(sql.retryFailed, [id])
+        } else {
+            retried = Int(try connection.execute(sql.retrySomeFailed(count: itemIDs.count), [id] + itemIDs).affectedRows)
+        }
+        if retried == 0 {
+            throw JobAdminError(description: "\(kind.rawValue) job \(id) has no failed items\(itemIDs.isEmpty ? "" : " among those given"): nothing to retry")
+        }
+        try connection.transaction {
+            // Cancelled meanwhile: cancel is final, the items just put back end with it.
+            if try connection.queryFirst(sql.lockJob, [id]).map({ try $0.decode("status", as: String.self) }) == JobStatus.cancelled.rawValue { return }
             try connection.execute(sql.reopenJob, [id, id, id])
-            return Int(retried)
+        }
+        return retried
+    }
+
+    /// Runs `statement` (which ends in `LIMIT chunkSize`) until it changes fewer rows than that.
+    private func chunked(_ statement: String, _ parameters: [any SQLEncodable]) throws -> Int {
+        var total = 0
+        while true {
+            let changed = Int(try connection.execute(statement, parameters).affectedRows)
+            total += changed
+            if changed < AdminSQL.chunkSize { return total }
         }
     }
 
@@ -116,28 +133,37 @@ struct AdminSQL {
 
     var lockJob: String { "SELECT status FROM \(jobs) WHERE id = ? FOR UPDATE" }
 
+    /// Rows one statement of a large change touches at most (each statement is its own
+    /// transaction: a cancel of a million items never holds a million rows' locks).
+    static let chunkSize = 5000
+
+    var jobStatus: String { "SELECT status FROM \(jobs) WHERE id = ?" }
+
     var cancelPendingItems: String {
         """
         UPDATE \(items) SET status = 'cancelled', reason = ?, processed_at = NOW(), next_attempt_at = NULL, updated_at = NOW()
-        WHERE \(fk) = ? AND status = 'pending'
+        WHERE \(fk) = ? AND status = 'pending' ORDER BY id LIMIT \(Self.chunkSize)
         """
     }
 
     /// The job is cancelled but `completed_at` stays empty: the next tick ends items still in
     /// flight and then closes the job.
-    var cancelJob: String {
+    var cancelJob: String { "UPDATE \(jobs) SET status = 'cancelled', reason = ?, updated_at = NOW() WHERE id = ?" }
+
+    /// The counters from the items.
+    var recount: String {
         """
-        UPDATE \(jobs) SET status = 'cancelled', reason = ?, updated_at = NOW(),
+        UPDATE \(jobs) SET
           processed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status IN \(terminal)),
           failed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status = 'failed')
         WHERE id = ?
         """
     }
 
-    var retryAllFailed: String {
+    var retryFailed: String {
         """
         UPDATE \(items) SET status = 'pending', reason = NULL, next_attempt_at = NULL, processed_at = NULL, in_doubt = 0, updated_at = NOW()
-        WHERE \(fk) = ? AND status = 'failed'
+        WHERE \(fk) = ? AND status = 'failed' ORDER BY id LIMIT \(Self.chunkSize)
         """
     }
 

@@ -232,11 +232,14 @@ struct JobSQL {
     /// past the end for a job that no longer exists.
     static let statusCodes: [JobStatus?] = [nil, .pending, .processing, .completed, .failed, .cancelled]
 
-    /// Ends every unfinished item of the job with the given status and reason.
+    /// Rows one statement of a large change touches at most (each its own transaction).
+    static let chunkSize = 5000
+
+    /// Ends up to `chunkSize` unfinished items of the job with the given status and reason.
     var finishItems: String {
         """
         UPDATE \(items) SET status = ?, reason = ?, processed_at = NOW(), claimed_by = NULL, next_attempt_at = NULL, updated_at = NOW()
-        WHERE \(fk) = ? AND status IN \(unfinished) AND \(fence)
+        WHERE \(fk) = ? AND status IN \(unfinished) AND \(fence) ORDER BY id LIMIT \(Self.chunkSize)
         """
     }
 

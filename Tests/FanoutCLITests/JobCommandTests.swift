@@ -31,6 +31,36 @@ struct JobCommandTests {
         }
     }
 
+    /// Retry and cancel of a job larger than one chunk (5,000 rows a statement) reach every
+    /// item, and so does a tick ending a job cancelled by plain SQL.
+    @Test func largeRetryAndCancelGoInChunksAndReachEveryItem() throws {
+        try withSetup { fixture, smtp, env in
+            let count = 12_001
+            let job = try fixture.emailJob(company: 1, count: 0)
+            try fixture.db.execute("""
+                INSERT INTO bulk_email_job_items (bulk_email_job_id, email, status, reason, attempts, processed_at)
+                SELECT ?, CONCAT('r', seq, '@example.test'), 'failed', '550 no', 1, NOW() FROM seq_1_to_\(count)
+                """, [job])
+            try fixture.db.execute("UPDATE bulk_email_jobs SET status = 'completed', completed_at = NOW(), total_items = ?, processed_items = ?, failed_items = ? WHERE id = ?", [count, count, count, job])
+            let retry = try runFanout(["retry", "email", String(job)], environment: env)
+            #expect(retry.status == 0, "\(retry.stderr)")
+            #expect(try fixture.statusCounts(job: job) == ["pending": count])
+            #expect(try fixture.job(job).status == "processing")
+            #expect(try fixture.countersMatchItems(job: job))
+            let cancel = try runFanout(["cancel", "email", String(job), "--reason", "Too many"], environment: env)
+            #expect(cancel.status == 0, "\(cancel.stderr)")
+            #expect(try fixture.statusCounts(job: job) == ["cancelled": count])
+            #expect(try fixture.countersMatchItems(job: job))
+
+            let other = try fixture.emailJob(company: 2, count: count)
+            try fixture.db.execute("UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'By SQL' WHERE id = ?", [other])
+            #expect(try runFanout(["emails:process-jobs"], environment: env).status == 0)
+            #expect(try fixture.statusCounts(job: other) == ["cancelled": count])
+            #expect(try fixture.countersMatchItems(job: other))
+            #expect(smtp.messageFiles.isEmpty)
+        }
+    }
+
     @Test func cancelRefusesUnknownAndFinishedJobs() throws {
         try withSetup { fixture, _, env in
             let unknown = try runFanout(["cancel", "email", "999999"], environment: env)
