@@ -42,17 +42,21 @@ public final class MultiHandle {
 
     /// Drives every transfer, waits up to `timeoutMilliseconds` for activity, and returns the
     /// handles whose transfers ended, with libcurl's result for each.
-    func poll(timeoutMilliseconds: Int) throws(CurlError) -> [(EasyHandle, CURLcode)] {
+    /// With `waitWhenIdle`, waits even with no transfer running (until `wakeUp` or the timeout).
+    func poll(timeoutMilliseconds: Int, waitWhenIdle: Bool = false) throws(CurlError) -> [(EasyHandle, CURLcode)] {
         // One perform per wake-up: each perform asks every SMTP handle's socket for a reply (a
         // system call each), so a perform with nothing to read is not free. A transfer just
         // added is due at once, and libcurl's timer makes the poll return at once for it.
         var running: Int32 = 0
-        if !active.isEmpty {
+        if !active.isEmpty || waitWhenIdle {
             try check(curl_multi_poll(raw, nil, 0, Int32(timeoutMilliseconds), nil), "curl_multi_poll")
         }
         try check(curl_multi_perform(raw, &running), "curl_multi_perform")
         return collect()
     }
+
+    /// The handle for `curl_multi_wakeup`, which may be called from any thread.
+    var wakeable: UnsafeMutableRawPointer { raw }
 
     private func collect() -> [(EasyHandle, CURLcode)] {
         var finished: [(EasyHandle, CURLcode)] = []

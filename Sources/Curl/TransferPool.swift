@@ -20,24 +20,27 @@ extension HTTPTransfer: PooledTransfer {}
 ///
 /// The workers are split over `multis.count` threads (the calling thread is one), each driving
 /// its own multi handle: libcurl's per-transfer work is mostly system calls, and one thread is
-/// the bound long before the server is. `next`, `completed` and `tick` are called under one lock,
-/// never two at once, so they may share state without synchronising it themselves. `settle` is
-/// called without the lock, by a thread after it reported completions and before it starts new
-/// transfers (to wait until those outcomes are recorded); it may run on two threads at once.
+/// the bound long before the server is. `next`, `completed`, `ticket` and `tick` are called under
+/// one lock, never two at once, so they may share state without synchronising it themselves.
+///
+/// A worker whose transfer completed waits until `settled(ticket)` (called without the lock, with
+/// what `ticket()` said right after its outcome was reported) before it takes the next job: so a
+/// caller that records outcomes elsewhere can keep each connection from starting a new transfer
+/// before its last one is recorded, while the thread goes on driving the others. `Waker.wake`
+/// ends a thread's wait for that.
 func runPool<Worker: PooledTransfer>(
     workers: [Worker],
     multis: [MultiHandle],
     tickMilliseconds: Int,
     next: () -> (tag: Int, job: Worker.Job)?,
     completed: (Int, Result<Worker.Output, CurlError>) -> Void,
-    settle: () -> Void,
+    settlement: Settlement,
     tick: () -> Bool
 ) throws(CurlError) {
     try withoutActuallyEscaping(next) { next throws(CurlError) in
         try withoutActuallyEscaping(completed) { completed throws(CurlError) in
-          try withoutActuallyEscaping(settle) { settle throws(CurlError) in
             try withoutActuallyEscaping(tick) { tick throws(CurlError) in
-                let shared = PoolShared(tickMilliseconds: tickMilliseconds, next: next, completed: completed, settle: settle, tick: tick)
+                let shared = PoolShared(tickMilliseconds: tickMilliseconds, next: next, completed: completed, settlement: settlement, tick: tick)
                 let groups = multis.indices.map { group in
                     PoolGroup(
                         workers: stride(from: group, to: workers.count, by: multis.count).map { workers[$0] },
@@ -58,9 +61,34 @@ func runPool<Worker: PooledTransfer>(
                 for thread in threads { pthread_join(thread, nil) }
                 if let failure = shared.failure { throw failure }
             }
-          }
         }
     }
+}
+
+/// How a pool's workers wait for their last outcome to be recorded before the next transfer
+/// (see `runPool`). The default waits for nothing.
+public struct Settlement: Sendable {
+    /// A ticket covering every outcome reported so far.
+    public var ticket: @Sendable () -> Int
+    /// Whether the outcomes a ticket covers are recorded (or will never be: then go on).
+    public var settled: @Sendable (Int) -> Bool
+
+    public init(ticket: @escaping @Sendable () -> Int, settled: @escaping @Sendable (Int) -> Bool) {
+        self.ticket = ticket
+        self.settled = settled
+    }
+
+    public static let none = Settlement(ticket: { 0 }, settled: { _ in true })
+}
+
+/// Ends the waits of a pool's threads for settlement (call it when outcomes were recorded);
+/// safe from any thread.
+public final class Waker: @unchecked Sendable {
+    // Sendable: curl_multi_wakeup may be called from any thread, and nothing else of the multi
+    // handles is touched; holding them keeps them alive as long as the waker.
+    private let multis: [MultiHandle]
+    init(_ multis: [MultiHandle]) { self.multis = multis }
+    public func wake() { for multi in multis { _ = curl_multi_wakeup(multi.wakeable) } }
 }
 
 /// What the threads of one `runPool` share; the mutable fields are only touched in `locked`.
@@ -70,7 +98,7 @@ private final class PoolShared<Job, Output>: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     let next: () -> (tag: Int, job: Job)?
     let completed: (Int, Result<Output, CurlError>) -> Void
-    let settle: () -> Void
+    let settlement: Settlement
     let tick: () -> Bool
     let interval: Duration
     /// How long a thread waits for network activity before it looks at the clock again.
@@ -80,12 +108,12 @@ private final class PoolShared<Job, Output>: @unchecked Sendable {
     var stopped = false
     var failure: CurlError?
 
-    init(tickMilliseconds: Int, next: @escaping () -> (tag: Int, job: Job)?, completed: @escaping (Int, Result<Output, CurlError>) -> Void, settle: @escaping () -> Void, tick: @escaping () -> Bool) {
+    init(tickMilliseconds: Int, next: @escaping () -> (tag: Int, job: Job)?, completed: @escaping (Int, Result<Output, CurlError>) -> Void, settlement: Settlement, tick: @escaping () -> Bool) {
         interval = .milliseconds(tickMilliseconds)
         pollMilliseconds = min(tickMilliseconds, 100)
         self.next = next
         self.completed = completed
-        self.settle = settle
+        self.settlement = settlement
         self.tick = tick
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -128,7 +156,16 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
         var idle = Array(workers.reversed())
         var running: [ObjectIdentifier: (worker: Worker, tag: Int)] = [:]
         var starting: [(worker: Worker, tag: Int, job: Worker.Job)] = []
+        /// Workers whose last transfer ended, until its outcome is recorded.
+        var settling: [(worker: Worker, ticket: Int)] = []
         while true {
+            if !settling.isEmpty {
+                settling.removeAll { entry in
+                    guard shared.settlement.settled(entry.ticket) else { return false }
+                    idle.append(entry.worker)
+                    return true
+                }
+            }
             shared.locked {
                 while !shared.exhausted, !shared.stopped, starting.count < idle.count {
                     guard let (tag, job) = shared.next() else { shared.exhausted = true; break }
@@ -152,11 +189,12 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             }
             if running.isEmpty {
                 let done = shared.locked { shared.exhausted || shared.stopped }
-                if done { break } else { continue }
+                if done { break }
+                if settling.isEmpty { continue }
             }
             let finished: [(EasyHandle, CURLcode)]
             do {
-                finished = try multi.poll(timeoutMilliseconds: shared.pollMilliseconds)
+                finished = try multi.poll(timeoutMilliseconds: shared.pollMilliseconds, waitWhenIdle: !settling.isEmpty)
             } catch {
                 // The multi handle itself failed: its transfers are lost; the others finish.
                 shared.locked {
@@ -166,16 +204,18 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
                 break
             }
             var results: [(Int, Result<Worker.Output, CurlError>)] = []
+            var ended: [Worker] = []
             for (handle, result) in finished {
                 guard let (worker, tag) = running.removeValue(forKey: ObjectIdentifier(handle)) else { continue }
-                idle.append(worker)
+                ended.append(worker)
                 results.append((tag, worker.finish(result)))
             }
-            shared.locked {
+            let ticket = shared.locked {
                 for (tag, result) in results { shared.completed(tag, result) }
                 shared.tickIfDue()
+                return ended.isEmpty ? 0 : shared.settlement.ticket()
             }
-            if !results.isEmpty { shared.settle() }
+            for worker in ended { settling.append((worker, ticket)) }
         }
     }
 }
@@ -233,25 +273,29 @@ public final class SMTPPool {
         for _ in 0..<max(1, count) { connections.append(try SMTPConnection(configuration)) }
         self.connections = connections
         multis = try multiHandles(transfers: connections.count, threads: threads)
+        waker = Waker(multis)
     }
+
+    /// Ends the waits of `run`'s threads for settlement.
+    public let waker: Waker
 
     /// Sends what `next` hands out (a caller's tag and a message) until it returns nil or `tick`
     /// returns false; `completed` gets each message's outcome with its tag. `tick` runs about
     /// every `tickMilliseconds` while messages are in flight (cancel checks, heartbeats). These
     /// three closures may run on other threads than the caller's, but never two at once.
-    /// `settle` runs on a driving thread after it reported outcomes and before it starts new
-    /// transfers, outside that exclusion (wait there until the outcomes are recorded).
+    /// With `settlement`, a connection starts its next message only once the outcome of its
+    /// last one is settled (recorded); `waker` ends the wait for that.
     /// - Throws: `CurlError` only when a multi handle itself fails.
     public func run(
         tickMilliseconds: Int = 250,
         next: () -> (tag: Int, message: SMTPMessage)?,
         completed: (Int, Result<SMTPReply, CurlError>) -> Void,
-        settle: () -> Void = {},
+        settlement: Settlement = .none,
         tick: () -> Bool = { true }
     ) throws(CurlError) {
         try runPool(
             workers: connections, multis: multis, tickMilliseconds: tickMilliseconds,
-            next: { next().map { ($0.tag, $0.message) } }, completed: completed, settle: settle, tick: tick
+            next: { next().map { ($0.tag, $0.message) } }, completed: completed, settlement: settlement, tick: tick
         )
     }
 }
@@ -272,22 +316,26 @@ public final class HTTPPool {
         for _ in 0..<max(1, count) { transfers.append(try HTTPTransfer()) }
         self.transfers = transfers
         multis = try multiHandles(transfers: transfers.count, threads: threads)
+        waker = Waker(multis)
     }
+
+    /// Ends the waits of `run`'s threads for settlement.
+    public let waker: Waker
 
     /// Runs what `next` hands out until it returns nil or `tick` returns false; `completed` gets
     /// each response (any status) or the error that kept it from arriving. These three closures
-    /// may run on other threads than the caller's, but never two at once; `settle` as for
+    /// may run on other threads than the caller's, but never two at once; `settlement` as for
     /// `SMTPPool.run`.
     public func run(
         tickMilliseconds: Int = 250,
         next: () -> (tag: Int, request: HTTPRequest)?,
         completed: (Int, Result<HTTPResponse, CurlError>) -> Void,
-        settle: () -> Void = {},
+        settlement: Settlement = .none,
         tick: () -> Bool = { true }
     ) throws(CurlError) {
         try runPool(
             workers: transfers, multis: multis, tickMilliseconds: tickMilliseconds,
-            next: { next().map { ($0.tag, $0.request) } }, completed: completed, settle: settle, tick: tick
+            next: { next().map { ($0.tag, $0.request) } }, completed: completed, settlement: settlement, tick: tick
         )
     }
 }

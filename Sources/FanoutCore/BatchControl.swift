@@ -63,6 +63,8 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         /// When the last write that confirmed the lease was sent.
         var confirmed: ContinuousClock.Instant
         var writerDone = false
+        /// Run after every write (ends the delivering threads' waits for `isRecorded`).
+        var wake: (@Sendable () -> Void)?
         var outcome = BatchOutcome()
         var failure: (any Error)?
     }
@@ -207,6 +209,18 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         condition.broadcast()
     }
 
+    func recordTicket() -> Int {
+        locked { $0.reported }
+    }
+
+    func isRecorded(_ ticket: Int) -> Bool {
+        locked { state in state.recorded >= ticket || !state.outcome.writable || state.writerDone }
+    }
+
+    func onRecorded(_ wake: @escaping @Sendable () -> Void) {
+        locked { $0.wake = wake }
+    }
+
     func awaitRecorded() {
         condition.lock()
         defer { condition.unlock() }
@@ -269,10 +283,18 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
                 state.outcome.stop = .storeFailed
             }
             condition.broadcast()
+            if let wake = state.wake {
+                condition.unlock()
+                wake()
+                condition.lock()
+            }
         }
         state.writerDone = true
         condition.broadcast()
+        let wake = state.wake
+        state.wake = nil
         condition.unlock()
+        wake?()
     }
 
     /// The mark for the next write: `handOverWindow` items past the last one handed over (never

@@ -81,9 +81,16 @@ public protocol DeliveryControl: AnyObject, Sendable {
     func handOver(_ itemID: UInt64) -> Bool
     /// Hands over the outcome of one item; it is written to the database at once.
     func report(_ outcome: ItemOutcome)
-    /// Waits until every outcome reported so far is in the database (or the batch cannot write
-    /// any more). A connection that starts its next transfer only after this leaves at most its
-    /// one transfer in flight unrecorded, whenever the process dies.
+    /// A ticket covering every outcome reported so far, for `isRecorded`.
+    func recordTicket() -> Int
+    /// Whether the outcomes a ticket covers are in the database (or never will be: the batch
+    /// cannot write any more). A connection that starts its next transfer only once its last
+    /// outcome is recorded leaves at most its one transfer in flight unrecorded, whenever the
+    /// process dies.
+    func isRecorded(_ ticket: Int) -> Bool
+    /// Runs `wake` after every write from now until the batch ends (to end waits for `isRecorded`).
+    func onRecorded(_ wake: @escaping @Sendable () -> Void)
+    /// Waits until every outcome reported so far is recorded (as `isRecorded`).
     func awaitRecorded()
     /// Whether to go on starting new deliveries (false once the job was cancelled or the lease
     /// lost). Cheap to call often: it never waits for the store.

@@ -66,6 +66,9 @@ public final class EmailDeliverer: Deliverer {
             composer.compose(jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name, dataJSON: item.data, dateField: dateField)
         }
         defer { messages.stop() }
+        // A connection starts its next transfer once its last outcome is recorded; each write
+        // wakes the transfer threads waiting for that.
+        control.onRecorded { [waker = pool.waker] in waker.wake() }
         do {
             try pool.run(
                 next: {
@@ -90,7 +93,7 @@ public final class EmailDeliverer: Deliverer {
                         if sessionFailure == nil { sessionFailure = error }
                     }
                 },
-                settle: { control.awaitRecorded() },
+                settlement: Settlement(ticket: { control.recordTicket() }, settled: { control.isRecorded($0) }),
                 tick: { sessionFailure == nil && control.shouldContinue() }
             )
         } catch {

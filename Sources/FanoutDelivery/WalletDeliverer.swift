@@ -96,6 +96,9 @@ public final class WalletDeliverer: Deliverer {
             }
         }
         defer { requests.stop() }
+        // A connection starts its next transfer once its last outcome is recorded; each write
+        // wakes the transfer threads waiting for that.
+        control.onRecorded { [waker = pool.waker] in waker.wake() }
         do {
             try pool.run(
                 next: {
@@ -123,7 +126,7 @@ public final class WalletDeliverer: Deliverer {
                         if sessionFailure == nil { sessionFailure = error }
                     }
                 },
-                settle: { control.awaitRecorded() },
+                settlement: Settlement(ticket: { control.recordTicket() }, settled: { control.isRecorded($0) }),
                 tick: { sessionFailure == nil && control.shouldContinue() }
             )
         } catch {

@@ -167,11 +167,16 @@ public final class MariaDBJobStore: JobStore {
         // The job's counters move by what was written, in the same round as the items.
         let result = try connection.execute(sql.progress, [terminal, failed, updates.count, handedThrough, job.id] + fence(lease))
         if result.affectedRows == 0 { return try lostOrDeleted(job, lease: lease) }
-        if sinceHeartbeat >= .seconds(1) {
-            try connection.execute(sql.heartbeat, [job.id] + fence(lease))
-            lastHeartbeat = .now
-        }
+        try heartbeatIfDue(job, lease: lease)
         return try held(job, statusCode: result.lastInsertID)
+    }
+
+    /// The lease's heartbeat (which tells other ticks this one lives) once a second at most:
+    /// outcome writes confirm the lease by their fence, but do not touch its row.
+    private func heartbeatIfDue(_ job: JobRecord, lease: Lease) throws {
+        guard ContinuousClock.now - lastHeartbeat >= .seconds(1) else { return }
+        try connection.execute(sql.heartbeat, [job.id] + fence(lease))
+        lastHeartbeat = .now
     }
 
     /// Outcomes each with its own reason, code and retry wait, all of one status.
