@@ -21,7 +21,7 @@ struct TickOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Stop starting new batches after this long (90s, 10m, 2h or seconds).", valueName: "duration"))
     var maxTime = DurationArgument(argument: "50s")!
 
-    @Option(name: .long, help: ArgumentHelp("Fail a job that made no progress for this long while Fanout was running.", valueName: "duration"))
+    @Option(name: .long, help: ArgumentHelp("Fail a job when a live tick has held it this long without progress (every delivery hangs); waiting, outages and cron gaps never count.", valueName: "duration"))
     var inactiveAfter = DurationArgument(argument: "30m")!
 
     @Option(name: .long, help: ArgumentHelp("Take over a company's lock when its holder has shown no sign of life for this long.", valueName: "duration"))

@@ -102,14 +102,29 @@ public struct ItemUpdate: Sendable, Hashable {
     }
 }
 
-/// A company with work for the tick: its oldest runnable job.
+/// A company with work for the tick: its oldest runnable job, and who holds its lease now.
 public struct CompanyWork: Sendable, Hashable {
     public var companyID: UInt64
     public var job: JobRecord
+    public var holder: LeaseHolder?
 
-    public init(companyID: UInt64, job: JobRecord) {
+    public init(companyID: UInt64, job: JobRecord, holder: LeaseHolder? = nil) {
         self.companyID = companyID
         self.job = job
+        self.holder = holder
+    }
+}
+
+/// A tick holding a company's lease, by the database's clock.
+public struct LeaseHolder: Sendable, Hashable {
+    /// Since when it holds the lease.
+    public var since: Date
+    /// Its last sign of life.
+    public var heartbeat: Date
+
+    public init(since: Date, heartbeat: Date) {
+        self.since = since
+        self.heartbeat = heartbeat
     }
 }
 

@@ -9,15 +9,13 @@ import Foundation
 public protocol JobStore: AnyObject {
     /// The database's clock (as of the last `companiesWithWork`, plus the time since).
     func now() throws -> Date
-    /// Each company with a runnable job of `kind` and its oldest runnable job, in rotation order
-    /// (least recently served first); also finalises jobs cancelled or failed outside Fanout
-    /// whose items are still unfinished.
+    /// Each company with a runnable job of `kind` and its oldest runnable job, with the lease's
+    /// holder if any, in rotation order (least recently served first); also jobs cancelled or
+    /// failed outside Fanout whose items are still unfinished.
     func companiesWithWork(kind: JobKind) throws -> [CompanyWork]
     /// Takes the lease on (kind, company) if it is free or its holder is stuck; nil if held.
     /// With `force`, takes it from a live holder too (to expire a job that holder is not moving).
     func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws -> Lease?
-    /// Whether the job has pending items whose next attempt is still in the future.
-    func hasItemsWaitingForRetry(_ job: JobRecord) throws -> Bool
     /// Resolves items of the job left in flight by a tick that died; returns how many.
     func resolveInDoubt(_ job: JobRecord, lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int
     /// Marks up to `limit` due pending items of the job in flight for this lease and returns them;
@@ -40,8 +38,6 @@ public protocol JobStore: AnyObject {
     func finish(_ job: JobRecord, status: JobStatus, reason: String, lease: Lease) throws
     /// Gives the lease back.
     func releaseLease(_ lease: Lease) throws
-    /// Start times of ticks of `kind` since `date` (for telling "no progress" from "not running").
-    func tickStarts(kind: JobKind, since date: Date) throws -> [Date]
     /// Records a finished tick.
     func recordTick(_ summary: TickSummary, owner: String) throws
 }

@@ -65,7 +65,7 @@ public final class Tick {
         // keeps without moving is asked about inactivity, and then the lease is taken to end it.
         var inactive = false
         var acquired = try store.acquireLease(kind: policy.kind, companyID: company.companyID, owner: owner, stuckAfter: policy.stuckAfter, force: false)
-        if acquired == nil, try isInactive(job) {
+        if acquired == nil, try isInactive(job, holder: company.holder) {
             inactive = true
             acquired = try store.acquireLease(kind: policy.kind, companyID: company.companyID, owner: owner, stuckAfter: policy.stuckAfter, force: true)
         }
@@ -85,7 +85,7 @@ public final class Tick {
     private func work(_ job: JobRecord, lease: Lease, inactive: Bool, summary: inout TickSummary) throws {
         try resolveInDoubt(lease, job: job, summary: &summary)
         if inactive {
-            let reason = "Expired: no progress for \(Self.describe(policy.inactiveAfter)) while Fanout was running"
+            let reason = "Expired: no progress for \(Self.describe(policy.inactiveAfter)) while a tick held the job (every delivery hung)"
             try store.finish(job, status: .failed, reason: reason, lease: lease)
             summary.jobsFailed += 1
             logger.warning("job expired for inactivity", metadata: metadata(job))
@@ -171,15 +171,17 @@ public final class Tick {
         logger.error("lost the lease to another tick: this tick stops writing", metadata: metadata(job))
     }
 
-    /// Whether the company's head job has made no progress for `inactiveAfter` of running time,
-    /// without merely waiting for retries.
-    private func isInactive(_ job: JobRecord) throws -> Bool {
-        guard let since = job.lastProgressAt else { return false }
+    /// Whether a live tick holds the company's lease and has made no progress on its head job for
+    /// `inactiveAfter` while holding it (every transfer hangs, say). Time the job waited behind
+    /// another job, for retries, through an outage (those ticks give the lease back) or while no
+    /// tick ran at all is never counted: nobody held the lease then.
+    private func isInactive(_ job: JobRecord, holder: LeaseHolder?) throws -> Bool {
+        guard let holder else { return false }
         let now = try store.now()
-        let rule = InactivityRule(inactiveAfter: policy.inactiveAfter)
-        guard now.timeIntervalSince(since) > policy.inactiveAfter.seconds else { return false }
-        guard rule.isInactive(since: since, now: now, tickStarts: try store.tickStarts(kind: job.kind, since: since)) else { return false }
-        return try !store.hasItemsWaitingForRetry(job)
+        // A holder silent for stuck-after is taken over instead (its items are resolved).
+        guard now.timeIntervalSince(holder.heartbeat) < policy.stuckAfter.seconds else { return false }
+        let since = max(job.lastProgressAt ?? holder.since, holder.since)
+        return now.timeIntervalSince(since) > policy.inactiveAfter.seconds
     }
 
     static func describe(_ duration: Duration) -> String {

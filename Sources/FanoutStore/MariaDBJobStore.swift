@@ -58,7 +58,10 @@ public final class MariaDBJobStore: JobStore {
                 reason: try row.decodeIfPresent("reason"),
                 lastProgressAt: Double(sqlValue: row["progress_at"]).map { Date(timeIntervalSince1970: $0) }
             )
-            return CompanyWork(companyID: job.companyID, job: job)
+            let holder = Double(sqlValue: row["held_since"]).map { since in
+                LeaseHolder(since: Date(timeIntervalSince1970: since), heartbeat: Date(timeIntervalSince1970: Double(sqlValue: row["heartbeat"]) ?? since))
+            }
+            return CompanyWork(companyID: job.companyID, job: job, holder: holder)
         }
     }
 
@@ -258,14 +261,6 @@ public final class MariaDBJobStore: JobStore {
 
     public func releaseLease(_ lease: Lease) throws {
         try connection.execute(sql.releaseLease, fence(lease))
-    }
-
-    public func hasItemsWaitingForRetry(_ job: JobRecord) throws -> Bool {
-        try connection.queryFirst(sql.waitingForRetry, [job.id]) != nil
-    }
-
-    public func tickStarts(kind: JobKind, since date: Date) throws -> [Date] {
-        try connection.query(sql.tickStarts, [kind.rawValue, date.timeIntervalSince1970]).map { Date(timeIntervalSince1970: try $0.decode("started", as: Double.self)) }
     }
 
     public func recordTick(_ summary: TickSummary, owner: String) throws {

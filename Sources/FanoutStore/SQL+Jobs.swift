@@ -22,12 +22,13 @@ struct JobSQL {
         """
         SELECT 0 AS finalise, j.id, j.company_id, j.template, j.status, j.reason,
                UNIX_TIMESTAMP(IF(j.started_at IS NULL, NULL, GREATEST(COALESCE(j.last_processed_at, j.started_at), j.started_at))) AS progress_at,
-               l.served_at, UNIX_TIMESTAMP(NOW(6)) AS db_now
+               l.served_at, UNIX_TIMESTAMP(NOW(6)) AS db_now,
+               IF(l.owner IS NULL, NULL, UNIX_TIMESTAMP(l.acquired_at)) AS held_since, UNIX_TIMESTAMP(l.heartbeat_at) AS heartbeat
         FROM (SELECT company_id, MIN(id) AS id FROM \(jobs) WHERE status IN \(unfinished) GROUP BY company_id) h
         JOIN \(jobs) j ON j.id = h.id
         LEFT JOIN fanout_leases l ON l.kind = ? AND l.company_id = j.company_id
         UNION ALL
-        SELECT 1, id, company_id, template, status, reason, NULL, NULL, UNIX_TIMESTAMP(NOW(6))
+        SELECT 1, id, company_id, template, status, reason, NULL, NULL, UNIX_TIMESTAMP(NOW(6)), NULL, NULL
         FROM \(jobs) WHERE status IN ('cancelled', 'failed') AND completed_at IS NULL
         ORDER BY finalise DESC, served_at IS NOT NULL, served_at, id
         """
@@ -258,13 +259,9 @@ struct JobSQL {
         """
     }
 
-    var waitingForRetry: String {
-        "SELECT 1 AS waiting FROM \(items) WHERE \(fk) = ? AND status = 'pending' AND next_attempt_at > NOW(6) LIMIT 1"
-    }
 
     /// The record of ticks only needs to reach back as far as the longest --inactive-after.
     let pruneTicks = "DELETE FROM fanout_ticks WHERE kind = ? AND started_at < NOW() - INTERVAL 7 DAY LIMIT 10000"
-    let tickStarts = "SELECT UNIX_TIMESTAMP(started_at) AS started FROM fanout_ticks WHERE kind = ? AND started_at > FROM_UNIXTIME(?) ORDER BY started_at LIMIT 100000"
     let recordTick = """
         INSERT INTO fanout_ticks (kind, owner, host, pid, started_at, heartbeat_at, finished_at, jobs_advanced, items_delivered, items_failed, items_retrying, exit_code)
         VALUES (?, ?, ?, ?, FROM_UNIXTIME(?), NOW(6), NOW(6), ?, ?, ?, ?, ?)

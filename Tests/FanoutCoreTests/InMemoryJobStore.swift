@@ -39,6 +39,7 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     struct LeaseRow {
         var owner: String?
         var heartbeat: Date
+        var acquired = Date(timeIntervalSince1970: 0)
         var servedAt: Date?
         var handedThrough: UInt64 = 0
         var prevOwner: String?
@@ -114,7 +115,9 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         return finalise.sorted { $0.job.id < $1.job.id } + ordered.map { job in
             var record = job.record
             if let started = job.startedAt { record.lastProgressAt = max(job.lastProgressAt ?? started, started) }
-            return CompanyWork(companyID: record.companyID, job: record)
+            let lease = leases[key(kind, record.companyID)]
+            let holder = lease?.owner == nil ? nil : LeaseHolder(since: lease!.acquired, heartbeat: lease!.heartbeat)
+            return CompanyWork(companyID: record.companyID, job: record, holder: holder)
         }
     }
 
@@ -122,20 +125,17 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         let k = key(kind, companyID)
         guard let row = leases[k], let holder = row.owner else {
             let previous = leases[k]
-            leases[k] = LeaseRow(owner: owner, heartbeat: clock, servedAt: previous?.servedAt,
+            leases[k] = LeaseRow(owner: owner, heartbeat: clock, acquired: clock, servedAt: previous?.servedAt,
                                  prevOwner: previous?.prevOwner, prevHandedThrough: previous?.prevHandedThrough ?? 0)
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: previous?.prevOwner != nil)
         }
         if holder != owner && (force || clock.timeIntervalSince(row.heartbeat) > stuckAfter.seconds) {
-            leases[k] = LeaseRow(owner: owner, heartbeat: clock, servedAt: row.servedAt, prevOwner: holder, prevHandedThrough: row.handedThrough)
+            leases[k] = LeaseRow(owner: owner, heartbeat: clock, acquired: clock, servedAt: row.servedAt, prevOwner: holder, prevHandedThrough: row.handedThrough)
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: true)
         }
         return nil
     }
 
-    func hasItemsWaitingForRetry(_ job: JobRecord) throws -> Bool {
-        items(of: job.id).contains { $0.status == .pending && ($0.retryAt.map { $0 > clock } ?? false) }
-    }
 
     func resolveInDoubt(_ job: JobRecord, lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int {
         guard holds(lease) else { return 0 }
@@ -270,7 +270,6 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         leases[k]!.servedAt = clock
     }
 
-    func tickStarts(kind: JobKind, since date: Date) throws -> [Date] { ticks.filter { $0 > date } }
 
     func recordTick(_ summary: TickSummary, owner: String) throws { ticks.append(summary.startedAt) }
 }

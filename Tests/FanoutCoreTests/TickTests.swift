@@ -264,11 +264,11 @@ struct TickTests {
         let job = store.addJob(company: 1, items: 5)
         store.jobs[job]!.record.status = .processing
         store.jobs[job]!.startedAt = store.clock
-        store.leases["email:1"] = .init(owner: "hung", heartbeat: store.clock, servedAt: nil)
-        for _ in 0..<40 {
+        store.leases["email:1"] = .init(owner: "hung", heartbeat: store.clock, acquired: store.clock, servedAt: nil)
+        for minute in 0..<40 {
             store.advanceClock(60)
-            store.ticks.append(store.clock)
             store.leases["email:1"]!.heartbeat = store.clock // alive, but not moving
+            if minute == 20 { #expect(try tick().busy == 1, "not yet: 21 minutes") }
         }
         let summary = try tick()
         #expect(summary.jobsFailed == 1)
@@ -276,6 +276,17 @@ struct TickTests {
         #expect(store.jobs[job]!.record.reason?.contains("no progress for 30m") == true)
         #expect(store.counts(job) == [.failed: 5])
         #expect(store.countersMatch(job))
+    }
+
+    @Test func aHolderThatJustTookTheLeaseIsNotExpiredForTheJobsOldIdleness() throws {
+        // The job last moved an hour ago (cron was down); a tick took the lease a minute ago.
+        let job = store.addJob(company: 1, items: 5)
+        store.jobs[job]!.record.status = .processing
+        store.jobs[job]!.startedAt = store.clock
+        store.advanceClock(3600)
+        store.leases["email:1"] = .init(owner: "fresh", heartbeat: store.clock, acquired: store.clock.addingTimeInterval(-60), servedAt: nil)
+        #expect(try tick().busy == 1)
+        #expect(store.status(job) == .processing)
     }
 
     @Test func notExpiredWhenFanoutWasNotRunning() throws {
