@@ -22,7 +22,7 @@ final class CSVReader {
 
     init(path: String) throws {
         guard let file = fopen(path, "r") else {
-            throw ConfigurationError(description: "cannot read \(path): \(String(cString: strerror(errno)))")
+            throw InputUnavailable(description: "cannot read \(path): \(String(cString: strerror(errno)))")
         }
         self.file = file
     }

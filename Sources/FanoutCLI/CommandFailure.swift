@@ -9,12 +9,18 @@ enum ExitStatus {
     static let ok: Int32 = 0
     static let failure: Int32 = 1
     static let usage: Int32 = 64
+    static let noInput: Int32 = 66
     static let unavailable: Int32 = 69
     static let configuration: Int32 = 78
 }
 
 /// A problem with the settings: exit 78.
 struct ConfigurationError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// An input file that does not exist or cannot be read (a recipients CSV): exit 66.
+struct InputUnavailable: Error, CustomStringConvertible {
     var description: String
 }
 
@@ -39,6 +45,8 @@ struct CommandFailure {
             (message, status) = (error.description, ExitStatus.unavailable)
         case let error as ConfigurationError:
             (message, status) = (error.description, ExitStatus.configuration)
+        case let error as InputUnavailable:
+            (message, status) = (error.description, ExitStatus.noInput)
         case let error as MariaDBError where error.number == 1146:
             // ER_NO_SUCH_TABLE: every command meets it first on a database never migrated.
             (message, status) = ("the database has no Fanout tables yet (\(error.message)): run 'fanout migrate'", ExitStatus.configuration)

@@ -12,7 +12,9 @@ struct Fanout: ParsableCommand {
         discussion: """
             Settings come from environment variables with Laravel's names (DB_HOST, DB_PORT, \
             DB_DATABASE, DB_USERNAME, DB_PASSWORD, DB_SOCKET, MAIL_*). Exit codes follow sysexits: \
-            0 done, 64 usage, 69 a service unavailable, 78 configuration error, 1 anything else.
+            0 done, 64 usage, 66 an input file missing or unreadable, 69 a service unavailable, \
+            78 configuration error, 1 anything else. The line a failing command ends with also goes \
+            to FANOUT_LOG_FILE.
             """,
         version: "0.1.0",
         subcommands: [EmailsProcessJobsCommand.self, WalletProcessJobsCommand.self, JobsCommand.self, ReportCommand.self, EnqueueCommand.self, CancelCommand.self, RetryCommand.self, MigrateCommand.self, DoctorCommand.self]
@@ -39,6 +41,7 @@ struct Fanout: ParsableCommand {
             }
             let failure = CommandFailure(error)
             printError("fanout: \(failure.message)")
+            LoggingSetup.recordExit("fanout: \(failure.message)", status: failure.status)
             Glibc.exit(failure.status)
         }
     }

@@ -30,20 +30,25 @@ struct FanoutLogHandler: LogHandler {
     func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
+        sink.write(format(level: event.level, message: "\(event.message)", metadata: merged))
+    }
+
+    /// One log line in this handler's format.
+    func format(level: Logger.Level, message: String, metadata merged: Logger.Metadata) -> String {
         let time = Self.timestamp()
         let line: String
         switch format {
         case .text:
             let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            line = "\(time) \(event.level) \(event.message)\(fields.isEmpty ? "" : " " + fields)"
+            line = "\(time) \(level) \(message)\(fields.isEmpty ? "" : " " + fields)"
         case .json:
-            var object = "{\"time\":\(JSONString.quoted(time)),\"level\":\(JSONString.quoted("\(event.level)")),\"message\":\(JSONString.quoted("\(event.message)"))"
+            var object = "{\"time\":\(JSONString.quoted(time)),\"level\":\(JSONString.quoted("\(level)")),\"message\":\(JSONString.quoted(message))"
             for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
                 object += ",\(JSONString.quoted(key)):\(JSONString.quoted("\(value)"))"
             }
             line = object + "}"
         }
-        sink.write(line)
+        return line
     }
 
     static func timestamp() -> String {
@@ -74,10 +79,10 @@ final class LogSink: Sendable {
 
     var fileFailed: Bool { fileDescriptor < 0 }
 
-    func write(_ line: String) {
+    func write(_ line: String, toStandardError: Bool = true) {
         let bytes = Array((line + "\n").utf8)
         bytes.withUnsafeBytes { buffer in
-            _ = Glibc.write(2, buffer.baseAddress, buffer.count)
+            if toStandardError { _ = Glibc.write(2, buffer.baseAddress, buffer.count) }
             // One write per line with O_APPEND: lines of concurrent ticks never interleave.
             if fileDescriptor >= 0 { _ = Glibc.write(fileDescriptor, buffer.baseAddress, buffer.count) }
         }
@@ -86,8 +91,19 @@ final class LogSink: Sendable {
 
 enum LoggingSetup {
     /// Bootstraps swift-log once for the process.
+    /// The log file's writer once logging is set up, for the exit line (`recordExit`).
+    nonisolated(unsafe) private static var fileHandler: FanoutLogHandler?
+
+    /// Appends the line a command ends with (printed on stderr by itself) to the log file too:
+    /// cron users read the file, not stderr.
+    static func recordExit(_ line: String, status: Int32) {
+        guard let handler = fileHandler else { return }
+        handler.sink.write(handler.format(level: .error, message: line, metadata: ["exit": "\(status)"]), toStandardError: false)
+    }
+
     static func bootstrap(format: LogFormat, verbose: Bool, file: String?) {
         let sink = LogSink(file: file)
+        if !sink.fileFailed { fileHandler = FanoutLogHandler(label: "fanout", format: format, sink: sink, logLevel: .error) }
         LoggingSystem.bootstrap { label in
             FanoutLogHandler(label: label, format: format, sink: sink, logLevel: verbose ? .debug : .info)
         }

@@ -194,10 +194,15 @@ struct EmailTickTests {
             env["MAIL_PORT"] = "1"
             env["MAIL_FROM_ADDRESS"] = "sender@example.test"
             env["FANOUT_TEMPLATES"] = try makeTestTemplates().path
+            let logFile = TestEnvironment.scratchDirectory.appendingPathComponent("fanout-69-\(UUID().uuidString).log")
+            env["FANOUT_LOG_FILE"] = logFile.path
             let result = try runFanout(["emails:process-jobs"], environment: env)
             #expect(result.status == 69)
             #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
             #expect(result.stderr.hasPrefix("fanout: SMTP server 127.0.0.1:1 unavailable"))
+            // Cron users read the log file: the exit line is there too.
+            let logged = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+            #expect(logged.contains("error fanout: SMTP server 127.0.0.1:1 unavailable") && logged.contains("exit=69"), "\(logged)")
             #expect(try fixture.statusCounts(job: job) == ["pending": 5])
             #expect(try fixture.items(job: job).allSatisfy { $0.attempts == 0 })
         }
@@ -237,9 +242,12 @@ struct EmailTickTests {
     }
 
     @Test func missingMailSettingsExit78() throws {
-        let result = try runFanout(["emails:process-jobs"], environment: ["DB_DATABASE": "x", "DB_USERNAME": "u"])
+        let logFile = TestEnvironment.scratchDirectory.appendingPathComponent("fanout-78-\(UUID().uuidString).log")
+        let result = try runFanout(["emails:process-jobs"], environment: ["DB_DATABASE": "x", "DB_USERNAME": "u", "FANOUT_LOG_FILE": logFile.path])
         #expect(result.status == 78)
         #expect(result.stderr.contains("MAIL_HOST"))
+        let logged = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+        #expect(logged.contains("MAIL_HOST") && logged.contains("exit=78"), "the exit line reaches FANOUT_LOG_FILE: \(logged)")
     }
 
     @Test func idleTickPrintsNothingAndExits0() throws {

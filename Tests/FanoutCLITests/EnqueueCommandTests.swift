@@ -76,6 +76,10 @@ struct EnqueueCommandTests {
             #expect(bad.stderr.contains("not a whole number"))
             let wrongOption = try runFanout(["enqueue", "wallet", "--company", "2", "--template", "g", "--recipients", csv], environment: fixture.database.environment)
             #expect(wrongOption.status == 64)
+            // A missing input file is EX_NOINPUT, with the file named.
+            let missing = try runFanout(["enqueue", "email", "--company", "2", "--template", "g", "--recipients", "/nonexistent/list.csv"], environment: fixture.database.environment)
+            #expect(missing.status == 66)
+            #expect(missing.stderr == "fanout: cannot read /nonexistent/list.csv: No such file or directory\n")
         }
     }
 }
