@@ -93,8 +93,8 @@ public final class MariaDBJobStore: JobStore {
             sql.resolveInDoubt(policy),
             [first, failedReason, retryReason, job.id] + fence(lease)
         ).affectedRows
-        // A dead holder may also have written outcomes it never added to the job's counters
-        // (it died between a group and `advance`): after a takeover they are counted again.
+        // A dead holder may have written items and died before the job write that counts them:
+        // after a takeover the counters are counted again from the items.
         try connection.execute(sql.recount, [job.id] + fence(lease))
         try connection.execute(sql.forgetPreviousHolder, fence(lease))
         return Int(resolved)

@@ -75,7 +75,8 @@ struct JobSQL {
 
     /// The job's part of a write: counters and last activity move with the outcomes just
     /// written, the hand-over mark moves ahead, and the job's status comes back as the insert id;
-    /// fenced by the lease. Parameters: terminal, failed, mark, job id, fence.
+    /// fenced by the lease. Parameters: terminal, failed, outcomes written (any: activity), mark,
+    /// job id, fence.
     var progress: String {
         """
         UPDATE \(jobs) SET
