@@ -376,6 +376,38 @@ struct EmailTickTests {
         }
     }
 
+    /// A live tick whose every delivery hangs keeps its lease (it heartbeats) but makes no
+    /// progress: the next tick expires the job after --inactive-after, with the items, and the
+    /// hung tick writes nothing more (its writes are fenced by the lease it lost).
+    @Test func aLiveHolderThatMakesNoProgressIsExpired() throws {
+        try withEmailSetup(smtpArguments: ["--delay", "60"]) { fixture, smtp, env in
+            let job = try fixture.emailJob(company: 1, count: 6)
+            let output = TestEnvironment.scratchDirectory.appendingPathComponent("hung-\(UUID().uuidString)")
+            let hung = try startFanout(["emails:process-jobs", "--connections", "2"], environment: env, output: output)
+            defer { if hung.isRunning { hung.signal(SIGKILL); hung.wait() } }
+            #expect(waitUntil(seconds: 20) { ((try? fixture.statusCounts(job: job)["processing"]) ?? 0) > 0 })
+            // Before --inactive-after has passed, the holder is left alone.
+            let early = try runFanout(["emails:process-jobs", "--inactive-after", "30m"], environment: env)
+            #expect(early.status == 0, "\(early.stderr)")
+            #expect(try fixture.job(job).status == "processing")
+            Thread.sleep(forTimeInterval: 2.5)
+            let expiring = try runFanout(["emails:process-jobs", "--inactive-after", "2s"], environment: env)
+            #expect(expiring.status == 0, "\(expiring.stderr)")
+            let row = try fixture.job(job)
+            #expect(row.status == "failed")
+            #expect(row.reason?.contains("no progress for 2s") == true, "\(row.reason ?? "")")
+            #expect(try fixture.items(job: job).allSatisfy { $0.status == "failed" && $0.reason == row.reason })
+            #expect(try fixture.countersMatchItems(job: job))
+            let snapshot = try fixture.db.query("SELECT * FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id", [job]).map { "\($0.values)" }
+            let jobSnapshot = try fixture.db.query("SELECT * FROM bulk_email_jobs WHERE id = ?", [job]).map { "\($0.values)" }
+            // The hung tick sees its lease gone with its next write (within 250 ms) and writes nothing.
+            Thread.sleep(forTimeInterval: 1.5)
+            #expect(try fixture.db.query("SELECT * FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id", [job]).map { "\($0.values)" } == snapshot)
+            #expect(try fixture.db.query("SELECT * FROM bulk_email_jobs WHERE id = ?", [job]).map { "\($0.values)" } == jobSnapshot)
+            #expect(smtp.messageFiles.isEmpty)
+        }
+    }
+
     @Test func stoppedTickTakenOverAndResumedChangesNoRow() throws {
         try withEmailSetup(smtpArguments: ["--delay", "0.02"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 200)
