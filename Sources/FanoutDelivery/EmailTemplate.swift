@@ -66,6 +66,7 @@ public struct EmailTemplate: Sendable {
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw TemplateError(template: name, message: "no such template: \(directory) does not exist")
         }
+        _ = ContentTypes.registered
         func part(_ file: String, contentType: String) throws(TemplateError) -> Part? {
             let path = (directory as NSString).appendingPathComponent(file)
             guard let data = FileManager.default.contents(atPath: path) else { return nil }
@@ -76,7 +77,7 @@ public struct EmailTemplate: Sendable {
                 let full = "{{% CONTENT_TYPE: \(contentType) }}" + source
                 let template = try MustacheTemplate(string: full)
                 let escape: @Sendable (String) -> String
-                if contentType == "HTML" {
+                if contentType == ContentTypes.html {
                     escape = { HTMLText.escaped($0) }
                 } else {
                     escape = { $0 }
@@ -91,7 +92,7 @@ public struct EmailTemplate: Sendable {
         guard let subject = try part("subject.mustache", contentType: "TEXT") else {
             throw TemplateError(template: name, message: "email/\(name)/subject.mustache is missing")
         }
-        let html = try part("html.mustache", contentType: "HTML")
+        let html = try part("html.mustache", contentType: ContentTypes.html)
         let text = try part("text.mustache", contentType: "TEXT")
         guard html != nil || text != nil else {
             throw TemplateError(template: name, message: "email/\(name) has neither html.mustache nor text.mustache")

@@ -31,13 +31,8 @@ public struct WalletTemplate: Sendable {
     /// Whether the URL holds no item value at all (then its start is the whole URL).
     private let urlIsFixed: Bool
 
-    static let registerContentTypes: Void = {
-        MustacheContentTypes.register(JSONStringContentType(), named: "JSON")
-        MustacheContentTypes.register(URLComponentContentType(), named: "URL")
-    }()
-
     public static func load(name: String, folder: String) throws(TemplateError) -> WalletTemplate {
-        _ = registerContentTypes
+        _ = ContentTypes.registered
         guard !name.isEmpty, !name.contains("/"), !name.contains("\\"), !name.contains("\0"), !name.hasPrefix(".") else {
             throw TemplateError(template: name, message: "not a template name (letters, digits, '-', '_' and inner dots only)")
         }

@@ -1,3 +1,4 @@
+import FanoutCore
 @testable import FanoutDelivery
 import Foundation
 import Testing
@@ -63,6 +64,33 @@ struct EmailCompositionTests {
         #expect(rendered.text == "<b>Bob</b>\nBcc: victim@example.test")
         #expect(!rendered.subject.contains("\n") && !rendered.subject.contains("\r"))
         #expect(rendered.subject == "Hello <b>Bob</b> Bcc: victim@example.test Bcc: x@y.test")
+    }
+
+    /// Every value that lands in HTML, through a variable, a section, an inverted section or a
+    /// list, in text or in an attribute, is escaped by the one function (`HTMLText.escaped`):
+    /// a quote followed by a combining mark (one Character) once slipped through sections.
+    @Test func hostileValuesAreEscapedOnEveryHTMLPath() throws {
+        let hostile = "\"\u{301} onmouseover=alert(1) x=\"<script>&'\u{301}"
+        let escaped = HTMLText.escaped(hostile)
+        #expect(!escaped.contains("\"") && !escaped.contains("'") && !escaped.contains("<"))
+        let html = """
+            <a title="{{name}}">{{name}}</a>\
+            {{#vip}}<b title="{{name}}">{{name}}</b>{{/vip}}\
+            {{^missing}}<i title='{{name}}'>{{name}}</i>{{/missing}}\
+            {{#tags}}<u title="{{.}}">{{.}}</u>{{/tags}}\
+            {{#nested}}<s>{{deep}}</s>{{/nested}}
+            """
+        let template = try Self.template(["subject.mustache": "s", "html.mustache": html])
+        let rendered = template.render([
+            "name": hostile, "vip": true, "tags": [hostile, "plain"], "nested": ["deep": hostile] as [String: Any],
+        ] as [String: Any]).html ?? ""
+        let e = escaped
+        #expect(rendered == """
+            <a title="\(e)">\(e)</a><b title="\(e)">\(e)</b><i title='\(e)'>\(e)</i>\
+            <u title="\(e)">\(e)</u><u title="plain">plain</u><s>\(e)</s>
+            """)
+        #expect(!rendered.contains("<script"))
+        #expect(!rendered.unicodeScalars.contains { $0 == "\u{301}" } || !rendered.contains("\"\u{301}"))
     }
 
     @Test func loadingErrorsNameTheTemplateAndFile() throws {
