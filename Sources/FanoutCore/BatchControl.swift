@@ -112,8 +112,9 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
 
     var outcome: BatchOutcome { locked { $0.outcome } }
 
-    /// Items claimed that never got an outcome (never handed out, or their delivery was cut short).
-    var unreportedItemIDs: [UInt64] { locked { $0.attempts.keys.sorted() } }
+    /// Whether some claimed item never got an outcome (never handed out, or its delivery was cut
+    /// short).
+    var hasUnreportedItems: Bool { locked { !$0.attempts.isEmpty } }
 
     func nextItem() -> WorkItem? {
         while true {

@@ -28,9 +28,11 @@ public protocol JobStore: AnyObject {
     /// was written). A delivered item is recorded as such even when a person flipped it to
     /// cancelled while it was in flight.
     func write(_ updates: [ItemUpdate], handedThrough: UInt64, job: JobRecord, lease: Lease) throws -> LeaseCheck
-    /// Puts items in flight back to pending without charging an attempt (the server, not the
-    /// item, failed, or they were never handed to it).
-    func unclaim(_ itemIDs: [UInt64], job: JobRecord, lease: Lease) throws
+    /// Puts every item of the job this lease still has in flight back to pending without
+    /// charging an attempt (the server, not the item, failed, or they were never handed to it).
+    /// Called once every outcome of the batch was written, so those are exactly the items
+    /// without one.
+    func unclaim(job: JobRecord, lease: Lease) throws
     /// At the end of a batch: fills in total_items when 0 and completes the job when no item is
     /// unfinished. Returns the job's status afterwards, or nil when the lease was lost.
     func advance(_ job: JobRecord, lease: Lease) throws -> JobStatus?

@@ -111,9 +111,8 @@ public final class Tick {
             }
             try control.finish()
             outcome = control.outcome
-            let unreported = control.unreportedItemIDs
-            if !unreported.isEmpty && !outcome.leaseLost {
-                try store.unclaim(unreported, job: job, lease: lease)
+            if control.hasUnreportedItems && !outcome.leaseLost {
+                try store.unclaim(job: job, lease: lease)
             }
             if outcome.leaseLost { return lostLease(&summary, job) }
             summary.delivered += outcome.delivered

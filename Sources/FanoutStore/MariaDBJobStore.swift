@@ -236,11 +236,8 @@ public final class MariaDBJobStore: JobStore {
         return ids + Array(repeating: last, count: size - ids.count)
     }
 
-    public func unclaim(_ itemIDs: [UInt64], job: JobRecord, lease: Lease) throws {
-        for chunk in stride(from: 0, to: itemIDs.count, by: 500).map({ Array(itemIDs[$0..<min($0 + 500, itemIDs.count)]) }) {
-            let ids = Self.padded(chunk)
-            try connection.execute(sql.unclaim(count: ids.count), ids + [lease.owner])
-        }
+    public func unclaim(job: JobRecord, lease: Lease) throws {
+        try connection.execute(sql.unclaim, [job.id, lease.owner])
     }
 
     public func advance(_ job: JobRecord, lease: Lease) throws -> JobStatus? {

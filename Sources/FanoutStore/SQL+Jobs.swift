@@ -190,11 +190,12 @@ struct JobSQL {
             """
     }
 
-    /// Puts items in flight back to pending, uncharged. Parameters: item ids, owner.
-    func unclaim(count: Int) -> String {
+    /// Puts the items this lease has in flight back to pending, uncharged: one statement on the
+    /// (job, status, id) index. Parameters: job id, owner.
+    var unclaim: String {
         """
         UPDATE \(items) SET status = 'pending', claimed_by = NULL, claimed_at = NULL, updated_at = NOW()
-        WHERE id IN (\(Array(repeating: "?", count: count).joined(separator: ", "))) AND status = 'processing' AND claimed_by = ?
+        WHERE \(fk) = ? AND status = 'processing' AND claimed_by = ?
         """
     }
 

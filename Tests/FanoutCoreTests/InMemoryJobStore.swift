@@ -223,8 +223,8 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         return .held(current.status, reason: current.status.isTerminal ? current.reason : nil)
     }
 
-    func unclaim(_ itemIDs: [UInt64], job: JobRecord, lease: Lease) throws {
-        for id in itemIDs where items[id]?.status == .processing && items[id]?.claimedBy == lease.owner {
+    func unclaim(job: JobRecord, lease: Lease) throws {
+        for id in items(of: job.id).map(\.id) where items[id]?.status == .processing && items[id]?.claimedBy == lease.owner {
             items[id]!.status = .pending
             items[id]!.claimedBy = nil
         }
