@@ -25,11 +25,9 @@ public struct WalletTemplate: Sendable {
     private let headers: [(name: String, value: EmailTemplate.Part)]
     private let body: EmailTemplate.Part?
     public let isJSON: Bool
-    /// The URL source up to its first item value (see `base(of:)`), and the file it came from.
-    private let urlBase: String
+    /// What every item's URL starts with, and the file the template came from.
+    private let urlStart: URLStart
     private let relative: String
-    /// Whether the URL holds no item value at all (then its start is the whole URL).
-    private let urlIsFixed: Bool
 
     public static func load(name: String, folder: String) throws(TemplateError) -> WalletTemplate {
         _ = ContentTypes.registered
@@ -74,8 +72,8 @@ public struct WalletTemplate: Sendable {
                 throw TemplateError(template: name, message: "\(relative): the \(what) does not parse: \(error)")
             }
         }
-        let urlSource = Self.settingsVerbatim(parts[1].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " HTTP/1.1", with: ""))
-        let url = try compile(urlSource, "URL", "URL")
+        let urlTags = URLStart.tags(parts[1].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " HTTP/1.1", with: ""))
+        let url = try compile(URLStart.settingsVerbatim(urlTags), "URL", "URL")
         var headers: [(String, EmailTemplate.Part)] = []
         var isJSON = false
         while let line = lines.first, !line.trimmingCharacters(in: .whitespaces).isEmpty {
@@ -96,55 +94,15 @@ public struct WalletTemplate: Sendable {
         let body = bodyText.isEmpty ? nil : try compile(bodyText, isJSON ? "JSON" : "TEXT", "body")
         return WalletTemplate(
             name: name, method: parts[0].uppercased(), url: url, headers: headers, body: body, isJSON: isJSON,
-            urlBase: Self.base(of: urlSource), relative: relative, urlIsFixed: !urlSource.contains("{{") || Self.base(of: urlSource) == urlSource
+            urlStart: URLStart(urlTags), relative: relative
         )
-    }
-
-    /// `{{env.X}}` in the URL inserts the setting as it is, like `{{{env.X}}}`: settings are
-    /// trusted (a base URL must keep its `://` and `/`); item values stay percent-encoded.
-    static func settingsVerbatim(_ source: String) -> String {
-        var out = ""
-        var rest = source[...]
-        while let open = rest.range(of: "{{") {
-            out += rest[..<open.lowerBound]
-            let afterOpen = rest[open.upperBound...]
-            guard !afterOpen.hasPrefix("{"), !afterOpen.hasPrefix("&"), let close = afterOpen.range(of: "}}") else {
-                out += "{{"
-                rest = afterOpen
-                continue
-            }
-            let tag = afterOpen[..<close.lowerBound].trimmingCharacters(in: .whitespaces)
-            out += tag.hasPrefix("env.") ? "{{{\(tag)}}}" : "{{" + afterOpen[..<close.upperBound]
-            rest = afterOpen[close.upperBound...]
-        }
-        return out + rest
-    }
-
-    /// The part of the URL source before its first tag that is not a setting (literal text and
-    /// `env.` values only): what every item's URL starts with.
-    static func base(of source: String) -> String {
-        var base = ""
-        var rest = source[...]
-        while let open = rest.range(of: "{{") {
-            base += rest[..<open.lowerBound]
-            let afterOpen = rest[open.upperBound...]
-            let triple = afterOpen.hasPrefix("{")
-            let close = triple ? "}}}" : "}}"
-            guard let end = afterOpen.range(of: close) else { return base }
-            let tag = afterOpen[..<end.lowerBound].trimmingCharacters(in: CharacterSet(charactersIn: "{&").union(.whitespaces))
-            guard tag.hasPrefix("env.") else { return base }
-            base += "{{{\(tag)}}}"
-            rest = afterOpen[end.upperBound...]
-        }
-        return base + rest
     }
 
     /// Why no item of this template could get a valid URL with these settings, naming the
     /// setting or the template; nil when the URL's start is fine (or depends on each item).
     public func urlProblem(environment: [String: String]) -> String? {
-        guard let template = try? MustacheTemplate(string: "{{% CONTENT_TYPE: URL }}" + urlBase) else { return nil }
-        let start = template.render(["env": environment] as [String: Any])
-        let settings = urlBase.matches(of: #/\{\{\{(env\.[A-Za-z0-9_]+)\}\}\}/#).map { String($0.output.1.dropFirst(4)) }
+        let start = urlStart.render(environment)
+        let settings = urlStart.settings
         if start.hasPrefix("http://") || start.hasPrefix("https://") {
             guard !start.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
                 return "\(relative): the request URL starts with a space or control character (\(Self.describe(settings, environment)))"
@@ -152,7 +110,7 @@ public struct WalletTemplate: Sendable {
             return nil
         }
         // Shorter than "https://": it may still become one once an item's value follows.
-        if !urlIsFixed && ("https://".hasPrefix(start) || "http://".hasPrefix(start)) { return nil }
+        if !urlStart.isWholeURL && ("https://".hasPrefix(start) || "http://".hasPrefix(start)) { return nil }
         let missing = settings.filter { (environment[$0] ?? "").isEmpty }
         if let first = missing.first {
             return "\(relative): the request URL needs the setting \(first), which is not set"
@@ -195,6 +153,72 @@ public struct WalletTemplate: Sendable {
             }
         }
         return .success(RenderedRequest(method: method, url: url, headers: headers, body: body))
+    }
+}
+
+/// The start of a request URL that every item shares: its literal text and settings up to the
+/// first item value, found once when the template loads.
+struct URLStart: Sendable {
+    /// A piece of a URL source: literal text, or a `{{…}}` tag with the name inside it.
+    enum Piece: Equatable {
+        case text(String)
+        case tag(source: String, name: String)
+    }
+
+    /// The setting names (after `env.`) in the start, in order.
+    let settings: [String]
+    /// Whether the URL holds no item value at all (then its start is the whole URL).
+    let isWholeURL: Bool
+    private let template: MustacheTemplate?
+
+    init(_ pieces: [Piece]) {
+        let start = pieces.prefix { piece in
+            if case .tag(_, let name) = piece { return name.hasPrefix("env.") }
+            return true
+        }
+        isWholeURL = start.count == pieces.count
+        settings = start.compactMap { piece in
+            if case .tag(_, let name) = piece { return String(name.dropFirst(4)) }
+            return nil
+        }
+        template = try? MustacheTemplate(string: "{{% CONTENT_TYPE: \(ContentTypes.url) }}" + Self.settingsVerbatim(Array(start)))
+    }
+
+    /// The start rendered with these settings.
+    func render(_ environment: [String: String]) -> String {
+        template?.render(["env": environment] as [String: Any]) ?? ""
+    }
+
+    /// Splits a URL source into literal text and tags (`{{x}}`, `{{{x}}}`, `{{&x}}`).
+    static func tags(_ source: String) -> [Piece] {
+        var pieces: [Piece] = []
+        var rest = source[...]
+        while let open = rest.range(of: "{{") {
+            if open.lowerBound > rest.startIndex { pieces.append(.text(String(rest[..<open.lowerBound]))) }
+            let afterOpen = rest[open.upperBound...]
+            let close = afterOpen.hasPrefix("{") ? "}}}" : "}}"
+            guard let end = afterOpen.range(of: close) else {
+                pieces.append(.text(String(rest[open.lowerBound...])))
+                return pieces
+            }
+            let name = afterOpen[..<end.lowerBound].trimmingCharacters(in: CharacterSet(charactersIn: "{&").union(.whitespaces))
+            pieces.append(.tag(source: String(rest[open.lowerBound..<end.upperBound]), name: name))
+            rest = afterOpen[end.upperBound...]
+        }
+        if !rest.isEmpty { pieces.append(.text(String(rest))) }
+        return pieces
+    }
+
+    /// The source again, with every setting as `{{{env.X}}}`: `{{env.X}}` in the URL inserts the
+    /// setting as it is (settings are trusted: a base URL keeps its `://` and `/`); item values
+    /// stay percent-encoded.
+    static func settingsVerbatim(_ pieces: [Piece]) -> String {
+        pieces.map { piece in
+            switch piece {
+            case .text(let text): text
+            case .tag(let source, let name): name.hasPrefix("env.") ? "{{{\(name)}}}" : source
+            }
+        }.joined()
     }
 }
 
