@@ -133,9 +133,7 @@ struct AdminSQL {
 
     var lockJob: String { "SELECT status FROM \(jobs) WHERE id = ? FOR UPDATE" }
 
-    /// Rows one statement of a large change touches at most (each statement is its own
-    /// transaction: a cancel of a million items never holds a million rows' locks).
-    static let chunkSize = 5000
+    static let chunkSize = JobSQL.chunkSize
 
     var jobStatus: String { "SELECT status FROM \(jobs) WHERE id = ?" }
 
@@ -150,15 +148,16 @@ struct AdminSQL {
     /// flight and then closes the job.
     var cancelJob: String { "UPDATE \(jobs) SET status = 'cancelled', reason = ?, updated_at = NOW() WHERE id = ?" }
 
-    /// The counters from the items.
-    var recount: String {
+    /// The job's counters counted from its items. Parameters: job id, job id.
+    private var counters: String {
         """
-        UPDATE \(jobs) SET
-          processed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status IN \(terminal)),
+        processed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status IN \(terminal)),
           failed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status = 'failed')
-        WHERE id = ?
         """
     }
+
+    /// The counters from the items. Parameters: job id, job id, job id.
+    var recount: String { "UPDATE \(jobs) SET \(counters) WHERE id = ?" }
 
     var retryFailed: String {
         """
@@ -177,8 +176,7 @@ struct AdminSQL {
     var reopenJob: String {
         """
         UPDATE \(jobs) SET status = 'processing', reason = NULL, completed_at = NULL, updated_at = NOW(),
-          processed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status IN \(terminal)),
-          failed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status = 'failed')
+          \(counters)
         WHERE id = ?
         """
     }

@@ -133,31 +133,26 @@ public final class MariaDBJobStore: JobStore {
     }
 
     public func write(_ updates: [ItemUpdate], handedThrough: UInt64, job: JobRecord, lease: Lease) throws -> LeaseCheck {
-        let sinceHeartbeat = ContinuousClock.now - lastHeartbeat
-        if updates.isEmpty && (handedThrough == 0 || sinceHeartbeat >= .seconds(1)) {
-            let result = try connection.execute(sql.heartbeat, [job.id] + fence(lease))
-            lastHeartbeat = .now
-            if result.affectedRows == 0 { return .lost }
-            return try held(job, statusCode: result.lastInsertID)
+        if updates.isEmpty && (handedThrough == 0 || ContinuousClock.now - lastHeartbeat >= .seconds(1)) {
+            return try heartbeat(job, lease: lease)
         }
         var terminal = 0
         var failed = 0
-        var delivered: [UInt64: [UInt64]] = [:]
+        var delivered: [Int?: [UInt64]] = [:]
         var failures: [ItemUpdate] = []
         var retries: [ItemUpdate] = []
         for update in updates {
             switch update.status {
             case .pending: retries.append(update)
             case .failed: failures.append(update)
-            default: delivered[UInt64(bitPattern: Int64(update.code ?? -1)), default: []].append(update.itemID)
+            default: delivered[update.code, default: []].append(update.itemID)
             }
         }
         for (code, itemIDs) in delivered {
             let ids = Self.padded(itemIDs)
-            let codeValue: Int? = Int64(bitPattern: code) == -1 ? nil : Int(Int64(bitPattern: code))
             terminal += Int(try connection.execute(
                 sql.recordDelivered(count: ids.count),
-                [job.kind.deliveredStatus.rawValue, codeValue] + ids + [job.id, lease.owner]
+                [job.kind.deliveredStatus.rawValue, code] + ids + [job.id, lease.owner]
             ).affectedRows)
         }
         for group in [failures, retries] where !group.isEmpty {
@@ -169,17 +164,20 @@ public final class MariaDBJobStore: JobStore {
         }
         // The job's counters move by what was written, in the same round as the items.
         let result = try connection.execute(sql.progress, [terminal, failed, updates.count, handedThrough, job.id] + fence(lease))
-        if result.affectedRows == 0 { return try lostOrDeleted(job, lease: lease) }
-        try heartbeatIfDue(job, lease: lease)
+        // Nothing changed: the lease is lost, or the job was deleted (the heartbeat tells which).
+        if result.affectedRows == 0 { return try heartbeat(job, lease: lease) }
+        // The lease row itself (which tells other ticks this one lives) once a second at most:
+        // outcome writes confirm the lease by their fence, but do not touch its row.
+        if ContinuousClock.now - lastHeartbeat >= .seconds(1) { _ = try heartbeat(job, lease: lease) }
         return try held(job, statusCode: result.lastInsertID)
     }
 
-    /// The lease's heartbeat (which tells other ticks this one lives) once a second at most:
-    /// outcome writes confirm the lease by their fence, but do not touch its row.
-    private func heartbeatIfDue(_ job: JobRecord, lease: Lease) throws {
-        guard ContinuousClock.now - lastHeartbeat >= .seconds(1) else { return }
-        try connection.execute(sql.heartbeat, [job.id] + fence(lease))
+    /// Heartbeats the lease and reads the job's status.
+    private func heartbeat(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
+        let result = try connection.execute(sql.heartbeat, [job.id] + fence(lease))
         lastHeartbeat = .now
+        if result.affectedRows == 0 { return .lost }
+        return try held(job, statusCode: result.lastInsertID)
     }
 
     /// Outcomes each with its own reason, code and retry wait, all of one status.
@@ -188,15 +186,15 @@ public final class MariaDBJobStore: JobStore {
         for start in stride(from: 0, to: updates.count, by: 200) {
             let chunk = Array(updates[start..<min(start + 200, updates.count)])
             let padded = Self.padded(chunk.map(\.itemID))
-            let extra = padded.count - chunk.count
-            let last = chunk[chunk.count - 1]
+            // The values padded like the ids, so the same few prepared statements serve any size.
+            let rows = chunk + Array(repeating: chunk[chunk.count - 1], count: padded.count - chunk.count)
             var parameters: [any SQLEncodable] = []
             parameters.reserveCapacity(padded.count * 5 + 3)
             parameters.append(contentsOf: padded.map { $0 as any SQLEncodable })
-            parameters.append(contentsOf: (chunk + Array(repeating: last, count: extra)).map { $0.reason.map { Self.clip($0) } as any SQLEncodable })
-            parameters.append(contentsOf: (chunk + Array(repeating: last, count: extra)).map { $0.code as any SQLEncodable })
-            parameters.append(contentsOf: (chunk + Array(repeating: last, count: extra)).map { $0.retryDelay.map { Int64($0.seconds * 1_000_000) } as any SQLEncodable })
-            parameters.append(last.status.rawValue)
+            parameters.append(contentsOf: rows.map { $0.reason.map { Self.clip($0) } as any SQLEncodable })
+            parameters.append(contentsOf: rows.map { $0.code as any SQLEncodable })
+            parameters.append(contentsOf: rows.map { $0.retryDelay.map { Int64($0.seconds * 1_000_000) } as any SQLEncodable })
+            parameters.append(chunk[0].status.rawValue)
             parameters.append(contentsOf: padded.map { $0 as any SQLEncodable })
             parameters.append(job.id)
             parameters.append(lease.owner)
@@ -205,13 +203,6 @@ public final class MariaDBJobStore: JobStore {
         return written
     }
 
-    /// A job write that changed nothing: the lease is lost, or the job was deleted.
-    private func lostOrDeleted(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
-        let result = try connection.execute(sql.heartbeat, [job.id] + fence(lease))
-        lastHeartbeat = .now
-        if result.affectedRows == 0 { return .lost }
-        return try held(job, statusCode: result.lastInsertID)
-    }
 
     /// The job's status from a write's insert id (see `JobSQL.statusCode`), with the reason read
     /// when the job ended outside Fanout (rare: once a job).

@@ -235,7 +235,8 @@ struct JobSQL {
     /// past the end for a job that no longer exists.
     static let statusCodes: [JobStatus?] = [nil, .pending, .processing, .completed, .failed, .cancelled]
 
-    /// Rows one statement of a large change touches at most (each its own transaction).
+    /// Rows one statement of a large change touches at most (each statement its own
+    /// transaction: ending or cancelling a million items never holds a million rows' locks).
     static let chunkSize = 5000
 
     /// Ends up to `chunkSize` unfinished items of the job with the given status and reason.
