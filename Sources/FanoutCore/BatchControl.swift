@@ -222,15 +222,6 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         locked { $0.wake = wake }
     }
 
-    func awaitRecorded() {
-        condition.lock()
-        defer { condition.unlock() }
-        let reported = state.reported
-        // The outcomes waiting are what wakes the writer; this only waits for its write.
-        while state.recorded < reported && state.outcome.writable && !state.writerDone {
-            condition.wait()
-        }
-    }
 
     func shouldContinue() -> Bool {
         locked { $0.outcome.stop == nil }

@@ -88,8 +88,6 @@ public protocol DeliveryControl: AnyObject, Sendable {
     func isRecorded(_ ticket: Int) -> Bool
     /// Runs `wake` after every write from now until the batch ends (to end waits for `isRecorded`).
     func onRecorded(_ wake: @escaping @Sendable () -> Void)
-    /// Waits until every outcome reported so far is recorded (as `isRecorded`).
-    func awaitRecorded()
     /// Whether to go on starting new deliveries (false once the job was cancelled or the lease
     /// lost). Cheap to call often: it never waits for the store.
     func shouldContinue() -> Bool

@@ -21,8 +21,12 @@ final class ScriptedDeliverer: Deliverer, @unchecked Sendable {
 
     func deliver(_ job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
         var index = -1
+        // As the real pools do: the next item only once the last outcome is recorded.
+        let written = DispatchSemaphore(value: 0)
+        control.onRecorded { written.signal() }
         while control.shouldContinue(), let item = control.nextItem() {
-            control.awaitRecorded()
+            let ticket = control.recordTicket()
+            while !control.isRecorded(ticket) { _ = written.wait(timeout: .now() + .milliseconds(10)) }
             index += 1
             beforeItem?(item, index)
             guard control.handOver(item.id) else { return }
