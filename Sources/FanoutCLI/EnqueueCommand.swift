@@ -70,37 +70,13 @@ struct EnqueueCommand: ParsableCommand {
         // Pass 2: the job and its items in one transaction, many rows per INSERT.
         let connection = try openDatabase(settings)
         defer { connection.close() }
-        let jobID: UInt64 = try connection.transaction {
-            let job = try connection.execute(
-                "INSERT INTO \(kind.jobTable) (company_id, template, status, total_items, created_at, updated_at) VALUES (?, ?, 'pending', ?, NOW(), NOW())",
-                [company, template, good]
-            ).lastInsertID
-            var pending: [Row] = []
-            var written = 0
-            func flush() throws {
-                guard !pending.isEmpty else { return }
-                let columns = kind == .email ? "email, name" : "card_id, platform"
-                let values = Array(repeating: "(?, ?, ?, ?, NOW(), NOW())", count: pending.count).joined(separator: ", ")
-                var parameters: [any SQLEncodable] = []
-                for row in pending {
-                    parameters.append(job)
-                    if kind == .email { parameters.append(row.first) } else { parameters.append(UInt64(row.first)) }
-                    parameters.append(row.second)
-                    parameters.append(row.data)
-                }
-                try connection.execute("INSERT INTO \(kind.itemTable) (\(kind.itemJobColumn), \(columns), data, created_at, updated_at) VALUES \(values)", parameters)
-                written += pending.count
-                pending.removeAll(keepingCapacity: true)
-                progress.show("created \(written) of \(good) items")
-            }
+        let jobID = try JobAdmin(connection: connection).create(kind: kind, companyID: company, template: template, total: good) { items in
             try each(path) { _, result in
-                if case .success(let row) = result {
-                    pending.append(row)
-                    if pending.count == 1000 { try flush() }
+                guard case .success(let row) = result else { return }
+                if try items.add(JobAdmin.NewItem(target: row.first, detail: row.second, data: row.data)) {
+                    progress.show("created \(items.written) of \(good) items")
                 }
             }
-            try flush()
-            return job
         }
         progress.clear()
         print(jobID)

@@ -3,30 +3,6 @@ public enum JobKind: String, Sendable, CaseIterable, Codable {
     case email
     case wallet
 
-    /// The table of jobs (parents) of this kind.
-    public var jobTable: String {
-        switch self {
-        case .email: "bulk_email_jobs"
-        case .wallet: "bulk_wallet_api_jobs"
-        }
-    }
-
-    /// The table of items (children) of this kind.
-    public var itemTable: String {
-        switch self {
-        case .email: "bulk_email_job_items"
-        case .wallet: "bulk_wallet_api_job_items"
-        }
-    }
-
-    /// The items' foreign-key column naming their job.
-    public var itemJobColumn: String {
-        switch self {
-        case .email: "bulk_email_job_id"
-        case .wallet: "bulk_wallet_api_job_id"
-        }
-    }
-
     /// The item status that means "delivered".
     public var deliveredStatus: ItemStatus {
         switch self {

@@ -56,7 +56,7 @@ public struct JobAdmin {
         }
         // Then its items, a chunk a statement, so no transaction holds a million rows' locks.
         let cancelled = try chunked(sql.cancelPendingItems, [reason, id])
-        try connection.execute(sql.recount, [id, id, id])
+        try connection.execute(sql.recount, [id])
         return cancelled
     }
 
@@ -86,9 +86,79 @@ public struct JobAdmin {
         try connection.transaction {
             // Cancelled meanwhile: cancel is final, the items just put back end with it.
             if try connection.queryFirst(sql.lockJob, [id]).map({ try $0.decode("status", as: String.self) }) == JobStatus.cancelled.rawValue { return }
-            try connection.execute(sql.reopenJob, [id, id, id])
+            try connection.execute(sql.reopenJob, [id])
         }
         return retried
+    }
+
+    /// One item of a new job: its recipient (`email`, `name`) or card (`card_id`, `platform`) and
+    /// its data object as JSON text.
+    public struct NewItem: Sendable {
+        public var target: String
+        public var detail: String?
+        public var data: String?
+
+        public init(target: String, detail: String?, data: String?) {
+            self.target = target
+            self.detail = detail
+            self.data = data
+        }
+    }
+
+    /// Creates a pending job and its items in one transaction, many rows per INSERT: `fill`
+    /// adds the items to the `NewItems` it is given.
+    /// - Returns: the new job's id.
+    public func create(
+        kind: JobKind, companyID: UInt64, template: String, total: Int, fill: (NewItems) throws -> Void
+    ) throws -> UInt64 {
+        let sql = AdminSQL(kind: kind)
+        return try connection.transaction {
+            let job = try connection.execute(sql.createJob, [companyID, template, total]).lastInsertID
+            let items = NewItems(connection: connection, sql: sql, job: job)
+            try fill(items)
+            try items.flush()
+            return job
+        }
+    }
+
+    /// The items of a job being created, written a thousand rows per INSERT.
+    public final class NewItems {
+        private let connection: Connection
+        private let sql: AdminSQL
+        private let job: UInt64
+        private var pending: [NewItem] = []
+        /// Items written so far.
+        public private(set) var written = 0
+
+        init(connection: Connection, sql: AdminSQL, job: UInt64) {
+            self.connection = connection
+            self.sql = sql
+            self.job = job
+        }
+
+        /// Adds an item; returns true when this wrote a full INSERT (`written` moved).
+        @discardableResult
+        public func add(_ item: NewItem) throws -> Bool {
+            pending.append(item)
+            guard pending.count == AdminSQL.createRows else { return false }
+            try flush()
+            return true
+        }
+
+        func flush() throws {
+            guard !pending.isEmpty else { return }
+            var parameters: [any SQLEncodable] = []
+            parameters.reserveCapacity(pending.count * 4)
+            for item in pending {
+                parameters.append(job)
+                if sql.kind == .email { parameters.append(item.target) } else { parameters.append(UInt64(item.target)) }
+                parameters.append(item.detail)
+                parameters.append(item.data)
+            }
+            try connection.execute(sql.createItems(count: pending.count), parameters)
+            written += pending.count
+            pending.removeAll(keepingCapacity: true)
+        }
     }
 
     /// Runs `statement` (which ends in `LIMIT chunkSize`) until it changes fewer rows than that.
@@ -126,10 +196,23 @@ public struct JobAdmin {
 /// The operators' statements, for one kind of job.
 struct AdminSQL {
     let kind: JobKind
-    private var jobs: String { kind.jobTable }
-    private var items: String { kind.itemTable }
-    private var fk: String { kind.itemJobColumn }
-    private var terminal: String { "('\(kind.deliveredStatus.rawValue)', 'failed', 'cancelled')" }
+    private var tables: JobTables { JobTables(kind: kind) }
+    private var jobs: String { tables.jobs }
+    private var items: String { tables.items }
+    private var fk: String { tables.jobColumn }
+
+    var createJob: String {
+        "INSERT INTO \(jobs) (company_id, template, status, total_items, created_at, updated_at) VALUES (?, ?, 'pending', ?, NOW(), NOW())"
+    }
+
+    /// Rows per INSERT of `create`.
+    static let createRows = 1000
+
+    func createItems(count: Int) -> String {
+        let (first, second) = tables.targetColumns
+        let values = Array(repeating: "(?, ?, ?, ?, NOW(), NOW())", count: count).joined(separator: ", ")
+        return "INSERT INTO \(items) (\(fk), \(first), \(second), data, created_at, updated_at) VALUES \(values)"
+    }
 
     var lockJob: String { "SELECT status FROM \(jobs) WHERE id = ? FOR UPDATE" }
 
@@ -148,16 +231,8 @@ struct AdminSQL {
     /// flight and then closes the job.
     var cancelJob: String { "UPDATE \(jobs) SET status = 'cancelled', reason = ?, updated_at = NOW() WHERE id = ?" }
 
-    /// The job's counters counted from its items. Parameters: job id, job id.
-    private var counters: String {
-        """
-        processed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status IN \(terminal)),
-          failed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status = 'failed')
-        """
-    }
-
-    /// The counters from the items. Parameters: job id, job id, job id.
-    var recount: String { "UPDATE \(jobs) SET \(counters) WHERE id = ?" }
+    /// The counters from the items. Parameters: job id.
+    var recount: String { "UPDATE \(jobs) j SET \(tables.recountedCounters) WHERE j.id = ?" }
 
     var retryFailed: String {
         """
@@ -175,9 +250,9 @@ struct AdminSQL {
 
     var reopenJob: String {
         """
-        UPDATE \(jobs) SET status = 'processing', reason = NULL, completed_at = NULL, updated_at = NOW(),
-          \(counters)
-        WHERE id = ?
+        UPDATE \(jobs) j SET j.status = 'processing', j.reason = NULL, j.completed_at = NULL, j.updated_at = NOW(),
+          \(tables.recountedCounters)
+        WHERE j.id = ?
         """
     }
 

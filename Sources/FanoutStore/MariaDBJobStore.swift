@@ -117,7 +117,7 @@ public final class MariaDBJobStore: JobStore {
         if due.isEmpty { return [] }
         if job.status == .pending && !startedJobs.contains(job.id) {
             // Live before the first item is handed out: the host's screen says "processing".
-            try connection.execute(sql.start, [job.id, job.id] + fence(lease))
+            try connection.execute(sql.start, [job.id] + fence(lease))
             startedJobs.insert(job.id)
         }
         let ids = Self.padded(due.map(\.id))
@@ -244,7 +244,7 @@ public final class MariaDBJobStore: JobStore {
         // A chunk a statement: ending a million items never holds a million rows' locks.
         while try connection.execute(sql.finishItems, [itemStatus.rawValue, clipped, job.id] + fence(lease)).affectedRows >= JobSQL.chunkSize {}
         let keepPersonsReason = status == .cancelled ? 1 : 0
-        try connection.execute(sql.finishJob, [status.rawValue, keepPersonsReason, clipped, job.id, job.id, job.id, job.id] + fence(lease))
+        try connection.execute(sql.finishJob, [status.rawValue, keepPersonsReason, clipped, job.id] + fence(lease))
     }
 
     public func releaseLease(_ lease: Lease) throws {

@@ -1,20 +1,18 @@
 import FanoutCore
 
-/// The statements of the tick, for one kind of job. Table and column names come from `JobKind`
-/// (constants, never input); every value is a bound parameter.
+/// The statements of the tick, for one kind of job. Table and column names come from
+/// `JobTables`; every value is a bound parameter.
 struct JobSQL {
     let kind: JobKind
-    private var jobs: String { kind.jobTable }
-    private var items: String { kind.itemTable }
-    private var fk: String { kind.itemJobColumn }
-    /// The column an item's reply code goes to: the contract's http_status for wallet items,
-    /// Fanout's response_code for email items.
-    var codeColumn: String { kind == .wallet ? "http_status" : "response_code" }
+    private var tables: JobTables { JobTables(kind: kind) }
+    private var jobs: String { tables.jobs }
+    private var items: String { tables.items }
+    private var fk: String { tables.jobColumn }
+    private var codeColumn: String { tables.codeColumn }
 
     /// Lease ownership, as a condition every fenced write carries: kind, company, owner.
     private let fence = "EXISTS (SELECT 1 FROM fanout_leases WHERE kind = ? AND company_id = ? AND owner = ?)"
     private let unfinished = "('pending', 'processing')"
-    private var terminal: String { "('\(kind.deliveredStatus.rawValue)', 'failed', 'cancelled')" }
 
     /// Each company's oldest runnable job (least recently served company first), and jobs
     /// cancelled or failed outside Fanout whose items still need ending (first of all).
@@ -108,10 +106,7 @@ struct JobSQL {
     /// Counters recomputed from the items (after in-doubt items were resolved).
     var recount: String {
         """
-        UPDATE \(jobs) j SET
-          processed_items = (SELECT COUNT(*) FROM \(items) i WHERE i.\(fk) = j.id AND i.status IN \(terminal)),
-          failed_items = (SELECT COUNT(*) FROM \(items) i WHERE i.\(fk) = j.id AND i.status = 'failed'),
-          updated_at = NOW()
+        UPDATE \(jobs) j SET \(tables.recountedCounters), j.updated_at = NOW()
         WHERE j.id = ? AND \(fence)
         """
     }
@@ -132,8 +127,8 @@ struct JobSQL {
     /// `total_items` when the host left it 0. Parameters: job id, fence.
     var start: String {
         """
-        UPDATE \(jobs) SET status = 'processing', started_at = COALESCE(started_at, NOW()),
-          total_items = IF(total_items = 0, (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ?), total_items), updated_at = NOW()
+        UPDATE \(jobs) j SET status = 'processing', started_at = COALESCE(started_at, NOW()),
+          total_items = IF(total_items = 0, \(tables.counted(.total, job: "j.id")), total_items), updated_at = NOW()
         WHERE id = ? AND status = 'pending' AND \(fence)
         """
     }
@@ -223,9 +218,9 @@ struct JobSQL {
         UPDATE \(jobs) j SET
           j.status = IF(j.status IN \(unfinished) AND NOT EXISTS (SELECT 1 FROM \(items) i WHERE i.\(fk) = j.id AND i.status IN \(unfinished)), 'completed', j.status),
           j.completed_at = IF(j.status = 'completed' AND j.completed_at IS NULL, NOW(), j.completed_at),
-          j.processed_items = IF(j.status = 'completed', (SELECT COUNT(*) FROM \(items) i WHERE i.\(fk) = j.id AND i.status IN \(terminal)), j.processed_items),
-          j.failed_items = IF(j.status = 'completed', (SELECT COUNT(*) FROM \(items) i WHERE i.\(fk) = j.id AND i.status = 'failed'), j.failed_items),
-          j.total_items = IF(j.total_items = 0, (SELECT COUNT(*) FROM \(items) i WHERE i.\(fk) = j.id), j.total_items),
+          j.processed_items = IF(j.status = 'completed', \(tables.counted(.processed, job: "j.id")), j.processed_items),
+          j.failed_items = IF(j.status = 'completed', \(tables.counted(.failed, job: "j.id")), j.failed_items),
+          j.total_items = IF(j.total_items = 0, \(tables.counted(.total, job: "j.id")), j.total_items),
           j.updated_at = IF(LAST_INSERT_ID(\(statusCode("j.status"))) > 0, NOW(), NOW())
         WHERE j.id = ? AND \(fence)
         """
@@ -251,14 +246,12 @@ struct JobSQL {
     /// recounted from the items.
     var finishJob: String {
         """
-        UPDATE \(jobs) SET
-          status = ?, reason = IF(? = 1 AND reason IS NOT NULL AND reason <> '', reason, ?),
-          completed_at = COALESCE(completed_at, NOW()),
-          processed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status IN \(terminal)),
-          failed_items = (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ? AND status = 'failed'),
-          total_items = IF(total_items = 0, (SELECT COUNT(*) FROM \(items) WHERE \(fk) = ?), total_items),
-          last_processed_at = NOW(), updated_at = NOW()
-        WHERE id = ? AND \(fence)
+        UPDATE \(jobs) j SET
+          j.status = ?, j.reason = IF(? = 1 AND j.reason IS NOT NULL AND j.reason <> '', j.reason, ?),
+          j.completed_at = COALESCE(j.completed_at, NOW()), \(tables.recountedCounters),
+          j.total_items = IF(j.total_items = 0, \(tables.counted(.total, job: "j.id")), j.total_items),
+          j.last_processed_at = NOW(), j.updated_at = NOW()
+        WHERE j.id = ? AND \(fence)
         """
     }
 

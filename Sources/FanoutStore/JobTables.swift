@@ -1,0 +1,64 @@
+import FanoutCore
+
+/// The tables of one kind of job as the contract names them: the only place in the product that
+/// knows those names. Every name here is a constant, never input.
+struct JobTables {
+    let kind: JobKind
+
+    /// The jobs (parents).
+    var jobs: String {
+        switch kind {
+        case .email: "bulk_email_jobs"
+        case .wallet: "bulk_wallet_api_jobs"
+        }
+    }
+
+    /// The items (children).
+    var items: String {
+        switch kind {
+        case .email: "bulk_email_job_items"
+        case .wallet: "bulk_wallet_api_job_items"
+        }
+    }
+
+    /// The items' column naming their job.
+    var jobColumn: String {
+        switch kind {
+        case .email: "bulk_email_job_id"
+        case .wallet: "bulk_wallet_api_job_id"
+        }
+    }
+
+    /// The column an item's reply code goes to: the contract's `http_status` for wallet items,
+    /// Fanout's `response_code` for email items.
+    var codeColumn: String { kind == .wallet ? "http_status" : "response_code" }
+
+    /// The columns that say who or what an item is for.
+    var targetColumns: (first: String, second: String) {
+        kind == .email ? ("email", "name") : ("card_id", "platform")
+    }
+
+    /// Statuses an item does not leave, as an SQL list.
+    var terminal: String { "('\(kind.deliveredStatus.rawValue)', 'failed', 'cancelled')" }
+
+    /// Which job counter `counted` computes.
+    enum Counter {
+        case processed, failed, total
+    }
+
+    /// A job counter counted from its items, for the job row `job` (an expression such as `j.id`:
+    /// correlated, so inside an `IF` it only runs when its branch is taken).
+    func counted(_ counter: Counter, job: String) -> String {
+        let condition = switch counter {
+        case .processed: " AND i.status IN \(terminal)"
+        case .failed: " AND i.status = 'failed'"
+        case .total: ""
+        }
+        return "(SELECT COUNT(*) FROM \(items) i WHERE i.\(jobColumn) = \(job)\(condition))"
+    }
+
+    /// `processed_items` and `failed_items` set from the items of the job row aliased `j`.
+    var recountedCounters: String {
+        "j.processed_items = \(counted(.processed, job: "j.id")), j.failed_items = \(counted(.failed, job: "j.id"))"
+    }
+}
