@@ -32,7 +32,7 @@ let package = Package(
         .target(
             name: "FanoutStore",
             dependencies: [
-                "FanoutCore", "FanoutReports", "MariaDB",
+                "FanoutCore", "MariaDB",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

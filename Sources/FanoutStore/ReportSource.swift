@@ -1,5 +1,4 @@
 import FanoutCore
-import FanoutReports
 import MariaDB
 
 /// Reads a job's report from the database: a few summary queries, then the items streamed row
@@ -58,9 +57,10 @@ public struct ReportSource {
 
 struct ReportSQL {
     let kind: JobKind
-    private var jobs: String { kind.jobTable }
-    private var items: String { kind.itemTable }
-    private var fk: String { kind.itemJobColumn }
+    private var tables: JobTables { JobTables(kind: kind) }
+    private var jobs: String { tables.jobs }
+    private var items: String { tables.items }
+    private var fk: String { tables.jobColumn }
 
     var job: String { "SELECT company_id, template, status, reason FROM \(jobs) WHERE id = ?" }
     var counts: String { "SELECT status, COUNT(*) AS n, SUM(in_doubt) AS doubt FROM \(items) WHERE \(fk) = ? GROUP BY status ORDER BY n DESC" }
