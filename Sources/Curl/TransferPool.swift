@@ -1,4 +1,5 @@
 import CCurl
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,12 +36,15 @@ func runPool<Worker: PooledTransfer>(
     next: () -> (tag: Int, job: Worker.Job)?,
     completed: (Int, Result<Worker.Output, CurlError>) -> Void,
     settlement: Settlement,
+    pacer: StartPacer? = nil,
     tick: () -> Bool
 ) throws(CurlError) {
     try withoutActuallyEscaping(next) { next throws(CurlError) in
         try withoutActuallyEscaping(completed) { completed throws(CurlError) in
             try withoutActuallyEscaping(tick) { tick throws(CurlError) in
-                let shared = PoolShared(tickMilliseconds: tickMilliseconds, next: next, completed: completed, settlement: settlement, tick: tick)
+                let shared = PoolShared(
+                    tickMilliseconds: tickMilliseconds, next: next, completed: completed, settlement: settlement, pacer: pacer, tick: tick
+                )
                 let groups = multis.indices.map { group in
                     PoolGroup(
                         workers: stride(from: group, to: workers.count, by: multis.count).map { workers[$0] },
@@ -91,14 +95,40 @@ public final class Waker: @unchecked Sendable {
     public func wake() { for multi in multis { _ = curl_multi_wakeup(multi.wakeable) } }
 }
 
+/// Spaces the starts of transfers at least `1 / perSecond` apart, across every thread of a pool
+/// and from one `run` to the next. A thread waiting for its slot drives its running transfers
+/// meanwhile; nothing waits under the pool's lock.
+public final class StartPacer {
+    let spacing: Duration
+    /// When the next transfer may start; touched only under the pool's lock.
+    var nextStart = ContinuousClock.now
+
+    public init(perSecond: Double) {
+        spacing = .nanoseconds(Int64(1e9 / max(perSecond, 1e-6)))
+    }
+
+    /// How long until the next slot; nil when a transfer may start now (call under the lock).
+    func wait() -> Duration? {
+        let now = ContinuousClock.now
+        return nextStart > now ? nextStart - now : nil
+    }
+
+    /// A transfer started: the next one waits `spacing` (call under the pool's lock).
+    func started() {
+        nextStart = max(nextStart, ContinuousClock.now) + spacing
+    }
+}
+
+@available(*, unavailable)
+extension StartPacer: Sendable {}
+
 /// What the threads of one `runPool` share; the mutable fields are only touched in `locked`.
 private final class PoolShared<Job, Output>: @unchecked Sendable {
-    // Allocated, not a stored pthread_mutex_t: a mutex must not move, and `&property` promises no
-    // stable address.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let mutex = Mutex(())
     let next: () -> (tag: Int, job: Job)?
     let completed: (Int, Result<Output, CurlError>) -> Void
     let settlement: Settlement
+    let pacer: StartPacer?
     let tick: () -> Bool
     let interval: Duration
     /// How long a thread waits for network activity before it looks at the clock again.
@@ -108,26 +138,21 @@ private final class PoolShared<Job, Output>: @unchecked Sendable {
     var stopped = false
     var failure: CurlError?
 
-    init(tickMilliseconds: Int, next: @escaping () -> (tag: Int, job: Job)?, completed: @escaping (Int, Result<Output, CurlError>) -> Void, settlement: Settlement, tick: @escaping () -> Bool) {
+    init(
+        tickMilliseconds: Int, next: @escaping () -> (tag: Int, job: Job)?, completed: @escaping (Int, Result<Output, CurlError>) -> Void,
+        settlement: Settlement, pacer: StartPacer?, tick: @escaping () -> Bool
+    ) {
         interval = .milliseconds(tickMilliseconds)
         pollMilliseconds = min(tickMilliseconds, 100)
         self.next = next
         self.completed = completed
         self.settlement = settlement
+        self.pacer = pacer
         self.tick = tick
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
     }
 
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-
-    func locked<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return body()
+    func locked<T: Sendable>(_ body: () -> T) -> T {
+        mutex.withLock { _ in body() }
     }
 
     /// Runs `tick` when its interval has passed; call under the lock.
@@ -166,9 +191,13 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
                     return true
                 }
             }
+            // How long until the pacer gives the next slot, when an idle worker waits for one.
+            var paced: Duration? = nil
             shared.locked {
                 while !shared.exhausted, !shared.stopped, starting.count < idle.count {
+                    if let wait = shared.pacer?.wait() { paced = wait; break }
                     guard let (tag, job) = shared.next() else { shared.exhausted = true; break }
+                    shared.pacer?.started()
                     starting.append((idle[idle.count - 1 - starting.count], tag, job))
                 }
             }
@@ -190,11 +219,13 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             if running.isEmpty {
                 let done = shared.locked { shared.exhausted || shared.stopped }
                 if done { break }
-                if settling.isEmpty { continue }
+                if settling.isEmpty && paced == nil { continue }
             }
+            var timeout = shared.pollMilliseconds
+            if let paced { timeout = min(timeout, max(1, Int((paced / .milliseconds(1)).rounded(.up)))) }
             let finished: [(EasyHandle, CURLcode)]
             do {
-                finished = try multi.poll(timeoutMilliseconds: shared.pollMilliseconds, waitWhenIdle: !settling.isEmpty)
+                finished = try multi.poll(timeoutMilliseconds: timeout, waitWhenIdle: !settling.isEmpty || paced != nil)
             } catch {
                 // The multi handle itself failed: its transfers are lost; the others finish.
                 shared.locked {
@@ -308,13 +339,17 @@ public final class HTTPPool {
     private let transfers: [HTTPTransfer]
     private let multis: [MultiHandle]
 
+    private let pacer: StartPacer?
+
     /// - Parameters:
     ///   - parallel: requests in flight at once.
+    ///   - startsPerSecond: at most this many requests start per second (nil: no limit).
     ///   - threads: threads that drive them (default: one per two transfers, at most one per core).
-    public init(parallel count: Int, threads: Int? = nil) throws(CurlError) {
+    public init(parallel count: Int, startsPerSecond: Double? = nil, threads: Int? = nil) throws(CurlError) {
         var transfers: [HTTPTransfer] = []
         for _ in 0..<max(1, count) { transfers.append(try HTTPTransfer()) }
         self.transfers = transfers
+        pacer = startsPerSecond.flatMap { $0 > 0 ? StartPacer(perSecond: $0) : nil }
         multis = try multiHandles(transfers: transfers.count, threads: threads)
         waker = Waker(multis)
     }
@@ -335,7 +370,7 @@ public final class HTTPPool {
     ) throws(CurlError) {
         try runPool(
             workers: transfers, multis: multis, tickMilliseconds: tickMilliseconds,
-            next: { next().map { ($0.tag, $0.request) } }, completed: completed, settlement: settlement, tick: tick
+            next: { next().map { ($0.tag, $0.request) } }, completed: completed, settlement: settlement, pacer: pacer, tick: tick
         )
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// What a batch came to.
 struct BatchOutcome {
@@ -76,7 +77,7 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
     private let clock = ContinuousClock()
     private let condition = NSCondition()
     private var state: State
-    private let storeAccess = NSLock()
+    private let storeAccess = Mutex(())
     private var writer: Thread?
 
     init(policy: TickPolicy, store: any JobStore, job: JobRecord, lease: Lease) {
@@ -138,14 +139,14 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
     /// Claims the next slice of the batch (waiting for the store if the writer is using it).
     private func claimSlice() {
         locked { $0.claiming += 1 }
-        storeAccess.lock()
-        defer {
-            storeAccess.unlock()
-            locked { state in
-                state.claiming -= 1
-                condition.broadcast()
-            }
+        storeAccess.withLock { _ in claimSliceHoldingStore() }
+        locked { state in
+            state.claiming -= 1
+            condition.broadcast()
         }
+    }
+
+    private func claimSliceHoldingStore() {
         let size = locked { state in
             state.closed || state.exhausted || state.outcome.stop != nil
                 ? 0 : policy.nextClaimSlice(after: state.lastSlice, remaining: policy.batchSize - state.claimed)
@@ -258,9 +259,9 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
             let sent = clock.now
             while state.claiming > 0 { condition.wait() }
             condition.unlock()
-            storeAccess.lock()
-            let result = Result { try store.write(group, handedThrough: mark, job: job, lease: lease) }
-            storeAccess.unlock()
+            let result = storeAccess.withLock { _ in
+                Result { try store.write(group, handedThrough: mark, job: job, lease: lease) }
+            }
             condition.lock()
             switch result {
             case .success(.lost):

@@ -36,7 +36,6 @@ public final class WalletDeliverer: Deliverer {
     private let logger: Logger
     private var templates: [String: WalletTemplate] = [:]
     private var pool: HTTPPool?
-    private var nextSlot = ContinuousClock.now
 
     public init(settings: WalletSettings, logger: Logger) {
         self.settings = settings
@@ -82,7 +81,7 @@ public final class WalletDeliverer: Deliverer {
         }
         let pool: HTTPPool
         do {
-            pool = try self.pool ?? HTTPPool(parallel: settings.parallel)
+            pool = try self.pool ?? HTTPPool(parallel: settings.parallel, startsPerSecond: settings.rate)
         } catch {
             throw DeliveryUnavailable(message: "cannot set up HTTP: \(error)")
         }
@@ -107,7 +106,6 @@ public final class WalletDeliverer: Deliverer {
                         case .failure(let rejection):
                             control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))
                         case .success(let request):
-                            waitForRateSlot()
                             guard control.handOver(item.id) else { return nil }
                             return (Int(item.id), HTTPRequest(
                                 method: request.method, url: request.url, headers: request.headers, body: Array(request.body.utf8),
@@ -139,14 +137,6 @@ public final class WalletDeliverer: Deliverer {
             self.pool = nil
             throw DeliveryUnavailable(message: "wallet API unavailable: \(sessionFailure)")
         }
-    }
-
-    /// Blocks until the next request may start under `--rate`.
-    private func waitForRateSlot() {
-        guard let rate = settings.rate, rate > 0 else { return }
-        let now = ContinuousClock.now
-        if nextSlot > now { Thread.sleep(forTimeInterval: (nextSlot - now).seconds) }
-        nextSlot = max(nextSlot, now) + .nanoseconds(Int64(1e9 / rate))
     }
 
     enum Classification {

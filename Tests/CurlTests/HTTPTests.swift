@@ -90,4 +90,29 @@ struct HTTPTests {
         #expect(stored.filter { $0.hasSuffix(".json") }.count == 50)
         #expect(server.connectionCount <= 4)
     }
+
+    /// The pacer spaces starts across the pool's threads and from one run to the next, and the
+    /// transfers still all complete (a thread waiting for its slot drives the others).
+    @Test func startsArePacedAcrossThreadsAndRuns() throws {
+        let pool = try HTTPPool(parallel: 4, startsPerSecond: 40, threads: 2)
+        var starts: [ContinuousClock.Instant] = []
+        var completed = 0
+        for _ in 0..<2 {
+            var left = 6
+            try pool.run(
+                next: {
+                    guard left > 0 else { return nil }
+                    left -= 1
+                    starts.append(.now)
+                    return (left, HTTPRequest(url: "\(base)/status/204"))
+                },
+                completed: { _, result in if (try? result.get())?.status == 204 { completed += 1 } }
+            )
+        }
+        #expect(completed == 12)
+        // 40 a second: 25 ms apart at least (a millisecond of slack for the clock's grain).
+        let gaps = zip(starts.dropFirst(), starts).map { $0 - $1 }
+        #expect(gaps.count == 11)
+        #expect(gaps.allSatisfy { $0 >= .milliseconds(24) }, "gaps: \(gaps)")
+    }
 }
