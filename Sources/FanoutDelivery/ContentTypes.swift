@@ -6,14 +6,10 @@ import Mustache
 enum ContentTypes {
     /// HTML parts: `HTMLText.escaped`, byte by byte. swift-mustache's own HTML escaping compares
     /// Characters, so a quote followed by a combining mark (one Character) got through unescaped.
-    static let html = "FANOUT_HTML"
-    static let json = "JSON"
-    static let url = "URL"
-
     static let registered: Void = {
-        MustacheContentTypes.register(HTMLEscapedContentType(), named: html)
-        MustacheContentTypes.register(JSONStringContentType(), named: json)
-        MustacheContentTypes.register(URLComponentContentType(), named: url)
+        MustacheContentTypes.register(HTMLEscapedContentType(), named: TemplateSource.Content.html.rawValue)
+        MustacheContentTypes.register(JSONStringContentType(), named: TemplateSource.Content.json.rawValue)
+        MustacheContentTypes.register(URLComponentContentType(), named: TemplateSource.Content.url.rawValue)
     }()
 }
 

@@ -22,17 +22,12 @@ public enum EmailContext {
         do {
             parsed = try JSONParser.parse(json)
         } catch {
-            throw ItemDataError(reason: "data is not valid JSON (\(error)): \(excerpt(json))")
+            throw ItemDataError(reason: "data is not valid JSON (\(error)): \(excerpt(json, limit: 80))")
         }
         guard let object = parsed as? [String: Any] else {
-            throw ItemDataError(reason: "data is not a JSON object: \(excerpt(json))")
+            throw ItemDataError(reason: "data is not a JSON object: \(excerpt(json, limit: 80))")
         }
         return object
-    }
-
-    static func excerpt(_ text: String) -> String {
-        let line = text.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
-        return line.count > 80 ? String(line.prefix(80)) + "…" : line
     }
 }
 

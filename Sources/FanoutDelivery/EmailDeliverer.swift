@@ -108,14 +108,9 @@ public final class EmailDeliverer: Deliverer {
         }
     }
 
-    enum Classification {
-        case outcome(ItemOutcome.Result, code: Int?, detail: String)
-        case session(CurlError)
-    }
-
     /// By the SMTP reply, not libcurl's code: 2xx delivered, 5xx failed, 4xx later; failures of
     /// the session (connect, TLS, AUTH, a server gone before MAIL FROM) are nobody's item's.
-    static func classify(_ result: Result<SMTPReply, CurlError>) -> Classification {
+    static func classify(_ result: Result<SMTPReply, CurlError>) -> ReplyClassification {
         switch result {
         case .success(let reply):
             return .outcome(.delivered, code: reply.code, detail: reply.text)
@@ -124,8 +119,6 @@ public final class EmailDeliverer: Deliverer {
             let beforeMessage = step == "SMTP connect" || step == "SMTP EHLO" || step == "SMTP HELO"
                 || step == "SMTP STARTTLS" || step == "SMTP AUTH" || step == "SMTP MAIL FROM"
             switch error.code {
-            case .connect, .tls, .login, .usage:
-                return .session(error)
             case .rejected where beforeMessage:
                 // Refused at the greeting, EHLO, STARTTLS, AUTH or for the sender: every message
                 // would be; that is the server's or the settings' fault, not the item's.
@@ -139,8 +132,7 @@ public final class EmailDeliverer: Deliverer {
             case .timeout where beforeMessage, .connectionBroken where beforeMessage:
                 return .session(error)
             default:
-                let code = error.responseCode == 0 ? nil : error.responseCode
-                return .outcome(.transient(retryAfter: nil), code: code, detail: "\(error.message) during \(step.replacingPrefix("SMTP ", with: ""))")
+                return .transferFailure(error, detail: "\(error.message) during \(step.replacingPrefix("SMTP ", with: ""))")
             }
         }
     }

@@ -32,68 +32,29 @@ public struct RenderedEmail: Sendable, Hashable {
 /// subject is rendered onto one line (no header can be made through it).
 public struct EmailTemplate: Sendable {
     public let name: String
-    private let subject: Part
-    private let html: Part?
-    private let text: Part?
-
-    /// One parsed file, with its fast path when it only interpolates variables.
-    struct Part: Sendable {
-        let template: MustacheTemplate
-        let flat: FlatTemplate?
-
-        func render(_ context: [String: Any]) -> String {
-            flat?.render(context) ?? template.render(context)
-        }
-
-        func renderBytes(_ context: [String: Any]) -> [UInt8] {
-            renderBytes { FlatTemplate.value(at: $0, in: context) } dictionary: { context }
-        }
-
-        /// Through the fast path with `value`, or through swift-mustache with `dictionary()`.
-        func renderBytes(_ value: ([String]) -> Any?, dictionary: () -> [String: Any]) -> [UInt8] {
-            flat.map { $0.renderBytes(value) } ?? Array(template.render(dictionary()).utf8)
-        }
-    }
+    private let subject: TemplatePart
+    private let html: TemplatePart?
+    private let text: TemplatePart?
 
     /// Loads and parses the template named `name` from `folder/email/name/`.
     /// - Throws: `TemplateError` naming the missing or unparsable file.
     public static func load(name: String, folder: String) throws(TemplateError) -> EmailTemplate {
-        guard !name.isEmpty, !name.contains("/"), !name.contains("\\"), !name.contains("\0"), name != ".", name != "..", !name.hasPrefix(".") else {
-            throw TemplateError(template: name, message: "not a template name (letters, digits, '-', '_' and inner dots only)")
-        }
+        try TemplateSource.checkName(name)
         let directory = (folder as NSString).appendingPathComponent("email/\(name)")
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw TemplateError(template: name, message: "no such template: \(directory) does not exist")
         }
-        _ = ContentTypes.registered
-        func part(_ file: String, contentType: String) throws(TemplateError) -> Part? {
-            let path = (directory as NSString).appendingPathComponent(file)
-            guard let data = FileManager.default.contents(atPath: path) else { return nil }
-            guard let source = String(data: data, encoding: .utf8) else {
-                throw TemplateError(template: name, message: "email/\(name)/\(file) is not UTF-8 text")
-            }
-            do {
-                let full = "{{% CONTENT_TYPE: \(contentType) }}" + source
-                let template = try MustacheTemplate(string: full)
-                let escape: @Sendable (String) -> String
-                if contentType == ContentTypes.html {
-                    escape = { HTMLText.escaped($0) }
-                } else {
-                    escape = { $0 }
-                }
-                return Part(template: template, flat: FlatTemplate(source: full, template: template, escape: escape))
-            } catch let error as MustacheTemplate.ParserError {
-                throw TemplateError(template: name, message: "email/\(name)/\(file) does not parse: \(error.error) at line \(error.context.lineNumber), column \(error.context.columnNumber)")
-            } catch {
-                throw TemplateError(template: name, message: "email/\(name)/\(file) does not parse: \(error)")
-            }
+        func part(_ file: String, _ content: TemplateSource.Content) throws(TemplateError) -> TemplatePart? {
+            let relative = "email/\(name)/\(file)"
+            guard let source = try TemplateSource.read(relative, in: folder, template: name) else { return nil }
+            return try TemplateSource.compile(source, content, template: name, place: relative)
         }
-        guard let subject = try part("subject.mustache", contentType: "TEXT") else {
+        guard let subject = try part("subject.mustache", .text) else {
             throw TemplateError(template: name, message: "email/\(name)/subject.mustache is missing")
         }
-        let html = try part("html.mustache", contentType: ContentTypes.html)
-        let text = try part("text.mustache", contentType: "TEXT")
+        let html = try part("html.mustache", .html)
+        let text = try part("text.mustache", .text)
         guard html != nil || text != nil else {
             throw TemplateError(template: name, message: "email/\(name) has neither html.mustache nor text.mustache")
         }
@@ -113,7 +74,7 @@ public struct EmailTemplate: Sendable {
     /// directly, the others get them as one dictionary.
     func render(_ variables: ItemVariables) -> RenderedEmail {
         var dictionary: [String: Any]?
-        func bytes(_ part: Part) -> [UInt8] {
+        func bytes(_ part: TemplatePart) -> [UInt8] {
             part.renderBytes(variables.value(at:)) {
                 if dictionary == nil { dictionary = variables.dictionary }
                 return dictionary!

@@ -139,19 +139,14 @@ public final class WalletDeliverer: Deliverer {
         }
     }
 
-    enum Classification {
-        case outcome(ItemOutcome.Result, code: Int?, detail: String)
-        case session(CurlError)
-    }
-
     /// 2xx delivered; 408, 429 and 5xx later (after Retry-After when given); other statuses fail
     /// the item with the status and an excerpt of the answer. Connect and TLS failures are the
     /// server's, not the item's; a timeout or a broken connection is retried later.
-    static func classify(_ result: Result<HTTPResponse, CurlError>) -> Classification {
+    static func classify(_ result: Result<HTTPResponse, CurlError>) -> ReplyClassification {
         switch result {
         case .success(let response):
-            let excerpt = Self.excerpt(response.bodyText)
-            let detail = "HTTP \(response.status)" + (excerpt.isEmpty ? "" : ": \(excerpt)")
+            let answer = excerpt(response.bodyText)
+            let detail = "HTTP \(response.status)" + (answer.isEmpty ? "" : ": \(answer)")
             switch response.status {
             case 200..<300:
                 return .outcome(.delivered, code: response.status, detail: detail)
@@ -161,12 +156,7 @@ public final class WalletDeliverer: Deliverer {
                 return .outcome(.failed, code: response.status, detail: detail)
             }
         case .failure(let error):
-            switch error.code {
-            case .connect, .tls, .login, .usage:
-                return .session(error)
-            default:
-                return .outcome(.transient(retryAfter: nil), code: nil, detail: error.message)
-            }
+            return .transferFailure(error)
         }
     }
 
@@ -180,11 +170,6 @@ public final class WalletDeliverer: Deliverer {
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: value) else { return nil }
         return .seconds(max(0, Int(date.timeIntervalSinceNow.rounded(.up))))
-    }
-
-    static func excerpt(_ text: String) -> String {
-        let flat = text.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " ").trimmingCharacters(in: .whitespaces)
-        return flat.count > 200 ? String(flat.prefix(200)) + "…" : flat
     }
 }
 

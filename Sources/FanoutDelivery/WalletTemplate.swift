@@ -21,26 +21,20 @@ public struct RenderedRequest: Sendable {
 public struct WalletTemplate: Sendable {
     public let name: String
     private let method: String
-    private let url: EmailTemplate.Part
-    private let headers: [(name: String, value: EmailTemplate.Part)]
-    private let body: EmailTemplate.Part?
+    private let url: TemplatePart
+    private let headers: [(name: String, value: TemplatePart)]
+    private let body: TemplatePart?
     public let isJSON: Bool
     /// What every item's URL starts with, and the file the template came from.
     private let urlStart: URLStart
     private let relative: String
 
     public static func load(name: String, folder: String) throws(TemplateError) -> WalletTemplate {
-        _ = ContentTypes.registered
-        guard !name.isEmpty, !name.contains("/"), !name.contains("\\"), !name.contains("\0"), !name.hasPrefix(".") else {
-            throw TemplateError(template: name, message: "not a template name (letters, digits, '-', '_' and inner dots only)")
-        }
+        try TemplateSource.checkName(name)
         let relative = "wallet/\(name).http.mustache"
-        let path = (folder as NSString).appendingPathComponent(relative)
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let source = try TemplateSource.read(relative, in: folder, template: name) else {
+            let path = (folder as NSString).appendingPathComponent(relative)
             throw TemplateError(template: name, message: "no such template: \(path) does not exist")
-        }
-        guard let source = String(data: data, encoding: .utf8) else {
-            throw TemplateError(template: name, message: "\(relative) is not UTF-8 text")
         }
         var lines = source.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\n")[...]
         while let first = lines.first, first.trimmingCharacters(in: .whitespaces).isEmpty || first.hasPrefix("#") || first.hasPrefix("//") {
@@ -55,26 +49,12 @@ public struct WalletTemplate: Sendable {
         guard parts.count == 2, methods.contains(parts[0].uppercased()) else {
             throw TemplateError(template: name, message: "\(relative): the first line must be METHOD URL, e.g. POST https://api.example.com/cards, not '\(requestLine)'")
         }
-        func compile(_ text: String, _ contentType: String, _ what: String) throws(TemplateError) -> EmailTemplate.Part {
-            do {
-                let full = "{{% CONTENT_TYPE: \(contentType) }}" + text
-                let template = try MustacheTemplate(string: full)
-                let escape: @Sendable (String) -> String
-                switch contentType {
-                case "JSON": escape = { JSONStringContentType().escapeText($0) }
-                case "URL": escape = { URLComponentContentType().escapeText($0) }
-                default: escape = { $0 }
-                }
-                return EmailTemplate.Part(template: template, flat: FlatTemplate(source: full, template: template, escape: escape))
-            } catch let error as MustacheTemplate.ParserError {
-                throw TemplateError(template: name, message: "\(relative): the \(what) does not parse: \(error.error) at line \(error.context.lineNumber)")
-            } catch {
-                throw TemplateError(template: name, message: "\(relative): the \(what) does not parse: \(error)")
-            }
+        func compile(_ text: String, _ content: TemplateSource.Content, _ what: String) throws(TemplateError) -> TemplatePart {
+            try TemplateSource.compile(text, content, template: name, place: "\(relative): the \(what)")
         }
         let urlTags = URLStart.tags(parts[1].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " HTTP/1.1", with: ""))
-        let url = try compile(URLStart.settingsVerbatim(urlTags), "URL", "URL")
-        var headers: [(String, EmailTemplate.Part)] = []
+        let url = try compile(URLStart.settingsVerbatim(urlTags), .url, "URL")
+        var headers: [(String, TemplatePart)] = []
         var isJSON = false
         while let line = lines.first, !line.trimmingCharacters(in: .whitespaces).isEmpty {
             lines = lines.dropFirst()
@@ -84,14 +64,14 @@ public struct WalletTemplate: Sendable {
             let headerName = line[..<colon].trimmingCharacters(in: .whitespaces)
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             if headerName.lowercased() == "content-type" && value.lowercased().contains("json") { isJSON = true }
-            headers.append((headerName, try compile(value, "TEXT", "header \(headerName)")))
+            headers.append((headerName, try compile(value, .text, "header \(headerName)")))
         }
         let bodyText = lines.dropFirst().joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
         if !bodyText.isEmpty && (bodyText.hasPrefix("{") || bodyText.hasPrefix("[")) && !headers.contains(where: { $0.0.lowercased() == "content-type" }) {
             isJSON = true
-            headers.append(("Content-Type", try compile("application/json", "TEXT", "header")))
+            headers.append(("Content-Type", try compile("application/json", .text, "header")))
         }
-        let body = bodyText.isEmpty ? nil : try compile(bodyText, isJSON ? "JSON" : "TEXT", "body")
+        let body = bodyText.isEmpty ? nil : try compile(bodyText, isJSON ? .json : .text, "body")
         return WalletTemplate(
             name: name, method: parts[0].uppercased(), url: url, headers: headers, body: body, isJSON: isJSON,
             urlStart: URLStart(urlTags), relative: relative
@@ -118,23 +98,23 @@ public struct WalletTemplate: Sendable {
         if !settings.isEmpty {
             return "\(relative): the request URL does not start with http:// or https:// with \(Self.describe(settings, environment))"
         }
-        return "\(relative): the request URL does not start with http:// or https://: '\(EmailContext.excerpt(start))'"
+        return "\(relative): the request URL does not start with http:// or https://: '\(excerpt(start, limit: 80))'"
     }
 
     private static func describe(_ settings: [String], _ environment: [String: String]) -> String {
-        settings.map { "\($0)=\(EmailContext.excerpt(environment[$0] ?? ""))" }.joined(separator: ", ")
+        settings.map { "\($0)=\(excerpt(environment[$0] ?? "", limit: 80))" }.joined(separator: ", ")
     }
 
     /// Renders the request for one item; a reason when the result cannot be sent as it is.
     public func render(_ context: [String: Any]) -> Result<RenderedRequest, ItemRejection> {
         let url = self.url.render(context)
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
-            return .failure(ItemRejection(reason: "the rendered URL is not http(s): \(EmailContext.excerpt(url))"))
+            return .failure(ItemRejection(reason: "the rendered URL is not http(s): \(excerpt(url, limit: 80))"))
         }
         // libcurl refuses such a URL as malformed, which would read as the settings' fault for
         // every item; when a raw value ({{{x}}}) put it there, it is this item's.
         guard !url.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
-            return .failure(ItemRejection(reason: "the rendered URL contains a space or a control character: \(EmailContext.excerpt(url))"))
+            return .failure(ItemRejection(reason: "the rendered URL contains a space or a control character: \(excerpt(url, limit: 80))"))
         }
         var headers: [(name: String, value: String)] = []
         for (headerName, template) in self.headers {
@@ -149,7 +129,7 @@ public struct WalletTemplate: Sendable {
             do {
                 _ = try JSONParser.parse(body)
             } catch {
-                return .failure(ItemRejection(reason: "the rendered body is not valid JSON (\(error)): \(EmailContext.excerpt(body))"))
+                return .failure(ItemRejection(reason: "the rendered body is not valid JSON (\(error)): \(excerpt(body, limit: 80))"))
             }
         }
         return .success(RenderedRequest(method: method, url: url, headers: headers, body: body))
@@ -181,7 +161,7 @@ struct URLStart: Sendable {
             if case .tag(_, let name) = piece { return String(name.dropFirst(4)) }
             return nil
         }
-        template = try? MustacheTemplate(string: "{{% CONTENT_TYPE: \(ContentTypes.url) }}" + Self.settingsVerbatim(Array(start)))
+        template = try? MustacheTemplate(string: "{{% CONTENT_TYPE: \(TemplateSource.Content.url.rawValue) }}" + Self.settingsVerbatim(Array(start)))
     }
 
     /// The start rendered with these settings.

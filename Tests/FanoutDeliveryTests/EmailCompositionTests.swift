@@ -107,6 +107,26 @@ struct EmailCompositionTests {
         #expect(broken?.description.contains("html.mustache does not parse") == true)
     }
 
+    /// A part that is there but cannot be read is an error, never taken for an absent part (the
+    /// message would go out without its HTML). Root reads any file, so "unreadable" here is a
+    /// folder or a dangling link where the file should be.
+    @Test(arguments: ["folder", "dangling link"])
+    func unreadablePartIsAnErrorNotAbsent(kind: String) throws {
+        let folder = TestEnvironment.makeTemporaryDirectory("tpl")
+        let directory = folder.appendingPathComponent("email/t")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try "Hi".write(to: directory.appendingPathComponent("subject.mustache"), atomically: true, encoding: .utf8)
+        try "plain".write(to: directory.appendingPathComponent("text.mustache"), atomically: true, encoding: .utf8)
+        let html = directory.appendingPathComponent("html.mustache")
+        if kind == "folder" {
+            try FileManager.default.createDirectory(at: html, withIntermediateDirectories: false)
+        } else {
+            try FileManager.default.createSymbolicLink(atPath: html.path, withDestinationPath: "/nonexistent/html.mustache")
+        }
+        let error = #expect(throws: TemplateError.self) { try EmailTemplate.load(name: "t", folder: folder.path) }
+        #expect(error?.description.contains("email/t/html.mustache cannot be read") == true, "\(String(describing: error))")
+    }
+
     @Test(arguments: [
         ("a@example.test", true), ("first.last+tag@sub.example.co.uk", true), ("\"a b\"@example.test", true),
         ("user@[127.0.0.1]", true), ("  padded@example.test  ", true),
