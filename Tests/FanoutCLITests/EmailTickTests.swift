@@ -57,6 +57,36 @@ struct EmailTickTests {
         }
     }
 
+    /// The rotation between companies lives in the database (`fanout_leases.served_at`): a tick
+    /// that has time for only one company serves the one served longest ago, so three ticks
+    /// serve three companies, and a company new to Fanout goes first.
+    @Test func companiesTakeTurnsAcrossTicksThroughTheDatabase() throws {
+        try withEmailSetup(smtpArguments: ["--delay", "0.3"]) { fixture, _, env in
+            // One connection, 4 messages of 0.3 s: a batch outlasts --max-time, so each tick
+            // serves exactly one company.
+            let arguments = ["emails:process-jobs", "--batch-size", "4", "--connections", "1", "--max-time", "1s"]
+            let jobs = try [5, 6, 7].map { try fixture.emailJob(company: $0, count: 40) }
+            var served: [UInt64] = []
+            func tick() throws {
+                let before = try jobs.map { try fixture.statusCounts(job: $0)["sent", default: 0] }
+                let result = try runFanout(arguments, environment: env)
+                #expect(result.status == 0, "\(result.stderr)")
+                let after = try jobs.map { try fixture.statusCounts(job: $0)["sent", default: 0] }
+                let moved = jobs.indices.filter { after[$0] > before[$0] }
+                #expect(moved.count == 1, "one company a tick: \(before) -> \(after)")
+                served.append(contentsOf: moved.map { UInt64(5 + $0) })
+            }
+            for _ in 0..<4 { try tick() }
+            #expect(served == [5, 6, 7, 5])
+            // A company that was never served goes before all that were.
+            _ = try fixture.emailJob(company: 9, count: 4)
+            let result = try runFanout(arguments, environment: env)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(try fixture.db.queryFirst("SELECT company_id FROM fanout_leases WHERE kind = 'email' ORDER BY served_at DESC LIMIT 1")?
+                .decode("company_id", as: UInt64.self) == 9)
+        }
+    }
+
     @Test func oneJobPerCompanyAtATime() throws {
         try withEmailSetup { fixture, _, env in
             let older = try fixture.emailJob(company: 5, count: 60)
