@@ -60,41 +60,21 @@ public final class EmailDeliverer: Deliverer {
             throw DeliveryUnavailable(message: "cannot set up SMTP: \(error)")
         }
         self.pool = pool
-        var sessionFailure: CurlError?
         let dateField = MIMEMessage.rfc5322Date(Date())
-        let messages = Prefetcher(source: { control.nextItem() }, capacity: 256) { item in
-            composer.compose(jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name, dataJSON: item.data, dateField: dateField)
-        }
-        defer { messages.stop() }
-        // A connection starts its next transfer once its last outcome is recorded; each write
-        // wakes the transfer threads waiting for that.
-        control.onRecorded { [waker = pool.waker] in waker.wake() }
+        let sessionFailure: CurlError?
         do {
-            try pool.run(
-                next: {
-                    while sessionFailure == nil, control.shouldContinue(), let (item, composed) = messages.next() {
-                        switch composed {
-                        case .success(let email):
-                            guard control.handOver(item.id) else { return nil }
-                            return (Int(item.id), SMTPMessage(from: email.envelopeFrom, recipients: [email.recipient], content: email.bytes))
-                        case .failure(let rejection):
-                            control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))
-                        }
-                    }
-                    return nil
+            sessionFailure = try deliverPooled(
+                control: control, waker: pool.waker,
+                render: { item in
+                    composer.compose(
+                        jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name,
+                        dataJSON: item.data, dateField: dateField
+                    ).map { SMTPMessage(from: $0.envelopeFrom, recipients: [$0.recipient], content: $0.bytes) }
                 },
-                completed: { tag, result in
-                    let itemID = UInt64(tag)
-                    switch Self.classify(result) {
-                    case .outcome(let result, let code, let detail):
-                        control.report(ItemOutcome(itemID: itemID, result: result, code: code, detail: detail))
-                    case .session(let error):
-                        // Not the item's fault: it goes back to pending uncharged.
-                        if sessionFailure == nil { sessionFailure = error }
-                    }
-                },
-                settlement: Settlement(ticket: { control.recordTicket() }, settled: { control.isRecorded($0) }),
-                tick: { sessionFailure == nil && control.shouldContinue() }
+                classify: Self.classify,
+                run: { next, completed, settlement, tick throws(CurlError) in
+                    try pool.run(next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
+                }
             )
         } catch {
             // Transfers of a failed multi handle may still be attached to it: start afresh.

@@ -86,46 +86,30 @@ public final class WalletDeliverer: Deliverer {
             throw DeliveryUnavailable(message: "cannot set up HTTP: \(error)")
         }
         self.pool = pool
-        var sessionFailure: CurlError?
         let environment = settings.environment
-        let requests = Prefetcher(source: { control.nextItem() }, capacity: 256) { item -> Result<RenderedRequest, ItemRejection> in
-            switch Result(catching: { () throws(ItemDataError) in try Self.context(for: item, of: job, environment: environment) }) {
-            case .success(let values): return template.render(values)
-            case .failure(let error): return .failure(ItemRejection(reason: error.reason))
-            }
-        }
-        defer { requests.stop() }
-        // A connection starts its next transfer once its last outcome is recorded; each write
-        // wakes the transfer threads waiting for that.
-        control.onRecorded { [waker = pool.waker] in waker.wake() }
+        let sessionFailure: CurlError?
         do {
-            try pool.run(
-                next: {
-                    while sessionFailure == nil, control.shouldContinue(), let (item, rendered) = requests.next() {
-                        switch rendered {
-                        case .failure(let rejection):
-                            control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))
-                        case .success(let request):
-                            guard control.handOver(item.id) else { return nil }
-                            return (Int(item.id), HTTPRequest(
-                                method: request.method, url: request.url, headers: request.headers, body: Array(request.body.utf8),
-                                connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds, timeoutMilliseconds: settings.timeoutMilliseconds,
-                                followRedirects: settings.followRedirects, maxResponseBytes: 16 * 1024, tls: settings.tls
-                            ))
-                        }
+            sessionFailure = try deliverPooled(
+                control: control, waker: pool.waker,
+                render: { [settings] item in
+                    let values: [String: Any]
+                    do throws(ItemDataError) {
+                        values = try Self.context(for: item, of: job, environment: environment)
+                    } catch {
+                        return .failure(ItemRejection(reason: error.reason))
                     }
-                    return nil
-                },
-                completed: { tag, result in
-                    switch Self.classify(result) {
-                    case .outcome(let outcome, let code, let detail):
-                        control.report(ItemOutcome(itemID: UInt64(tag), result: outcome, code: code, detail: detail))
-                    case .session(let error):
-                        if sessionFailure == nil { sessionFailure = error }
+                    return template.render(values).map { request in
+                        HTTPRequest(
+                            method: request.method, url: request.url, headers: request.headers, body: Array(request.body.utf8),
+                            connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds, timeoutMilliseconds: settings.timeoutMilliseconds,
+                            followRedirects: settings.followRedirects, maxResponseBytes: 16 * 1024, tls: settings.tls
+                        )
                     }
                 },
-                settlement: Settlement(ticket: { control.recordTicket() }, settled: { control.isRecorded($0) }),
-                tick: { sessionFailure == nil && control.shouldContinue() }
+                classify: Self.classify,
+                run: { next, completed, settlement, tick throws(CurlError) in
+                    try pool.run(next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
+                }
             )
         } catch {
             // Transfers of a failed multi handle may still be attached to it: start afresh.

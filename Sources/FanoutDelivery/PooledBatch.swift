@@ -1,0 +1,58 @@
+import Curl
+import FanoutCore
+
+/// The one delivery loop email and wallet share, over either transfer pool:
+///
+/// - items are rendered a little ahead on a second thread (`render`); an item whose own data
+///   cannot make a message fails at once, uncharged by any transfer;
+/// - a message goes to libcurl only once the control allows it (`handOver`: the write-ahead
+///   mark), and a connection starts its next transfer only once its last outcome is recorded;
+/// - each result is read by `classify`; a failure of the session (no server, bad settings) is
+///   no item's: the batch stops and its items go back uncharged.
+///
+/// `run` is the pool's `run(next:completed:settlement:tick:)`.
+/// - Returns: the session failure that stopped the batch, if any.
+/// - Throws: `CurlError` when the pool itself failed.
+func deliverPooled<Message: Sendable, Output>(
+    control: any DeliveryControl,
+    waker: Waker,
+    render: @escaping @Sendable (WorkItem) -> Result<Message, ItemRejection>,
+    classify: @escaping (Result<Output, CurlError>) -> ReplyClassification,
+    run: (
+        _ next: () -> (Int, Message)?,
+        _ completed: (Int, Result<Output, CurlError>) -> Void,
+        _ settlement: Settlement,
+        _ tick: () -> Bool
+    ) throws(CurlError) -> Void
+) throws(CurlError) -> CurlError? {
+    var sessionFailure: CurlError?
+    let messages = Prefetcher(source: { control.nextItem() }, capacity: 256, transform: render)
+    defer { messages.stop() }
+    // Each write wakes the transfer threads waiting for their last outcome to be recorded.
+    control.onRecorded { waker.wake() }
+    try run(
+        {
+            while sessionFailure == nil, control.shouldContinue(), let (item, rendered) = messages.next() {
+                switch rendered {
+                case .success(let message):
+                    guard control.handOver(item.id) else { return nil }
+                    return (Int(item.id), message)
+                case .failure(let rejection):
+                    control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))
+                }
+            }
+            return nil
+        },
+        { tag, result in
+            switch classify(result) {
+            case .outcome(let outcome, let code, let detail):
+                control.report(ItemOutcome(itemID: UInt64(tag), result: outcome, code: code, detail: detail))
+            case .session(let error):
+                if sessionFailure == nil { sessionFailure = error }
+            }
+        },
+        Settlement(ticket: { control.recordTicket() }, settled: { control.isRecorded($0) }),
+        { sessionFailure == nil && control.shouldContinue() }
+    )
+    return sessionFailure
+}
