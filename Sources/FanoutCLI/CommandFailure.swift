@@ -1,4 +1,5 @@
 import Curl
+import FanoutCore
 import MariaDB
 #if canImport(Glibc)
 import Glibc
@@ -36,7 +37,7 @@ struct UserError: Error, CustomStringConvertible {
 
 /// Any error turned into the one line and the exit code the CLI ends with.
 struct CommandFailure {
-    let message: String
+    private(set) var message: String
     let status: Int32
 
     init(_ error: any Error) {
@@ -58,6 +59,10 @@ struct CommandFailure {
             (message, status) = ("\(error)", error.code == .usage ? ExitStatus.configuration : ExitStatus.unavailable)
         default:
             (message, status) = ("\(error)", ExitStatus.failure)
+        }
+        // One line, whatever the server said: a multi-line reply (EHLO's) is joined.
+        if message.contains(where: \.isNewline) {
+            message = message.split(whereSeparator: \.isNewline).map { String($0).trimming(where: \.isWhitespace) }.joined(separator: " ")
         }
     }
 }

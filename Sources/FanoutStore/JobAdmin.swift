@@ -194,12 +194,8 @@ public struct JobAdmin {
 }
 
 /// The operators' statements, for one kind of job.
-struct AdminSQL {
+struct AdminSQL: KindStatements {
     let kind: JobKind
-    private var tables: JobTables { JobTables(kind: kind) }
-    private var jobs: String { tables.jobs }
-    private var items: String { tables.items }
-    private var fk: String { tables.jobColumn }
 
     var createJob: String {
         "INSERT INTO \(jobs) (company_id, template, status, total_items, created_at, updated_at) VALUES (?, ?, 'pending', ?, NOW(), NOW())"

@@ -62,3 +62,16 @@ struct JobTables {
         "j.processed_items = \(counted(.processed, job: "j.id")), j.failed_items = \(counted(.failed, job: "j.id"))"
     }
 }
+
+/// The statements of one kind of job (the tick's, the operators', the reports'), with the
+/// names of that kind's tables at hand.
+protocol KindStatements {
+    var kind: JobKind { get }
+}
+
+extension KindStatements {
+    var tables: JobTables { JobTables(kind: kind) }
+    var jobs: String { tables.jobs }
+    var items: String { tables.items }
+    var fk: String { tables.jobColumn }
+}

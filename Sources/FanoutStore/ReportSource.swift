@@ -55,12 +55,8 @@ public struct ReportSource {
     }
 }
 
-struct ReportSQL {
+struct ReportSQL: KindStatements {
     let kind: JobKind
-    private var tables: JobTables { JobTables(kind: kind) }
-    private var jobs: String { tables.jobs }
-    private var items: String { tables.items }
-    private var fk: String { tables.jobColumn }
 
     var job: String { "SELECT company_id, template, status, reason FROM \(jobs) WHERE id = ?" }
     var counts: String { "SELECT status, COUNT(*) AS n, SUM(in_doubt) AS doubt FROM \(items) WHERE \(fk) = ? GROUP BY status ORDER BY n DESC" }

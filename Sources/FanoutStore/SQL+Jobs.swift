@@ -2,12 +2,8 @@ import FanoutCore
 
 /// The statements of the tick, for one kind of job. Table and column names come from
 /// `JobTables`; every value is a bound parameter.
-struct JobSQL {
+struct JobSQL: KindStatements {
     let kind: JobKind
-    private var tables: JobTables { JobTables(kind: kind) }
-    private var jobs: String { tables.jobs }
-    private var items: String { tables.items }
-    private var fk: String { tables.jobColumn }
     private var codeColumn: String { tables.codeColumn }
 
     /// Lease ownership, as a condition every fenced write carries: kind, company, owner.

@@ -238,24 +238,16 @@ struct EmailTickTests {
         }
     }
 
-    @Test func serverRefusingAtTheGreetingExits69AndChargesNothing() throws {
-        try withEmailSetup(smtpArguments: ["--refuse-greeting"]) { fixture, _, env in
+    /// A server that refuses every session (554 at the greeting) or hangs up before the first
+    /// message: exit 69 with one line (the server's reply when it gave one), nothing charged.
+    @Test(arguments: [("--refuse-greeting", "554"), ("--close-before-mail", "unavailable")])
+    func serverRefusingEverySessionExits69AndChargesNothing(behaviour: String, said: String) throws {
+        try withEmailSetup(smtpArguments: [behaviour]) { fixture, _, env in
             let job = try fixture.emailJob(company: 1, count: 5)
             let result = try runFanout(["emails:process-jobs"], environment: env)
             #expect(result.status == 69, "\(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
-            #expect(result.stderr.contains("554"), "\(result.stderr)")
-            #expect(try fixture.statusCounts(job: job) == ["pending": 5])
-            #expect(try fixture.items(job: job).allSatisfy { $0.attempts == 0 })
-        }
-    }
-
-    @Test func serverClosingBeforeMailFromExits69() throws {
-        try withEmailSetup(smtpArguments: ["--close-before-mail"]) { fixture, _, env in
-            let job = try fixture.emailJob(company: 1, count: 5)
-            let result = try runFanout(["emails:process-jobs"], environment: env)
-            #expect(result.status == 69, "\(result.stderr)")
-            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+            #expect(result.stderr.contains(said), "\(result.stderr)")
             #expect(try fixture.statusCounts(job: job) == ["pending": 5])
             #expect(try fixture.items(job: job).allSatisfy { $0.attempts == 0 })
         }
@@ -444,21 +436,13 @@ struct EmailTickTests {
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("stop-\(UUID().uuidString)")
             let stopped = try startFanout(["emails:process-jobs", "--batch-size", "200"], environment: env, output: output)
             #expect(waitUntil(seconds: 20) { smtp.messageFiles.count >= 20 })
-            stopped.signal(SIGSTOP)
-            Thread.sleep(forTimeInterval: 2.5)
-            for _ in 0..<5 {
+            let rows = try fixture.stopTakeOverResume(job: job, paused: stopped) {
                 let result = try runFanout(["emails:process-jobs", "--batch-size", "200", "--stuck-after", "2s"], environment: env)
                 #expect(result.status == 0, "\(result.stderr)")
-                if try fixture.job(job).status == "completed" { break }
             }
             #expect(try fixture.job(job).status == "completed")
-            let snapshot = try fixture.db.query("SELECT * FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id", [job]).map { "\($0.values)" }
-            let jobSnapshot = try fixture.db.query("SELECT * FROM bulk_email_jobs WHERE id = ?", [job]).map { "\($0.values)" }
-            stopped.signal(SIGCONT)
-            let status = stopped.wait()
-            #expect(status != 0)
-            #expect(try fixture.db.query("SELECT * FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id", [job]).map { "\($0.values)" } == snapshot)
-            #expect(try fixture.db.query("SELECT * FROM bulk_email_jobs WHERE id = ?", [job]).map { "\($0.values)" } == jobSnapshot)
+            #expect(rows.resumedStatus != 0)
+            #expect(rows.afterResume == rows.afterTakeover)
             #expect(try fixture.countersMatchItems(job: job))
         }
     }

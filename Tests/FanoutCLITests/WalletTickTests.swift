@@ -317,20 +317,13 @@ struct WalletTickTests {
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("wallet-stop-\(UUID().uuidString)")
             let stopped = try startFanout(["wallet:process-jobs", "--batch-size", "150", "--rate", "50/s"], environment: env, output: output)
             #expect(waitUntil(seconds: 20) { ((try? collected(http).count) ?? 0) >= 10 })
-            stopped.signal(SIGSTOP)
-            Thread.sleep(forTimeInterval: 2.5)
-            for _ in 0..<4 {
+            let rows = try fixture.walletStopTakeOverResume(job: job, paused: stopped) {
                 let result = try runFanout(["wallet:process-jobs", "--batch-size", "150", "--stuck-after", "2s"], environment: env)
                 #expect(result.status == 0, "\(result.stderr)")
-                if try fixture.walletJobRow(job).status == "completed" { break }
             }
             #expect(try fixture.walletJobRow(job).status == "completed")
-            let items = try fixture.db.query("SELECT * FROM bulk_wallet_api_job_items WHERE bulk_wallet_api_job_id = ? ORDER BY id", [job]).map { "\($0.values)" }
-            let parent = try fixture.db.query("SELECT * FROM bulk_wallet_api_jobs WHERE id = ?", [job]).map { "\($0.values)" }
-            stopped.signal(SIGCONT)
-            #expect(stopped.wait() != 0)
-            #expect(try fixture.db.query("SELECT * FROM bulk_wallet_api_job_items WHERE bulk_wallet_api_job_id = ? ORDER BY id", [job]).map { "\($0.values)" } == items)
-            #expect(try fixture.db.query("SELECT * FROM bulk_wallet_api_jobs WHERE id = ?", [job]).map { "\($0.values)" } == parent)
+            #expect(rows.resumedStatus != 0)
+            #expect(rows.afterResume == rows.afterTakeover)
             #expect(try fixture.walletCountersMatchItems(job: job))
         }
     }

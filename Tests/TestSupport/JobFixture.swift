@@ -19,23 +19,13 @@ public final class JobFixture: @unchecked Sendable {
     /// recipients; returns the job id.
     @discardableResult
     public func emailJob(company: UInt64, template: String = "plain", count: Int = 0, prefix: String = "user", recipients: [(email: String, name: String?, data: String?)] = [], status: String = "pending") throws -> UInt64 {
-        let job = try db.execute(
-            "INSERT INTO bulk_email_jobs (company_id, template, status, created_at, updated_at) VALUES (?, ?, ?, NOW(), NOW())",
-            [company, template, status]
-        ).lastInsertID
-        if count > 0 {
-            try db.execute("""
-                INSERT INTO bulk_email_job_items (bulk_email_job_id, email, name, data, created_at, updated_at)
-                SELECT ?, CONCAT(?, '-', seq, '@example.test'), CONCAT('Person ', seq), JSON_OBJECT('code', seq), NOW(), NOW()
-                FROM seq_1_to_\(count)
-                """, [job, "\(prefix)-c\(company)-j\(job)"])
-        }
-        for recipient in recipients {
-            try db.execute(
-                "INSERT INTO bulk_email_job_items (bulk_email_job_id, email, name, data, created_at, updated_at) VALUES (?, ?, ?, ?, NOW(), NOW())",
-                [job, recipient.email, recipient.name, recipient.data]
-            )
-        }
+        let job = try insertJob(.email, company: company, template: template, status: status)
+        try insertItems(
+            .email, job: job, columns: "email, name, data", count: count,
+            generated: "CONCAT(?, '-', seq, '@example.test'), CONCAT('Person ', seq), JSON_OBJECT('code', seq)",
+            generatedParameters: ["\(prefix)-c\(company)-j\(job)"],
+            rows: recipients.map { [$0.email, $0.name, $0.data] }
+        )
         return job
     }
 
@@ -55,11 +45,66 @@ public final class JobFixture: @unchecked Sendable {
         }
     }
 
-    /// The tables of one kind of job, for the read-back helpers both kinds share.
+    /// The tables of one kind of job, for the helpers both kinds share.
     struct Tables {
         let jobs: String, items: String, fk: String, delivered: String
         static let email = Tables(jobs: "bulk_email_jobs", items: "bulk_email_job_items", fk: "bulk_email_job_id", delivered: "sent")
         static let wallet = Tables(jobs: "bulk_wallet_api_jobs", items: "bulk_wallet_api_job_items", fk: "bulk_wallet_api_job_id", delivered: "completed")
+    }
+
+    func insertJob(_ tables: Tables, company: UInt64, template: String, status: String) throws -> UInt64 {
+        try db.execute(
+            "INSERT INTO \(tables.jobs) (company_id, template, status, created_at, updated_at) VALUES (?, ?, ?, NOW(), NOW())",
+            [company, template, status]
+        ).lastInsertID
+    }
+
+    /// `count` items made by `generated` (a SELECT list over `seq`, 1 to count), then `rows`.
+    func insertItems(
+        _ tables: Tables, job: UInt64, columns: String, count: Int, generated: String,
+        generatedParameters: [any SQLEncodable], rows: [[any SQLEncodable]]
+    ) throws {
+        let insert = "INSERT INTO \(tables.items) (\(tables.fk), \(columns), created_at, updated_at)"
+        if count > 0 {
+            try db.execute("\(insert) SELECT ?, \(generated), NOW(), NOW() FROM seq_1_to_\(count)", [job] + generatedParameters)
+        }
+        for row in rows {
+            let marks = Array(repeating: "?", count: row.count).joined(separator: ", ")
+            try db.execute("\(insert) VALUES (?, \(marks), NOW(), NOW())", [job] + row)
+        }
+    }
+
+    /// Every column of the job's row and of its items, as text: to see that nothing changed.
+    func rows(_ tables: Tables, job: UInt64) throws -> [String] {
+        try db.query("SELECT * FROM \(tables.jobs) WHERE id = ?", [job]).map { "\($0.values)" }
+            + db.query("SELECT * FROM \(tables.items) WHERE \(tables.fk) = ? ORDER BY id", [job]).map { "\($0.values)" }
+    }
+
+    /// Pauses a sending tick (SIGSTOP), waits past `--stuck-after 2s`, runs `takeOver` ticks until
+    /// the job completes, and resumes the paused one (SIGCONT): the resumed process must change no
+    /// row. Returns the rows after the takeover, the rows after the resumed process ended, and
+    /// its exit status.
+    func stopTakeOverResume(
+        _ tables: Tables, job: UInt64, paused: ChildProcess, takeOver: () throws -> Void
+    ) throws -> (afterTakeover: [String], afterResume: [String], resumedStatus: Int32) {
+        paused.signal(SIGSTOP)
+        Thread.sleep(forTimeInterval: 2.5)
+        for _ in 0..<5 {
+            try takeOver()
+            if try jobRow(tables, id: job).status == "completed" { break }
+        }
+        let afterTakeover = try rows(tables, job: job)
+        paused.signal(SIGCONT)
+        let status = paused.wait()
+        return (afterTakeover, try rows(tables, job: job), status)
+    }
+
+    public func stopTakeOverResume(job: UInt64, paused: ChildProcess, takeOver: () throws -> Void) throws -> (afterTakeover: [String], afterResume: [String], resumedStatus: Int32) {
+        try stopTakeOverResume(.email, job: job, paused: paused, takeOver: takeOver)
+    }
+
+    public func walletStopTakeOverResume(job: UInt64, paused: ChildProcess, takeOver: () throws -> Void) throws -> (afterTakeover: [String], afterResume: [String], resumedStatus: Int32) {
+        try stopTakeOverResume(.wallet, job: job, paused: paused, takeOver: takeOver)
     }
 
     func counts(_ tables: Tables, job: UInt64) throws -> [String: Int] {
@@ -130,23 +175,12 @@ extension JobFixture {
     /// cards; returns the job id.
     @discardableResult
     public func walletJob(company: UInt64, template: String = "collect", count: Int = 0, cards: [(cardID: UInt64?, platform: String?, data: String?)] = []) throws -> UInt64 {
-        let job = try db.execute(
-            "INSERT INTO bulk_wallet_api_jobs (company_id, template, created_at, updated_at) VALUES (?, ?, NOW(), NOW())",
-            [company, template]
-        ).lastInsertID
-        if count > 0 {
-            try db.execute("""
-                INSERT INTO bulk_wallet_api_job_items (bulk_wallet_api_job_id, card_id, platform, data, created_at, updated_at)
-                SELECT ?, 1000 + seq, IF(seq % 2 = 0, 'google', 'apple'), JSON_OBJECT('holder_name', CONCAT('Holder ', seq)), NOW(), NOW()
-                FROM seq_1_to_\(count)
-                """, [job])
-        }
-        for card in cards {
-            try db.execute(
-                "INSERT INTO bulk_wallet_api_job_items (bulk_wallet_api_job_id, card_id, platform, data, created_at, updated_at) VALUES (?, ?, ?, ?, NOW(), NOW())",
-                [job, card.cardID, card.platform, card.data]
-            )
-        }
+        let job = try insertJob(.wallet, company: company, template: template, status: "pending")
+        try insertItems(
+            .wallet, job: job, columns: "card_id, platform, data", count: count,
+            generated: "1000 + seq, IF(seq % 2 = 0, 'google', 'apple'), JSON_OBJECT('holder_name', CONCAT('Holder ', seq))",
+            generatedParameters: [], rows: cards.map { [$0.cardID, $0.platform, $0.data] }
+        )
         return job
     }
 
