@@ -61,31 +61,20 @@ public final class EmailDeliverer: Deliverer {
         }
         self.pool = pool
         let dateField = MIMEMessage.rfc5322Date(Date())
-        let sessionFailure: CurlError?
-        do {
-            sessionFailure = try deliverPooled(
-                control: control, waker: pool.waker,
-                render: { item in
-                    composer.compose(
-                        jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name,
-                        dataJSON: item.data, dateField: dateField
-                    ).map { SMTPMessage(from: $0.envelopeFrom, recipients: [$0.recipient], content: $0.bytes) }
-                },
-                classify: Self.classify,
-                run: { next, completed, settlement, tick throws(CurlError) in
-                    try pool.run(next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
-                }
-            )
-        } catch {
-            // Transfers of a failed multi handle may still be attached to it: start afresh.
-            self.pool = nil
-            throw DeliveryUnavailable(message: "SMTP transfer engine failed: \(error)")
-        }
-        if let sessionFailure {
-            logger.debug("SMTP server unavailable: items go back to pending uncharged", metadata: ["job.id": "\(job.id)", "smtp.code": "\(sessionFailure.responseCode)"])
-            self.pool = nil
-            throw DeliveryUnavailable(message: "SMTP server \(settings.smtp.host):\(settings.smtp.port) unavailable: \(sessionFailure)")
-        }
+        try deliverPooled(
+            control: control, server: "SMTP server \(settings.smtp.host):\(settings.smtp.port)",
+            jobID: job.id, logger: logger, waker: pool.waker, dropPool: { self.pool = nil },
+            render: { item in
+                composer.compose(
+                    jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name,
+                    dataJSON: item.data, dateField: dateField
+                ).map { SMTPMessage(from: $0.envelopeFrom, recipients: [$0.recipient], content: $0.bytes) }
+            },
+            classify: Self.classify,
+            run: { next, completed, settlement, tick throws(CurlError) in
+                try pool.run(next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
+            }
+        )
     }
 
     /// By the SMTP reply, not libcurl's code: 2xx delivered, 5xx failed, 4xx later; failures of

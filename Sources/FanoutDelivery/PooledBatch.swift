@@ -1,5 +1,6 @@
 import Curl
 import FanoutCore
+import Logging
 
 /// The one delivery loop email and wallet share, over either transfer pool:
 ///
@@ -10,12 +11,17 @@ import FanoutCore
 /// - each result is read by `classify`; a failure of the session (no server, bad settings) is
 ///   no item's: the batch stops and its items go back uncharged.
 ///
-/// `run` is the pool's `run(next:completed:settlement:tick:)`.
-/// - Returns: the session failure that stopped the batch, if any.
-/// - Throws: `CurlError` when the pool itself failed.
+/// `run` is the pool's `run(next:completed:settlement:tick:)`; `server` names what was used in
+/// errors ("SMTP server mail.example.com:587"); `dropPool` is called when the pool must not be
+/// used again (a session failure, or the pool itself failed).
+/// - Throws: `DeliveryUnavailable` naming the server: the batch's items go back uncharged.
 func deliverPooled<Message: Sendable, Output>(
     control: any DeliveryControl,
+    server: String,
+    jobID: UInt64,
+    logger: Logger,
     waker: Waker,
+    dropPool: () -> Void,
     render: @escaping @Sendable (WorkItem) -> Result<Message, ItemRejection>,
     classify: @escaping (Result<Output, CurlError>) -> ReplyClassification,
     run: (
@@ -24,35 +30,45 @@ func deliverPooled<Message: Sendable, Output>(
         _ settlement: Settlement,
         _ tick: () -> Bool
     ) throws(CurlError) -> Void
-) throws(CurlError) -> CurlError? {
+) throws(DeliveryUnavailable) {
     var sessionFailure: CurlError?
     let messages = Prefetcher(source: { control.nextItem() }, capacity: 256, transform: render)
     defer { messages.stop() }
     // Each write wakes the transfer threads waiting for their last outcome to be recorded.
     control.onRecorded { waker.wake() }
-    try run(
-        {
-            while sessionFailure == nil, control.shouldContinue(), let (item, rendered) = messages.next() {
-                switch rendered {
-                case .success(let message):
-                    guard control.handOver(item.id) else { return nil }
-                    return (Int(item.id), message)
-                case .failure(let rejection):
-                    control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))
+    do {
+        try run(
+            {
+                while sessionFailure == nil, control.shouldContinue(), let (item, rendered) = messages.next() {
+                    switch rendered {
+                    case .success(let message):
+                        guard control.handOver(item.id) else { return nil }
+                        return (Int(item.id), message)
+                    case .failure(let rejection):
+                        control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))
+                    }
                 }
-            }
-            return nil
-        },
-        { tag, result in
-            switch classify(result) {
-            case .outcome(let outcome, let code, let detail):
-                control.report(ItemOutcome(itemID: UInt64(tag), result: outcome, code: code, detail: detail))
-            case .session(let error):
-                if sessionFailure == nil { sessionFailure = error }
-            }
-        },
-        Settlement(ticket: { control.recordTicket() }, settled: { control.isRecorded($0) }),
-        { sessionFailure == nil && control.shouldContinue() }
-    )
-    return sessionFailure
+                return nil
+            },
+            { tag, result in
+                switch classify(result) {
+                case .outcome(let outcome, let code, let detail):
+                    control.report(ItemOutcome(itemID: UInt64(tag), result: outcome, code: code, detail: detail))
+                case .session(let error):
+                    if sessionFailure == nil { sessionFailure = error }
+                }
+            },
+            Settlement(ticket: { control.recordTicket() }, settled: { control.isRecorded($0) }),
+            { sessionFailure == nil && control.shouldContinue() }
+        )
+    } catch {
+        // Transfers of a failed multi handle may still be attached to it: start afresh.
+        dropPool()
+        throw DeliveryUnavailable(message: "\(server): transfer engine failed: \(error)")
+    }
+    if let sessionFailure {
+        logger.debug("\(server) unavailable: items go back to pending uncharged", metadata: ["job.id": "\(jobID)", "curl.code": "\(sessionFailure.curlCode)"])
+        dropPool()
+        throw DeliveryUnavailable(message: "\(server) unavailable: \(sessionFailure)")
+    }
 }

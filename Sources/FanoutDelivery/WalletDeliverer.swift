@@ -87,40 +87,29 @@ public final class WalletDeliverer: Deliverer {
         }
         self.pool = pool
         let environment = settings.environment
-        let sessionFailure: CurlError?
-        do {
-            sessionFailure = try deliverPooled(
-                control: control, waker: pool.waker,
-                render: { [settings] item in
-                    let values: [String: Any]
-                    do throws(ItemDataError) {
-                        values = try Self.context(for: item, of: job, environment: environment)
-                    } catch {
-                        return .failure(ItemRejection(reason: error.reason))
-                    }
-                    return template.render(values).map { request in
-                        HTTPRequest(
-                            method: request.method, url: request.url, headers: request.headers, body: Array(request.body.utf8),
-                            connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds, timeoutMilliseconds: settings.timeoutMilliseconds,
-                            followRedirects: settings.followRedirects, maxResponseBytes: 16 * 1024, tls: settings.tls
-                        )
-                    }
-                },
-                classify: Self.classify,
-                run: { next, completed, settlement, tick throws(CurlError) in
-                    try pool.run(next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
+        try deliverPooled(
+            control: control, server: "wallet API",
+            jobID: job.id, logger: logger, waker: pool.waker, dropPool: { self.pool = nil },
+            render: { [settings] item in
+                let values: [String: Any]
+                do throws(ItemDataError) {
+                    values = try Self.context(for: item, of: job, environment: environment)
+                } catch {
+                    return .failure(ItemRejection(reason: error.reason))
                 }
-            )
-        } catch {
-            // Transfers of a failed multi handle may still be attached to it: start afresh.
-            self.pool = nil
-            throw DeliveryUnavailable(message: "HTTP transfer engine failed: \(error)")
-        }
-        if let sessionFailure {
-            logger.debug("wallet API unavailable: items go back to pending uncharged", metadata: ["job.id": "\(job.id)", "curl.code": "\(sessionFailure.curlCode)"])
-            self.pool = nil
-            throw DeliveryUnavailable(message: "wallet API unavailable: \(sessionFailure)")
-        }
+                return template.render(values).map { request in
+                    HTTPRequest(
+                        method: request.method, url: request.url, headers: request.headers, body: Array(request.body.utf8),
+                        connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds, timeoutMilliseconds: settings.timeoutMilliseconds,
+                        followRedirects: settings.followRedirects, maxResponseBytes: 16 * 1024, tls: settings.tls
+                    )
+                }
+            },
+            classify: Self.classify,
+            run: { next, completed, settlement, tick throws(CurlError) in
+                try pool.run(next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
+            }
+        )
     }
 
     /// 2xx delivered; 408, 429 and 5xx later (after Retry-After when given); other statuses fail
