@@ -56,7 +56,8 @@ let package = Package(
         ),
         .testTarget(name: "MariaDBTests", dependencies: ["MariaDB", "TestSupport"]),
         .testTarget(name: "CurlTests", dependencies: ["Curl", "TestSupport"]),
-        .testTarget(name: "FanoutCoreTests", dependencies: ["FanoutCore", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "FanoutCoreTests", dependencies: ["FanoutCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FanoutDeliveryTests", dependencies: ["FanoutDelivery", "TestSupport"]),
         .testTarget(name: "FanoutStoreTests", dependencies: ["FanoutStore", "MariaDB", "TestSupport"]),
         .testTarget(name: "FanoutCLITests", dependencies: ["MariaDB", "TestSupport"]),

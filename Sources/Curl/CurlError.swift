@@ -38,7 +38,9 @@ public struct CurlError: Error, CustomStringConvertible, Sendable {
     /// The libcurl function or protocol step that failed (e.g. `curl_easy_perform`, `RCPT TO`).
     public var function: String
 
-    public init(code: Code, curlCode: Int32, message: String, responseCode: Int = 0, responseText: String = "", function: String) {
+    public init(
+        code: Code, curlCode: Int32, message: String, responseCode: Int = 0, responseText: String = "", function: String
+    ) {
         self.code = code
         self.curlCode = curlCode
         self.message = message
@@ -65,21 +67,21 @@ public struct CurlError: Error, CustomStringConvertible, Sendable {
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT:
             .connect
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM,
-             CURLE_SSL_CIPHER, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_USE_SSL_FAILED,
-             CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CRL_BADFILE,
-             CURLE_SSL_ENGINE_INITFAILED, CURLE_SSL_SHUTDOWN_FAILED:
+            CURLE_SSL_CIPHER, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_USE_SSL_FAILED,
+            CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CRL_BADFILE,
+            CURLE_SSL_ENGINE_INITFAILED, CURLE_SSL_SHUTDOWN_FAILED:
             .tls
         case CURLE_LOGIN_DENIED, CURLE_AUTH_ERROR:
             .login
         case CURLE_OPERATION_TIMEDOUT:
             .timeout
         case CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_WEIRD_SERVER_REPLY,
-             CURLE_PARTIAL_FILE, CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_READ_ERROR:
+            CURLE_PARTIAL_FILE, CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_READ_ERROR:
             .connectionBroken
         case CURLE_UPLOAD_FAILED, CURLE_HTTP_RETURNED_ERROR:
             .rejected
         case CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT, CURLE_BAD_FUNCTION_ARGUMENT,
-             CURLE_UNKNOWN_OPTION, CURLE_NOT_BUILT_IN:
+            CURLE_UNKNOWN_OPTION, CURLE_NOT_BUILT_IN:
             .usage
         default:
             .other

@@ -22,7 +22,8 @@ public final class EasyHandle {
     /// - Throws: `CurlError` when libcurl cannot be initialised.
     public init() throws(CurlError) {
         guard curlInitialised, let raw = curl_easy_init() else {
-            throw CurlError(code: .other, curlCode: -1, message: "could not initialise libcurl", function: "curl_easy_init")
+            throw CurlError(
+                code: .other, curlCode: -1, message: "could not initialise libcurl", function: "curl_easy_init")
         }
         self.raw = raw
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
@@ -41,7 +42,8 @@ public final class EasyHandle {
         try set(CURLOPT_ERRORBUFFER, pointer: UnsafeMutableRawPointer(errorBuffer))
         try check(ccurl_easy_setopt_data_callback(raw, CURLOPT_WRITEFUNCTION, writeCallback), "CURLOPT_WRITEFUNCTION")
         try set(CURLOPT_WRITEDATA, pointer: userdata)
-        try check(ccurl_easy_setopt_data_callback(raw, CURLOPT_HEADERFUNCTION, headerCallback), "CURLOPT_HEADERFUNCTION")
+        try check(
+            ccurl_easy_setopt_data_callback(raw, CURLOPT_HEADERFUNCTION, headerCallback), "CURLOPT_HEADERFUNCTION")
         try set(CURLOPT_HEADERDATA, pointer: userdata)
         try check(ccurl_easy_setopt_data_callback(raw, CURLOPT_READFUNCTION, readCallback), "CURLOPT_READFUNCTION")
         try set(CURLOPT_READDATA, pointer: userdata)
@@ -57,7 +59,10 @@ public final class EasyHandle {
     }
 
     func set(_ option: CURLoption, _ value: String?) throws(CurlError) {
-        let result = if let value { ccurl_easy_setopt_string(raw, option, value) } else { ccurl_easy_setopt_string(raw, option, nil) }
+        let result =
+            if let value { ccurl_easy_setopt_string(raw, option, value) } else {
+                ccurl_easy_setopt_string(raw, option, nil)
+            }
         try check(result, "curl_easy_setopt(\(option.rawValue))")
     }
 
@@ -193,7 +198,9 @@ private let readCallback: ccurl_data_callback = { buffer, size, count, userdata 
     return n
 }
 
-private let smtpVerbs: [(verb: String, bytes: [UInt8])] = ["EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "QUIT", "RSET", "NOOP", "VRFY", "EXPN", "HELP"].map { ($0, Array($0.utf8)) }
+private let smtpVerbs: [(verb: String, bytes: [UInt8])] = [
+    "EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "QUIT", "RSET", "NOOP", "VRFY", "EXPN", "HELP",
+].map { ($0, Array($0.utf8)) }
 
 private let debugCallback: ccurl_debug_callback = { _, type, data, size, userdata in
     guard type == CURLINFO_HEADER_IN || type == CURLINFO_HEADER_OUT else { return 0 }
@@ -210,7 +217,8 @@ private let debugCallback: ccurl_debug_callback = { _, type, data, size, userdat
         while end < min(bytes.count, 16), bytes[end] != 32, bytes[end] != 13, bytes[end] != 10 { end += 1 }
         let word = bytes[0..<end]
         let known = smtpVerbs.first { known in
-            known.bytes.count == word.count && zip(known.bytes, word).allSatisfy { $0 == ($1 >= 97 && $1 <= 122 ? $1 - 32 : $1) }
+            known.bytes.count == word.count
+                && zip(known.bytes, word).allSatisfy { $0 == ($1 >= 97 && $1 <= 122 ? $1 - 32 : $1) }
         }
         if let known { state.commandsSent.append(known.verb) }
     }

@@ -73,7 +73,9 @@ public final class HTTPTransfer {
     }
 
     /// Only resolves and connects (and does the TLS handshake for https) to the URL's server.
-    public func probe(_ url: String, tls: TLSOptions = TLSOptions(), timeoutMilliseconds: Int = 10_000) throws(CurlError) {
+    public func probe(_ url: String, tls: TLSOptions = TLSOptions(), timeoutMilliseconds: Int = 10_000)
+        throws(CurlError)
+    {
         handle.prepareTransfer()
         handle.freeLists()
         try handle.set(CURLOPT_HTTPHEADER, list: [])
@@ -85,7 +87,11 @@ public final class HTTPTransfer {
         try tls.apply(to: handle)
         let result = handle.perform()
         if result != CURLE_OK {
-            throw CurlError(result, detail: handle.errorDetail, function: "connect to \(url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false).prefix(3).joined(separator: "/"))")
+            throw CurlError(
+                result, detail: handle.errorDetail,
+                function:
+                    "connect to \(url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false).prefix(3).joined(separator: "/"))"
+            )
         }
     }
 
@@ -117,7 +123,9 @@ public final class HTTPTransfer {
             // COPYPOSTFIELDS copies, so the bytes need not outlive this call.
             let copied = request.body.withUnsafeBufferPointer { buffer in
                 buffer.withMemoryRebound(to: CChar.self) { chars in
-                    ccurl_easy_setopt_pointer(handle.raw, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: chars.baseAddress ?? UnsafePointer(bitPattern: 1)))
+                    ccurl_easy_setopt_pointer(
+                        handle.raw, CURLOPT_COPYPOSTFIELDS,
+                        UnsafeMutableRawPointer(mutating: chars.baseAddress ?? UnsafePointer(bitPattern: 1)))
                 }
             }
             try check(copied, "CURLOPT_COPYPOSTFIELDS")
@@ -130,7 +138,9 @@ public final class HTTPTransfer {
     func finish(_ result: CURLcode) -> Result<HTTPResponse, CurlError> {
         let state = handle.state
         guard result == CURLE_OK else {
-            return .failure(CurlError(result, detail: handle.errorDetail, responseCode: handle.responseCode, function: "HTTP request"))
+            return .failure(
+                CurlError(
+                    result, detail: handle.errorDetail, responseCode: handle.responseCode, function: "HTTP request"))
         }
         var headers: [(name: String, value: String)] = []
         for line in state.headerLines.dropFirst() {
@@ -138,7 +148,9 @@ public final class HTTPTransfer {
             let value = line[line.index(after: colon)...].drop { $0 == " " || $0 == "\t" }
             headers.append((String(line[..<colon]), String(value)))
         }
-        return .success(HTTPResponse(status: handle.responseCode, headers: headers, body: state.body, bodyTruncated: state.bodyTruncated))
+        return .success(
+            HTTPResponse(
+                status: handle.responseCode, headers: headers, body: state.body, bodyTruncated: state.bodyTruncated))
     }
 }
 

@@ -18,11 +18,14 @@ public final class MultiHandle {
     /// - Parameter maxConnectionsPerHost: a cap on parallel connections to one host (0: none).
     public init(maxConnectionsPerHost: Int = 0) throws(CurlError) {
         guard curlInitialised, let raw = curl_multi_init() else {
-            throw CurlError(code: .other, curlCode: -1, message: "could not initialise libcurl", function: "curl_multi_init")
+            throw CurlError(
+                code: .other, curlCode: -1, message: "could not initialise libcurl", function: "curl_multi_init")
         }
         self.raw = raw
         if maxConnectionsPerHost > 0 {
-            try check(ccurl_multi_setopt_long(raw, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost), "CURLMOPT_MAX_HOST_CONNECTIONS")
+            try check(
+                ccurl_multi_setopt_long(raw, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost),
+                "CURLMOPT_MAX_HOST_CONNECTIONS")
         }
     }
 

@@ -24,7 +24,9 @@ public final class SMTPConnection {
         try handle.set(CURLOPT_UPLOAD, 1)
         try handle.set(CURLOPT_CONNECTTIMEOUT_MS, configuration.connectTimeoutMilliseconds)
         try handle.set(CURLOPT_TIMEOUT_MS, configuration.timeoutMilliseconds)
-        try handle.set(CURLOPT_USE_SSL, Int(configuration.security == .startTLS ? CURLUSESSL_ALL.rawValue : CURLUSESSL_NONE.rawValue))
+        try handle.set(
+            CURLOPT_USE_SSL,
+            Int(configuration.security == .startTLS ? CURLUSESSL_ALL.rawValue : CURLUSESSL_NONE.rawValue))
         try configuration.tls.apply(to: handle)
         if let username = configuration.username, !username.isEmpty {
             try handle.set(CURLOPT_USERNAME, username)
@@ -150,6 +152,9 @@ enum SMTPReplyParser {
         let digits = line.prefix(3)
         guard digits.count == 3, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
         let rest = line.dropFirst(3)
-        return (digits.reduce(0) { $0 * 10 + Int($1 - 48) }, rest.first != UInt8(ascii: "-"), String(decoding: rest.dropFirst(), as: UTF8.self))
+        return (
+            digits.reduce(0) { $0 * 10 + Int($1 - 48) }, rest.first != UInt8(ascii: "-"),
+            String(decoding: rest.dropFirst(), as: UTF8.self)
+        )
     }
 }

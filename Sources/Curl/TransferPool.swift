@@ -43,7 +43,8 @@ func runPool<Worker: PooledTransfer>(
         try withoutActuallyEscaping(completed) { completed throws(CurlError) in
             try withoutActuallyEscaping(tick) { tick throws(CurlError) in
                 let shared = PoolShared(
-                    tickMilliseconds: tickMilliseconds, next: next, completed: completed, settlement: settlement, pacer: pacer, tick: tick
+                    tickMilliseconds: tickMilliseconds, next: next, completed: completed, settlement: settlement,
+                    pacer: pacer, tick: tick
                 )
                 let groups = multis.indices.map { group in
                     PoolGroup(
@@ -139,7 +140,8 @@ private final class PoolShared<Job, Output>: @unchecked Sendable {
     var failure: CurlError?
 
     init(
-        tickMilliseconds: Int, next: @escaping () -> (tag: Int, job: Job)?, completed: @escaping (Int, Result<Output, CurlError>) -> Void,
+        tickMilliseconds: Int, next: @escaping () -> (tag: Int, job: Job)?,
+        completed: @escaping (Int, Result<Output, CurlError>) -> Void,
         settlement: Settlement, pacer: StartPacer?, tick: @escaping () -> Bool
     ) {
         interval = .milliseconds(tickMilliseconds)
@@ -264,10 +266,12 @@ private final class ThreadBody {
 private func startThread(_ runnable: any Runnable) -> pthread_t? {
     var thread = pthread_t()
     let context = Unmanaged.passRetained(ThreadBody(runnable)).toOpaque()
-    let started = pthread_create(&thread, nil, { context in
-        Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue().runnable.run()
-        return nil
-    }, context)
+    let started = pthread_create(
+        &thread, nil,
+        { context in
+            Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue().runnable.run()
+            return nil
+        }, context)
     if started != 0 {
         Unmanaged<ThreadBody>.fromOpaque(context).release()
         return nil
@@ -370,7 +374,8 @@ public final class HTTPPool {
     ) throws(CurlError) {
         try runPool(
             workers: transfers, multis: multis, tickMilliseconds: tickMilliseconds,
-            next: { next().map { ($0.tag, $0.request) } }, completed: completed, settlement: settlement, pacer: pacer, tick: tick
+            next: { next().map { ($0.tag, $0.request) } }, completed: completed, settlement: settlement, pacer: pacer,
+            tick: tick
         )
     }
 }

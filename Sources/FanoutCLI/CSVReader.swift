@@ -52,7 +52,9 @@ final class CSVReader {
             // A UTF-8 byte-order mark (Excel writes one) is not part of the first field.
             if peek() == 0xEF {
                 _ = byte()
-                if byte() != 0xBB || byte() != 0xBF { throw Failure(line: 1, message: "the file does not start with valid UTF-8") }
+                if byte() != 0xBB || byte() != 0xBF {
+                    throw Failure(line: 1, message: "the file does not start with valid UTF-8")
+                }
             }
         }
         line = nextLine
@@ -63,7 +65,9 @@ final class CSVReader {
         var wasQuoted = false
         while true {
             guard let b = byte() else {
-                if quoted { throw Failure(line: line, message: "a quoted field is not closed before the end of the file") }
+                if quoted {
+                    throw Failure(line: line, message: "a quoted field is not closed before the end of the file")
+                }
                 fields.append(String(decoding: field, as: UTF8.self))
                 return fields
             }
@@ -83,7 +87,9 @@ final class CSVReader {
                 wasQuoted = false
             case UInt8(ascii: "\""):
                 guard field.isEmpty, !wasQuoted else {
-                    throw Failure(line: line, message: "a quote inside an unquoted field (quote the whole field and double the quote)")
+                    throw Failure(
+                        line: line,
+                        message: "a quote inside an unquoted field (quote the whole field and double the quote)")
                 }
                 quoted = true
                 wasQuoted = true

@@ -50,7 +50,10 @@ struct CommandFailure {
             (message, status) = (error.description, ExitStatus.noInput)
         case let error as MariaDBError where error.number == 1146:
             // ER_NO_SUCH_TABLE: every command meets it first on a database never migrated.
-            (message, status) = ("the database has no Fanout tables yet (\(error.message)): run 'fanout migrate'", ExitStatus.configuration)
+            (message, status) = (
+                "the database has no Fanout tables yet (\(error.message)): run 'fanout migrate'",
+                ExitStatus.configuration
+            )
         case let error as MariaDBError where error.isUnavailable:
             (message, status) = ("database unavailable: \(error)", ExitStatus.unavailable)
         case let error as MariaDBError:
@@ -62,7 +65,8 @@ struct CommandFailure {
         }
         // One line, whatever the server said: a multi-line reply (EHLO's) is joined.
         if message.contains(where: \.isNewline) {
-            message = message.split(whereSeparator: \.isNewline).map { String($0).trimming(where: \.isWhitespace) }.joined(separator: " ")
+            message = message.split(whereSeparator: \.isNewline).map { String($0).trimming(where: \.isWhitespace) }
+                .joined(separator: " ")
         }
     }
 }

@@ -2,7 +2,11 @@ import ArgumentParser
 
 /// Options every command that reads settings takes.
 struct SettingsOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Read settings from this .env file (e.g. the Laravel app's); real environment variables win.", valueName: "path"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Read settings from this .env file (e.g. the Laravel app's); real environment variables win.",
+            valueName: "path"))
     var envFile: String?
 
     func load() throws -> Settings {

@@ -24,12 +24,19 @@ struct DoctorCommand: ParsableCommand {
         }
 
         print("Settings:")
-        let names = ["DB_HOST", "DB_PORT", "DB_SOCKET", "DB_DATABASE", "DB_USERNAME", "DB_PASSWORD", "MAIL_HOST", "MAIL_PORT", "MAIL_ENCRYPTION",
-                     "MAIL_USERNAME", "MAIL_PASSWORD", "MAIL_FROM_ADDRESS", "MAIL_FROM_NAME", "FANOUT_TEMPLATES", "FANOUT_LOG_FILE"]
+        let names =
+            [
+                "DB_HOST", "DB_PORT", "DB_SOCKET", "DB_DATABASE", "DB_USERNAME", "DB_PASSWORD", "MAIL_HOST",
+                "MAIL_PORT", "MAIL_ENCRYPTION",
+                "MAIL_USERNAME", "MAIL_PASSWORD", "MAIL_FROM_ADDRESS", "MAIL_FROM_NAME", "FANOUT_TEMPLATES",
+                "FANOUT_LOG_FILE",
+            ]
             + settings.walletNames
         for name in names {
             guard let value = settings[name] else { print("  \(name) (not set)"); continue }
-            print("  \(name)=\(Settings.isSecret(name) ? "****" : value)  (from \(settings.source(of: name) ?? "default"))")
+            print(
+                "  \(name)=\(Settings.isSecret(name) ? "****" : value)  (from \(settings.source(of: name) ?? "default"))"
+            )
         }
         print("Checks:")
         // Database and schema.
@@ -39,8 +46,14 @@ struct DoctorCommand: ParsableCommand {
             var logger = Logger(label: "fanout.doctor")
             logger.logLevel = .critical
             let pending = try Migrator(connection: connection, logger: logger).pending()
-            report(true, "database", "connected to \(try settings.database().endpointDescription), MariaDB \(connection.serverVersion)")
-            report(pending.isEmpty, "schema", pending.isEmpty ? "migrated" : "not migrated: run 'fanout migrate' (\(pending.map(\.file).joined(separator: ", ")))")
+            report(
+                true, "database",
+                "connected to \(try settings.database().endpointDescription), MariaDB \(connection.serverVersion)")
+            report(
+                pending.isEmpty, "schema",
+                pending.isEmpty
+                    ? "migrated" : "not migrated: run 'fanout migrate' (\(pending.map(\.file).joined(separator: ", ")))"
+            )
         } catch {
             report(false, "database", CommandFailure(error).message)
         }
@@ -49,8 +62,14 @@ struct DoctorCommand: ParsableCommand {
             do {
                 let email = try settings.email(connections: 1)
                 let reply = try SMTPConnection(email.smtp).verify()
-                let steps = [email.smtp.security == .startTLS ? "STARTTLS" : email.smtp.security == .implicitTLS ? "TLS" : nil, email.smtp.username == nil ? nil : "AUTH"].compactMap { $0 }
-                report(true, "smtp", "\(email.smtp.host):\(email.smtp.port) EHLO\(steps.isEmpty ? "" : ", " + steps.joined(separator: ", ")) ok; NOOP: \(reply.text)")
+                let steps = [
+                    email.smtp.security == .startTLS ? "STARTTLS" : email.smtp.security == .implicitTLS ? "TLS" : nil,
+                    email.smtp.username == nil ? nil : "AUTH",
+                ].compactMap { $0 }
+                report(
+                    true, "smtp",
+                    "\(email.smtp.host):\(email.smtp.port) EHLO\(steps.isEmpty ? "" : ", " + steps.joined(separator: ", ")) ok; NOOP: \(reply.text)"
+                )
             } catch {
                 report(false, "smtp", CommandFailure(error).message)
             }
@@ -59,13 +78,23 @@ struct DoctorCommand: ParsableCommand {
         }
         // Templates.
         let folder = settings["FANOUT_TEMPLATES"] ?? "./templates"
-        let emailNames = (try? FileManager.default.contentsOfDirectory(atPath: folder + "/email"))?.filter { !$0.hasPrefix(".") && !$0.hasSuffix(".md") }.sorted() ?? []
-        let walletNames = (try? FileManager.default.contentsOfDirectory(atPath: folder + "/wallet"))?.filter { $0.hasSuffix(".http.mustache") }.map { String($0.dropLast(".http.mustache".count)) }.sorted() ?? []
+        let emailNames =
+            (try? FileManager.default.contentsOfDirectory(atPath: folder + "/email"))?.filter {
+                !$0.hasPrefix(".") && !$0.hasSuffix(".md")
+            }.sorted() ?? []
+        let walletNames =
+            (try? FileManager.default.contentsOfDirectory(atPath: folder + "/wallet"))?.filter {
+                $0.hasSuffix(".http.mustache")
+            }.map { String($0.dropLast(".http.mustache".count)) }.sorted() ?? []
         if emailNames.isEmpty && walletNames.isEmpty {
-            report(false, "templates", "none in \(folder) (FANOUT_TEMPLATES): expected email/NAME/ or wallet/NAME.http.mustache")
+            report(
+                false, "templates",
+                "none in \(folder) (FANOUT_TEMPLATES): expected email/NAME/ or wallet/NAME.http.mustache")
         }
         for name in emailNames {
-            do { _ = try EmailTemplate.load(name: name, folder: folder); report(true, "template", "email/\(name)") } catch { report(false, "template", "\(error)") }
+            do {
+                _ = try EmailTemplate.load(name: name, folder: folder); report(true, "template", "email/\(name)")
+            } catch { report(false, "template", "\(error)") }
         }
         let walletEnvironment = (try? settings.wallet(parallel: 1, rate: nil))?.environment ?? [:]
         for name in walletNames {

@@ -10,7 +10,8 @@ import Glibc
 struct EnqueueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enqueue",
-        abstract: "Create a job from a CSV file (header row; email,name or card_id,platform; other columns go into data).",
+        abstract:
+            "Create a job from a CSV file (header row; email,name or card_id,platform; other columns go into data).",
         discussion: """
             Every row is checked first; bad rows are listed with their line numbers and nothing \\
             is created, unless --skip-invalid. The job and its items are then created in one \\
@@ -25,7 +26,8 @@ struct EnqueueCommand: ParsableCommand {
     @Option(name: .long, help: "The template name.") var template: String
     @Option(name: .long, help: "Email jobs: the CSV of recipients (email, name, …).") var recipients: String?
     @Option(name: .long, help: "Wallet jobs: the CSV of cards (card_id, platform, …).") var cards: String?
-    @Flag(name: .long, help: "Create the job from the good rows and skip the bad ones (still listed).") var skipInvalid = false
+    @Flag(name: .long, help: "Create the job from the good rows and skip the bad ones (still listed).")
+    var skipInvalid = false
     @OptionGroup var settings: SettingsOptions
 
     func validate() throws {
@@ -64,13 +66,18 @@ struct EnqueueCommand: ParsableCommand {
         for message in bad.prefix(20) { printError("fanout: \(path): \(message)") }
         if bad.count > 20 { printError("fanout: \(path): … and \(bad.count - 20) more bad rows") }
         if !bad.isEmpty && !skipInvalid {
-            throw UserError(description: "\(bad.count) bad row\(bad.count == 1 ? "" : "s") in \(path): nothing created (fix them, or use --skip-invalid)")
+            throw UserError(
+                description:
+                    "\(bad.count) bad row\(bad.count == 1 ? "" : "s") in \(path): nothing created (fix them, or use --skip-invalid)"
+            )
         }
         guard good > 0 else { throw UserError(description: "\(path) has no rows to enqueue") }
         // Pass 2: the job and its items in one transaction, many rows per INSERT.
         let connection = try openDatabase(settings)
         defer { connection.close() }
-        let jobID = try JobAdmin(connection: connection).create(kind: kind, companyID: company, template: template, total: good) { items in
+        let jobID = try JobAdmin(connection: connection).create(
+            kind: kind, companyID: company, template: template, total: good
+        ) { items in
             try each(path) { _, result in
                 guard case .success(let row) = result else { return }
                 if try items.add(JobAdmin.NewItem(target: row.first, detail: row.second, data: row.data)) {
@@ -96,7 +103,9 @@ struct EnqueueCommand: ParsableCommand {
         let header = first.map { $0.trimmingCharacters(in: " ").lowercased() }
         let (firstName, secondName) = kind == .email ? ("email", "name") : ("card_id", "platform")
         guard let firstIndex = header.firstIndex(of: firstName) else {
-            throw UserError(description: "\(path): the header row has no '\(firstName)' column (it has: \(header.joined(separator: ", ")))")
+            throw UserError(
+                description:
+                    "\(path): the header row has no '\(firstName)' column (it has: \(header.joined(separator: ", ")))")
         }
         let secondIndex = header.firstIndex(of: secondName)
         while true {
@@ -120,7 +129,11 @@ struct EnqueueCommand: ParsableCommand {
             for (i, name) in header.enumerated() where i != firstIndex && i != secondIndex {
                 data.append((name, fields[i]))
             }
-            let json = data.isEmpty ? nil : "{" + data.map { "\(JSONString.quoted($0.0)):\(JSONString.quoted($0.1))" }.joined(separator: ",") + "}"
+            let json =
+                data.isEmpty
+                ? nil
+                : "{" + data.map { "\(JSONString.quoted($0.0)):\(JSONString.quoted($0.1))" }.joined(separator: ",")
+                    + "}"
             let second = secondIndex.map { fields[$0] }.flatMap { $0.isEmpty ? nil : $0 }
             try body(reader.line, .success(Row(first: first, second: second, data: json)))
         }

@@ -17,7 +17,10 @@ struct Fanout: ParsableCommand {
             to FANOUT_LOG_FILE.
             """,
         version: "0.1.0",
-        subcommands: [EmailsProcessJobsCommand.self, WalletProcessJobsCommand.self, JobsCommand.self, ReportCommand.self, EnqueueCommand.self, CancelCommand.self, RetryCommand.self, MigrateCommand.self, DoctorCommand.self]
+        subcommands: [
+            EmailsProcessJobsCommand.self, WalletProcessJobsCommand.self, JobsCommand.self, ReportCommand.self,
+            EnqueueCommand.self, CancelCommand.self, RetryCommand.self, MigrateCommand.self, DoctorCommand.self,
+        ]
     )
 
     /// Parses the command line and runs the command; every failure ends as one line on stderr
@@ -34,7 +37,8 @@ struct Fanout: ParsableCommand {
             }
             if let code = error as? ExitCode { Glibc.exit(code.rawValue) }
             if !parsed {
-                var message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+                var message =
+                    self.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
                 if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
                 printError("fanout: \(message) (see 'fanout --help')")
                 Glibc.exit(ExitStatus.usage)

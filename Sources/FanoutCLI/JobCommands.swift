@@ -36,7 +36,9 @@ struct CancelCommand: ParsableCommand {
         let connection = try openDatabase(settings)
         defer { connection.close() }
         let cancelled = try JobAdmin(connection: connection).cancel(kind: kind, id: jobID, reason: reason)
-        print("Cancelled \(kind.rawValue) job \(jobID): \(cancelled) pending item\(cancelled == 1 ? "" : "s") cancelled; items in flight end when their tick sees it.")
+        print(
+            "Cancelled \(kind.rawValue) job \(jobID): \(cancelled) pending item\(cancelled == 1 ? "" : "s") cancelled; items in flight end when their tick sees it."
+        )
     }
 }
 
@@ -44,7 +46,8 @@ struct RetryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retry",
         abstract: "Put a job's failed items back to pending (attempts kept) for the next tick.",
-        discussion: "In-doubt items that were failed (--in-doubt at-most-once) are failed items too. The job goes back to processing and its counters are recounted."
+        discussion:
+            "In-doubt items that were failed (--in-doubt at-most-once) are failed items too. The job goes back to processing and its counters are recounted."
     )
 
     @Argument(help: "email or wallet") var kind: JobKind
@@ -56,7 +59,9 @@ struct RetryCommand: ParsableCommand {
         let connection = try openDatabase(settings)
         defer { connection.close() }
         let retried = try JobAdmin(connection: connection).retry(kind: kind, id: jobID, itemIDs: item)
-        print("\(retried) failed item\(retried == 1 ? "" : "s") of \(kind.rawValue) job \(jobID) back to pending; the next tick sends \(retried == 1 ? "it" : "them").")
+        print(
+            "\(retried) failed item\(retried == 1 ? "" : "s") of \(kind.rawValue) job \(jobID) back to pending; the next tick sends \(retried == 1 ? "it" : "them")."
+        )
     }
 }
 
@@ -69,7 +74,8 @@ struct JobsCommand: ParsableCommand {
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, json }
 
     @Argument(help: "email or wallet (default: both)") var kind: JobKind?
-    @Option(name: .long, help: "Only jobs with this status (pending, processing, completed, failed, cancelled).") var status: String?
+    @Option(name: .long, help: "Only jobs with this status (pending, processing, completed, failed, cancelled).")
+    var status: String?
     @Option(name: .long, help: "Only this company's jobs.") var company: UInt64?
     @Option(name: .long, help: "How many jobs at most, per kind.") var limit = 50
     @Option(name: .long, help: "table or json") var format: Format = .table
@@ -77,7 +83,8 @@ struct JobsCommand: ParsableCommand {
 
     func validate() throws {
         if let status, JobStatus(rawValue: status) == nil {
-            throw ValidationError("--status must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                "--status must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         if limit < 1 { throw ValidationError("--limit must be at least 1") }
     }
@@ -95,7 +102,8 @@ struct JobsCommand: ParsableCommand {
             let objects: [[String: Any]] = jobs.map { job in
                 var object: [String: Any] = [
                     "kind": job.kind.rawValue, "id": job.id, "company_id": job.companyID, "template": job.template,
-                    "status": job.status, "total_items": job.total, "processed_items": job.processed, "failed_items": job.failed,
+                    "status": job.status, "total_items": job.total, "processed_items": job.processed,
+                    "failed_items": job.failed,
                 ]
                 object["reason"] = job.reason ?? NSNull()
                 object["created_at"] = job.createdAt.map { $0 as Any } ?? NSNull()
@@ -106,7 +114,8 @@ struct JobsCommand: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         case .table:
             if jobs.isEmpty {
-                print("No jobs\(status.map { " with status \($0)" } ?? "")\(company.map { " for company \($0)" } ?? "").")
+                print(
+                    "No jobs\(status.map { " with status \($0)" } ?? "")\(company.map { " for company \($0)" } ?? "").")
                 return
             }
             print(Self.table(jobs))
@@ -131,8 +140,10 @@ struct JobsCommand: ParsableCommand {
         var widths = header.map(\.count)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
         func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+            cells.enumerated().map { i, cell in
+                i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }
+            .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
         }
         return ([line(header)] + rows.map(line)).joined(separator: "\n")
     }
@@ -141,7 +152,8 @@ struct JobsCommand: ParsableCommand {
         guard total > 0 else { return "[" + String(repeating: "·", count: 10) + "]   -" }
         let filled = min(10, done * 10 / total)
         let percent = done * 100 / total
-        return "[" + String(repeating: "#", count: filled) + String(repeating: "·", count: 10 - filled) + "] \(percent)%"
+        return "[" + String(repeating: "#", count: filled) + String(repeating: "·", count: 10 - filled)
+            + "] \(percent)%"
     }
 
     static func age(_ seconds: Double) -> String {

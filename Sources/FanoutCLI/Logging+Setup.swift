@@ -42,7 +42,8 @@ struct FanoutLogHandler: LogHandler {
             let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             line = "\(time) \(level) \(message)\(fields.isEmpty ? "" : " " + fields)"
         case .json:
-            var object = "{\"time\":\(JSONString.quoted(time)),\"level\":\(JSONString.quoted("\(level)")),\"message\":\(JSONString.quoted(message))"
+            var object =
+                "{\"time\":\(JSONString.quoted(time)),\"level\":\(JSONString.quoted("\(level)")),\"message\":\(JSONString.quoted(message))"
             for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
                 object += ",\(JSONString.quoted(key)):\(JSONString.quoted("\(value)"))"
             }
@@ -61,7 +62,8 @@ struct FanoutLogHandler: LogHandler {
             let text = String(value)
             return String(repeating: "0", count: max(0, width - text.count)) + text
         }
-        return "\(pad(time.tm_year + 1900, 4))-\(pad(time.tm_mon + 1))-\(pad(time.tm_mday))T\(pad(time.tm_hour)):\(pad(time.tm_min)):\(pad(time.tm_sec)).\(pad(Int32(now.tv_nsec / 1_000_000), 3))Z"
+        return
+            "\(pad(time.tm_year + 1900, 4))-\(pad(time.tm_mon + 1))-\(pad(time.tm_mday))T\(pad(time.tm_hour)):\(pad(time.tm_min)):\(pad(time.tm_sec)).\(pad(Int32(now.tv_nsec / 1_000_000), 3))Z"
     }
 }
 
@@ -98,17 +100,22 @@ enum LoggingSetup {
     /// cron users read the file, not stderr.
     static func recordExit(_ line: String, status: Int32) {
         guard let handler = fileHandler else { return }
-        handler.sink.write(handler.format(level: .error, message: line, metadata: ["exit": "\(status)"]), toStandardError: false)
+        handler.sink.write(
+            handler.format(level: .error, message: line, metadata: ["exit": "\(status)"]), toStandardError: false)
     }
 
     static func bootstrap(format: LogFormat, verbose: Bool, file: String?) {
         let sink = LogSink(file: file)
-        if !sink.fileFailed { fileHandler = FanoutLogHandler(label: "fanout", format: format, sink: sink, logLevel: .error) }
+        if !sink.fileFailed {
+            fileHandler = FanoutLogHandler(label: "fanout", format: format, sink: sink, logLevel: .error)
+        }
         LoggingSystem.bootstrap { label in
             FanoutLogHandler(label: label, format: format, sink: sink, logLevel: verbose ? .debug : .info)
         }
         if sink.fileFailed, let file, !file.isEmpty {
-            Logger(label: "fanout").warning("cannot open FANOUT_LOG_FILE for appending: \(String(cString: strerror(errno)))", metadata: ["file": "\(file)"])
+            Logger(label: "fanout").warning(
+                "cannot open FANOUT_LOG_FILE for appending: \(String(cString: strerror(errno)))",
+                metadata: ["file": "\(file)"])
         }
     }
 }

@@ -30,7 +30,9 @@ struct MigrateCommand: ParsableCommand {
         let migrator = Migrator(connection: connection, logger: logger)
         if dryRun {
             let pending = try migrator.pending()
-            print(pending.isEmpty ? "Up to date: nothing to apply." : "Would apply: " + pending.map(\.file).joined(separator: ", "))
+            print(
+                pending.isEmpty
+                    ? "Up to date: nothing to apply." : "Would apply: " + pending.map(\.file).joined(separator: ", "))
             return
         }
         let applied = try migrator.migrate()

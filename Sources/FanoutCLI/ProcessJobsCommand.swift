@@ -18,25 +18,48 @@ struct TickOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Items per job per tick (default: 50 email, 10 wallet).", valueName: "n"))
     var batchSize: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Stop starting new batches after this long (90s, 10m, 2h or seconds).", valueName: "duration"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Stop starting new batches after this long (90s, 10m, 2h or seconds).", valueName: "duration"))
     var maxTime = DurationArgument(argument: "50s")!
 
-    @Option(name: .long, help: ArgumentHelp("Fail a job when a live tick has held it this long without progress (every delivery hangs); waiting, outages and cron gaps never count.", valueName: "duration"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Fail a job when a live tick has held it this long without progress (every delivery hangs); waiting, outages and cron gaps never count.",
+            valueName: "duration"))
     var inactiveAfter = DurationArgument(argument: "30m")!
 
-    @Option(name: .long, help: ArgumentHelp("Take over a company's lock when its holder has shown no sign of life for this long.", valueName: "duration"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Take over a company's lock when its holder has shown no sign of life for this long.", valueName: "duration"
+        ))
     var stuckAfter = DurationArgument(argument: "10m")!
 
-    @Option(name: .long, help: ArgumentHelp("Attempts before a temporarily failing item fails for good.", valueName: "n"))
+    @Option(
+        name: .long, help: ArgumentHelp("Attempts before a temporarily failing item fails for good.", valueName: "n"))
     var maxAttempts = 5
 
-    @Option(name: .long, help: ArgumentHelp("Waits before the 2nd, 3rd, … attempt of a temporarily failing item; the last repeats.", valueName: "list"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Waits before the 2nd, 3rd, … attempt of a temporarily failing item; the last repeats.", valueName: "list"))
     var retryBackoff = "1m,5m,15m,1h"
 
-    @Option(name: .long, help: ArgumentHelp("Items in flight in a tick that died: deliver again with the same id (at-least-once) or fail them (at-most-once).", valueName: "policy"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Items in flight in a tick that died: deliver again with the same id (at-least-once) or fail them (at-most-once).",
+            valueName: "policy"))
     var inDoubt: InDoubtArgument = .atLeastOnce
 
-    @Option(name: .long, help: ArgumentHelp("Parallel connections to the delivery server (default: 4 SMTP, FANOUT_SMTP_CONNECTIONS; 8 HTTP, FANOUT_HTTP_CONNECTIONS).", valueName: "n"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Parallel connections to the delivery server (default: 4 SMTP, FANOUT_SMTP_CONNECTIONS; 8 HTTP, FANOUT_HTTP_CONNECTIONS).",
+            valueName: "n"))
     var connections: Int?
 
     @Flag(name: .long, help: "For a person at a terminal: tick again until nothing of this kind is runnable now.")
@@ -47,10 +70,14 @@ struct TickOptions: ParsableArguments {
             throw ValidationError("--batch-size must be from 1 to 100000")
         }
         if !(1...100).contains(maxAttempts) { throw ValidationError("--max-attempts must be from 1 to 100") }
-        if let connections, !(1...256).contains(connections) { throw ValidationError("--connections must be from 1 to 256") }
+        if let connections, !(1...256).contains(connections) {
+            throw ValidationError("--connections must be from 1 to 256")
+        }
         if stuckAfter.duration <= .zero { throw ValidationError("--stuck-after must be more than 0") }
         if inactiveAfter.duration <= .zero { throw ValidationError("--inactive-after must be more than 0") }
-        if backoff == nil { throw ValidationError("--retry-backoff must be durations separated by commas, such as 1m,5m,15m,1h") }
+        if backoff == nil {
+            throw ValidationError("--retry-backoff must be durations separated by commas, such as 1m,5m,15m,1h")
+        }
     }
 
     var backoff: [Duration]? {
@@ -113,7 +140,10 @@ struct EmailsProcessJobsCommand: ParsableCommand {
         logging.bootstrap(settings: settings)
         let email = try settings.email(connections: tick.connections)
         let database = try settings.database()
-        try TickRunner.run(kind: .email, policy: tick.policy(kind: .email), database: database, untilDone: tick.untilDone, verbose: logging.verbose) { logger in
+        try TickRunner.run(
+            kind: .email, policy: tick.policy(kind: .email), database: database, untilDone: tick.untilDone,
+            verbose: logging.verbose
+        ) { logger in
             EmailDeliverer(settings: email, logger: logger)
         }
     }
@@ -139,7 +169,11 @@ struct WalletProcessJobsCommand: ParsableCommand {
 
     @OptionGroup var tick: TickOptions
 
-    @Option(name: .long, help: ArgumentHelp("At most this many requests per second across the tick, e.g. 20/s (Google Wallet's limit).", valueName: "n/s"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "At most this many requests per second across the tick, e.g. 20/s (Google Wallet's limit).",
+            valueName: "n/s"))
     var rate: String?
 
     @OptionGroup var settings: SettingsOptions
@@ -162,7 +196,10 @@ struct WalletProcessJobsCommand: ParsableCommand {
         logging.bootstrap(settings: settings)
         let wallet = try settings.wallet(parallel: tick.connections, rate: requestsPerSecond)
         let database = try settings.database()
-        try TickRunner.run(kind: .wallet, policy: tick.policy(kind: .wallet), database: database, untilDone: tick.untilDone, verbose: logging.verbose) { logger in
+        try TickRunner.run(
+            kind: .wallet, policy: tick.policy(kind: .wallet), database: database, untilDone: tick.untilDone,
+            verbose: logging.verbose
+        ) { logger in
             WalletDeliverer(settings: wallet, logger: logger)
         }
     }
@@ -202,12 +239,19 @@ enum TickRunner {
             totals.delivered += summary.delivered
             totals.failed += summary.failed
             totals.retrying += summary.retrying
-            progress.show("tick \(totals.ticks): \(totals.delivered) delivered, \(totals.failed) failed, \(totals.retrying) waiting for a retry")
+            progress.show(
+                "tick \(totals.ticks): \(totals.delivered) delivered, \(totals.failed) failed, \(totals.retrying) waiting for a retry"
+            )
             if summary.leaseLost {
-                throw UserError(description: "this tick lost its lock to another tick (it was paused past --stuck-after) and stopped writing")
+                throw UserError(
+                    description:
+                        "this tick lost its lock to another tick (it was paused past --stuck-after) and stopped writing"
+                )
             }
             guard untilDone, !summary.isIdle else { return }
-            if summary.delivered + summary.failed + summary.retrying + summary.jobsCompleted + summary.jobsFailed + summary.jobsCancelled == 0 {
+            if summary.delivered + summary.failed + summary.retrying + summary.jobsCompleted + summary.jobsFailed
+                + summary.jobsCancelled == 0
+            {
                 // Only companies busy in another tick (which end soon: look again shortly) or
                 // retries due later (look again in a second).
                 usleep(summary.busy > 0 ? 50_000 : 1_000_000)

@@ -39,7 +39,8 @@ struct Settings {
     static func isSecret(_ name: String) -> Bool {
         let upper = name.uppercased()
         if upper.hasPrefix("WALLET_") { return !(upper.hasSuffix("_URL") || upper.hasSuffix("_HOST")) }
-        return upper.contains("PASSWORD") || upper.contains("TOKEN") || upper.contains("SECRET") || upper.hasSuffix("_KEY")
+        return upper.contains("PASSWORD") || upper.contains("TOKEN") || upper.contains("SECRET")
+            || upper.hasSuffix("_KEY")
     }
 
     /// The process environment, over the `.env` file at `envFile` when given.
@@ -47,7 +48,8 @@ struct Settings {
         let environment = processEnvironment()
         guard let envFile else { return Settings(environment: environment) }
         guard let data = FileManager.default.contents(atPath: envFile) else {
-            throw ConfigurationError(description: "cannot read --env-file \(envFile): \(String(cString: strerror(errno)))")
+            throw ConfigurationError(
+                description: "cannot read --env-file \(envFile): \(String(cString: strerror(errno)))")
         }
         let parsed: [String: String]
         do {
@@ -75,7 +77,8 @@ struct Settings {
     /// nil when unset, empty or `null`.
     subscript(name: String) -> String? {
         let key = ConfigKey(name.lowercased().split(separator: "_").map(String.init))
-        guard let value = reader.string(forKey: key, isSecret: Self.isSecret(name)), !value.isEmpty, value != "null" else { return nil }
+        guard let value = reader.string(forKey: key, isSecret: Self.isSecret(name)), !value.isEmpty, value != "null"
+        else { return nil }
         return value
     }
 
@@ -89,7 +92,9 @@ struct Settings {
     func integer(_ name: String, default value: Int, range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
         guard let text = self[name] else { return value }
         guard let number = Int(text), range.contains(number) else {
-            throw ConfigurationError(description: "\(name) is '\(text)': expected a whole number from \(range.lowerBound) to \(range.upperBound)")
+            throw ConfigurationError(
+                description:
+                    "\(name) is '\(text)': expected a whole number from \(range.lowerBound) to \(range.upperBound)")
         }
         return number
     }
@@ -118,7 +123,8 @@ struct Settings {
         case "tls", "starttls": security = .startTLS
         case "ssl", "smtps": security = .implicitTLS
         case let other?:
-            throw ConfigurationError(description: "MAIL_ENCRYPTION is '\(other)': expected tls (STARTTLS), ssl (implicit TLS) or null")
+            throw ConfigurationError(
+                description: "MAIL_ENCRYPTION is '\(other)': expected tls (STARTTLS), ssl (implicit TLS) or null")
         }
         let defaultPort = security == .implicitTLS ? 465 : security == .startTLS ? 587 : 25
         let port = try integer("MAIL_PORT", default: defaultPort, range: 1...65535)

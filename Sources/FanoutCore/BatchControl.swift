@@ -185,7 +185,8 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         while true {
             guard state.outcome.stop == nil, state.failure == nil else { return false }
             // Confirmed by a write sent after this call began, or recently enough.
-            if itemID <= state.mark && (state.confirmed >= asked || clock.now - state.confirmed < policy.checkInterval) {
+            if itemID <= state.mark && (state.confirmed >= asked || clock.now - state.confirmed < policy.checkInterval)
+            {
                 return true
             }
             if state.writerDone { return false }
@@ -222,7 +223,6 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
     func onRecorded(_ wake: @escaping @Sendable () -> Void) {
         locked { $0.wake = wake }
     }
-
 
     func shouldContinue() -> Bool {
         locked { $0.outcome.stop == nil }

@@ -15,7 +15,10 @@ public struct JobRecord: Sendable, Hashable {
     /// The last time an item of the job changed, or when it was started, whichever is later.
     public var lastProgressAt: Date?
 
-    public init(kind: JobKind, id: UInt64, companyID: UInt64, template: String, status: JobStatus, reason: String? = nil, lastProgressAt: Date? = nil) {
+    public init(
+        kind: JobKind, id: UInt64, companyID: UInt64, template: String, status: JobStatus, reason: String? = nil,
+        lastProgressAt: Date? = nil
+    ) {
         self.kind = kind
         self.id = id
         self.companyID = companyID
@@ -43,7 +46,10 @@ public struct WorkItem: Sendable, Hashable {
     /// The item may have been delivered already by a tick that died.
     public var inDoubt: Bool
 
-    public init(id: UInt64, jobID: UInt64, attempts: Int = 0, email: String? = nil, name: String? = nil, cardID: UInt64? = nil, platform: String? = nil, data: String? = nil, inDoubt: Bool = false) {
+    public init(
+        id: UInt64, jobID: UInt64, attempts: Int = 0, email: String? = nil, name: String? = nil, cardID: UInt64? = nil,
+        platform: String? = nil, data: String? = nil, inDoubt: Bool = false
+    ) {
         self.id = id
         self.jobID = jobID
         self.attempts = attempts

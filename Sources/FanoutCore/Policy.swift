@@ -72,16 +72,23 @@ public struct TickPolicy: Sendable {
     public func update(for outcome: ItemOutcome, attempts: Int) -> ItemUpdate {
         switch outcome.result {
         case .delivered:
-            return ItemUpdate(itemID: outcome.itemID, status: kind.deliveredStatus, reason: nil, code: outcome.code, retryDelay: nil)
+            return ItemUpdate(
+                itemID: outcome.itemID, status: kind.deliveredStatus, reason: nil, code: outcome.code, retryDelay: nil)
         case .failed:
-            return ItemUpdate(itemID: outcome.itemID, status: .failed, reason: outcome.detail, code: outcome.code, retryDelay: nil)
+            return ItemUpdate(
+                itemID: outcome.itemID, status: .failed, reason: outcome.detail, code: outcome.code, retryDelay: nil)
         case .transient(let retryAfter):
             let made = attempts + 1
             if made >= maxAttempts {
-                return ItemUpdate(itemID: outcome.itemID, status: .failed, reason: "Gave up after \(made) attempts: \(outcome.detail)", code: outcome.code, retryDelay: nil)
+                return ItemUpdate(
+                    itemID: outcome.itemID, status: .failed,
+                    reason: "Gave up after \(made) attempts: \(outcome.detail)", code: outcome.code, retryDelay: nil)
             }
             let delay = delay(afterAttempts: made, retryAfter: retryAfter)
-            return ItemUpdate(itemID: outcome.itemID, status: .pending, reason: "Will retry (attempt \(made) of \(maxAttempts)): \(outcome.detail)", code: outcome.code, retryDelay: delay)
+            return ItemUpdate(
+                itemID: outcome.itemID, status: .pending,
+                reason: "Will retry (attempt \(made) of \(maxAttempts)): \(outcome.detail)", code: outcome.code,
+                retryDelay: delay)
         }
     }
 }

@@ -15,7 +15,8 @@ public protocol JobStore: AnyObject {
     func companiesWithWork(kind: JobKind) throws -> [CompanyWork]
     /// Takes the lease on (kind, company) if it is free or its holder is stuck; nil if held.
     /// With `force`, takes it from a live holder too (to expire a job that holder is not moving).
-    func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws -> Lease?
+    func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws
+        -> Lease?
     /// Resolves items of the job left in flight by a tick that died; returns how many.
     func resolveInDoubt(_ job: JobRecord, lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int
     /// Marks up to `limit` due pending items of the job in flight for this lease and returns them;

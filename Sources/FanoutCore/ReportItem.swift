@@ -19,7 +19,8 @@ public struct ReportItem: Sendable {
 
     public init(
         id: UInt64, email: String? = nil, name: String? = nil, cardID: UInt64? = nil, platform: String? = nil,
-        status: String, attempts: Int, inDoubt: Bool, code: Int?, unregisteredAt: Double? = nil, processedAt: Double?, reason: String?
+        status: String, attempts: Int, inDoubt: Bool, code: Int?, unregisteredAt: Double? = nil, processedAt: Double?,
+        reason: String?
     ) {
         self.id = id
         self.email = email

@@ -15,7 +15,11 @@ public struct ReportSummary: Sendable {
     /// Items that reached a state, per minute (Unix seconds of the minute, count).
     public var perMinute: [(minute: Double, count: Int)]
 
-    public init(kind: JobKind, jobID: UInt64, companyID: UInt64, template: String, status: String, reason: String?, countsByStatus: [(status: String, count: Int)], inDoubt: Int, topFailures: [(reason: String, count: Int)], firstProcessedAt: Double?, lastProcessedAt: Double?, perMinute: [(minute: Double, count: Int)]) {
+    public init(
+        kind: JobKind, jobID: UInt64, companyID: UInt64, template: String, status: String, reason: String?,
+        countsByStatus: [(status: String, count: Int)], inDoubt: Int, topFailures: [(reason: String, count: Int)],
+        firstProcessedAt: Double?, lastProcessedAt: Double?, perMinute: [(minute: Double, count: Int)]
+    ) {
         self.kind = kind
         self.jobID = jobID
         self.companyID = companyID
@@ -41,7 +45,9 @@ public struct ReportSummary: Sendable {
     /// Items per second over `duration`.
     public var throughput: Double? {
         guard let duration, duration > 0 else { return nil }
-        let done = countsByStatus.filter { $0.status != "pending" && $0.status != "processing" }.reduce(0) { $0 + $1.count }
+        let done = countsByStatus.filter { $0.status != "pending" && $0.status != "processing" }.reduce(0) {
+            $0 + $1.count
+        }
         return Double(done) / duration
     }
 }

@@ -36,7 +36,9 @@ public final class Tick {
         if work.isEmpty { return summary }
         for company in work {
             if clock.now - started >= policy.maxTime {
-                logger.info("max time reached: leaving the other companies to the next tick", metadata: ["tick.max_time": "\(policy.maxTime)"])
+                logger.info(
+                    "max time reached: leaving the other companies to the next tick",
+                    metadata: ["tick.max_time": "\(policy.maxTime)"])
                 break
             }
             try advance(company, summary: &summary)
@@ -64,10 +66,13 @@ public final class Tick {
         // or its server is down (not the job's fault). Only a company whose lease a live holder
         // keeps without moving is asked about inactivity, and then the lease is taken to end it.
         var inactive = false
-        var acquired = try store.acquireLease(kind: policy.kind, companyID: company.companyID, owner: owner, stuckAfter: policy.stuckAfter, force: false)
+        var acquired = try store.acquireLease(
+            kind: policy.kind, companyID: company.companyID, owner: owner, stuckAfter: policy.stuckAfter, force: false)
         if acquired == nil, try isInactive(job, holder: company.holder) {
             inactive = true
-            acquired = try store.acquireLease(kind: policy.kind, companyID: company.companyID, owner: owner, stuckAfter: policy.stuckAfter, force: true)
+            acquired = try store.acquireLease(
+                kind: policy.kind, companyID: company.companyID, owner: owner, stuckAfter: policy.stuckAfter,
+                force: true)
         }
         guard let lease = acquired else {
             summary.busy += 1
@@ -85,7 +90,8 @@ public final class Tick {
     private func work(_ job: JobRecord, lease: Lease, inactive: Bool, summary: inout TickSummary) throws {
         try resolveInDoubt(lease, job: job, summary: &summary)
         if inactive {
-            let reason = "Expired: no progress for \(Self.describe(policy.inactiveAfter)) while a tick held the job (every delivery hung)"
+            let reason =
+                "Expired: no progress for \(Self.describe(policy.inactiveAfter)) while a tick held the job (every delivery hung)"
             try store.finish(job, status: .failed, reason: reason, lease: lease)
             summary.jobsFailed += 1
             logger.warning("job expired for inactivity", metadata: metadata(job))
@@ -121,7 +127,8 @@ public final class Tick {
             if case .ended(let status, let reason)? = outcome.stop {
                 // Ended outside Fanout mid-batch: cancelled (usually) or failed by the host.
                 let final: JobStatus = status == .failed ? .failed : .cancelled
-                try store.finish(job, status: final, reason: reason ?? (final == .failed ? "Failed" : "Cancelled"), lease: lease)
+                try store.finish(
+                    job, status: final, reason: reason ?? (final == .failed ? "Failed" : "Cancelled"), lease: lease)
                 if final == .failed { summary.jobsFailed += 1 } else { summary.jobsCancelled += 1 }
                 logger.notice("job \(final.rawValue) outside Fanout: delivery stopped", metadata: metadata(job))
                 return
@@ -134,22 +141,29 @@ public final class Tick {
             logger.info("job completed", metadata: metadata(job))
         } else if status == .cancelled || status == .failed {
             // Ended by a person between the last write and now: end its unfinished items.
-            let reason = try { if case .held(_, let reason) = try store.check(job, lease: lease) { return reason } else { return nil } }()
-            try store.finish(job, status: status, reason: reason ?? (status == .failed ? "Failed" : "Cancelled"), lease: lease)
+            let reason = try {
+                if case .held(_, let reason) = try store.check(job, lease: lease) { return reason } else { return nil }
+            }()
+            try store.finish(
+                job, status: status, reason: reason ?? (status == .failed ? "Failed" : "Cancelled"), lease: lease)
             if status == .failed { summary.jobsFailed += 1 } else { summary.jobsCancelled += 1 }
         }
     }
 
     /// Ends the unfinished items of a job cancelled or failed outside Fanout (plain SQL).
     private func finalise(_ job: JobRecord, summary: inout TickSummary) throws {
-        guard let lease = try store.acquireLease(kind: policy.kind, companyID: job.companyID, owner: owner, stuckAfter: policy.stuckAfter, force: false) else {
+        guard
+            let lease = try store.acquireLease(
+                kind: policy.kind, companyID: job.companyID, owner: owner, stuckAfter: policy.stuckAfter, force: false)
+        else {
             summary.busy += 1
             return
         }
         let reason = job.reason.flatMap { $0.isEmpty ? nil : $0 } ?? (job.status == .cancelled ? "Cancelled" : "Failed")
         try store.finish(job, status: job.status, reason: reason, lease: lease)
         if job.status == .cancelled { summary.jobsCancelled += 1 } else { summary.jobsFailed += 1 }
-        logger.info("ended the unfinished items of a job \(job.status.rawValue) outside Fanout", metadata: metadata(job))
+        logger.info(
+            "ended the unfinished items of a job \(job.status.rawValue) outside Fanout", metadata: metadata(job))
         try store.releaseLease(lease)
     }
 
@@ -159,10 +173,15 @@ public final class Tick {
     private func resolveInDoubt(_ lease: Lease, job: JobRecord, summary: inout TickSummary) throws {
         // A lease found free was released by a holder that put back what it had claimed.
         guard lease.tookOver else { return }
-        let resolved = try store.resolveInDoubt(job, lease: lease, policy: policy.inDoubt, maxAttempts: policy.maxAttempts)
+        let resolved = try store.resolveInDoubt(
+            job, lease: lease, policy: policy.inDoubt, maxAttempts: policy.maxAttempts)
         guard resolved > 0 else { return }
         summary.inDoubt += resolved
-        logger.warning("items in flight in a tick that died are in doubt", metadata: metadata(job).merging(["items.in_doubt": "\(resolved)", "policy": "\(policy.inDoubt.rawValue)"]) { $1 })
+        logger.warning(
+            "items in flight in a tick that died are in doubt",
+            metadata: metadata(job).merging(["items.in_doubt": "\(resolved)", "policy": "\(policy.inDoubt.rawValue)"]) {
+                $1
+            })
     }
 
     private func lostLease(_ summary: inout TickSummary, _ job: JobRecord) {

@@ -10,14 +10,18 @@ public enum EmailAddress {
     /// RFC 5322 atext, by byte.
     private static let atext: [Bool] = {
         var table = [Bool](repeating: false, count: 128)
-        for byte in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~".utf8 { table[Int(byte)] = true }
+        for byte in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~".utf8 {
+            table[Int(byte)] = true
+        }
         return table
     }()
 
     /// The address, trimmed, or a reason a person can act on.
     public static func validate(_ raw: String) -> Result<String, AddressProblem> {
         let address = raw.trimming { $0 == " " || $0 == "\t" }
-        func fail(_ why: String) -> Result<String, AddressProblem> { .failure(AddressProblem(reason: "invalid email address \(show(raw)): \(why)")) }
+        func fail(_ why: String) -> Result<String, AddressProblem> {
+            .failure(AddressProblem(reason: "invalid email address \(show(raw)): \(why)"))
+        }
         // On bytes: every check below is about ASCII, and non-ASCII is refused first.
         let bytes = Array(address.utf8)
         if bytes.isEmpty { return fail("it is empty") }
@@ -42,7 +46,9 @@ public enum EmailAddress {
             }
             if escaped { return fail("unfinished escape in the quoted part") }
         } else {
-            if local.first == dot || local.last == dot || zip(local, local.dropFirst()).contains(where: { $0 == dot && $1 == dot }) {
+            if local.first == dot || local.last == dot
+                || zip(local, local.dropFirst()).contains(where: { $0 == dot && $1 == dot })
+            {
                 return fail("misplaced dot before the @")
             }
             if let bad = local.first(where: { $0 != dot && !atext[Int($0)] }) {
@@ -53,12 +59,16 @@ public enum EmailAddress {
         if domain.first == UInt8(ascii: "[") {
             guard domain.last == UInt8(ascii: "]") else { return fail("unclosed address literal") }
             let octets = domain.dropFirst().dropLast().split(separator: dot, omittingEmptySubsequences: false)
-            guard octets.count == 4, octets.allSatisfy({ Int(String(decoding: $0, as: UTF8.self)).map { (0...255).contains($0) } ?? false }) else {
+            guard octets.count == 4,
+                octets.allSatisfy({ Int(String(decoding: $0, as: UTF8.self)).map { (0...255).contains($0) } ?? false })
+            else {
                 return fail("not an IPv4 address literal")
             }
             return .success(address)
         }
-        if !domain.contains(dot) { return fail("the domain needs a dot (\(show(String(decoding: domain, as: UTF8.self))))") }
+        if !domain.contains(dot) {
+            return fail("the domain needs a dot (\(show(String(decoding: domain, as: UTF8.self))))")
+        }
         let hyphen = UInt8(ascii: "-")
         var labelStart = domain.startIndex
         for index in domain.startIndex...domain.endIndex where index == domain.endIndex || domain[index] == dot {
@@ -68,7 +78,8 @@ public enum EmailAddress {
             if label.count > 63 { return fail("a domain label is longer than 63 characters") }
             if label.first == hyphen || label.last == hyphen { return fail("a domain label starts or ends with '-'") }
             let ldh = label.allSatisfy { byte in
-                (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                    || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
                     || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == hyphen
             }
             if !ldh { return fail("the domain may hold letters, digits, '-' and dots only") }

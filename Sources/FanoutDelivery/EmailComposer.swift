@@ -35,12 +35,19 @@ public struct EmailComposer: Sendable {
         "<fanout.email.\(jobID).\(itemID)@\(domain)>"
     }
 
-    public func compose(jobID: UInt64, companyID: UInt64, itemID: UInt64, email: String, name: String?, dataJSON: String?, date: Date) -> Result<ComposedEmail, ItemRejection> {
-        compose(jobID: jobID, companyID: companyID, itemID: itemID, email: email, name: name, dataJSON: dataJSON, dateField: MIMEMessage.rfc5322Date(date))
+    public func compose(
+        jobID: UInt64, companyID: UInt64, itemID: UInt64, email: String, name: String?, dataJSON: String?, date: Date
+    ) -> Result<ComposedEmail, ItemRejection> {
+        compose(
+            jobID: jobID, companyID: companyID, itemID: itemID, email: email, name: name, dataJSON: dataJSON,
+            dateField: MIMEMessage.rfc5322Date(date))
     }
 
     /// `compose(…date:)` with the `Date` header's value already made (one per batch).
-    func compose(jobID: UInt64, companyID: UInt64, itemID: UInt64, email: String, name: String?, dataJSON: String?, dateField: String) -> Result<ComposedEmail, ItemRejection> {
+    func compose(
+        jobID: UInt64, companyID: UInt64, itemID: UInt64, email: String, name: String?, dataJSON: String?,
+        dateField: String
+    ) -> Result<ComposedEmail, ItemRejection> {
         let recipient: String
         switch EmailAddress.validate(email) {
         case .success(let address): recipient = address
@@ -48,7 +55,8 @@ public struct EmailComposer: Sendable {
         }
         let variables: ItemVariables
         do {
-            variables = try EmailContext.variables(email: recipient, name: name, dataJSON: dataJSON, jobID: jobID, companyID: companyID, itemID: itemID)
+            variables = try EmailContext.variables(
+                email: recipient, name: name, dataJSON: dataJSON, jobID: jobID, companyID: companyID, itemID: itemID)
         } catch {
             return .failure(ItemRejection(reason: error.reason))
         }
@@ -59,6 +67,7 @@ public struct EmailComposer: Sendable {
             subject: rendered.subject, text: rendered.textBytes, html: rendered.htmlBytes,
             messageID: messageID, dateField: dateField
         )
-        return .success(ComposedEmail(envelopeFrom: from.address, recipient: recipient, messageID: messageID, bytes: bytes))
+        return .success(
+            ComposedEmail(envelopeFrom: from.address, recipient: recipient, messageID: messageID, bytes: bytes))
     }
 }

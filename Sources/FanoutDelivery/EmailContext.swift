@@ -9,8 +9,12 @@ public struct ItemDataError: Error, Sendable, CustomStringConvertible {
 /// The template variables of one item: every key of its `data` JSON object at top level, its
 /// own columns, `job.id`, `job.company_id` and `item.id`.
 public enum EmailContext {
-    static func variables(email: String, name: String?, dataJSON: String?, jobID: UInt64, companyID: UInt64, itemID: UInt64) throws(ItemDataError) -> ItemVariables {
-        ItemVariables(data: try dataObject(dataJSON), email: email, name: name ?? "", jobID: jobID, companyID: companyID, itemID: itemID)
+    static func variables(
+        email: String, name: String?, dataJSON: String?, jobID: UInt64, companyID: UInt64, itemID: UInt64
+    ) throws(ItemDataError) -> ItemVariables {
+        ItemVariables(
+            data: try dataObject(dataJSON), email: email, name: name ?? "", jobID: jobID, companyID: companyID,
+            itemID: itemID)
     }
 
     /// The `data` column as a dictionary: empty for NULL or blank; an error for anything but a

@@ -72,7 +72,8 @@ public final class EmailDeliverer: Deliverer {
             },
             classify: Self.classify,
             run: { next, completed, settlement, tick throws(CurlError) in
-                try pool.run(next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
+                try pool.run(
+                    next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
             }
         )
     }
@@ -85,7 +86,8 @@ public final class EmailDeliverer: Deliverer {
             return .outcome(.delivered, code: reply.code, detail: reply.text)
         case .failure(let error):
             let step = error.function
-            let beforeMessage = step == "SMTP connect" || step == "SMTP EHLO" || step == "SMTP HELO"
+            let beforeMessage =
+                step == "SMTP connect" || step == "SMTP EHLO" || step == "SMTP HELO"
                 || step == "SMTP STARTTLS" || step == "SMTP AUTH" || step == "SMTP MAIL FROM"
             switch error.code {
             case .rejected where beforeMessage:
@@ -101,7 +103,8 @@ public final class EmailDeliverer: Deliverer {
             case .timeout where beforeMessage, .connectionBroken where beforeMessage:
                 return .session(error)
             default:
-                return .transferFailure(error, detail: "\(error.message) during \(step.replacingPrefix("SMTP ", with: ""))")
+                return .transferFailure(
+                    error, detail: "\(error.message) during \(step.replacingPrefix("SMTP ", with: ""))")
             }
         }
     }

@@ -101,7 +101,9 @@ public struct EmailTemplate: Sendable {
         var line = ""
         var lastWasSpace = true
         for scalar in raw.unicodeScalars {
-            let isBreak = scalar.value < 0x20 || scalar.value == 0x7F || scalar == "\u{2028}" || scalar == "\u{2029}" || scalar == " "
+            let isBreak =
+                scalar.value < 0x20 || scalar.value == 0x7F || scalar == "\u{2028}" || scalar == "\u{2029}"
+                || scalar == " "
             if isBreak {
                 if !lastWasSpace { line.unicodeScalars.append(" ") }
                 lastWasSpace = true

@@ -42,7 +42,9 @@ struct FlatTemplate: Sendable {
         let escapedQuote = Array(escape("\"").utf8)
         let rendered = Array(template.render(Placeholder(path: "")).utf8)
         // A part that escapes every character it does not know (URL) escapes the markers too.
-        let marks = [(Self.open, Self.close), (escape(Self.open), escape(Self.close))].map { (Array($0.0.utf8), Array($0.1.utf8)) }
+        let marks = [(Self.open, Self.close), (escape(Self.open), escape(Self.close))].map {
+            (Array($0.0.utf8), Array($0.1.utf8))
+        }
         var segments: [Segment] = []
         var paths: [[String]] = []
         var rest = rendered[...]
@@ -106,15 +108,20 @@ struct FlatTemplate: Sendable {
             while let byte = inner.last, isBlank(byte) { inner = inner.dropLast() }
             body = body[end.upperBound...]
             defer { first = false }
-            if inner.first == UInt8(ascii: "%") && first && inner.firstRange(of: Array("CONTENT_TYPE".utf8)) != nil { rest = body; continue }
+            if inner.first == UInt8(ascii: "%") && first && inner.firstRange(of: Array("CONTENT_TYPE".utf8)) != nil {
+                rest = body; continue
+            }
             if inner.first == UInt8(ascii: "!") { rest = body; continue }
             var name = inner
-            if name.first == UInt8(ascii: "{") { name = name.dropFirst(); if body.first == UInt8(ascii: "}") { body = body.dropFirst() } }
+            if name.first == UInt8(ascii: "{") {
+                name = name.dropFirst(); if body.first == UInt8(ascii: "}") { body = body.dropFirst() }
+            }
             if name.first == UInt8(ascii: "&") { name = name.dropFirst() }
             while let byte = name.first, isBlank(byte) { name = name.dropFirst() }
             let trimmed = String(decoding: name, as: UTF8.self)
             guard !trimmed.isEmpty, !trimmed.hasPrefix("."),
-                  trimmed.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") })
+                trimmed.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") }
+                )
             else { return false }
             rest = body
         }

@@ -66,7 +66,8 @@ struct JSONParser: ~Copyable {
     private mutating func literal(_ word: StaticString) throws(JSONSyntaxError) {
         let count = word.utf8CodeUnitCount
         guard index + count <= bytes.count,
-              UnsafeBufferPointer(rebasing: bytes[index..<index + count]).elementsEqual(UnsafeBufferPointer(start: word.utf8Start, count: count))
+            UnsafeBufferPointer(rebasing: bytes[index..<index + count]).elementsEqual(
+                UnsafeBufferPointer(start: word.utf8Start, count: count))
         else { throw error("unexpected character") }
         index += count
     }
@@ -155,7 +156,8 @@ struct JSONParser: ~Copyable {
         case UInt8(ascii: "u"):
             var scalar = try hex4()
             if (0xD800..<0xDC00).contains(scalar) {
-                guard current == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u") else {
+                guard current == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u")
+                else {
                     throw error("lone surrogate in \\u escape")
                 }
                 index += 2
@@ -202,7 +204,9 @@ struct JSONParser: ~Copyable {
         let integerStart = index
         let integerDigits = digits(&self)
         guard integerDigits > 0 else { throw error("bad number") }
-        guard integerDigits == 1 || bytes[integerStart] != UInt8(ascii: "0") else { throw error("number with a leading zero") }
+        guard integerDigits == 1 || bytes[integerStart] != UInt8(ascii: "0") else {
+            throw error("number with a leading zero")
+        }
         var isWhole = true
         if current == UInt8(ascii: ".") {
             index += 1

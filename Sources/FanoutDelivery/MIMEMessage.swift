@@ -19,15 +19,23 @@ public struct Mailbox: Sendable, Hashable {
 /// or subject is replaced by a space before encoding, and addresses are validated by the caller
 /// (`EmailAddress`).
 public enum MIMEMessage {
-    public static func build(from: Mailbox, to: Mailbox, subject: String, text: String?, html: String?, messageID: String, date: Date) -> [UInt8] {
-        build(fromField: mailbox(from), to: to, subject: subject, text: text.map { Array($0.utf8) }, html: html.map { Array($0.utf8) }, messageID: messageID, dateField: rfc5322Date(date))
+    public static func build(
+        from: Mailbox, to: Mailbox, subject: String, text: String?, html: String?, messageID: String, date: Date
+    ) -> [UInt8] {
+        build(
+            fromField: mailbox(from), to: to, subject: subject, text: text.map { Array($0.utf8) },
+            html: html.map { Array($0.utf8) }, messageID: messageID, dateField: rfc5322Date(date))
     }
 
     /// The message with the parts as UTF-8 bytes and the `From` and `Date` values already made
     /// (they are the same for every message of a batch).
-    static func build(fromField: String, to: Mailbox, subject: String, text: [UInt8]?, html: [UInt8]?, messageID: String, dateField: String) -> [UInt8] {
+    static func build(
+        fromField: String, to: Mailbox, subject: String, text: [UInt8]?, html: [UInt8]?, messageID: String,
+        dateField: String
+    ) -> [UInt8] {
         var head = [
-            "Date: ", dateField, "\r\nFrom: ", fromField, "\r\nTo: ", mailbox(to), "\r\nSubject: ", encodedText(singleLine(subject)),
+            "Date: ", dateField, "\r\nFrom: ", fromField, "\r\nTo: ", mailbox(to), "\r\nSubject: ",
+            encodedText(singleLine(subject)),
             "\r\nMessage-ID: ", messageID, "\r\nMIME-Version: 1.0\r\n",
         ]
         let plain = "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
@@ -39,7 +47,10 @@ public enum MIMEMessage {
             // "=_" never occurs in quoted-printable output ("=" is always "=3D" there, and soft
             // breaks are "=" CRLF), so this boundary cannot collide with either part.
             boundary = Self.boundary(for: messageID)
-            head += ["Content-Type: multipart/alternative; boundary=\"", boundary, "\"\r\n\r\nThis is a multi-part message in MIME format.\r\n"]
+            head += [
+                "Content-Type: multipart/alternative; boundary=\"", boundary,
+                "\"\r\n\r\nThis is a multi-part message in MIME format.\r\n",
+            ]
             parts = [(plain, text), (rich, html)]
         case let (text?, nil):
             parts = [(plain, text)]
@@ -48,7 +59,11 @@ public enum MIMEMessage {
         case (nil, nil):
             parts = [(plain, [])]
         }
-        let capacity = head.reduce(0) { $0 + $1.utf8.count } + parts.reduce(0) { $0 + $1.header.utf8.count + 2 * boundary.utf8.count + 16 + quotedPrintableCapacity($1.body.count) }
+        let capacity =
+            head.reduce(0) { $0 + $1.utf8.count }
+            + parts.reduce(0) {
+                $0 + $1.header.utf8.count + 2 * boundary.utf8.count + 16 + quotedPrintableCapacity($1.body.count)
+            }
         let message = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, written in
             var out = ByteWriter(base: buffer.baseAddress!)
             for piece in head { out.append(piece) }
@@ -87,7 +102,9 @@ public enum MIMEMessage {
 
     /// Controls (CR, LF, TAB, NUL, …) become spaces: a header value is one line.
     static func singleLine(_ text: String) -> String {
-        let breaksLine: (Unicode.Scalar) -> Bool = { $0.value < 0x20 || $0.value == 0x7F || $0 == "\u{2028}" || $0 == "\u{2029}" }
+        let breaksLine: (Unicode.Scalar) -> Bool = {
+            $0.value < 0x20 || $0.value == 0x7F || $0 == "\u{2028}" || $0 == "\u{2029}"
+        }
         guard text.unicodeScalars.contains(where: breaksLine) else { return text }
         return String(String.UnicodeScalarView(text.unicodeScalars.map { breaksLine($0) ? " " : $0 }))
     }
@@ -157,7 +174,8 @@ public enum MIMEMessage {
                 lines.append(current)
                 current = String(word)
             } else {
-                current += current.isEmpty && lines.isEmpty ? String(word) : (current.isEmpty ? String(word) : " " + word)
+                current +=
+                    current.isEmpty && lines.isEmpty ? String(word) : (current.isEmpty ? String(word) : " " + word)
             }
         }
         lines.append(current)
@@ -262,7 +280,8 @@ public enum MIMEMessage {
             guard (byte >= 33 && byte <= 126 && byte != 61) || byte == 32 || byte == 9 else { return nil }
             index += 1
         }
-        guard index > start, index - start <= 75, index == bytes.count || bytes[index] == 13 || bytes[index] == 10 else { return nil }
+        guard index > start, index - start <= 75, index == bytes.count || bytes[index] == 13 || bytes[index] == 10
+        else { return nil }
         let last = bytes[index - 1]
         if last == 32 || last == 9 || bytes[start] == 46 { return nil }
         return index
@@ -284,6 +303,7 @@ public enum MIMEMessage {
         let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(days[Int(parts.tm_wday)]), \(parts.tm_mday) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) +0000"
+        return
+            "\(days[Int(parts.tm_wday)]), \(parts.tm_mday) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) +0000"
     }
 }

@@ -67,7 +67,9 @@ func deliverPooled<Message: Sendable, Output>(
         throw DeliveryUnavailable(message: "\(server): transfer engine failed: \(error)")
     }
     if let sessionFailure {
-        logger.debug("\(server) unavailable: items go back to pending uncharged", metadata: ["job.id": "\(jobID)", "curl.code": "\(sessionFailure.curlCode)"])
+        logger.debug(
+            "\(server) unavailable: items go back to pending uncharged",
+            metadata: ["job.id": "\(jobID)", "curl.code": "\(sessionFailure.curlCode)"])
         dropPool()
         throw DeliveryUnavailable(message: "\(server) unavailable: \(sessionFailure)")
     }

@@ -31,7 +31,8 @@ func excerpt(_ text: String, limit: Int = 200) -> String {
     var count = 0
     for character in text {
         if count == limit { return flat.trimming(where: \.isWhitespace) + "…" }
-        flat.append(character == "\r\n" || character == "\r" || character == "\n" || character == "\t" ? " " : character)
+        flat.append(
+            character == "\r\n" || character == "\r" || character == "\n" || character == "\t" ? " " : character)
         count += 1
     }
     return flat.trimming(where: \.isWhitespace)

@@ -12,7 +12,11 @@ struct TemplatePart: Sendable {
     }
 
     func renderBytes(_ context: [String: Any]) -> [UInt8] {
-        renderBytes { FlatTemplate.value(at: $0, in: context) } dictionary: { context }
+        renderBytes {
+            FlatTemplate.value(at: $0, in: context)
+        } dictionary: {
+            context
+        }
     }
 
     /// Through the fast path with `value`, or through swift-mustache with `dictionary()`.
@@ -47,8 +51,10 @@ enum TemplateSource {
 
     /// Throws unless `name` is a plain template name: no folder, no leading dot.
     static func checkName(_ name: String) throws(TemplateError) {
-        guard !name.isEmpty, !name.contains("/"), !name.contains("\\"), !name.contains("\0"), !name.hasPrefix(".") else {
-            throw TemplateError(template: name, message: "not a template name (letters, digits, '-', '_' and inner dots only)")
+        guard !name.isEmpty, !name.contains("/"), !name.contains("\\"), !name.contains("\0"), !name.hasPrefix(".")
+        else {
+            throw TemplateError(
+                template: name, message: "not a template name (letters, digits, '-', '_' and inner dots only)")
         }
     }
 
@@ -72,12 +78,15 @@ enum TemplateSource {
 
     /// Compiles `text` for `content`; `place` names it in errors ("email/card/html.mustache",
     /// "wallet/card.http.mustache: the body").
-    static func compile(_ text: String, _ content: Content, template: String, place: String) throws(TemplateError) -> TemplatePart {
+    static func compile(_ text: String, _ content: Content, template: String, place: String) throws(TemplateError)
+        -> TemplatePart
+    {
         _ = ContentTypes.registered
         let full = "{{% CONTENT_TYPE: \(content.rawValue) }}" + text
         do {
             let parsed = try MustacheTemplate(string: full)
-            return TemplatePart(template: parsed, flat: FlatTemplate(source: full, template: parsed, escape: content.escape))
+            return TemplatePart(
+                template: parsed, flat: FlatTemplate(source: full, template: parsed, escape: content.escape))
         } catch let error as MustacheTemplate.ParserError {
             let at = "line \(error.context.lineNumber), column \(error.context.columnNumber)"
             throw TemplateError(template: template, message: "\(place) does not parse: \(error.error) at \(at)")

@@ -17,7 +17,11 @@ public struct WalletSettings: Sendable {
     /// `WALLET_*` settings (only those), visible to templates as `env.WALLET_…`.
     public var environment: [String: String]
 
-    public init(templatesFolder: String, parallel: Int = 8, rate: Double? = nil, tls: TLSOptions = TLSOptions(), connectTimeoutMilliseconds: Int = 10_000, timeoutMilliseconds: Int = 30_000, followRedirects: Bool = false, environment: [String: String] = [:]) {
+    public init(
+        templatesFolder: String, parallel: Int = 8, rate: Double? = nil, tls: TLSOptions = TLSOptions(),
+        connectTimeoutMilliseconds: Int = 10_000, timeoutMilliseconds: Int = 30_000, followRedirects: Bool = false,
+        environment: [String: String] = [:]
+    ) {
         self.templatesFolder = templatesFolder
         self.parallel = parallel
         self.rate = rate
@@ -64,7 +68,9 @@ public final class WalletDeliverer: Deliverer {
         "fanout-wallet-\(jobID)-\(itemID)"
     }
 
-    static func context(for item: WorkItem, of job: JobRecord, environment: [String: String]) throws(ItemDataError) -> [String: Any] {
+    static func context(for item: WorkItem, of job: JobRecord, environment: [String: String]) throws(ItemDataError)
+        -> [String: Any]
+    {
         var context = try EmailContext.dataObject(item.data)
         if let card = item.cardID { context["card_id"] = card }
         if let platform = item.platform { context["platform"] = platform }
@@ -99,15 +105,18 @@ public final class WalletDeliverer: Deliverer {
                 }
                 return template.render(values).map { request in
                     HTTPRequest(
-                        method: request.method, url: request.url, headers: request.headers, body: Array(request.body.utf8),
-                        connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds, timeoutMilliseconds: settings.timeoutMilliseconds,
+                        method: request.method, url: request.url, headers: request.headers,
+                        body: Array(request.body.utf8),
+                        connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds,
+                        timeoutMilliseconds: settings.timeoutMilliseconds,
                         followRedirects: settings.followRedirects, maxResponseBytes: 16 * 1024, tls: settings.tls
                     )
                 }
             },
             classify: Self.classify,
             run: { next, completed, settlement, tick throws(CurlError) in
-                try pool.run(next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
+                try pool.run(
+                    next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
             }
         )
     }
@@ -124,7 +133,9 @@ public final class WalletDeliverer: Deliverer {
             case 200..<300:
                 return .outcome(.delivered, code: response.status, detail: detail)
             case 408, 429, 500..<600:
-                return .outcome(.transient(retryAfter: retryAfter(response.header("Retry-After"))), code: response.status, detail: detail)
+                return .outcome(
+                    .transient(retryAfter: retryAfter(response.header("Retry-After"))), code: response.status,
+                    detail: detail)
             default:
                 return .outcome(.failed, code: response.status, detail: detail)
             }

@@ -37,7 +37,9 @@ public struct WalletTemplate: Sendable {
             throw TemplateError(template: name, message: "no such template: \(path) does not exist")
         }
         var lines = source.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\n")[...]
-        while let first = lines.first, first.trimmingCharacters(in: .whitespaces).isEmpty || first.hasPrefix("#") || first.hasPrefix("//") {
+        while let first = lines.first,
+            first.trimmingCharacters(in: .whitespaces).isEmpty || first.hasPrefix("#") || first.hasPrefix("//")
+        {
             lines = lines.dropFirst()
         }
         guard let requestLine = lines.first else {
@@ -47,12 +49,19 @@ public struct WalletTemplate: Sendable {
         let parts = requestLine.split(separator: " ", maxSplits: 1).map(String.init)
         let methods: Set<String> = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
         guard parts.count == 2, methods.contains(parts[0].uppercased()) else {
-            throw TemplateError(template: name, message: "\(relative): the first line must be METHOD URL, e.g. POST https://api.example.com/cards, not '\(requestLine)'")
+            throw TemplateError(
+                template: name,
+                message:
+                    "\(relative): the first line must be METHOD URL, e.g. POST https://api.example.com/cards, not '\(requestLine)'"
+            )
         }
-        func compile(_ text: String, _ content: TemplateSource.Content, _ what: String) throws(TemplateError) -> TemplatePart {
+        func compile(_ text: String, _ content: TemplateSource.Content, _ what: String) throws(TemplateError)
+            -> TemplatePart
+        {
             try TemplateSource.compile(text, content, template: name, place: "\(relative): the \(what)")
         }
-        let urlTags = URLStart.tags(parts[1].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " HTTP/1.1", with: ""))
+        let urlTags = URLStart.tags(
+            parts[1].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " HTTP/1.1", with: ""))
         let url = try compile(URLStart.settingsVerbatim(urlTags), .url, "URL")
         var headers: [(String, TemplatePart)] = []
         var isJSON = false
@@ -67,7 +76,9 @@ public struct WalletTemplate: Sendable {
             headers.append((headerName, try compile(value, .text, "header \(headerName)")))
         }
         let bodyText = lines.dropFirst().joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
-        if !bodyText.isEmpty && (bodyText.hasPrefix("{") || bodyText.hasPrefix("[")) && !headers.contains(where: { $0.0.lowercased() == "content-type" }) {
+        if !bodyText.isEmpty && (bodyText.hasPrefix("{") || bodyText.hasPrefix("["))
+            && !headers.contains(where: { $0.0.lowercased() == "content-type" })
+        {
             isJSON = true
             headers.append(("Content-Type", try compile("application/json", .text, "header")))
         }
@@ -85,7 +96,8 @@ public struct WalletTemplate: Sendable {
         let settings = urlStart.settings
         if start.hasPrefix("http://") || start.hasPrefix("https://") {
             guard !start.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
-                return "\(relative): the request URL starts with a space or control character (\(Self.describe(settings, environment)))"
+                return
+                    "\(relative): the request URL starts with a space or control character (\(Self.describe(settings, environment)))"
             }
             return nil
         }
@@ -96,7 +108,8 @@ public struct WalletTemplate: Sendable {
             return "\(relative): the request URL needs the setting \(first), which is not set"
         }
         if !settings.isEmpty {
-            return "\(relative): the request URL does not start with http:// or https:// with \(Self.describe(settings, environment))"
+            return
+                "\(relative): the request URL does not start with http:// or https:// with \(Self.describe(settings, environment))"
         }
         return "\(relative): the request URL does not start with http:// or https://: '\(excerpt(start, limit: 80))'"
     }
@@ -114,7 +127,9 @@ public struct WalletTemplate: Sendable {
         // libcurl refuses such a URL as malformed, which would read as the settings' fault for
         // every item; when a raw value ({{{x}}}) put it there, it is this item's.
         guard !url.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
-            return .failure(ItemRejection(reason: "the rendered URL contains a space or a control character: \(excerpt(url, limit: 80))"))
+            return .failure(
+                ItemRejection(
+                    reason: "the rendered URL contains a space or a control character: \(excerpt(url, limit: 80))"))
         }
         var headers: [(name: String, value: String)] = []
         for (headerName, template) in self.headers {
@@ -129,7 +144,9 @@ public struct WalletTemplate: Sendable {
             do {
                 _ = try JSONParser.parse(body)
             } catch {
-                return .failure(ItemRejection(reason: "the rendered body is not valid JSON (\(error)): \(excerpt(body, limit: 80))"))
+                return .failure(
+                    ItemRejection(reason: "the rendered body is not valid JSON (\(error)): \(excerpt(body, limit: 80))")
+                )
             }
         }
         return .success(RenderedRequest(method: method, url: url, headers: headers, body: body))
@@ -161,7 +178,8 @@ struct URLStart: Sendable {
             if case .tag(_, let name) = piece { return String(name.dropFirst(4)) }
             return nil
         }
-        template = try? MustacheTemplate(string: "{{% CONTENT_TYPE: \(TemplateSource.Content.url.rawValue) }}" + Self.settingsVerbatim(Array(start)))
+        template = try? MustacheTemplate(
+            string: "{{% CONTENT_TYPE: \(TemplateSource.Content.url.rawValue) }}" + Self.settingsVerbatim(Array(start)))
     }
 
     /// The start rendered with these settings.
@@ -181,7 +199,8 @@ struct URLStart: Sendable {
                 pieces.append(.text(String(rest[open.lowerBound...])))
                 return pieces
             }
-            let name = afterOpen[..<end.lowerBound].trimmingCharacters(in: CharacterSet(charactersIn: "{&").union(.whitespaces))
+            let name = afterOpen[..<end.lowerBound].trimmingCharacters(
+                in: CharacterSet(charactersIn: "{&").union(.whitespaces))
             pieces.append(.tag(source: String(rest[open.lowerBound..<end.upperBound]), name: name))
             rest = afterOpen[end.upperBound...]
         }
@@ -213,8 +232,9 @@ struct URLComponentContentType: MustacheContentType {
         var out = ""
         for byte in text.utf8 {
             switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             default:
                 out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)

@@ -7,12 +7,16 @@ final class HTMLReportWriter: ReportWriter {
     private var kind = JobKind.email
     init(output: ReportOutput) { self.output = output }
 
-    private static let colors = ["sent": "#2e9e5b", "completed": "#2e9e5b", "failed": "#d64545", "cancelled": "#8a8f98", "pending": "#e6a23c", "processing": "#3b82f6"]
+    private static let colors = [
+        "sent": "#2e9e5b", "completed": "#2e9e5b", "failed": "#d64545", "cancelled": "#8a8f98", "pending": "#e6a23c",
+        "processing": "#3b82f6",
+    ]
 
     func begin(_ s: ReportSummary) {
         kind = s.kind
         let title = "\(s.kind.rawValue) job \(s.jobID)"
-        output.write("""
+        output.write(
+            """
             <!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Fanout report: \(Format.html(title))</title>
             <style>
             body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#1f2933;background:#fff}
@@ -31,15 +35,20 @@ final class HTMLReportWriter: ReportWriter {
         for entry in s.countsByStatus {
             output.write("<div class=\"card\">\(Format.html(entry.status))<b>\(entry.count)</b></div>")
         }
-        output.write("<div class=\"card\">in doubt<b>\(s.inDoubt)</b></div><div class=\"card\">duration<b>\(Format.duration(s.duration))</b></div>")
-        output.write("<div class=\"card\">throughput<b>\(s.throughput.map { String(Int($0.rounded())) + "/s" } ?? "-")</b></div></div>\n")
+        output.write(
+            "<div class=\"card\">in doubt<b>\(s.inDoubt)</b></div><div class=\"card\">duration<b>\(Format.duration(s.duration))</b></div>"
+        )
+        output.write(
+            "<div class=\"card\">throughput<b>\(s.throughput.map { String(Int($0.rounded())) + "/s" } ?? "-")</b></div></div>\n"
+        )
         output.write("<div class=\"charts\">" + statusChart(s) + timeChart(s) + "</div>\n")
         if !s.topFailures.isEmpty {
             output.write("<h2 style=\"font-size:16px\">Most common failures</h2><ul>")
             for failure in s.topFailures { output.write("<li>\(failure.count) × \(Format.html(failure.reason))</li>") }
             output.write("</ul>\n")
         }
-        output.write("""
+        output.write(
+            """
             <input id="filter" placeholder="Filter: type a status, address, code or reason" oninput="filterRows(this.value)">
             <table id="items"><thead><tr>\(ReportColumns.names(s.kind).map { "<th>\($0)</th>" }.joined())</tr></thead><tbody>
 
@@ -49,13 +58,15 @@ final class HTMLReportWriter: ReportWriter {
     private func statusChart(_ s: ReportSummary) -> String {
         let width = 360.0, barHeight = 24.0
         let maxCount = Double(s.countsByStatus.map(\.count).max() ?? 1)
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(Double(s.countsByStatus.count) * (barHeight + 8) + 30))\" role=\"img\" aria-label=\"Outcomes by status\">"
+        var svg =
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(Double(s.countsByStatus.count) * (barHeight + 8) + 30))\" role=\"img\" aria-label=\"Outcomes by status\">"
         svg += "<text x=\"0\" y=\"14\" font-size=\"13\" font-weight=\"bold\">Outcomes by status</text>"
         for (i, entry) in s.countsByStatus.enumerated() {
             let y = 24 + Double(i) * (barHeight + 8)
             let length = max(2, (width - 150) * Double(entry.count) / max(1, maxCount))
             svg += "<text x=\"0\" y=\"\(y + 16)\" font-size=\"12\">\(Format.html(entry.status))</text>"
-            svg += "<rect x=\"80\" y=\"\(y)\" width=\"\(length)\" height=\"\(barHeight)\" rx=\"3\" fill=\"\(Self.colors[entry.status] ?? "#6b7280")\"/>"
+            svg +=
+                "<rect x=\"80\" y=\"\(y)\" width=\"\(length)\" height=\"\(barHeight)\" rx=\"3\" fill=\"\(Self.colors[entry.status] ?? "#6b7280")\"/>"
             svg += "<text x=\"\(84 + length)\" y=\"\(y + 16)\" font-size=\"12\">\(entry.count)</text>"
         }
         return svg + "</svg>"
@@ -63,20 +74,25 @@ final class HTMLReportWriter: ReportWriter {
 
     private func timeChart(_ s: ReportSummary) -> String {
         let width = 480.0, height = 160.0
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height + 40))\" role=\"img\" aria-label=\"Deliveries over time\">"
+        var svg =
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height + 40))\" role=\"img\" aria-label=\"Deliveries over time\">"
         svg += "<text x=\"0\" y=\"14\" font-size=\"13\" font-weight=\"bold\">Items processed per minute</text>"
-        guard !s.perMinute.isEmpty else { return svg + "<text x=\"0\" y=\"40\" font-size=\"12\">nothing processed yet</text></svg>" }
+        guard !s.perMinute.isEmpty else {
+            return svg + "<text x=\"0\" y=\"40\" font-size=\"12\">nothing processed yet</text></svg>"
+        }
         let maxCount = Double(s.perMinute.map(\.count).max() ?? 1)
         let barWidth = min(40, max(2, (width - 40) / Double(s.perMinute.count) - 2))
         for (i, point) in s.perMinute.enumerated() {
             let h = max(1, height * Double(point.count) / maxCount)
             let x = 30 + Double(i) * (barWidth + 2)
-            svg += "<rect x=\"\(x)\" y=\"\(24 + height - h)\" width=\"\(barWidth)\" height=\"\(h)\" fill=\"#3b82f6\"><title>\(Format.time(point.minute)): \(point.count)</title></rect>"
+            svg +=
+                "<rect x=\"\(x)\" y=\"\(24 + height - h)\" width=\"\(barWidth)\" height=\"\(h)\" fill=\"#3b82f6\"><title>\(Format.time(point.minute)): \(point.count)</title></rect>"
         }
         svg += "<line x1=\"28\" y1=\"\(24 + height)\" x2=\"\(width)\" y2=\"\(24 + height)\" stroke=\"#9aa5b1\"/>"
         svg += "<text x=\"0\" y=\"34\" font-size=\"11\">\(Int(maxCount))</text>"
         svg += "<text x=\"30\" y=\"\(height + 38)\" font-size=\"11\">\(Format.time(s.perMinute.first?.minute))</text>"
-        svg += "<text x=\"\(width - 120)\" y=\"\(height + 38)\" font-size=\"11\">\(Format.time(s.perMinute.last?.minute))</text>"
+        svg +=
+            "<text x=\"\(width - 120)\" y=\"\(height + 38)\" font-size=\"11\">\(Format.time(s.perMinute.last?.minute))</text>"
         return svg + "</svg>"
     }
 
@@ -91,7 +107,8 @@ final class HTMLReportWriter: ReportWriter {
     }
 
     func end() {
-        output.write("""
+        output.write(
+            """
             </tbody></table>
             <script>
             function filterRows(q){q=q.toLowerCase();for(const r of document.querySelectorAll('#items tbody tr')){r.style.display=r.textContent.toLowerCase().includes(q)?'':'none'}}

@@ -14,8 +14,13 @@ public enum ReportValue: Sendable, Equatable {
 public enum ReportColumns {
     public static func names(_ kind: JobKind) -> [String] {
         switch kind {
-        case .email: ["id", "email", "name", "status", "attempts", "in_doubt", "response_code", "processed_at", "reason"]
-        case .wallet: ["id", "card_id", "platform", "status", "attempts", "in_doubt", "http_status", "unregistered_at", "processed_at", "reason"]
+        case .email:
+            ["id", "email", "name", "status", "attempts", "in_doubt", "response_code", "processed_at", "reason"]
+        case .wallet:
+            [
+                "id", "card_id", "platform", "status", "attempts", "in_doubt", "http_status", "unregistered_at",
+                "processed_at", "reason",
+            ]
         }
     }
 
@@ -23,11 +28,18 @@ public enum ReportColumns {
         let code = ReportValue.number(item.code.map(Int64.init))
         switch kind {
         case .email:
-            return [.number(Int64(item.id)), .text(item.email), .text(item.name), .text(item.status), .number(Int64(item.attempts)),
-                    .flag(item.inDoubt), code, .time(item.processedAt), .text(item.reason)]
+            return [
+                .number(Int64(item.id)), .text(item.email), .text(item.name), .text(item.status),
+                .number(Int64(item.attempts)),
+                .flag(item.inDoubt), code, .time(item.processedAt), .text(item.reason),
+            ]
         case .wallet:
-            return [.number(Int64(item.id)), .number(item.cardID.map { Int64(bitPattern: $0) }), .text(item.platform), .text(item.status),
-                    .number(Int64(item.attempts)), .flag(item.inDoubt), code, .time(item.unregisteredAt), .time(item.processedAt), .text(item.reason)]
+            return [
+                .number(Int64(item.id)), .number(item.cardID.map { Int64(bitPattern: $0) }), .text(item.platform),
+                .text(item.status),
+                .number(Int64(item.attempts)), .flag(item.inDoubt), code, .time(item.unregisteredAt),
+                .time(item.processedAt), .text(item.reason),
+            ]
         }
     }
 }

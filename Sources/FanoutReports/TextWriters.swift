@@ -8,9 +8,15 @@ final class TableReportWriter: ReportWriter {
     init(output: ReportOutput) { self.output = output }
 
     func begin(_ s: ReportSummary) {
-        output.write("\(s.kind.rawValue) job \(s.jobID) (company \(s.companyID), template \(s.template)): \(s.status)\(s.reason.map { " (\($0))" } ?? "")\n")
-        output.write("items: \(s.total)  " + s.countsByStatus.map { "\($0.status) \($0.count)" }.joined(separator: "  ") + (s.inDoubt > 0 ? "  in doubt \(s.inDoubt)" : "") + "\n")
-        output.write("duration: \(Format.duration(s.duration))" + (s.throughput.map { "  throughput: \(Int($0.rounded())) items/s" } ?? "") + "\n")
+        output.write(
+            "\(s.kind.rawValue) job \(s.jobID) (company \(s.companyID), template \(s.template)): \(s.status)\(s.reason.map { " (\($0))" } ?? "")\n"
+        )
+        output.write(
+            "items: \(s.total)  " + s.countsByStatus.map { "\($0.status) \($0.count)" }.joined(separator: "  ")
+                + (s.inDoubt > 0 ? "  in doubt \(s.inDoubt)" : "") + "\n")
+        output.write(
+            "duration: \(Format.duration(s.duration))"
+                + (s.throughput.map { "  throughput: \(Int($0.rounded())) items/s" } ?? "") + "\n")
         if !s.topFailures.isEmpty {
             output.write("most common failures:\n")
             for failure in s.topFailures { output.write("  \(failure.count) × \(failure.reason)\n") }
@@ -24,7 +30,9 @@ final class TableReportWriter: ReportWriter {
     }
 
     func end() {
-        output.write("\nin_doubt 1: the tick delivering it died before recording the outcome (it may have been delivered twice)\n")
+        output.write(
+            "\nin_doubt 1: the tick delivering it died before recording the outcome (it may have been delivered twice)\n"
+        )
     }
 
     /// Every column but the last (the reason) is clipped to a fixed width, so rows can stream.
@@ -93,8 +101,10 @@ final class JSONReportWriter: ReportWriter {
         kind = s.kind
         names = ReportColumns.names(kind).map { Format.json($0) }
         let counts = s.countsByStatus.map { "\(Format.json($0.status)):\($0.count)" }.joined(separator: ",")
-        let failures = s.topFailures.map { "{\"reason\":\(Format.json($0.reason)),\"count\":\($0.count)}" }.joined(separator: ",")
-        let summary = "{\"kind\":\(Format.json(s.kind.rawValue)),\"job_id\":\(s.jobID),\"company_id\":\(s.companyID),\"template\":\(Format.json(s.template)),"
+        let failures = s.topFailures.map { "{\"reason\":\(Format.json($0.reason)),\"count\":\($0.count)}" }.joined(
+            separator: ",")
+        let summary =
+            "{\"kind\":\(Format.json(s.kind.rawValue)),\"job_id\":\(s.jobID),\"company_id\":\(s.companyID),\"template\":\(Format.json(s.template)),"
             + "\"status\":\(Format.json(s.status)),\"reason\":\(s.reason.map(Format.json) ?? "null"),\"total\":\(s.total),\"by_status\":{\(counts)},"
             + "\"in_doubt\":\(s.inDoubt),\"top_failures\":[\(failures)],\"duration_seconds\":\(s.duration.map { String($0) } ?? "null"),"
             + "\"items_per_second\":\(s.throughput.map { String($0) } ?? "null")}"

@@ -70,7 +70,8 @@ public struct JobAdmin {
             throw JobAdminError(description: "no \(kind.rawValue) job \(id)")
         }
         if try row.decode("status", as: String.self) == JobStatus.cancelled.rawValue {
-            throw JobAdminError(description: "\(kind.rawValue) job \(id) was cancelled: cancel is final, nothing retried")
+            throw JobAdminError(
+                description: "\(kind.rawValue) job \(id) was cancelled: cancel is final, nothing retried")
         }
         // The items first, a chunk a statement; the job is reopened once they are pending (a
         // tick seeing it runnable before would find nothing to do and complete it again).
@@ -78,14 +79,22 @@ public struct JobAdmin {
         if itemIDs.isEmpty {
             retried = try chunked(sql.retryFailed, [id])
         } else {
-            retried = Int(try connection.execute(sql.retrySomeFailed(count: itemIDs.count), [id] + itemIDs).affectedRows)
+            retried = Int(
+                try connection.execute(sql.retrySomeFailed(count: itemIDs.count), [id] + itemIDs).affectedRows)
         }
         if retried == 0 {
-            throw JobAdminError(description: "\(kind.rawValue) job \(id) has no failed items\(itemIDs.isEmpty ? "" : " among those given"): nothing to retry")
+            throw JobAdminError(
+                description:
+                    "\(kind.rawValue) job \(id) has no failed items\(itemIDs.isEmpty ? "" : " among those given"): nothing to retry"
+            )
         }
         try connection.transaction {
             // Cancelled meanwhile: cancel is final, the items just put back end with it.
-            if try connection.queryFirst(sql.lockJob, [id]).map({ try $0.decode("status", as: String.self) }) == JobStatus.cancelled.rawValue { return }
+            if try connection.queryFirst(sql.lockJob, [id]).map({ try $0.decode("status", as: String.self) })
+                == JobStatus.cancelled.rawValue
+            {
+                return
+            }
             try connection.execute(sql.reopenJob, [id])
         }
         return retried

@@ -49,11 +49,12 @@ struct JobTables {
     /// A job counter counted from its items, for the job row `job` (an expression such as `j.id`:
     /// correlated, so inside an `IF` it only runs when its branch is taken).
     func counted(_ counter: Counter, job: String) -> String {
-        let condition = switch counter {
-        case .processed: " AND i.status IN \(terminal)"
-        case .failed: " AND i.status = 'failed'"
-        case .total: ""
-        }
+        let condition =
+            switch counter {
+            case .processed: " AND i.status IN \(terminal)"
+            case .failed: " AND i.status = 'failed'"
+            case .total: ""
+            }
         return "(SELECT COUNT(*) FROM \(items) i WHERE i.\(jobColumn) = \(job)\(condition))"
     }
 

@@ -59,13 +59,17 @@ public final class MariaDBJobStore: JobStore {
                 lastProgressAt: Double(sqlValue: row["progress_at"]).map { Date(timeIntervalSince1970: $0) }
             )
             let holder = Double(sqlValue: row["held_since"]).map { since in
-                LeaseHolder(since: Date(timeIntervalSince1970: since), heartbeat: Date(timeIntervalSince1970: Double(sqlValue: row["heartbeat"]) ?? since))
+                LeaseHolder(
+                    since: Date(timeIntervalSince1970: since),
+                    heartbeat: Date(timeIntervalSince1970: Double(sqlValue: row["heartbeat"]) ?? since))
             }
             return CompanyWork(companyID: job.companyID, job: job, holder: holder)
         }
     }
 
-    public func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws -> Lease? {
+    public func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws
+        -> Lease?
+    {
         let free = try connection.execute(sql.takeFreeLease, [owner, kind.rawValue, companyID])
         if free.affectedRows == 1 {
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: free.lastInsertID == 1)
@@ -74,18 +78,24 @@ public final class MariaDBJobStore: JobStore {
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: false)
         }
         let micros = Int64(stuckAfter.seconds * 1_000_000)
-        if try connection.execute(sql.takeStuckLease, [owner, kind.rawValue, companyID, owner, micros, force ? 1 : 0]).affectedRows == 1 {
-            logger.warning("took over a lease whose holder showed no sign of life", metadata: ["company.id": "\(companyID)", "job.kind": "\(kind.rawValue)"])
+        if try connection.execute(sql.takeStuckLease, [owner, kind.rawValue, companyID, owner, micros, force ? 1 : 0])
+            .affectedRows == 1
+        {
+            logger.warning(
+                "took over a lease whose holder showed no sign of life",
+                metadata: ["company.id": "\(companyID)", "job.kind": "\(kind.rawValue)"])
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: true)
         }
         return nil
     }
 
     public func resolveInDoubt(_ job: JobRecord, lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int {
-        let failedReason = policy == .atLeastOnce
+        let failedReason =
+            policy == .atLeastOnce
             ? "In doubt: the tick delivering it died before recording the outcome, and it has no attempts left"
             : "In doubt: the tick delivering it died before recording the outcome; not resent (at-most-once)"
-        let retryReason = "In doubt: the tick delivering it died before recording the outcome; delivered again with the same message id"
+        let retryReason =
+            "In doubt: the tick delivering it died before recording the outcome; delivered again with the same message id"
         let first: any SQLEncodable = policy == .atLeastOnce ? maxAttempts : 0
         // Claimed but never handed to the server (above the dead holder's mark): not in doubt.
         _ = try connection.execute(sql.putBackNeverHanded, [job.id, job.id] + fence(lease)).affectedRows
@@ -128,11 +138,13 @@ public final class MariaDBJobStore: JobStore {
         if claimed == UInt64(due.count) { return due }
         if claimed == 0 { return [] }
         // Someone (a person cancelling items by SQL) changed a few between the read and the claim.
-        let mine = Set(try connection.query(sql.claimedIDs, [job.id, lease.owner]).map { try $0.decode("id", as: UInt64.self) })
+        let mine = Set(
+            try connection.query(sql.claimedIDs, [job.id, lease.owner]).map { try $0.decode("id", as: UInt64.self) })
         return due.filter { mine.contains($0.id) }
     }
 
-    public func write(_ updates: [ItemUpdate], handedThrough: UInt64, job: JobRecord, lease: Lease) throws -> LeaseCheck {
+    public func write(_ updates: [ItemUpdate], handedThrough: UInt64, job: JobRecord, lease: Lease) throws -> LeaseCheck
+    {
         if updates.isEmpty && (handedThrough == 0 || ContinuousClock.now - lastHeartbeat >= .seconds(1)) {
             return try heartbeat(job, lease: lease)
         }
@@ -150,10 +162,11 @@ public final class MariaDBJobStore: JobStore {
         }
         for (code, itemIDs) in delivered {
             let ids = Self.padded(itemIDs)
-            terminal += Int(try connection.execute(
-                sql.recordDelivered(count: ids.count),
-                [job.kind.deliveredStatus.rawValue, code] + ids + [job.id, lease.owner]
-            ).affectedRows)
+            terminal += Int(
+                try connection.execute(
+                    sql.recordDelivered(count: ids.count),
+                    [job.kind.deliveredStatus.rawValue, code] + ids + [job.id, lease.owner]
+                ).affectedRows)
         }
         for group in [failures, retries] where !group.isEmpty {
             let written = try recordDetailed(group, job: job, lease: lease)
@@ -163,7 +176,8 @@ public final class MariaDBJobStore: JobStore {
             }
         }
         // The job's counters move by what was written, in the same round as the items.
-        let result = try connection.execute(sql.progress, [terminal, failed, updates.count, handedThrough, job.id] + fence(lease))
+        let result = try connection.execute(
+            sql.progress, [terminal, failed, updates.count, handedThrough, job.id] + fence(lease))
         // Nothing changed: the lease is lost, or the job was deleted (the heartbeat tells which).
         if result.affectedRows == 0 { return try heartbeat(job, lease: lease) }
         // The lease row itself (which tells other ticks this one lives) once a second at most:
@@ -193,7 +207,8 @@ public final class MariaDBJobStore: JobStore {
             parameters.append(contentsOf: padded.map { $0 as any SQLEncodable })
             parameters.append(contentsOf: rows.map { $0.reason.map { Self.clip($0) } as any SQLEncodable })
             parameters.append(contentsOf: rows.map { $0.code as any SQLEncodable })
-            parameters.append(contentsOf: rows.map { $0.retryDelay.map { Int64($0.seconds * 1_000_000) } as any SQLEncodable })
+            parameters.append(
+                contentsOf: rows.map { $0.retryDelay.map { Int64($0.seconds * 1_000_000) } as any SQLEncodable })
             parameters.append(chunk[0].status.rawValue)
             parameters.append(contentsOf: padded.map { $0 as any SQLEncodable })
             parameters.append(job.id)
@@ -203,18 +218,21 @@ public final class MariaDBJobStore: JobStore {
         return written
     }
 
-
     /// The job's status from a write's insert id (see `JobSQL.statusCode`), with the reason read
     /// when the job ended outside Fanout (rare: once a job).
     private func held(_ job: JobRecord, statusCode: UInt64) throws -> LeaseCheck {
         let index = Int(statusCode) - 1
-        guard JobSQL.statusCodes.indices.contains(index) else { return .held(.cancelled, reason: "The job was deleted") }
+        guard JobSQL.statusCodes.indices.contains(index) else {
+            return .held(.cancelled, reason: "The job was deleted")
+        }
         let status = JobSQL.statusCodes[index] ?? .processing
         guard status.isTerminal else { return .held(status, reason: nil) }
         guard let row = try connection.queryFirst(sql.jobStatus, [job.id]) else {
             return .held(.cancelled, reason: "The job was deleted")
         }
-        return .held(JobStatus(rawValue: try row.decode("status", as: String.self)) ?? status, reason: try row.decodeIfPresent("reason"))
+        return .held(
+            JobStatus(rawValue: try row.decode("status", as: String.self)) ?? status,
+            reason: try row.decodeIfPresent("reason"))
     }
 
     /// `ids` grown to the next of a few list lengths by repeating the last id (an UPDATE changes a
@@ -242,7 +260,9 @@ public final class MariaDBJobStore: JobStore {
         let itemStatus: ItemStatus = status == .cancelled ? .cancelled : .failed
         let clipped = Self.clip(reason)
         // A chunk a statement: ending a million items never holds a million rows' locks.
-        while try connection.execute(sql.finishItems, [itemStatus.rawValue, clipped, job.id] + fence(lease)).affectedRows >= JobSQL.chunkSize {}
+        while try connection.execute(sql.finishItems, [itemStatus.rawValue, clipped, job.id] + fence(lease))
+            .affectedRows >= JobSQL.chunkSize
+        {}
         let keepPersonsReason = status == .cancelled ? 1 : 0
         try connection.execute(sql.finishJob, [status.rawValue, keepPersonsReason, clipped, job.id] + fence(lease))
     }
@@ -253,10 +273,12 @@ public final class MariaDBJobStore: JobStore {
 
     public func recordTick(_ summary: TickSummary, owner: String) throws {
         let exit = summary.unavailable == nil ? 0 : 69
-        try connection.execute(sql.recordTick, [
-            summary.kind.rawValue, owner, Self.hostName, Int64(getpid()), summary.startedAt.timeIntervalSince1970,
-            summary.jobsAdvanced, summary.delivered, summary.failed, summary.retrying, exit,
-        ])
+        try connection.execute(
+            sql.recordTick,
+            [
+                summary.kind.rawValue, owner, Self.hostName, Int64(getpid()), summary.startedAt.timeIntervalSince1970,
+                summary.jobsAdvanced, summary.delivered, summary.failed, summary.retrying, exit,
+            ])
         // Now and then (1 tick in 100), forget ticks older than a week.
         if UInt8.random(in: 0..<100) == 0 {
             try connection.execute(sql.pruneTicks, [summary.kind.rawValue])

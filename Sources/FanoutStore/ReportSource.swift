@@ -21,14 +21,19 @@ public struct ReportSource {
             counts.append((try row.decode("status"), try row.decode("n")))
             inDoubt += try row.decode("doubt", as: Int.self)
         }
-        let failures = try connection.query(sql.topFailures, [jobID]).map { (try $0.decode("reason", as: String.self), try $0.decode("n", as: Int.self)) }
+        let failures = try connection.query(sql.topFailures, [jobID]).map {
+            (try $0.decode("reason", as: String.self), try $0.decode("n", as: Int.self))
+        }
         let span = try connection.queryFirst(sql.span, [jobID])
-        let perMinute = try connection.query(sql.perMinute, [jobID]).map { (Double(sqlValue: $0["minute"]) ?? 0, try $0.decode("n", as: Int.self)) }
+        let perMinute = try connection.query(sql.perMinute, [jobID]).map {
+            (Double(sqlValue: $0["minute"]) ?? 0, try $0.decode("n", as: Int.self))
+        }
         return ReportSummary(
             kind: kind, jobID: jobID, companyID: try job.decode("company_id"), template: try job.decode("template"),
             status: try job.decode("status"), reason: try job.decodeIfPresent("reason"),
             countsByStatus: counts, inDoubt: inDoubt, topFailures: failures,
-            firstProcessedAt: span.flatMap { Double(sqlValue: $0["first"]) }, lastProcessedAt: span.flatMap { Double(sqlValue: $0["last"]) },
+            firstProcessedAt: span.flatMap { Double(sqlValue: $0["first"]) },
+            lastProcessedAt: span.flatMap { Double(sqlValue: $0["last"]) },
             perMinute: perMinute
         )
     }
@@ -37,20 +42,21 @@ public struct ReportSource {
     public func forEachItem(kind: JobKind, jobID: UInt64, _ body: (ReportItem) throws -> Void) throws {
         let sql = ReportSQL(kind: kind)
         try connection.prepare(sql.itemRows).forEachRow([jobID]) { row in
-            try body(ReportItem(
-                id: try row.decode("id"),
-                email: try row.decodeIfPresent("email"),
-                name: try row.decodeIfPresent("name"),
-                cardID: try row.decodeIfPresent("card_id"),
-                platform: try row.decodeIfPresent("platform"),
-                status: try row.decode("status"),
-                attempts: try row.decode("attempts"),
-                inDoubt: try row.decode("in_doubt", as: Bool.self),
-                code: try row.decodeIfPresent("code"),
-                unregisteredAt: Double(sqlValue: row["unregistered"]),
-                processedAt: Double(sqlValue: row["processed"]),
-                reason: try row.decodeIfPresent("reason")
-            ))
+            try body(
+                ReportItem(
+                    id: try row.decode("id"),
+                    email: try row.decodeIfPresent("email"),
+                    name: try row.decodeIfPresent("name"),
+                    cardID: try row.decodeIfPresent("card_id"),
+                    platform: try row.decodeIfPresent("platform"),
+                    status: try row.decode("status"),
+                    attempts: try row.decode("attempts"),
+                    inDoubt: try row.decode("in_doubt", as: Bool.self),
+                    code: try row.decodeIfPresent("code"),
+                    unregisteredAt: Double(sqlValue: row["unregistered"]),
+                    processedAt: Double(sqlValue: row["processed"]),
+                    reason: try row.decodeIfPresent("reason")
+                ))
         }
     }
 }
@@ -59,11 +65,15 @@ struct ReportSQL: KindStatements {
     let kind: JobKind
 
     var job: String { "SELECT company_id, template, status, reason FROM \(jobs) WHERE id = ?" }
-    var counts: String { "SELECT status, COUNT(*) AS n, SUM(in_doubt) AS doubt FROM \(items) WHERE \(fk) = ? GROUP BY status ORDER BY n DESC" }
+    var counts: String {
+        "SELECT status, COUNT(*) AS n, SUM(in_doubt) AS doubt FROM \(items) WHERE \(fk) = ? GROUP BY status ORDER BY n DESC"
+    }
     var topFailures: String {
         "SELECT LEFT(reason, 300) AS reason, COUNT(*) AS n FROM \(items) WHERE \(fk) = ? AND status = 'failed' AND reason IS NOT NULL GROUP BY LEFT(reason, 300) ORDER BY n DESC LIMIT 5"
     }
-    var span: String { "SELECT UNIX_TIMESTAMP(MIN(processed_at)) AS first, UNIX_TIMESTAMP(MAX(processed_at)) AS last FROM \(items) WHERE \(fk) = ?" }
+    var span: String {
+        "SELECT UNIX_TIMESTAMP(MIN(processed_at)) AS first, UNIX_TIMESTAMP(MAX(processed_at)) AS last FROM \(items) WHERE \(fk) = ?"
+    }
     var perMinute: String {
         """
         SELECT UNIX_TIMESTAMP(processed_at) DIV 60 * 60 AS minute, COUNT(*) AS n FROM \(items)
@@ -71,7 +81,8 @@ struct ReportSQL: KindStatements {
         """
     }
     var itemRows: String {
-        let columns = kind == .email
+        let columns =
+            kind == .email
             ? "email, name, NULL AS card_id, NULL AS platform, response_code AS code, NULL AS unregistered"
             : "NULL AS email, NULL AS name, card_id, platform, http_status AS code, UNIX_TIMESTAMP(unregistered_at) AS unregistered"
         return """

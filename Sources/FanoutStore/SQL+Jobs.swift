@@ -36,7 +36,8 @@ struct JobSQL: KindStatements {
         WHERE kind = ? AND company_id = ? AND owner IS NULL
         """
     /// After the items of a taken-over holder were resolved. Parameters: fence.
-    let forgetPreviousHolder = "UPDATE fanout_leases SET prev_owner = NULL WHERE kind = ? AND company_id = ? AND owner = ?"
+    let forgetPreviousHolder =
+        "UPDATE fanout_leases SET prev_owner = NULL WHERE kind = ? AND company_id = ? AND owner = ?"
     let insertLease = """
         INSERT IGNORE INTO fanout_leases (kind, company_id, owner, acquired_at, heartbeat_at)
         VALUES (?, ?, ?, NOW(6), NOW(6))
@@ -49,7 +50,8 @@ struct JobSQL: KindStatements {
         WHERE kind = ? AND company_id = ? AND owner IS NOT NULL AND owner <> ?
           AND (heartbeat_at IS NULL OR heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND OR ? = 1)
         """
-    let releaseLease = "UPDATE fanout_leases SET owner = NULL, job_id = NULL, served_at = NOW(6) WHERE kind = ? AND company_id = ? AND owner = ?"
+    let releaseLease =
+        "UPDATE fanout_leases SET owner = NULL, job_id = NULL, served_at = NOW(6) WHERE kind = ? AND company_id = ? AND owner = ?"
 
     /// The job's status as a number, for `LAST_INSERT_ID(expr)`: 1 + its place in `statusCodes`
     /// (so 1 is an unknown status and 7 a job that no longer exists).
@@ -111,7 +113,9 @@ struct JobSQL: KindStatements {
     /// whatever the job's size. (An `UPDATE … ORDER BY id LIMIT n` was seen to examine every
     /// pending row of a 1,000,000-item job before applying the limit: 1.1 s a tick.)
     var duePending: String {
-        let columns = kind == .email ? "email, name, NULL AS card_id, NULL AS platform" : "NULL AS email, NULL AS name, card_id, platform"
+        let columns =
+            kind == .email
+            ? "email, name, NULL AS card_id, NULL AS platform" : "NULL AS email, NULL AS name, card_id, platform"
         return """
             SELECT id, attempts, \(columns), data, in_doubt FROM \(items) FORCE INDEX (\(items)_job_status_id)
             WHERE \(fk) = ? AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))
@@ -250,7 +254,6 @@ struct JobSQL: KindStatements {
         WHERE j.id = ? AND \(fence)
         """
     }
-
 
     /// The record of ticks only needs to reach back as far as the longest --inactive-after.
     let pruneTicks = "DELETE FROM fanout_ticks WHERE kind = ? AND started_at < NOW() - INTERVAL 7 DAY LIMIT 10000"

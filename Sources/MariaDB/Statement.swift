@@ -66,7 +66,9 @@ public final class Statement {
     /// Runs the statement and returns every row, read into memory.
     public func query(_ parameters: [any SQLEncodable] = []) throws(MariaDBError) -> [Row] {
         var rows: [Row] = []
-        try fetch(parameters) { rows.append($0); return true }
+        try fetch(parameters) {
+            rows.append($0); return true
+        }
         return rows
     }
 
@@ -142,7 +144,7 @@ enum ColumnKind {
         let unsigned = field.flags & UInt32(UNSIGNED_FLAG) != 0
         switch field.type {
         case MYSQL_TYPE_TINY, MYSQL_TYPE_SHORT, MYSQL_TYPE_LONG, MYSQL_TYPE_LONGLONG,
-             MYSQL_TYPE_INT24, MYSQL_TYPE_YEAR:
+            MYSQL_TYPE_INT24, MYSQL_TYPE_YEAR:
             self = unsigned ? .unsigned : .signed
         case MYSQL_TYPE_FLOAT, MYSQL_TYPE_DOUBLE:
             self = .double
@@ -151,8 +153,8 @@ enum ColumnKind {
         case MYSQL_TYPE_TIMESTAMP, MYSQL_TYPE_DATETIME, MYSQL_TYPE_DATE:
             self = .date
         case MYSQL_TYPE_TINY_BLOB, MYSQL_TYPE_MEDIUM_BLOB, MYSQL_TYPE_LONG_BLOB, MYSQL_TYPE_BLOB,
-             MYSQL_TYPE_STRING, MYSQL_TYPE_VAR_STRING, MYSQL_TYPE_VARCHAR, MYSQL_TYPE_BIT,
-             MYSQL_TYPE_GEOMETRY:
+            MYSQL_TYPE_STRING, MYSQL_TYPE_VAR_STRING, MYSQL_TYPE_VARCHAR, MYSQL_TYPE_BIT,
+            MYSQL_TYPE_GEOMETRY:
             // Character set 63 is `binary`: BLOB and BINARY columns, as opposed to TEXT and CHAR.
             self = field.charsetnr == 63 ? .binary : .text
         default:
@@ -183,7 +185,8 @@ final class ParameterBuffers {
     }
 
     private func allocate<T>(_ value: T) -> UnsafeMutableRawPointer {
-        let pointer = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<T>.stride, alignment: MemoryLayout<T>.alignment)
+        let pointer = UnsafeMutableRawPointer.allocate(
+            byteCount: MemoryLayout<T>.stride, alignment: MemoryLayout<T>.alignment)
         pointer.storeBytes(of: value, as: T.self)
         allocations.append(pointer)
         return pointer

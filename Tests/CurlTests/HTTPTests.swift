@@ -67,7 +67,8 @@ struct HTTPTests {
     }
 
     @Test func httpsWorksWhenTheCertificateIsTrusted() throws {
-        let request = HTTPRequest(url: "\(TestEnvironment.httpsURL)/status/201", tls: TLSOptions(caFile: TestEnvironment.tlsCertificate))
+        let request = HTTPRequest(
+            url: "\(TestEnvironment.httpsURL)/status/201", tls: TLSOptions(caFile: TestEnvironment.tlsCertificate))
         #expect(try HTTPTransfer().send(request).status == 201)
     }
 
@@ -80,13 +81,19 @@ struct HTTPTests {
             next: {
                 guard next < 50 else { return nil }
                 next += 1
-                return (next, HTTPRequest(method: "POST", url: "http://127.0.0.1:\(server.port)/collect/\(next)", body: Array("{\"n\":\(next)}".utf8)))
+                return (
+                    next,
+                    HTTPRequest(
+                        method: "POST", url: "http://127.0.0.1:\(server.port)/collect/\(next)",
+                        body: Array("{\"n\":\(next)}".utf8))
+                )
             },
             completed: { tag, result in statuses[tag] = (try? result.get())?.status ?? -1 }
         )
         #expect(statuses.count == 50)
         #expect(statuses.values.allSatisfy { $0 == 200 })
-        let stored = try FileManager.default.contentsOfDirectory(atPath: server.directory.appendingPathComponent("requests").path)
+        let stored = try FileManager.default.contentsOfDirectory(
+            atPath: server.directory.appendingPathComponent("requests").path)
         #expect(stored.filter { $0.hasSuffix(".json") }.count == 50)
         #expect(server.connectionCount <= 4)
     }

@@ -18,7 +18,8 @@ struct SMTPTests {
     }
 
     static func configuration(_ server: TestServer, timeout: Int = 10_000) -> SMTPConfiguration {
-        SMTPConfiguration(host: "127.0.0.1", port: server.port, connectTimeoutMilliseconds: 5_000, timeoutMilliseconds: timeout)
+        SMTPConfiguration(
+            host: "127.0.0.1", port: server.port, connectTimeoutMilliseconds: 5_000, timeoutMilliseconds: timeout)
     }
 
     @Test func messageArrivesByteForByte() throws {
@@ -160,22 +161,28 @@ struct SMTPAuthTests {
     }
 
     @Test func startTLSAndAuthSucceedWithTheRightCredentials() throws {
-        let reply = try SMTPConnection(Self.configuration(password: "smtp-secret", caFile: TestEnvironment.tlsCertificate))
-            .send(SMTPTests.message(to: "auth-ok@example.test"))
+        let reply = try SMTPConnection(
+            Self.configuration(password: "smtp-secret", caFile: TestEnvironment.tlsCertificate)
+        )
+        .send(SMTPTests.message(to: "auth-ok@example.test"))
         #expect(reply.code == 250)
     }
 
     @Test func wrongPasswordIsALoginError() throws {
         let error = #expect(throws: CurlError.self) {
-            try SMTPConnection(Self.configuration(password: "wrong-password-123", caFile: TestEnvironment.tlsCertificate))
-                .send(SMTPTests.message(to: "auth-bad@example.test"))
+            try SMTPConnection(
+                Self.configuration(password: "wrong-password-123", caFile: TestEnvironment.tlsCertificate)
+            )
+            .send(SMTPTests.message(to: "auth-bad@example.test"))
         }
         #expect(error?.code == .login)
         #expect(error?.responseCode == 535)
         #expect(error?.function == "SMTP AUTH")
         #expect(error?.description.contains("wrong-password-123") == false)
         // Nor in base64, as AUTH PLAIN and LOGIN send it.
-        for encoded in [Data("\0fanout\0wrong-password-123".utf8), Data("wrong-password-123".utf8), Data("fanout".utf8)].map({ $0.base64EncodedString() }) {
+        for encoded in [
+            Data("\0fanout\0wrong-password-123".utf8), Data("wrong-password-123".utf8), Data("fanout".utf8),
+        ].map({ $0.base64EncodedString() }) {
             #expect(error?.description.contains(encoded) == false)
             #expect(error?.description.uppercased().contains(String(encoded.prefix(12)).uppercased()) == false)
         }

@@ -29,9 +29,12 @@ struct CommandLineTests {
     }
 
     @Test func unreachableDatabaseExits69WithoutThePassword() throws {
-        let result = try runFanout(["migrate"], environment: [
-            "DB_HOST": "127.0.0.1", "DB_PORT": "1", "DB_DATABASE": "x", "DB_USERNAME": "u", "DB_PASSWORD": "s3cret-pw-value",
-        ])
+        let result = try runFanout(
+            ["migrate"],
+            environment: [
+                "DB_HOST": "127.0.0.1", "DB_PORT": "1", "DB_DATABASE": "x", "DB_USERNAME": "u",
+                "DB_PASSWORD": "s3cret-pw-value",
+            ])
         #expect(result.status == 69)
         #expect(result.stderr.split(separator: "\n").count == 1)
         #expect(!result.stderr.contains("s3cret-pw-value"))

@@ -7,7 +7,9 @@ import TestSupport
 /// and a real SMTP server.
 @Suite(.enabled(if: TestEnvironment.hasDatabase && TestEnvironment.canStartServers))
 struct EmailTickTests {
-    static func environment(_ fixture: JobFixture, _ smtp: TestServer, _ templates: URL, _ extra: [String: String] = [:]) -> [String: String] {
+    static func environment(
+        _ fixture: JobFixture, _ smtp: TestServer, _ templates: URL, _ extra: [String: String] = [:]
+    ) -> [String: String] {
         var env = fixture.database.environment
         env["MAIL_HOST"] = "127.0.0.1"
         env["MAIL_PORT"] = String(smtp.port)
@@ -18,7 +20,9 @@ struct EmailTickTests {
         return env
     }
 
-    func withEmailSetup(smtpArguments: [String] = [], _ body: (JobFixture, TestServer, [String: String]) throws -> Void) throws {
+    func withEmailSetup(smtpArguments: [String] = [], _ body: (JobFixture, TestServer, [String: String]) throws -> Void)
+        throws
+    {
         try withTestDatabase { database, db in
             let fixture = try JobFixture(database: database, db: db)
             let smtp = try TestServer.smtp(smtpArguments)
@@ -82,8 +86,10 @@ struct EmailTickTests {
             _ = try fixture.emailJob(company: 9, count: 4)
             let result = try runFanout(arguments, environment: env)
             #expect(result.status == 0, "\(result.stderr)")
-            #expect(try fixture.db.queryFirst("SELECT company_id FROM fanout_leases WHERE kind = 'email' ORDER BY served_at DESC LIMIT 1")?
-                .decode("company_id", as: UInt64.self) == 9)
+            #expect(
+                try fixture.db.queryFirst(
+                    "SELECT company_id FROM fanout_leases WHERE kind = 'email' ORDER BY served_at DESC LIMIT 1")?
+                    .decode("company_id", as: UInt64.self) == 9)
         }
     }
 
@@ -106,8 +112,13 @@ struct EmailTickTests {
     @Test func eightTicksAtOnceDeliverEachItemExactlyOnce() throws {
         try withEmailSetup { fixture, smtp, env in
             let job = try fixture.emailJob(company: 3, count: 300)
-            let outputs = (0..<8).map { TestEnvironment.scratchDirectory.appendingPathComponent("overlap-\($0)-\(UUID().uuidString)") }
-            let children = try outputs.map { try startFanout(["emails:process-jobs", "--batch-size", "100", "--until-done"], environment: env, output: $0) }
+            let outputs = (0..<8).map {
+                TestEnvironment.scratchDirectory.appendingPathComponent("overlap-\($0)-\(UUID().uuidString)")
+            }
+            let children = try outputs.map {
+                try startFanout(
+                    ["emails:process-jobs", "--batch-size", "100", "--until-done"], environment: env, output: $0)
+            }
             for child in children { #expect(child.wait() == 0) }
             #expect(try fixture.statusCounts(job: job) == ["sent": 300])
             let recipients = smtp.deliveredRecipients
@@ -120,12 +131,14 @@ struct EmailTickTests {
 
     @Test func permanentAndTemporaryRejections() throws {
         try withEmailSetup { fixture, smtp, env in
-            let job = try fixture.emailJob(company: 1, recipients: [
-                ("reject550-a@example.test", "A", nil),
-                ("tempfail-once-b@example.test", "B", nil),
-                ("drop-in-data-once-c@example.test", "C", nil),
-                ("ok-d@example.test", "D", nil),
-            ])
+            let job = try fixture.emailJob(
+                company: 1,
+                recipients: [
+                    ("reject550-a@example.test", "A", nil),
+                    ("tempfail-once-b@example.test", "B", nil),
+                    ("drop-in-data-once-c@example.test", "C", nil),
+                    ("ok-d@example.test", "D", nil),
+                ])
             let first = try runFanout(["emails:process-jobs", "--retry-backoff", "0s"], environment: env)
             #expect(first.status == 0, "\(first.stderr)")
             let items = try fixture.items(job: job)
@@ -146,7 +159,10 @@ struct EmailTickTests {
             #expect(try fixture.job(job).status == "completed")
             #expect(try fixture.job(job).failed == 1)
             #expect(try fixture.countersMatchItems(job: job))
-            #expect(Set(smtp.deliveredRecipients) == ["tempfail-once-b@example.test", "drop-in-data-once-c@example.test", "ok-d@example.test"])
+            #expect(
+                Set(smtp.deliveredRecipients) == [
+                    "tempfail-once-b@example.test", "drop-in-data-once-c@example.test", "ok-d@example.test",
+                ])
         }
     }
 
@@ -165,13 +181,15 @@ struct EmailTickTests {
 
     @Test func invalidAddressesAndInjectionAttemptsNeverReachTheServer() throws {
         try withEmailSetup { fixture, smtp, env in
-            let job = try fixture.emailJob(company: 1, recipients: [
-                ("not-an-address", "X", nil),
-                ("a@b.test\r\nBcc: victim@example.test", "Y", nil),
-                ("victim2@example.test>\r\nRCPT TO:<evil@example.test", "Z", nil),
-                ("fine@example.test", "Name\r\nBcc: victim3@example.test", nil),
-                ("fine2@example.test", "Ok", #"{"code": "x\r\nBcc: victim4@example.test"}"#),
-            ])
+            let job = try fixture.emailJob(
+                company: 1,
+                recipients: [
+                    ("not-an-address", "X", nil),
+                    ("a@b.test\r\nBcc: victim@example.test", "Y", nil),
+                    ("victim2@example.test>\r\nRCPT TO:<evil@example.test", "Z", nil),
+                    ("fine@example.test", "Name\r\nBcc: victim3@example.test", nil),
+                    ("fine2@example.test", "Ok", #"{"code": "x\r\nBcc: victim4@example.test"}"#),
+                ])
             let result = try runFanout(["emails:process-jobs"], environment: env)
             #expect(result.status == 0, "\(result.stderr)")
             let items = try fixture.items(job: job)
@@ -188,7 +206,11 @@ struct EmailTickTests {
                 let lines = header.components(separatedBy: "\r\n")
                 #expect(!lines.contains { $0.lowercased().hasPrefix("bcc") }, "\(header)")
                 let names = lines.filter { !$0.hasPrefix(" ") }.map { $0.prefix { $0 != ":" } }
-                #expect(Set(names).isSubset(of: ["Date", "From", "To", "Subject", "Message-ID", "MIME-Version", "Content-Type", "Content-Transfer-Encoding"]), "\(header)")
+                #expect(
+                    Set(names).isSubset(of: [
+                        "Date", "From", "To", "Subject", "Message-ID", "MIME-Version", "Content-Type",
+                        "Content-Transfer-Encoding",
+                    ]), "\(header)")
             }
             let recipients = smtp.deliveredRecipients
             #expect(!recipients.contains { $0.contains("victim") || $0.contains("evil") })
@@ -232,7 +254,9 @@ struct EmailTickTests {
             #expect(result.stderr.hasPrefix("fanout: SMTP server 127.0.0.1:1 unavailable"))
             // Cron users read the log file: the exit line is there too.
             let logged = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
-            #expect(logged.contains("error fanout: SMTP server 127.0.0.1:1 unavailable") && logged.contains("exit=69"), "\(logged)")
+            #expect(
+                logged.contains("error fanout: SMTP server 127.0.0.1:1 unavailable") && logged.contains("exit=69"),
+                "\(logged)")
             #expect(try fixture.statusCounts(job: job) == ["pending": 5])
             #expect(try fixture.items(job: job).allSatisfy { $0.attempts == 0 })
         }
@@ -265,11 +289,15 @@ struct EmailTickTests {
 
     @Test func missingMailSettingsExit78() throws {
         let logFile = TestEnvironment.scratchDirectory.appendingPathComponent("fanout-78-\(UUID().uuidString).log")
-        let result = try runFanout(["emails:process-jobs"], environment: ["DB_DATABASE": "x", "DB_USERNAME": "u", "FANOUT_LOG_FILE": logFile.path])
+        let result = try runFanout(
+            ["emails:process-jobs"],
+            environment: ["DB_DATABASE": "x", "DB_USERNAME": "u", "FANOUT_LOG_FILE": logFile.path])
         #expect(result.status == 78)
         #expect(result.stderr.contains("MAIL_HOST"))
         let logged = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
-        #expect(logged.contains("MAIL_HOST") && logged.contains("exit=78"), "the exit line reaches FANOUT_LOG_FILE: \(logged)")
+        #expect(
+            logged.contains("MAIL_HOST") && logged.contains("exit=78"),
+            "the exit line reaches FANOUT_LOG_FILE: \(logged)")
     }
 
     @Test func idleTickPrintsNothingAndExits0() throws {
@@ -285,16 +313,20 @@ struct EmailTickTests {
         try withEmailSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 400)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("cancel-\(UUID().uuidString)")
-            let child = try startFanout(["emails:process-jobs", "--batch-size", "400", "--connections", "2"], environment: env, output: output)
+            let child = try startFanout(
+                ["emails:process-jobs", "--batch-size", "400", "--connections", "2"], environment: env, output: output)
             #expect(waitUntil(seconds: 20) { smtp.messageFiles.count >= 10 })
             // Live from the first batch: the host's screen shows it running, with its counters.
             let live = try fixture.db.queryFirst(
-                "SELECT status, started_at IS NOT NULL AS started, processed_items, last_processed_at IS NOT NULL AS moved FROM bulk_email_jobs WHERE id = ?", [job])
+                "SELECT status, started_at IS NOT NULL AS started, processed_items, last_processed_at IS NOT NULL AS moved FROM bulk_email_jobs WHERE id = ?",
+                [job])
             #expect(try live?.decode("status", as: String.self) == "processing")
             #expect(try live?.decode("started", as: Int.self) == 1)
             #expect(try live?.decode("processed_items", as: Int.self) ?? 0 > 0)
             #expect(try live?.decode("moved", as: Int.self) == 1)
-            try fixture.db.execute("UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Stopped by the marketing team' WHERE id = ?", [job])
+            try fixture.db.execute(
+                "UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Stopped by the marketing team' WHERE id = ?",
+                [job])
             let atCancel = smtp.messageFiles.count
             #expect(child.wait() == 0)
             // The server takes 0.05 s a message on each of 2 connections: half a second of
@@ -323,11 +355,14 @@ struct EmailTickTests {
         try withEmailSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 300)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("blunt-\(UUID().uuidString)")
-            let child = try startFanout(["emails:process-jobs", "--batch-size", "300", "--connections", "4"], environment: env, output: output)
+            let child = try startFanout(
+                ["emails:process-jobs", "--batch-size", "300", "--connections", "4"], environment: env, output: output)
             #expect(waitUntil(seconds: 20) { smtp.messageFiles.count >= 12 })
-            try fixture.db.execute("UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Wrong list' WHERE id = ?", [job])
+            try fixture.db.execute(
+                "UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Wrong list' WHERE id = ?", [job])
             let flipped = try fixture.db.execute(
-                "UPDATE bulk_email_job_items SET status = 'cancelled', reason = 'Wrong list' WHERE bulk_email_job_id = ? AND status IN ('pending', 'processing')", [job]
+                "UPDATE bulk_email_job_items SET status = 'cancelled', reason = 'Wrong list' WHERE bulk_email_job_id = ? AND status IN ('pending', 'processing')",
+                [job]
             ).affectedRows
             #expect(flipped > 0)
             #expect(child.wait() == 0)
@@ -335,9 +370,15 @@ struct EmailTickTests {
             let items = try fixture.items(job: job)
             let sent = Set(items.filter { $0.status == "sent" }.map(\.email))
             #expect(sent == delivered, "every delivered message's item is sent, and only those")
-            #expect(items.filter { $0.status != "sent" }.allSatisfy { $0.status == "cancelled" && $0.reason == "Wrong list" })
+            #expect(
+                items.filter { $0.status != "sent" }.allSatisfy {
+                    $0.status == "cancelled" && $0.reason == "Wrong list"
+                })
             let notes = items.filter { $0.reason?.hasPrefix("Delivered before the cancel reached it") == true }
-            #expect(notes.allSatisfy { $0.status == "sent" && $0.reason == "Delivered before the cancel reached it (Wrong list)" })
+            #expect(
+                notes.allSatisfy {
+                    $0.status == "sent" && $0.reason == "Delivered before the cancel reached it (Wrong list)"
+                })
             #expect(try fixture.job(job).status == "cancelled")
             #expect(try fixture.countersMatchItems(job: job))
         }
@@ -346,7 +387,8 @@ struct EmailTickTests {
     @Test func parentCancelledWhileNoTickRanEndsItsItems() throws {
         try withEmailSetup { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 30)
-            try fixture.db.execute("UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Wrong list' WHERE id = ?", [job])
+            try fixture.db.execute(
+                "UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Wrong list' WHERE id = ?", [job])
             let result = try runFanout(["emails:process-jobs"], environment: env)
             #expect(result.status == 0, "\(result.stderr)")
             #expect(try fixture.statusCounts(job: job) == ["cancelled": 30])
@@ -365,7 +407,8 @@ struct EmailTickTests {
             let kills = 4
             let tick = ["emails:process-jobs", "--batch-size", "600", "--connections", "4", "--stuck-after", "1s"]
             for round in 0..<kills {
-                let output = TestEnvironment.scratchDirectory.appendingPathComponent("kill-\(round)-\(UUID().uuidString)")
+                let output = TestEnvironment.scratchDirectory.appendingPathComponent(
+                    "kill-\(round)-\(UUID().uuidString)")
                 let before = smtp.messageFiles.count
                 let child = try startFanout(tick, environment: env, output: output)
                 let target = before + Int.random(in: 15...90)
@@ -420,12 +463,21 @@ struct EmailTickTests {
             #expect(row.reason?.contains("no progress for 2s") == true, "\(row.reason ?? "")")
             #expect(try fixture.items(job: job).allSatisfy { $0.status == "failed" && $0.reason == row.reason })
             #expect(try fixture.countersMatchItems(job: job))
-            let snapshot = try fixture.db.query("SELECT * FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id", [job]).map { "\($0.values)" }
-            let jobSnapshot = try fixture.db.query("SELECT * FROM bulk_email_jobs WHERE id = ?", [job]).map { "\($0.values)" }
+            let snapshot = try fixture.db.query(
+                "SELECT * FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id", [job]
+            ).map { "\($0.values)" }
+            let jobSnapshot = try fixture.db.query("SELECT * FROM bulk_email_jobs WHERE id = ?", [job]).map {
+                "\($0.values)"
+            }
             // The hung tick sees its lease gone with its next write (within 250 ms) and writes nothing.
             Thread.sleep(forTimeInterval: 1.5)
-            #expect(try fixture.db.query("SELECT * FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id", [job]).map { "\($0.values)" } == snapshot)
-            #expect(try fixture.db.query("SELECT * FROM bulk_email_jobs WHERE id = ?", [job]).map { "\($0.values)" } == jobSnapshot)
+            #expect(
+                try fixture.db.query(
+                    "SELECT * FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id", [job]
+                ).map { "\($0.values)" } == snapshot)
+            #expect(
+                try fixture.db.query("SELECT * FROM bulk_email_jobs WHERE id = ?", [job]).map { "\($0.values)" }
+                    == jobSnapshot)
             #expect(smtp.messageFiles.isEmpty)
         }
     }
@@ -434,10 +486,12 @@ struct EmailTickTests {
         try withEmailSetup(smtpArguments: ["--delay", "0.02"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 200)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("stop-\(UUID().uuidString)")
-            let stopped = try startFanout(["emails:process-jobs", "--batch-size", "200"], environment: env, output: output)
+            let stopped = try startFanout(
+                ["emails:process-jobs", "--batch-size", "200"], environment: env, output: output)
             #expect(waitUntil(seconds: 20) { smtp.messageFiles.count >= 20 })
             let rows = try fixture.stopTakeOverResume(job: job, paused: stopped) {
-                let result = try runFanout(["emails:process-jobs", "--batch-size", "200", "--stuck-after", "2s"], environment: env)
+                let result = try runFanout(
+                    ["emails:process-jobs", "--batch-size", "200", "--stuck-after", "2s"], environment: env)
                 #expect(result.status == 0, "\(result.stderr)")
             }
             #expect(try fixture.job(job).status == "completed")
@@ -456,10 +510,16 @@ struct EmailTickTests {
             // was stopped before): the job's old idleness is not held against it.
             let resumed = try fixture.emailJob(company: 2, count: 5, status: "processing")
             for job in [stalled, resumed] {
-                try fixture.db.execute("UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, last_processed_at = NOW() - INTERVAL 1 HOUR WHERE id = ?", [job])
+                try fixture.db.execute(
+                    "UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, last_processed_at = NOW() - INTERVAL 1 HOUR WHERE id = ?",
+                    [job])
             }
-            try fixture.db.execute("INSERT INTO fanout_leases (kind, company_id, owner, acquired_at, heartbeat_at) VALUES ('email', 1, 'hung', NOW(6) - INTERVAL 1 HOUR, NOW(6))")
-            try fixture.db.execute("INSERT INTO fanout_leases (kind, company_id, owner, acquired_at, heartbeat_at) VALUES ('email', 2, 'fresh', NOW(6) - INTERVAL 1 MINUTE, NOW(6))")
+            try fixture.db.execute(
+                "INSERT INTO fanout_leases (kind, company_id, owner, acquired_at, heartbeat_at) VALUES ('email', 1, 'hung', NOW(6) - INTERVAL 1 HOUR, NOW(6))"
+            )
+            try fixture.db.execute(
+                "INSERT INTO fanout_leases (kind, company_id, owner, acquired_at, heartbeat_at) VALUES ('email', 2, 'fresh', NOW(6) - INTERVAL 1 MINUTE, NOW(6))"
+            )
             let result = try runFanout(["emails:process-jobs", "--inactive-after", "30m"], environment: env)
             #expect(result.status == 0, "\(result.stderr)")
             #expect(try fixture.job(resumed).status == "processing")
@@ -476,7 +536,9 @@ struct EmailTickTests {
     @Test func jobNotExpiredWhenFanoutWasNotRunning() throws {
         try withEmailSetup { fixture, _, env in
             let job = try fixture.emailJob(company: 2, count: 5, status: "processing")
-            try fixture.db.execute("UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, last_processed_at = NOW() - INTERVAL 1 HOUR WHERE id = ?", [job])
+            try fixture.db.execute(
+                "UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, last_processed_at = NOW() - INTERVAL 1 HOUR WHERE id = ?",
+                [job])
             let result = try runFanout(["emails:process-jobs", "--inactive-after", "30m"], environment: env)
             #expect(result.status == 0, "\(result.stderr)")
             #expect(try fixture.job(job).status == "completed")
@@ -487,8 +549,11 @@ struct EmailTickTests {
         try withEmailSetup { fixture, _, env in
             let head = try fixture.emailJob(company: 4, count: 60)
             let waiting = try fixture.emailJob(company: 4, count: 5)
-            try fixture.db.execute("UPDATE bulk_email_jobs SET created_at = NOW() - INTERVAL 3 HOUR WHERE id = ?", [waiting])
-            try fixture.db.execute("INSERT INTO fanout_ticks (kind, owner, host, pid, started_at, finished_at) SELECT 'email', 'old', 'h', 1, NOW(6) - INTERVAL seq MINUTE, NOW(6) - INTERVAL seq MINUTE FROM seq_1_to_170")
+            try fixture.db.execute(
+                "UPDATE bulk_email_jobs SET created_at = NOW() - INTERVAL 3 HOUR WHERE id = ?", [waiting])
+            try fixture.db.execute(
+                "INSERT INTO fanout_ticks (kind, owner, host, pid, started_at, finished_at) SELECT 'email', 'old', 'h', 1, NOW(6) - INTERVAL seq MINUTE, NOW(6) - INTERVAL seq MINUTE FROM seq_1_to_170"
+            )
             _ = try runFanout(["emails:process-jobs", "--inactive-after", "30m"], environment: env)
             #expect(try fixture.job(waiting).status == "pending")
             _ = try runFanout(["emails:process-jobs", "--inactive-after", "30m"], environment: env)
@@ -500,10 +565,17 @@ struct EmailTickTests {
 
     @Test func jobWaitingOnlyForRetriesIsNotExpired() throws {
         try withEmailSetup { fixture, _, env in
-            let job = try fixture.emailJob(company: 6, recipients: [("retry@example.test", nil, nil)], status: "processing")
-            try fixture.db.execute("UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, last_processed_at = NOW() - INTERVAL 1 HOUR WHERE id = ?", [job])
-            try fixture.db.execute("UPDATE bulk_email_job_items SET attempts = 1, next_attempt_at = NOW() + INTERVAL 1 HOUR WHERE bulk_email_job_id = ?", [job])
-            try fixture.db.execute("INSERT INTO fanout_ticks (kind, owner, host, pid, started_at, finished_at) SELECT 'email', 'old', 'h', 1, NOW(6) - INTERVAL seq MINUTE, NOW(6) - INTERVAL seq MINUTE FROM seq_1_to_59")
+            let job = try fixture.emailJob(
+                company: 6, recipients: [("retry@example.test", nil, nil)], status: "processing")
+            try fixture.db.execute(
+                "UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, last_processed_at = NOW() - INTERVAL 1 HOUR WHERE id = ?",
+                [job])
+            try fixture.db.execute(
+                "UPDATE bulk_email_job_items SET attempts = 1, next_attempt_at = NOW() + INTERVAL 1 HOUR WHERE bulk_email_job_id = ?",
+                [job])
+            try fixture.db.execute(
+                "INSERT INTO fanout_ticks (kind, owner, host, pid, started_at, finished_at) SELECT 'email', 'old', 'h', 1, NOW(6) - INTERVAL seq MINUTE, NOW(6) - INTERVAL seq MINUTE FROM seq_1_to_59"
+            )
             let result = try runFanout(["emails:process-jobs", "--inactive-after", "30m"], environment: env)
             #expect(result.status == 0, "\(result.stderr)")
             #expect(try fixture.job(job).status == "processing")
@@ -526,7 +598,10 @@ struct EmailTickTests {
                 #expect(object?["level"] != nil)
                 #expect(object?["message"] != nil)
             }
-            let summary = try #require(lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.first { $0["message"] as? String == "tick done" })
+            let summary = try #require(
+                lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.first {
+                    $0["message"] as? String == "tick done"
+                })
             #expect(summary["items.delivered"] as? String == "3")
             let file = try String(contentsOf: logFile, encoding: .utf8)
             #expect(file.split(separator: "\n") == lines)
@@ -567,7 +642,9 @@ struct EmailTickTLSTests {
         try withTestDatabase { database, db in
             let fixture = try JobFixture(database: database, db: db)
             let job = try fixture.emailJob(company: 1, count: 3)
-            let result = try runFanout(["emails:process-jobs"], environment: try environment(fixture, password: "smtp-secret", caFile: TestEnvironment.tlsCertificate))
+            let result = try runFanout(
+                ["emails:process-jobs"],
+                environment: try environment(fixture, password: "smtp-secret", caFile: TestEnvironment.tlsCertificate))
             #expect(result.status == 0, "\(result.stderr)")
             #expect(try fixture.statusCounts(job: job) == ["sent": 3])
         }
@@ -577,7 +654,10 @@ struct EmailTickTLSTests {
         try withTestDatabase { database, db in
             let fixture = try JobFixture(database: database, db: db)
             let job = try fixture.emailJob(company: 1, count: 3)
-            let result = try runFanout(["emails:process-jobs"], environment: try environment(fixture, password: "wrong-smtp-pw-77", caFile: TestEnvironment.tlsCertificate))
+            let result = try runFanout(
+                ["emails:process-jobs"],
+                environment: try environment(
+                    fixture, password: "wrong-smtp-pw-77", caFile: TestEnvironment.tlsCertificate))
             #expect(result.status == 69)
             #expect(result.stderr.contains("535"))
             #expect(!result.stderr.contains("wrong-smtp-pw-77"))
@@ -590,7 +670,8 @@ struct EmailTickTLSTests {
         try withTestDatabase { database, db in
             let fixture = try JobFixture(database: database, db: db)
             let job = try fixture.emailJob(company: 1, count: 2)
-            let result = try runFanout(["emails:process-jobs"], environment: try environment(fixture, password: "smtp-secret", caFile: nil))
+            let result = try runFanout(
+                ["emails:process-jobs"], environment: try environment(fixture, password: "smtp-secret", caFile: nil))
             #expect(result.status == 69)
             #expect(try fixture.statusCounts(job: job) == ["pending": 2])
         }

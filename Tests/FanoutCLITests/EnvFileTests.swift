@@ -12,21 +12,21 @@ struct EnvFileTests {
             let suffix = String(database.name.suffix(4))
             let file = TestEnvironment.scratchDirectory.appendingPathComponent("env-\(UUID().uuidString).env")
             try """
-                # Laravel .env
-                APP_NAME="My App"
-                export DB_HOST=\(config.host)
-                DB_PORT=\(config.port)   # inline comment
-                DB_PREFIX='\(prefix)'
-                DB_SUFFIX=\(suffix)
-                DB_DATABASE="${DB_PREFIX}${DB_SUFFIX}"
-                DB_USERNAME=wrong-user-overridden-below
+            # Laravel .env
+            APP_NAME="My App"
+            export DB_HOST=\(config.host)
+            DB_PORT=\(config.port)   # inline comment
+            DB_PREFIX='\(prefix)'
+            DB_SUFFIX=\(suffix)
+            DB_DATABASE="${DB_PREFIX}${DB_SUFFIX}"
+            DB_USERNAME=wrong-user-overridden-below
 
-                DB_PASSWORD="\(config.password)"
-                MAIL_FROM_NAME="Line one\\nline two"
-                MULTI="first
-                second"
-                LITERAL='${NOT_EXPANDED}'
-                """.write(to: file, atomically: true, encoding: .utf8)
+            DB_PASSWORD="\(config.password)"
+            MAIL_FROM_NAME="Line one\\nline two"
+            MULTI="first
+            second"
+            LITERAL='${NOT_EXPANDED}'
+            """.write(to: file, atomically: true, encoding: .utf8)
             var environment: [String: String] = ["DB_USERNAME": config.user]
             if let socket = config.socket { environment["DB_SOCKET"] = socket }
             let result = try runFanout(["migrate", "--env-file", file.path], environment: environment)

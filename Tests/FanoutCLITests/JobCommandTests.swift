@@ -18,11 +18,15 @@ struct JobCommandTests {
         try withSetup { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 80)
             _ = try runFanout(["emails:process-jobs"], environment: env)
-            let result = try runFanout(["cancel", "email", String(job), "--reason", "Wrong audience"], environment: env)
+            let result = try runFanout(
+                ["cancel", "email", String(job), "--reason", "Wrong audience"], environment: env)
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stdout.contains("30 pending items cancelled"))
             #expect(try fixture.statusCounts(job: job) == ["sent": 50, "cancelled": 30])
-            #expect(try fixture.items(job: job).filter { $0.status == "cancelled" }.allSatisfy { $0.reason == "Wrong audience" })
+            #expect(
+                try fixture.items(job: job).filter { $0.status == "cancelled" }.allSatisfy {
+                    $0.reason == "Wrong audience"
+                })
             #expect(try fixture.job(job).status == "cancelled")
             #expect(try fixture.job(job).reason == "Wrong audience")
             _ = try runFanout(["emails:process-jobs"], environment: env)
@@ -37,11 +41,14 @@ struct JobCommandTests {
         try withSetup { fixture, smtp, env in
             let count = 12_001
             let job = try fixture.emailJob(company: 1, count: 0)
-            try fixture.db.execute("""
+            try fixture.db.execute(
+                """
                 INSERT INTO bulk_email_job_items (bulk_email_job_id, email, status, reason, attempts, processed_at)
                 SELECT ?, CONCAT('r', seq, '@example.test'), 'failed', '550 no', 1, NOW() FROM seq_1_to_\(count)
                 """, [job])
-            try fixture.db.execute("UPDATE bulk_email_jobs SET status = 'completed', completed_at = NOW(), total_items = ?, processed_items = ?, failed_items = ? WHERE id = ?", [count, count, count, job])
+            try fixture.db.execute(
+                "UPDATE bulk_email_jobs SET status = 'completed', completed_at = NOW(), total_items = ?, processed_items = ?, failed_items = ? WHERE id = ?",
+                [count, count, count, job])
             let retry = try runFanout(["retry", "email", String(job)], environment: env)
             #expect(retry.status == 0, "\(retry.stderr)")
             #expect(try fixture.statusCounts(job: job) == ["pending": count])
@@ -53,7 +60,8 @@ struct JobCommandTests {
             #expect(try fixture.countersMatchItems(job: job))
 
             let other = try fixture.emailJob(company: 2, count: count)
-            try fixture.db.execute("UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'By SQL' WHERE id = ?", [other])
+            try fixture.db.execute(
+                "UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'By SQL' WHERE id = ?", [other])
             #expect(try runFanout(["emails:process-jobs"], environment: env).status == 0)
             #expect(try fixture.statusCounts(job: other) == ["cancelled": count])
             #expect(try fixture.countersMatchItems(job: other))
@@ -83,7 +91,8 @@ struct JobCommandTests {
             let env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
             let job = try fixture.emailJob(company: 1, count: 300)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("cancel-cli-\(UUID().uuidString)")
-            let tick = try startFanout(["emails:process-jobs", "--batch-size", "300", "--connections", "2"], environment: env, output: output)
+            let tick = try startFanout(
+                ["emails:process-jobs", "--batch-size", "300", "--connections", "2"], environment: env, output: output)
             #expect(waitUntil(seconds: 20) { smtp.messageFiles.count >= 10 })
             let result = try runFanout(["cancel", "email", String(job), "--reason", "Stop now"], environment: env)
             #expect(result.status == 0, "\(result.stderr)")
@@ -99,9 +108,11 @@ struct JobCommandTests {
 
     @Test func retryPutsFailedItemsBack() throws {
         try withSetup { fixture, _, env in
-            let job = try fixture.emailJob(company: 1, recipients: [
-                ("ok@example.test", nil, nil), ("not-an-address", nil, nil), ("also bad", nil, nil),
-            ])
+            let job = try fixture.emailJob(
+                company: 1,
+                recipients: [
+                    ("ok@example.test", nil, nil), ("not-an-address", nil, nil), ("also bad", nil, nil),
+                ])
             _ = try runFanout(["emails:process-jobs"], environment: env)
             #expect(try fixture.job(job).status == "completed")
             #expect(try fixture.job(job).failed == 2)
@@ -136,7 +147,8 @@ struct JobCommandTests {
             #expect(table.stdout.contains("[########··] 83%"))
             let filtered = try runFanout(["jobs", "--company", "8", "--format", "json"], environment: env)
             #expect(filtered.status == 0, "\(filtered.stderr)")
-            let objects = try #require(try JSONSerialization.jsonObject(with: Data(filtered.stdout.utf8)) as? [[String: Any]])
+            let objects = try #require(
+                try JSONSerialization.jsonObject(with: Data(filtered.stdout.utf8)) as? [[String: Any]])
             #expect(objects.count == 1)
             #expect(objects.first?["id"] as? Int == Int(second))
             #expect(objects.first?["status"] as? String == "completed")

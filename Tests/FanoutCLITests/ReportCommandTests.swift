@@ -10,9 +10,12 @@ struct ReportCommandTests {
             let fixture = try JobFixture(database: database, db: db)
             let smtp = try TestServer.smtp()
             let env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
-            let job = try fixture.emailJob(company: 3, recipients: [
-                ("a@example.test", "A", nil), ("reject550-b@example.test", "B, \"the\" second", nil), ("bad address", nil, nil),
-            ])
+            let job = try fixture.emailJob(
+                company: 3,
+                recipients: [
+                    ("a@example.test", "A", nil), ("reject550-b@example.test", "B, \"the\" second", nil),
+                    ("bad address", nil, nil),
+                ])
             _ = try runFanout(["emails:process-jobs"], environment: env)
 
             let table = try runFanout(["report", "email", String(job)], environment: env)
@@ -22,14 +25,22 @@ struct ReportCommandTests {
 
             let folder = TestEnvironment.makeTemporaryDirectory("report")
             let csvFile = folder.appendingPathComponent("r.csv")
-            let csv = try runFanout(["report", "email", String(job), "--format", "csv", "--output", csvFile.path], environment: env)
+            let csv = try runFanout(
+                ["report", "email", String(job), "--format", "csv", "--output", csvFile.path], environment: env)
             #expect(csv.status == 0, "\(csv.stderr)")
             // Python's csv module is the standard reader the acceptance asks for.
-            let parsed = try runProcess(URL(fileURLWithPath: "/usr/bin/python3"), ["-c", "import csv,sys,json; print(json.dumps(list(csv.reader(open(sys.argv[1], newline='')))))", csvFile.path])
+            let parsed = try runProcess(
+                URL(fileURLWithPath: "/usr/bin/python3"),
+                [
+                    "-c", "import csv,sys,json; print(json.dumps(list(csv.reader(open(sys.argv[1], newline='')))))",
+                    csvFile.path,
+                ])
             let rows = try #require(try JSONSerialization.jsonObject(with: Data(parsed.stdout.utf8)) as? [[String]])
             #expect(rows.count == 4)
             // The item table's own column names, in every format (contract, "Reports").
-            let columns = ["id", "email", "name", "status", "attempts", "in_doubt", "response_code", "processed_at", "reason"]
+            let columns = [
+                "id", "email", "name", "status", "attempts", "in_doubt", "response_code", "processed_at", "reason",
+            ]
             #expect(rows[0] == columns)
             #expect(rows[2][2] == "B, \"the\" second")
             #expect(rows[2][3] == "failed")
@@ -37,10 +48,13 @@ struct ReportCommandTests {
             #expect(rows[2][8].hasPrefix("550 5.1.1"))
             #expect(rows[3][8].contains("invalid email address"))
             let iso = #/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/#
-            #expect(rows.dropFirst().allSatisfy { $0[7].wholeMatch(of: iso) != nil }, "ISO 8601 in UTC: \(rows.map { $0[7] })")
+            #expect(
+                rows.dropFirst().allSatisfy { $0[7].wholeMatch(of: iso) != nil },
+                "ISO 8601 in UTC: \(rows.map { $0[7] })")
 
             let json = try runFanout(["report", "email", String(job), "--format", "json"], environment: env)
-            let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+            let document = try #require(
+                try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
             let items = try #require(document["items"] as? [[String: Any]])
             #expect(items.count == 3)
             #expect((document["summary"] as? [String: Any])?["total"] as? Int == 3)

@@ -22,8 +22,13 @@ struct WalletTickTests {
 
     func collected(_ server: TestServer) throws -> [[String: Any]] {
         let folder = server.directory.appendingPathComponent("requests")
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
-        return try names.map { try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent($0))) as! [String: Any] }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter {
+            $0.hasSuffix(".json")
+        }.sorted()
+        return try names.map {
+            try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent($0)))
+                as! [String: Any]
+        }
     }
 
     /// `{{env.X}}` in the request URL inserts the setting as it is, like `{{{env.X}}}`; item
@@ -33,11 +38,15 @@ struct WalletTickTests {
         try withWalletSetup { fixture, http, env in
             var env = env
             let folder = TestEnvironment.makeTemporaryDirectory("templates")
-            try FileManager.default.createDirectory(at: folder.appendingPathComponent("wallet"), withIntermediateDirectories: true)
-            try "POST \(base)/collect/{{card_id}}/{{label}}\nContent-Type: application/json\n\n{\"card\": {{card_id}}}\n"
-                .write(to: folder.appendingPathComponent("wallet/braces.http.mustache"), atomically: true, encoding: .utf8)
+            try FileManager.default.createDirectory(
+                at: folder.appendingPathComponent("wallet"), withIntermediateDirectories: true)
+            try
+                "POST \(base)/collect/{{card_id}}/{{label}}\nContent-Type: application/json\n\n{\"card\": {{card_id}}}\n"
+                .write(
+                    to: folder.appendingPathComponent("wallet/braces.http.mustache"), atomically: true, encoding: .utf8)
             env["FANOUT_TEMPLATES"] = folder.path
-            let job = try fixture.walletJob(company: 5, template: "braces", cards: [(7, "google", #"{"label": "a/b c"}"#)])
+            let job = try fixture.walletJob(
+                company: 5, template: "braces", cards: [(7, "google", #"{"label": "a/b c"}"#)])
             let result = try runFanout(["wallet:process-jobs"], environment: env)
             #expect(result.status == 0, "\(result.stderr)")
             #expect(try fixture.walletJobRow(job).status == "completed")
@@ -52,9 +61,12 @@ struct WalletTickTests {
     @Test func aURLNoItemCouldMakeValidFailsTheJobOnce() throws {
         try withWalletSetup { fixture, http, env in
             let folder = TestEnvironment.makeTemporaryDirectory("templates")
-            try FileManager.default.createDirectory(at: folder.appendingPathComponent("wallet"), withIntermediateDirectories: true)
-            try "POST {{env.WALLET_API_URL}}/cards/{{card_id}}\n".write(to: folder.appendingPathComponent("wallet/api.http.mustache"), atomically: true, encoding: .utf8)
-            try "POST /cards/{{card_id}}\n".write(to: folder.appendingPathComponent("wallet/relative.http.mustache"), atomically: true, encoding: .utf8)
+            try FileManager.default.createDirectory(
+                at: folder.appendingPathComponent("wallet"), withIntermediateDirectories: true)
+            try "POST {{env.WALLET_API_URL}}/cards/{{card_id}}\n".write(
+                to: folder.appendingPathComponent("wallet/api.http.mustache"), atomically: true, encoding: .utf8)
+            try "POST /cards/{{card_id}}\n".write(
+                to: folder.appendingPathComponent("wallet/relative.http.mustache"), atomically: true, encoding: .utf8)
             var env = env
             env["FANOUT_TEMPLATES"] = folder.path
             let unset = try fixture.walletJob(company: 6, template: "api", count: 3)
@@ -63,10 +75,15 @@ struct WalletTickTests {
             let unsetRow = try fixture.walletJobRow(unset)
             #expect(unsetRow.status == "failed")
             #expect(unsetRow.reason?.contains("WALLET_API_URL") == true, "\(unsetRow.reason ?? "")")
-            #expect(try fixture.walletItems(job: unset).allSatisfy { $0.status == "failed" && $0.attempts == 0 && $0.reason == unsetRow.reason })
+            #expect(
+                try fixture.walletItems(job: unset).allSatisfy {
+                    $0.status == "failed" && $0.attempts == 0 && $0.reason == unsetRow.reason
+                })
             let relativeRow = try fixture.walletJobRow(relative)
             #expect(relativeRow.status == "failed")
-            #expect(relativeRow.reason?.contains("does not start with http:// or https://") == true, "\(relativeRow.reason ?? "")")
+            #expect(
+                relativeRow.reason?.contains("does not start with http:// or https://") == true,
+                "\(relativeRow.reason ?? "")")
             #expect(try collected(http).isEmpty)
 
             // A setting with the wrong scheme is named with its value.
@@ -89,7 +106,10 @@ struct WalletTickTests {
         try withWalletSetup { fixture, _, env in
             let job = try fixture.walletJob(company: 4, cards: [(7, "google", nil), (8, "apple", nil)])
             #expect(try runFanout(["wallet:process-jobs"], environment: env).status == 0)
-            let columns = ["id", "card_id", "platform", "status", "attempts", "in_doubt", "http_status", "unregistered_at", "processed_at", "reason"]
+            let columns = [
+                "id", "card_id", "platform", "status", "attempts", "in_doubt", "http_status", "unregistered_at",
+                "processed_at", "reason",
+            ]
             let csv = try runFanout(["report", "wallet", String(job), "--format", "csv"], environment: env)
             let lines = csv.stdout.split(separator: "\r\n").map(String.init)
             #expect(lines.first == columns.joined(separator: ","))
@@ -98,9 +118,13 @@ struct WalletTickTests {
                 let out = try runFanout(["report", "wallet", String(job), "--format", format], environment: env)
                 let objects: [[String: Any]]
                 if format == "json" {
-                    objects = try #require((try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any])?["items"] as? [[String: Any]])
+                    objects = try #require(
+                        (try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any])?["items"]
+                            as? [[String: Any]])
                 } else {
-                    objects = try out.stdout.split(separator: "\n").dropFirst().map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+                    objects = try out.stdout.split(separator: "\n").dropFirst().map {
+                        try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+                    }
                 }
                 #expect(objects.count == 2)
                 #expect(objects.allSatisfy { Set($0.keys) == Set(columns) }, "\(format)")
@@ -142,7 +166,10 @@ struct WalletTickTests {
 
     @Test func untrustedValuesArriveExactlyAsStoredInValidJSON() throws {
         let nasty = "Quote \" backslash \\ newline \n tab \t emoji 🎉 RTL שלום عربي </script> {{x}} \u{1}"
-        let data = try String(decoding: JSONSerialization.data(withJSONObject: ["holder_name": nasty, "note": "a\"},\"injected\":true,\"x\":{\""]), as: UTF8.self)
+        let data = try String(
+            decoding: JSONSerialization.data(withJSONObject: [
+                "holder_name": nasty, "note": "a\"},\"injected\":true,\"x\":{\"",
+            ]), as: UTF8.self)
         try withWalletSetup { fixture, http, env in
             let job = try fixture.walletJob(company: 1, cards: [(77, "goo gle/..&?x=1", data)])
             let result = try runFanout(["wallet:process-jobs"], environment: env)
@@ -163,10 +190,12 @@ struct WalletTickTests {
 
     @Test func headerWithALineBreakFailsTheItem() throws {
         try withWalletSetup { fixture, http, env in
-            let job = try fixture.walletJob(company: 1, template: "header", cards: [
-                (1, "apple", #"{"note": "fine"}"#),
-                (2, "apple", #"{"note": "evil\r\nX-Injected: yes"}"#),
-            ])
+            let job = try fixture.walletJob(
+                company: 1, template: "header",
+                cards: [
+                    (1, "apple", #"{"note": "fine"}"#),
+                    (2, "apple", #"{"note": "evil\r\nX-Injected: yes"}"#),
+                ])
             let result = try runFanout(["wallet:process-jobs"], environment: env)
             #expect(result.status == 0, "\(result.stderr)")
             let items = try fixture.walletItems(job: job)
@@ -180,13 +209,15 @@ struct WalletTickTests {
     @Test func statusesAreClassified() throws {
         try withWalletSetup { fixture, _, env in
             let key = UUID().uuidString.prefix(8)
-            let job = try fixture.walletJob(company: 1, template: "route", cards: [
-                (1, nil, #"{"path": "status/404"}"#),
-                (2, nil, "{\"path\": \"flaky/\(key)/1\"}"),
-                (3, nil, "{\"path\": \"retry-after/\(key)/3\"}"),
-                (4, nil, #"{"path": "slow/5"}"#),
-                (5, nil, #"{"path": "status/201"}"#),
-            ])
+            let job = try fixture.walletJob(
+                company: 1, template: "route",
+                cards: [
+                    (1, nil, #"{"path": "status/404"}"#),
+                    (2, nil, "{\"path\": \"flaky/\(key)/1\"}"),
+                    (3, nil, "{\"path\": \"retry-after/\(key)/3\"}"),
+                    (4, nil, #"{"path": "slow/5"}"#),
+                    (5, nil, #"{"path": "status/201"}"#),
+                ])
             let first = try runFanout(["wallet:process-jobs", "--retry-backoff", "0s"], environment: env)
             #expect(first.status == 0, "\(first.stderr)")
             var items = try fixture.walletItems(job: job)
@@ -199,7 +230,9 @@ struct WalletTickTests {
             #expect(items[2].status == "pending")
             #expect(items[2].httpStatus == 429)
             #expect(items[3].status == "pending")
-            #expect(items[3].reason?.lowercased().contains("timeout") == true || items[3].reason?.lowercased().contains("timed out") == true)
+            #expect(
+                items[3].reason?.lowercased().contains("timeout") == true
+                    || items[3].reason?.lowercased().contains("timed out") == true)
             #expect(items[4].status == "completed")
             // The 429's next attempt waits its Retry-After (3 s) from when it was sent; the 500's
             // does not wait (backoff 0s). (Outcomes are written as they arrive, so this is read
@@ -226,8 +259,13 @@ struct WalletTickTests {
     @Test func eightTicksAtOnceSendEachItemOnce() throws {
         try withWalletSetup { fixture, http, env in
             let job = try fixture.walletJob(company: 1, count: 120)
-            let outputs = (0..<8).map { TestEnvironment.scratchDirectory.appendingPathComponent("wallet-overlap-\($0)-\(UUID().uuidString)") }
-            let children = try outputs.map { try startFanout(["wallet:process-jobs", "--batch-size", "30", "--until-done"], environment: env, output: $0) }
+            let outputs = (0..<8).map {
+                TestEnvironment.scratchDirectory.appendingPathComponent("wallet-overlap-\($0)-\(UUID().uuidString)")
+            }
+            let children = try outputs.map {
+                try startFanout(
+                    ["wallet:process-jobs", "--batch-size", "30", "--until-done"], environment: env, output: $0)
+            }
             for child in children { #expect(child.wait() == 0) }
             let paths = try collected(http).compactMap { $0["path"] as? String }
             #expect(paths.count == 120)
@@ -243,9 +281,12 @@ struct WalletTickTests {
             slow["FANOUT_HTTP_TIMEOUT"] = "10"
             let job = try fixture.walletJob(company: 1, count: 300)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("wallet-cancel-\(UUID().uuidString)")
-            let child = try startFanout(["wallet:process-jobs", "--batch-size", "300", "--rate", "40/s"], environment: slow, output: output)
+            let child = try startFanout(
+                ["wallet:process-jobs", "--batch-size", "300", "--rate", "40/s"], environment: slow, output: output)
             #expect(waitUntil(seconds: 20) { ((try? collected(http).count) ?? 0) >= 10 })
-            try fixture.db.execute("UPDATE bulk_wallet_api_jobs SET status = 'cancelled', reason = 'Campaign withdrawn' WHERE id = ?", [job])
+            try fixture.db.execute(
+                "UPDATE bulk_wallet_api_jobs SET status = 'cancelled', reason = 'Campaign withdrawn' WHERE id = ?",
+                [job])
             #expect(child.wait() == 0)
             let afterCancel = try collected(http).count
             let counts = try fixture.walletCounts(job: job)
@@ -253,7 +294,10 @@ struct WalletTickTests {
             #expect((counts["completed"] ?? 0) + (counts["cancelled"] ?? 0) == 300)
             // At 40 requests/s, a second is at most ~40 more requests after the commit.
             #expect(afterCancel < 10 + 40 + 60)
-            #expect(try fixture.walletItems(job: job).filter { $0.status == "cancelled" }.allSatisfy { $0.reason == "Campaign withdrawn" })
+            #expect(
+                try fixture.walletItems(job: job).filter { $0.status == "cancelled" }.allSatisfy {
+                    $0.reason == "Campaign withdrawn"
+                })
             #expect(try fixture.walletCountersMatchItems(job: job))
         }
     }
@@ -262,7 +306,8 @@ struct WalletTickTests {
         try withWalletSetup { fixture, http, env in
             let job = try fixture.walletJob(company: 1, count: 200)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("wallet-kill-\(UUID().uuidString)")
-            let child = try startFanout(["wallet:process-jobs", "--batch-size", "200", "--rate", "100/s"], environment: env, output: output)
+            let child = try startFanout(
+                ["wallet:process-jobs", "--batch-size", "200", "--rate", "100/s"], environment: env, output: output)
             #expect(waitUntil(seconds: 20) { ((try? collected(http).count) ?? 0) >= 20 })
             child.signal(SIGKILL)
             child.wait()
@@ -270,7 +315,8 @@ struct WalletTickTests {
             #expect(inFlight > 0)
             Thread.sleep(forTimeInterval: 2.2)
             for _ in 0..<4 {
-                _ = try runFanout(["wallet:process-jobs", "--batch-size", "200", "--stuck-after", "2s"], environment: env)
+                _ = try runFanout(
+                    ["wallet:process-jobs", "--batch-size", "200", "--stuck-after", "2s"], environment: env)
                 if try fixture.walletJobRow(job).status == "completed" { break }
             }
             #expect(try fixture.walletCounts(job: job) == ["completed": 200])
@@ -284,7 +330,8 @@ struct WalletTickTests {
     @Test func selfSignedServerIsRejectedUnlessItsCertificateIsTrusted() throws {
         try withTestDatabase { database, db in
             let fixture = try JobFixture(database: database, db: db)
-            let job = try fixture.walletJob(company: 1, template: "route", cards: [(1, nil, #"{"path": "status/200"}"#)])
+            let job = try fixture.walletJob(
+                company: 1, template: "route", cards: [(1, nil, #"{"path": "status/200"}"#)])
             var env = database.environment
             env["FANOUT_TEMPLATES"] = try makeWalletTemplates().path
             env["WALLET_BASE_URL"] = TestEnvironment.httpsURL
@@ -315,10 +362,12 @@ struct WalletTickTests {
         try withWalletSetup { fixture, http, env in
             let job = try fixture.walletJob(company: 1, count: 150)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("wallet-stop-\(UUID().uuidString)")
-            let stopped = try startFanout(["wallet:process-jobs", "--batch-size", "150", "--rate", "50/s"], environment: env, output: output)
+            let stopped = try startFanout(
+                ["wallet:process-jobs", "--batch-size", "150", "--rate", "50/s"], environment: env, output: output)
             #expect(waitUntil(seconds: 20) { ((try? collected(http).count) ?? 0) >= 10 })
             let rows = try fixture.walletStopTakeOverResume(job: job, paused: stopped) {
-                let result = try runFanout(["wallet:process-jobs", "--batch-size", "150", "--stuck-after", "2s"], environment: env)
+                let result = try runFanout(
+                    ["wallet:process-jobs", "--batch-size", "150", "--stuck-after", "2s"], environment: env)
                 #expect(result.status == 0, "\(result.stderr)")
             }
             #expect(try fixture.walletJobRow(job).status == "completed")

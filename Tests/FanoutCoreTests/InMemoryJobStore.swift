@@ -83,7 +83,8 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     func countersMatch(_ job: UInt64) -> Bool {
         let all = items(of: job)
         let j = jobs[job]!
-        return j.total == all.count && j.processed == all.filter { $0.status.isTerminal }.count && j.failed == all.filter { $0.status == .failed }.count
+        return j.total == all.count && j.processed == all.filter { $0.status.isTerminal }.count
+            && j.failed == all.filter { $0.status == .failed }.count
     }
 
     private func key(_ kind: JobKind, _ company: UInt64) -> String { "\(kind.rawValue):\(company)" }
@@ -112,30 +113,36 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
             case let (x?, y?): return x == y ? a.record.id < b.record.id : x < y
             }
         }
-        return finalise.sorted { $0.job.id < $1.job.id } + ordered.map { job in
-            var record = job.record
-            if let started = job.startedAt { record.lastProgressAt = max(job.lastProgressAt ?? started, started) }
-            let lease = leases[key(kind, record.companyID)]
-            let holder = lease?.owner == nil ? nil : LeaseHolder(since: lease!.acquired, heartbeat: lease!.heartbeat)
-            return CompanyWork(companyID: record.companyID, job: record, holder: holder)
-        }
+        return finalise.sorted { $0.job.id < $1.job.id }
+            + ordered.map { job in
+                var record = job.record
+                if let started = job.startedAt { record.lastProgressAt = max(job.lastProgressAt ?? started, started) }
+                let lease = leases[key(kind, record.companyID)]
+                let holder =
+                    lease?.owner == nil ? nil : LeaseHolder(since: lease!.acquired, heartbeat: lease!.heartbeat)
+                return CompanyWork(companyID: record.companyID, job: record, holder: holder)
+            }
     }
 
-    func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws -> Lease? {
+    func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws
+        -> Lease?
+    {
         let k = key(kind, companyID)
         guard let row = leases[k], let holder = row.owner else {
             let previous = leases[k]
-            leases[k] = LeaseRow(owner: owner, heartbeat: clock, acquired: clock, servedAt: previous?.servedAt,
-                                 prevOwner: previous?.prevOwner, prevHandedThrough: previous?.prevHandedThrough ?? 0)
+            leases[k] = LeaseRow(
+                owner: owner, heartbeat: clock, acquired: clock, servedAt: previous?.servedAt,
+                prevOwner: previous?.prevOwner, prevHandedThrough: previous?.prevHandedThrough ?? 0)
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: previous?.prevOwner != nil)
         }
         if holder != owner && (force || clock.timeIntervalSince(row.heartbeat) > stuckAfter.seconds) {
-            leases[k] = LeaseRow(owner: owner, heartbeat: clock, acquired: clock, servedAt: row.servedAt, prevOwner: holder, prevHandedThrough: row.handedThrough)
+            leases[k] = LeaseRow(
+                owner: owner, heartbeat: clock, acquired: clock, servedAt: row.servedAt, prevOwner: holder,
+                prevHandedThrough: row.handedThrough)
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: true)
         }
         return nil
     }
-
 
     func resolveInDoubt(_ job: JobRecord, lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int {
         guard holds(lease) else { return 0 }
@@ -184,7 +191,10 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
             items[item.id]!.claimedBy = lease.owner
             if jobs[job.id]!.record.status == .pending { jobs[job.id]!.record.status = .processing }
             if jobs[job.id]!.startedAt == nil { jobs[job.id]!.startedAt = clock }
-            claimed.append(WorkItem(id: item.id, jobID: job.id, attempts: item.attempts, email: "i\(item.id)@example.test", inDoubt: item.inDoubt))
+            claimed.append(
+                WorkItem(
+                    id: item.id, jobID: job.id, attempts: item.attempts, email: "i\(item.id)@example.test",
+                    inDoubt: item.inDoubt))
         }
         return claimed
     }
@@ -198,10 +208,12 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         }
         guard holds(lease) else { return .lost }
         leases[key(lease.kind, lease.companyID)]!.heartbeat = clock
-        leases[key(lease.kind, lease.companyID)]!.handedThrough = max(leases[key(lease.kind, lease.companyID)]!.handedThrough, handedThrough)
+        leases[key(lease.kind, lease.companyID)]!.handedThrough = max(
+            leases[key(lease.kind, lease.companyID)]!.handedThrough, handedThrough)
         for update in updates {
             guard var item = items[update.itemID], item.claimedBy == lease.owner,
-                  item.status == .processing || item.status == .cancelled else { continue }
+                item.status == .processing || item.status == .cancelled
+            else { continue }
             let delivered = update.status == job.kind.deliveredStatus
             if item.status == .cancelled && !delivered {
                 item.claimedBy = nil
@@ -224,7 +236,8 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     }
 
     func unclaim(job: JobRecord, lease: Lease) throws {
-        for id in items(of: job.id).map(\.id) where items[id]?.status == .processing && items[id]?.claimedBy == lease.owner {
+        for id in items(of: job.id).map(\.id)
+        where items[id]?.status == .processing && items[id]?.claimedBy == lease.owner {
             items[id]!.status = .pending
             items[id]!.claimedBy = nil
         }
@@ -269,7 +282,6 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         leases[k]!.owner = nil
         leases[k]!.servedAt = clock
     }
-
 
     func recordTick(_ summary: TickSummary, owner: String) throws { ticks.append(summary.startedAt) }
 }

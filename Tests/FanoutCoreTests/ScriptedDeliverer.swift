@@ -16,7 +16,9 @@ final class ScriptedDeliverer: Deliverer, @unchecked Sendable {
     private(set) var attempted = 0
 
     func prepare(_ job: JobRecord) throws(JobFailure) {
-        if brokenTemplates.contains(job.template) { throw JobFailure(reason: "Template '\(job.template)' cannot be used: broken") }
+        if brokenTemplates.contains(job.template) {
+            throw JobFailure(reason: "Template '\(job.template)' cannot be used: broken")
+        }
     }
 
     func deliver(_ job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
@@ -41,7 +43,10 @@ final class ScriptedDeliverer: Deliverer, @unchecked Sendable {
             case .fail(let code):
                 control.report(ItemOutcome(itemID: item.id, result: .failed, code: code, detail: "\(code) refused"))
             case .transient(let code, let retryAfter):
-                control.report(ItemOutcome(itemID: item.id, result: .transient(retryAfter: retryAfter), code: code, detail: "\(code) later"))
+                control.report(
+                    ItemOutcome(
+                        itemID: item.id, result: .transient(retryAfter: retryAfter), code: code, detail: "\(code) later"
+                    ))
             }
         }
     }

@@ -8,14 +8,21 @@ struct TickTests {
     let store = InMemoryJobStore()
     let deliverer = ScriptedDeliverer()
 
-    func policy(_ kind: JobKind = .email, batch: Int? = nil, maxAttempts: Int = 5, inDoubt: InDoubtPolicy = .atLeastOnce, inactiveAfter: Duration = .seconds(1800), maxTime: Duration = .seconds(50), claimSlice: Int = 100) -> TickPolicy {
-        TickPolicy(kind: kind, batchSize: batch, maxTime: maxTime, inactiveAfter: inactiveAfter, stuckAfter: .seconds(600), maxAttempts: maxAttempts, checkInterval: .zero, claimSlice: claimSlice, maxClaimSlice: 8, inDoubt: inDoubt)
+    func policy(
+        _ kind: JobKind = .email, batch: Int? = nil, maxAttempts: Int = 5, inDoubt: InDoubtPolicy = .atLeastOnce,
+        inactiveAfter: Duration = .seconds(1800), maxTime: Duration = .seconds(50), claimSlice: Int = 100
+    ) -> TickPolicy {
+        TickPolicy(
+            kind: kind, batchSize: batch, maxTime: maxTime, inactiveAfter: inactiveAfter, stuckAfter: .seconds(600),
+            maxAttempts: maxAttempts, checkInterval: .zero, claimSlice: claimSlice, maxClaimSlice: 8, inDoubt: inDoubt)
     }
 
     @discardableResult
-    func tick(_ policy: TickPolicy? = nil, owner: String = "tick-\(UUID().uuidString.prefix(6))") throws -> TickSummary {
+    func tick(_ policy: TickPolicy? = nil, owner: String = "tick-\(UUID().uuidString.prefix(6))") throws -> TickSummary
+    {
         let policy = policy ?? self.policy()
-        return try Tick(policy: policy, store: store, deliverer: deliverer, owner: owner, logger: Logger(label: "test")).run()
+        return try Tick(policy: policy, store: store, deliverer: deliverer, owner: owner, logger: Logger(label: "test"))
+            .run()
     }
 
     @Test func emailBatchesOfFiftyThenOfSeven() throws {
@@ -184,7 +191,9 @@ struct TickTests {
         let summary = try tick()
         #expect(summary.unavailable == "server gone")
         #expect(store.counts(job) == [.sent: 3, .pending: 7])
-        #expect(store.items(of: job).filter { $0.status == .pending }.allSatisfy { $0.attempts == 0 && $0.claimedBy == nil })
+        #expect(
+            store.items(of: job).filter { $0.status == .pending }.allSatisfy { $0.attempts == 0 && $0.claimedBy == nil }
+        )
         #expect(store.countersMatch(job))
     }
 
@@ -284,7 +293,8 @@ struct TickTests {
         store.jobs[job]!.record.status = .processing
         store.jobs[job]!.startedAt = store.clock
         store.advanceClock(3600)
-        store.leases["email:1"] = .init(owner: "fresh", heartbeat: store.clock, acquired: store.clock.addingTimeInterval(-60), servedAt: nil)
+        store.leases["email:1"] = .init(
+            owner: "fresh", heartbeat: store.clock, acquired: store.clock.addingTimeInterval(-60), servedAt: nil)
         #expect(try tick().busy == 1)
         #expect(store.status(job) == .processing)
     }

@@ -9,20 +9,27 @@ struct EmailCompositionTests {
         let folder = TestEnvironment.makeTemporaryDirectory("tpl")
         let directory = folder.appendingPathComponent("email/t")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        for (name, text) in files { try text.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8) }
+        for (name, text) in files {
+            try text.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
         return try EmailTemplate.load(name: "t", folder: folder.path)
     }
 
-    static var context: [String: Any] { [
-        "name": "Zoë <b>&\"'", "code": Int64(42), "ratio": 2.5, "vip": true,
-        "job": ["id": UInt64(7), "company_id": UInt64(3)] as [String: Any],
-        "tags": ["a", "b"],
-    ] }
+    static var context: [String: Any] {
+        [
+            "name": "Zoë <b>&\"'", "code": Int64(42), "ratio": 2.5, "vip": true,
+            "job": ["id": UInt64(7), "company_id": UInt64(3)] as [String: Any],
+            "tags": ["a", "b"],
+        ]
+    }
 
     /// Flat sources take the fast path (checked, so the comparison is not swift-mustache against
     /// itself); one with sections shows the choice of path changes nothing either.
     @Test(arguments: [
-        ("Hi {{name}}, {{{name}}} / {{&name}} #{{code}} {{ratio}} {{vip}} {{job.id}}/{{job.company_id}} [{{missing}}] {{! comment }}", true),
+        (
+            "Hi {{name}}, {{{name}}} / {{&name}} #{{code}} {{ratio}} {{vip}} {{job.id}}/{{job.company_id}} [{{missing}}] {{! comment }}",
+            true
+        ),
         ("{{ name }}{{job.id}}-{{ratio}}<{{{vip}}}> {{nested.none}}{{code}}", true),
         ("{{#vip}}VIP {{name}}{{/vip}}{{^vip}}no{{/vip}} {{#tags}}<{{.}}>{{/tags}}", false),
     ])
@@ -36,11 +43,17 @@ struct EmailCompositionTests {
     }
 
     @Test func variablesLookedUpByPathRenderAsTheirDictionary() throws {
-        let source = "{{email}}|{{name}}|{{job.id}}|{{job.company_id}}|{{job.nope}}|{{job.id.x}}|{{item}}|{{item.id}}|{{item.id.x}}|{{code}}|{{nested.a}}|{{nested.a.b}}|{{nested}}|{{missing}}|{{email.x}}|{{flag}}|{{ratio}}"
-        let template = try Self.template(["subject.mustache": source, "html.mustache": source, "text.mustache": "{{#flag}}slow path {{name}}{{/flag}}"])
+        let source =
+            "{{email}}|{{name}}|{{job.id}}|{{job.company_id}}|{{job.nope}}|{{job.id.x}}|{{item}}|{{item.id}}|{{item.id.x}}|{{code}}|{{nested.a}}|{{nested.a.b}}|{{nested}}|{{missing}}|{{email.x}}|{{flag}}|{{ratio}}"
+        let template = try Self.template([
+            "subject.mustache": source, "html.mustache": source,
+            "text.mustache": "{{#flag}}slow path {{name}}{{/flag}}",
+        ])
         // The data's own "email" and "name" lose to the item's columns, as in the dictionary.
         let variables = try EmailContext.variables(
-            email: "b@example.test", name: "<B>", dataJSON: #"{"email": "data@x.test", "name": "N", "code": 7, "nested": {"a": "deep"}, "flag": true, "ratio": 0.5}"#,
+            email: "b@example.test", name: "<B>",
+            dataJSON:
+                #"{"email": "data@x.test", "name": "N", "code": 7, "nested": {"a": "deep"}, "flag": true, "ratio": 0.5}"#,
             jobID: 9, companyID: 3, itemID: 8
         )
         let direct = template.render(variables)
@@ -52,13 +65,20 @@ struct EmailCompositionTests {
     }
 
     @Test func partsThatRenderToNothingAreEmpty() throws {
-        let template = try Self.template(["subject.mustache": "{{missing}}", "html.mustache": "{{missing}}", "text.mustache": ""])
-        let rendered = template.render(try EmailContext.variables(email: "b@example.test", name: nil, dataJSON: nil, jobID: 1, companyID: 1, itemID: 1))
+        let template = try Self.template([
+            "subject.mustache": "{{missing}}", "html.mustache": "{{missing}}", "text.mustache": "",
+        ])
+        let rendered = template.render(
+            try EmailContext.variables(
+                email: "b@example.test", name: nil, dataJSON: nil, jobID: 1, companyID: 1, itemID: 1))
         #expect(rendered == RenderedEmail(subject: "", htmlBytes: [], textBytes: []))
     }
 
     @Test func escapingByPart() throws {
-        let template = try Self.template(["subject.mustache": "Hello {{name}}\r\nBcc: x@y.test", "html.mustache": "<p>{{name}}</p>", "text.mustache": "{{name}}"])
+        let template = try Self.template([
+            "subject.mustache": "Hello {{name}}\r\nBcc: x@y.test", "html.mustache": "<p>{{name}}</p>",
+            "text.mustache": "{{name}}",
+        ])
         let rendered = template.render(["name": "<b>Bob</b>\nBcc: victim@example.test"])
         #expect(rendered.html == "<p>&lt;b&gt;Bob&lt;/b&gt;\nBcc: victim@example.test</p>")
         #expect(rendered.text == "<b>Bob</b>\nBcc: victim@example.test")
@@ -81,14 +101,19 @@ struct EmailCompositionTests {
             {{#nested}}<s>{{deep}}</s>{{/nested}}
             """
         let template = try Self.template(["subject.mustache": "s", "html.mustache": html])
-        let rendered = template.render([
-            "name": hostile, "vip": true, "tags": [hostile, "plain"], "nested": ["deep": hostile] as [String: Any],
-        ] as [String: Any]).html ?? ""
+        let rendered =
+            template.render(
+                [
+                    "name": hostile, "vip": true, "tags": [hostile, "plain"],
+                    "nested": ["deep": hostile] as [String: Any],
+                ] as [String: Any]
+            ).html ?? ""
         let e = escaped
-        #expect(rendered == """
-            <a title="\(e)">\(e)</a><b title="\(e)">\(e)</b><i title='\(e)'>\(e)</i>\
-            <u title="\(e)">\(e)</u><u title="plain">plain</u><s>\(e)</s>
-            """)
+        #expect(
+            rendered == """
+                <a title="\(e)">\(e)</a><b title="\(e)">\(e)</b><i title='\(e)'>\(e)</i>\
+                <u title="\(e)">\(e)</u><u title="plain">plain</u><s>\(e)</s>
+                """)
         #expect(!rendered.contains("<script"))
         let quoteWithMark = "\"\u{301}"
         #expect(!rendered.contains(quoteWithMark), "no quote reaches the page with a combining mark on it")
@@ -103,7 +128,9 @@ struct EmailCompositionTests {
         #expect(noSubject?.description.contains("subject.mustache") == true)
         let noBody = #expect(throws: TemplateError.self) { try Self.template(["subject.mustache": "x"]) }
         #expect(noBody?.description.contains("neither") == true)
-        let broken = #expect(throws: TemplateError.self) { try Self.template(["subject.mustache": "x", "html.mustache": "{{#a}}open"]) }
+        let broken = #expect(throws: TemplateError.self) {
+            try Self.template(["subject.mustache": "x", "html.mustache": "{{#a}}open"])
+        }
         #expect(broken?.description.contains("html.mustache does not parse") == true)
     }
 
@@ -121,10 +148,12 @@ struct EmailCompositionTests {
         if kind == "folder" {
             try FileManager.default.createDirectory(at: html, withIntermediateDirectories: false)
         } else {
-            try FileManager.default.createSymbolicLink(atPath: html.path, withDestinationPath: "/nonexistent/html.mustache")
+            try FileManager.default.createSymbolicLink(
+                atPath: html.path, withDestinationPath: "/nonexistent/html.mustache")
         }
         let error = #expect(throws: TemplateError.self) { try EmailTemplate.load(name: "t", folder: folder.path) }
-        #expect(error?.description.contains("email/t/html.mustache cannot be read") == true, "\(String(describing: error))")
+        #expect(
+            error?.description.contains("email/t/html.mustache cannot be read") == true, "\(String(describing: error))")
     }
 
     @Test(arguments: [
@@ -134,7 +163,8 @@ struct EmailCompositionTests {
         ("a@x-.test", false), ("a@example.test.", false), ("no-at.example.test", false), ("a@@example.test", false),
         (String(repeating: "l", count: 65) + "@example.test", false), ("zoë@example.test", false),
         ("a@example.test\r\nBcc: v@example.test", false), ("a@example.test>", false), ("<a@example.test", false),
-        ("a,b@example.test", false), ("a b@example.test", false), ("a@exa mple.test", false), ("a\0@example.test", false),
+        ("a,b@example.test", false), ("a b@example.test", false), ("a@exa mple.test", false),
+        ("a\0@example.test", false),
         ("", false), ("a@[999.1.1.1]", false),
     ])
     func addressChecks(address: String, valid: Bool) {
@@ -156,18 +186,23 @@ struct EmailCompositionTests {
         )
         let message = String(decoding: bytes, as: UTF8.self)
         let header = message.components(separatedBy: "\r\n\r\n")[0]
-        let names = header.components(separatedBy: "\r\n").filter { !$0.hasPrefix(" ") }.map { String($0.prefix { $0 != ":" }) }
+        let names = header.components(separatedBy: "\r\n").filter { !$0.hasPrefix(" ") }.map {
+            String($0.prefix { $0 != ":" })
+        }
         #expect(names == ["Date", "From", "To", "Subject", "Message-ID", "MIME-Version", "Content-Type"])
         #expect(header.contains("Date: Thu, 1 Jan 1970 00:00:00 +0000"))
         #expect(header.contains("Message-ID: <fanout.email.1.2@example.test>"))
         #expect(header.components(separatedBy: "\r\n").allSatisfy { $0.utf8.count <= 998 })
         // The encoded words decode back to the original, line breaks turned into spaces.
-        let subjectLines = header.components(separatedBy: "\r\n").drop { !$0.hasPrefix("Subject:") }.prefix { $0.hasPrefix("Subject:") || $0.hasPrefix(" ") }
-        let decoded = subjectLines.joined().replacingOccurrences(of: "Subject: ", with: "").components(separatedBy: " ").map { word -> String in
-            guard word.hasPrefix("=?UTF-8?B?"), word.hasSuffix("?=") else { return word }
-            let payload = String(word.dropFirst(10).dropLast(2))
-            return String(decoding: Data(base64Encoded: payload)!, as: UTF8.self)
-        }.joined()
+        let subjectLines = header.components(separatedBy: "\r\n").drop { !$0.hasPrefix("Subject:") }.prefix {
+            $0.hasPrefix("Subject:") || $0.hasPrefix(" ")
+        }
+        let decoded = subjectLines.joined().replacingOccurrences(of: "Subject: ", with: "").components(separatedBy: " ")
+            .map { word -> String in
+                guard word.hasPrefix("=?UTF-8?B?"), word.hasSuffix("?=") else { return word }
+                let payload = String(word.dropFirst(10).dropLast(2))
+                return String(decoding: Data(base64Encoded: payload)!, as: UTF8.self)
+            }.joined()
         #expect(decoded.hasPrefix("Grüße 🎉   Bcc: victim2@example.test long words"))
         #expect(message.contains("Content-Type: multipart/alternative"))
         #expect(message.contains("--=_fanout_"))
@@ -175,7 +210,9 @@ struct EmailCompositionTests {
 
     @Test func quotedPrintableKeepsLinesShortAndRoundTrips() throws {
         let body = String(repeating: "é and = and trailing space ", count: 400) + "\n.dot line\r\nlast \t"
-        let bytes = MIMEMessage.build(from: Mailbox(address: "a@example.test"), to: Mailbox(address: "b@example.test"), subject: "s", text: body, html: nil, messageID: "<m@example.test>", date: Date())
+        let bytes = MIMEMessage.build(
+            from: Mailbox(address: "a@example.test"), to: Mailbox(address: "b@example.test"), subject: "s", text: body,
+            html: nil, messageID: "<m@example.test>", date: Date())
         let message = String(decoding: bytes, as: UTF8.self)
         let encoded = message.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
         #expect(encoded.components(separatedBy: "\r\n").allSatisfy { $0.utf8.count <= 76 })
@@ -185,7 +222,9 @@ struct EmailCompositionTests {
         let raw = Array(encoded.replacingOccurrences(of: "=\r\n", with: "").utf8)
         var i = 0
         while i < raw.count {
-            if raw[i] == UInt8(ascii: "="), i + 2 < raw.count, let value = UInt8(String(decoding: raw[(i + 1)...(i + 2)], as: UTF8.self), radix: 16) {
+            if raw[i] == UInt8(ascii: "="), i + 2 < raw.count,
+                let value = UInt8(String(decoding: raw[(i + 1)...(i + 2)], as: UTF8.self), radix: 16)
+            {
                 decoded.append(value)
                 i += 3
             } else {
@@ -193,7 +232,8 @@ struct EmailCompositionTests {
                 i += 1
             }
         }
-        let expected = body.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\n", with: "\r\n") + "\r\n"
+        let expected =
+            body.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\n", with: "\r\n") + "\r\n"
         #expect(String(decoding: decoded, as: UTF8.self) == expected)
     }
 
@@ -243,7 +283,9 @@ struct EmailCompositionTests {
     @Test func quotedPrintableMatchesAByteByByteEncoder() {
         // Lines around the 75-character limit, from an alphabet of every kind of byte the
         // encoder treats apart; a fixed seed, so a failure can be replayed.
-        let alphabet: [[UInt8]] = ["a", "Z", "~", " ", "\t", "=", ".", "\r", "\n", "\r\n", "é", "\u{1}", "\u{7F}"].map { Array($0.utf8) }
+        let alphabet: [[UInt8]] = ["a", "Z", "~", " ", "\t", "=", ".", "\r", "\n", "\r\n", "é", "\u{1}", "\u{7F}"].map {
+            Array($0.utf8)
+        }
         var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
         func next(_ bound: Int) -> Int {
             seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
@@ -276,13 +318,18 @@ struct EmailCompositionTests {
 
     @Test func itemDataMustBeAJSONObject() throws {
         let template = try Self.template(["subject.mustache": "s", "text.mustache": "{{code}}"])
-        let composer = EmailComposer(template: template, from: Mailbox(address: "a@example.test"), messageIDDomain: "example.test")
-        let bad = composer.compose(jobID: 1, companyID: 1, itemID: 1, email: "b@example.test", name: nil, dataJSON: "[1, 2]", date: Date())
+        let composer = EmailComposer(
+            template: template, from: Mailbox(address: "a@example.test"), messageIDDomain: "example.test")
+        let bad = composer.compose(
+            jobID: 1, companyID: 1, itemID: 1, email: "b@example.test", name: nil, dataJSON: "[1, 2]", date: Date())
         guard case .failure(let rejection) = bad else { Issue.record("array data accepted"); return }
         #expect(rejection.reason.contains("not a JSON object"))
-        let broken = composer.compose(jobID: 1, companyID: 1, itemID: 1, email: "b@example.test", name: nil, dataJSON: "{oops", date: Date())
+        let broken = composer.compose(
+            jobID: 1, companyID: 1, itemID: 1, email: "b@example.test", name: nil, dataJSON: "{oops", date: Date())
         guard case .failure = broken else { Issue.record("broken JSON accepted"); return }
-        let good = composer.compose(jobID: 9, companyID: 1, itemID: 8, email: "b@example.test", name: "B", dataJSON: #"{"code": 7, "name": "ignored"}"#, date: Date())
+        let good = composer.compose(
+            jobID: 9, companyID: 1, itemID: 8, email: "b@example.test", name: "B",
+            dataJSON: #"{"code": 7, "name": "ignored"}"#, date: Date())
         let email = try good.get()
         #expect(email.messageID == "<fanout.email.9.8@example.test>")
         #expect(String(decoding: email.bytes, as: UTF8.self).contains("\r\n\r\n7\r\n"))
@@ -292,8 +339,12 @@ struct EmailCompositionTests {
 /// swift-mustache's own rendering of a source, for comparing the fast path against.
 enum MustacheReference {
     static func render(_ source: String, context: [String: Any]) throws -> (html: String, text: String) {
-        let html = try EmailCompositionTests.template(["subject.mustache": "s", "html.mustache": source + "{{#vip}}{{/vip}}"])
-        let text = try EmailCompositionTests.template(["subject.mustache": "s", "text.mustache": source + "{{#vip}}{{/vip}}"])
+        let html = try EmailCompositionTests.template([
+            "subject.mustache": "s", "html.mustache": source + "{{#vip}}{{/vip}}",
+        ])
+        let text = try EmailCompositionTests.template([
+            "subject.mustache": "s", "text.mustache": source + "{{#vip}}{{/vip}}",
+        ])
         // The trailing empty section keeps these off the fast path.
         return (html.render(context).html ?? "", text.render(context).text ?? "")
     }
@@ -333,13 +384,18 @@ struct WalletTemplateTests {
             "name": "Zoë \"q\" \\ / & ? = 🎉 \t", "safe": "plain", "job": ["id": UInt64(3)] as [String: Any],
         ]
         let flat = try Self.load(source)
-        let slow = try Self.load(source.replacingOccurrences(of: "\"job\": \"{{job.id}}\"}", with: "\"job\": \"{{job.id}}\"}{{#x}}{{/x}}")
-            .replacingOccurrences(of: "?q={{name}}", with: "?q={{name}}{{#x}}{{/x}}")
-            .replacingOccurrences(of: "X-Name: {{name}} {{{name}}}", with: "X-Name: {{name}} {{{name}}}{{#x}}{{/x}}"))
+        let slow = try Self.load(
+            source.replacingOccurrences(of: "\"job\": \"{{job.id}}\"}", with: "\"job\": \"{{job.id}}\"}{{#x}}{{/x}}")
+                .replacingOccurrences(of: "?q={{name}}", with: "?q={{name}}{{#x}}{{/x}}")
+                .replacingOccurrences(
+                    of: "X-Name: {{name}} {{{name}}}", with: "X-Name: {{name}} {{{name}}}{{#x}}{{/x}}"))
         let a = try flat.render(context).get()
         let b = try slow.render(context).get()
         #expect(a.url == b.url)
-        #expect(a.url == "https://api.example.test/v1/objects/33%2088.7?q=Zo%C3%AB%20%22q%22%20%5C%20%2F%20%26%20%3F%20%3D%20%F0%9F%8E%89%20%09")
+        #expect(
+            a.url
+                == "https://api.example.test/v1/objects/33%2088.7?q=Zo%C3%AB%20%22q%22%20%5C%20%2F%20%26%20%3F%20%3D%20%F0%9F%8E%89%20%09"
+        )
         #expect(a.body == b.body)
         #expect(a.headers.map(\.value) == b.headers.map(\.value))
         #expect(a.method == "PATCH")
@@ -348,10 +404,15 @@ struct WalletTemplateTests {
     }
 
     @Test func headerLineBreaksAndInvalidJSONFailTheItem() throws {
-        let template = try Self.load("POST https://x.test/a\nX-V: {{v}}\nContent-Type: application/json\n\n{\"n\": {{{raw}}}}")
-        guard case .failure(let header) = template.render(["v": "a\r\nX-Evil: 1", "raw": "1"]) else { Issue.record("header accepted"); return }
+        let template = try Self.load(
+            "POST https://x.test/a\nX-V: {{v}}\nContent-Type: application/json\n\n{\"n\": {{{raw}}}}")
+        guard case .failure(let header) = template.render(["v": "a\r\nX-Evil: 1", "raw": "1"]) else {
+            Issue.record("header accepted"); return
+        }
         #expect(header.reason.contains("line break"))
-        guard case .failure(let json) = template.render(["v": "ok", "raw": "1, \"x\": "]) else { Issue.record("invalid JSON accepted"); return }
+        guard case .failure(let json) = template.render(["v": "ok", "raw": "1, \"x\": "]) else {
+            Issue.record("invalid JSON accepted"); return
+        }
         #expect(json.reason.contains("not valid JSON"))
         #expect(throws: TemplateError.self) { try Self.load("not a request line") }
     }

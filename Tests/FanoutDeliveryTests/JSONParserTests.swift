@@ -3,7 +3,9 @@ import Testing
 
 struct JSONParserTests {
     @Test func valuesAreTheOnesTemplatesRender() throws {
-        let parsed = try JSONParser.parse(#" { "s": "a\"b\\c\/\n\t\u00e9\ud83c\udf89", "i": -42, "big": 9007199254740993, "whole": 3.0, "exp": 1e3, "f": 2.5, "t": true, "n": null, "a": [1, "x", [], {}], "o": {"k": false} } "#)
+        let parsed = try JSONParser.parse(
+            #" { "s": "a\"b\\c\/\n\t\u00e9\ud83c\udf89", "i": -42, "big": 9007199254740993, "whole": 3.0, "exp": 1e3, "f": 2.5, "t": true, "n": null, "a": [1, "x", [], {}], "o": {"k": false} } "#
+        )
         let object = try #require(parsed as? [String: Any])
         #expect(object["s"] as? String == "a\"b\\c/\n\té🎉")
         #expect(object["i"] as? Int64 == -42)
@@ -31,7 +33,9 @@ struct JSONParserTests {
 
     @Test func nestingIsBounded() throws {
         #expect(try JSONParser.parse(String(repeating: "[", count: 500) + String(repeating: "]", count: 500)) is [Any])
-        let error = #expect(throws: JSONSyntaxError.self) { try JSONParser.parse(String(repeating: "[", count: 100_000)) }
+        let error = #expect(throws: JSONSyntaxError.self) {
+            try JSONParser.parse(String(repeating: "[", count: 100_000))
+        }
         #expect(error?.message.contains("nested") == true)
     }
 }

@@ -11,11 +11,14 @@ struct MigratorTests {
 
     @Test func embeddedMigrationsMatchTheFilesInSQL() throws {
         let folder = TestEnvironment.repositoryRoot.appendingPathComponent("sql/migrations")
-        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".sql") }.sorted()
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".sql") }
+            .sorted()
         #expect(files == Migration.all.map(\.file), "run scripts/embed-sql after editing sql/migrations")
         for migration in Migration.all {
             let text = try String(contentsOf: folder.appendingPathComponent(migration.file), encoding: .utf8)
-            #expect(text.trimmingCharacters(in: .newlines) == migration.sql, "\(migration.file) differs from its embedded copy: run scripts/embed-sql")
+            #expect(
+                text.trimmingCharacters(in: .newlines) == migration.sql,
+                "\(migration.file) differs from its embedded copy: run scripts/embed-sql")
         }
     }
 
@@ -34,16 +37,24 @@ struct MigratorTests {
     @Test func freshSchemaHasWhatAClaimNeeds() throws {
         try withTestDatabase { _, db in
             try Migrator(connection: db, logger: logger).migrate()
-            for (table, column) in [("bulk_email_job_items", "bulk_email_job_id"), ("bulk_wallet_api_job_items", "bulk_wallet_api_job_id")] {
+            for (table, column) in [
+                ("bulk_email_job_items", "bulk_email_job_id"), ("bulk_wallet_api_job_items", "bulk_wallet_api_job_id"),
+            ] {
                 let index = try db.query(
                     "SELECT column_name AS c FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? ORDER BY seq_in_index",
                     [table, "\(table)_job_status_id"]
                 ).map { try $0.decode("c", as: String.self) }
                 #expect(index == [column, "status", "id"])
             }
-            let tables = try db.query("SELECT table_name AS t FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1")
-                .map { try $0.decode("t", as: String.self) }
-            #expect(Set(tables).isSuperset(of: ["bulk_email_jobs", "bulk_email_job_items", "bulk_wallet_api_jobs", "bulk_wallet_api_job_items", "fanout_leases", "fanout_ticks", "fanout_migrations"]))
+            let tables = try db.query(
+                "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1"
+            )
+            .map { try $0.decode("t", as: String.self) }
+            #expect(
+                Set(tables).isSuperset(of: [
+                    "bulk_email_jobs", "bulk_email_job_items", "bulk_wallet_api_jobs", "bulk_wallet_api_job_items",
+                    "fanout_leases", "fanout_ticks", "fanout_migrations",
+                ]))
         }
     }
 
@@ -51,7 +62,8 @@ struct MigratorTests {
         try withTestDatabase { _, db in
             // Tables as a host application's own migration might create them: the contract's
             // minimum columns, its own extra column, its own index name, and rows already there.
-            try db.execute("""
+            try db.execute(
+                """
                 CREATE TABLE bulk_email_jobs (
                   id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, company_id BIGINT UNSIGNED NOT NULL,
                   template VARCHAR(191) NOT NULL, status VARCHAR(20) NOT NULL DEFAULT 'pending', reason TEXT NULL,
@@ -111,7 +123,8 @@ struct MigratorTests {
 
     /// Every column and index of every table, as the server describes them.
     func schema(_ db: Connection) throws -> [String] {
-        let tables = try db.query("SELECT table_name AS t FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1")
+        let tables = try db.query(
+            "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1")
         return try tables.map { row in
             let table = try row.decode("t", as: String.self)
             let create = try #require(try db.queryFirst("SHOW CREATE TABLE `\(table)`"))
@@ -136,10 +149,20 @@ struct MigratorTests {
     func dump(_ db: Connection) throws -> [String] {
         var lines: [String] = []
         for table in ["bulk_email_jobs", "bulk_email_job_items", "bulk_wallet_api_jobs", "bulk_wallet_api_job_items"] {
-            let original = try db.query("SELECT column_name AS c FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position", [table])
-                .map { try $0.decode("c", as: String.self) }
-                .filter { !["next_attempt_at", "claimed_by", "claimed_at", "in_doubt", "response_code", "handed_through", "unregistered_at"].contains($0) }
-            for row in try db.query("SELECT \(original.map { "`\($0)`" }.joined(separator: ", ")) FROM `\(table)` ORDER BY id") {
+            let original = try db.query(
+                "SELECT column_name AS c FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position",
+                [table]
+            )
+            .map { try $0.decode("c", as: String.self) }
+            .filter {
+                ![
+                    "next_attempt_at", "claimed_by", "claimed_at", "in_doubt", "response_code", "handed_through",
+                    "unregistered_at",
+                ].contains($0)
+            }
+            for row in try db.query(
+                "SELECT \(original.map { "`\($0)`" }.joined(separator: ", ")) FROM `\(table)` ORDER BY id")
+            {
                 lines.append("\(table): " + row.values.map { "\($0)" }.joined(separator: " | "))
             }
         }

@@ -7,7 +7,8 @@ import TestSupport
 struct ConnectionTests {
     @Test func everyBoundTypeRoundTrips() throws {
         try withTestDatabase { _, db in
-            try db.execute("""
+            try db.execute(
+                """
                 CREATE TABLE t (
                   id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
                   i BIGINT NULL, u BIGINT UNSIGNED NULL, d DOUBLE NULL, s VARCHAR(255) NULL,
@@ -60,7 +61,8 @@ struct ConnectionTests {
         try withTestDatabase { _, db in
             try db.execute("CREATE TABLE t (id INT PRIMARY KEY, j JSON)")
             try db.execute("INSERT INTO t VALUES (1, ?)", [#"{"city": "Zürich 🏔"}"#])
-            let row = try #require(try db.queryFirst("SELECT JSON_VALUE(j, '$.city') AS city, JSON_VALID(j) AS ok FROM t"))
+            let row = try #require(
+                try db.queryFirst("SELECT JSON_VALUE(j, '$.city') AS city, JSON_VALID(j) AS ok FROM t"))
             #expect(try row.decode("city", as: String.self) == "Zürich 🏔")
             #expect(try row.decode("ok", as: Int.self) == 1)
         }

@@ -17,7 +17,10 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Starts `executable` with `arguments` and exactly `environment`, in `directory`, with its
     /// standard output and error written to the given files (created or truncated).
-    public init(_ executable: String, _ arguments: [String], environment: [String: String], directory: String? = nil, stdout: String, stderr: String) throws {
+    public init(
+        _ executable: String, _ arguments: [String], environment: [String: String], directory: String? = nil,
+        stdout: String, stderr: String
+    ) throws {
         var program = executable
         var argv = [executable] + arguments
         if let directory {

@@ -18,7 +18,10 @@ public final class JobFixture: @unchecked Sendable {
     /// Inserts an email job and `count` items `PREFIX-N@example.test` (N from 1), or the given
     /// recipients; returns the job id.
     @discardableResult
-    public func emailJob(company: UInt64, template: String = "plain", count: Int = 0, prefix: String = "user", recipients: [(email: String, name: String?, data: String?)] = [], status: String = "pending") throws -> UInt64 {
+    public func emailJob(
+        company: UInt64, template: String = "plain", count: Int = 0, prefix: String = "user",
+        recipients: [(email: String, name: String?, data: String?)] = [], status: String = "pending"
+    ) throws -> UInt64 {
         let job = try insertJob(.email, company: company, template: template, status: status)
         try insertItems(
             .email, job: job, columns: "email, name, data", count: count,
@@ -40,16 +43,25 @@ public final class JobFixture: @unchecked Sendable {
     }
 
     public func items(job: UInt64) throws -> [Item] {
-        try db.query("SELECT id, email, status, reason, attempts, in_doubt, response_code FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id", [job]).map {
-            Item(id: try $0.decode("id"), email: try $0.decode("email"), status: try $0.decode("status"), reason: try $0.decodeIfPresent("reason"), attempts: try $0.decode("attempts"), inDoubt: try $0.decode("in_doubt"), code: try $0.decodeIfPresent("response_code"))
+        try db.query(
+            "SELECT id, email, status, reason, attempts, in_doubt, response_code FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id",
+            [job]
+        ).map {
+            Item(
+                id: try $0.decode("id"), email: try $0.decode("email"), status: try $0.decode("status"),
+                reason: try $0.decodeIfPresent("reason"), attempts: try $0.decode("attempts"),
+                inDoubt: try $0.decode("in_doubt"), code: try $0.decodeIfPresent("response_code"))
         }
     }
 
     /// The tables of one kind of job, for the helpers both kinds share.
     struct Tables {
         let jobs: String, items: String, fk: String, delivered: String
-        static let email = Tables(jobs: "bulk_email_jobs", items: "bulk_email_job_items", fk: "bulk_email_job_id", delivered: "sent")
-        static let wallet = Tables(jobs: "bulk_wallet_api_jobs", items: "bulk_wallet_api_job_items", fk: "bulk_wallet_api_job_id", delivered: "completed")
+        static let email = Tables(
+            jobs: "bulk_email_jobs", items: "bulk_email_job_items", fk: "bulk_email_job_id", delivered: "sent")
+        static let wallet = Tables(
+            jobs: "bulk_wallet_api_jobs", items: "bulk_wallet_api_job_items", fk: "bulk_wallet_api_job_id",
+            delivered: "completed")
     }
 
     func insertJob(_ tables: Tables, company: UInt64, template: String, status: String) throws -> UInt64 {
@@ -66,7 +78,8 @@ public final class JobFixture: @unchecked Sendable {
     ) throws {
         let insert = "INSERT INTO \(tables.items) (\(tables.fk), \(columns), created_at, updated_at)"
         if count > 0 {
-            try db.execute("\(insert) SELECT ?, \(generated), NOW(), NOW() FROM seq_1_to_\(count)", [job] + generatedParameters)
+            try db.execute(
+                "\(insert) SELECT ?, \(generated), NOW(), NOW() FROM seq_1_to_\(count)", [job] + generatedParameters)
         }
         for row in rows {
             let marks = Array(repeating: "?", count: row.count).joined(separator: ", ")
@@ -99,32 +112,43 @@ public final class JobFixture: @unchecked Sendable {
         return (afterTakeover, try rows(tables, job: job), status)
     }
 
-    public func stopTakeOverResume(job: UInt64, paused: ChildProcess, takeOver: () throws -> Void) throws -> (afterTakeover: [String], afterResume: [String], resumedStatus: Int32) {
+    public func stopTakeOverResume(job: UInt64, paused: ChildProcess, takeOver: () throws -> Void) throws -> (
+        afterTakeover: [String], afterResume: [String], resumedStatus: Int32
+    ) {
         try stopTakeOverResume(.email, job: job, paused: paused, takeOver: takeOver)
     }
 
-    public func walletStopTakeOverResume(job: UInt64, paused: ChildProcess, takeOver: () throws -> Void) throws -> (afterTakeover: [String], afterResume: [String], resumedStatus: Int32) {
+    public func walletStopTakeOverResume(job: UInt64, paused: ChildProcess, takeOver: () throws -> Void) throws -> (
+        afterTakeover: [String], afterResume: [String], resumedStatus: Int32
+    ) {
         try stopTakeOverResume(.wallet, job: job, paused: paused, takeOver: takeOver)
     }
 
     func counts(_ tables: Tables, job: UInt64) throws -> [String: Int] {
         var counts: [String: Int] = [:]
-        for row in try db.query("SELECT status, COUNT(*) AS n FROM \(tables.items) WHERE \(tables.fk) = ? GROUP BY status", [job]) {
+        for row in try db.query(
+            "SELECT status, COUNT(*) AS n FROM \(tables.items) WHERE \(tables.fk) = ? GROUP BY status", [job])
+        {
             counts[try row.decode("status")] = try row.decode("n")
         }
         return counts
     }
 
     func jobRow(_ tables: Tables, id: UInt64) throws -> Job {
-        let row = try db.queryFirst("SELECT status, reason, total_items, processed_items, failed_items FROM \(tables.jobs) WHERE id = ?", [id])!
-        return Job(status: try row.decode("status"), reason: try row.decodeIfPresent("reason"), total: try row.decode("total_items"), processed: try row.decode("processed_items"), failed: try row.decode("failed_items"))
+        let row = try db.queryFirst(
+            "SELECT status, reason, total_items, processed_items, failed_items FROM \(tables.jobs) WHERE id = ?", [id])!
+        return Job(
+            status: try row.decode("status"), reason: try row.decodeIfPresent("reason"),
+            total: try row.decode("total_items"), processed: try row.decode("processed_items"),
+            failed: try row.decode("failed_items"))
     }
 
     func countersMatch(_ tables: Tables, job id: UInt64) throws -> Bool {
         let job = try jobRow(tables, id: id)
         let counts = try counts(tables, job: id)
         let terminal = (counts[tables.delivered] ?? 0) + (counts["failed"] ?? 0) + (counts["cancelled"] ?? 0)
-        return job.total == counts.values.reduce(0, +) && job.processed == terminal && job.failed == (counts["failed"] ?? 0)
+        return job.total == counts.values.reduce(0, +) && job.processed == terminal
+            && job.failed == (counts["failed"] ?? 0)
     }
 
     public func statusCounts(job: UInt64) throws -> [String: Int] { try counts(.email, job: job) }
@@ -149,11 +173,14 @@ public func makeTestTemplates() throws -> URL {
     let plain = folder.appendingPathComponent("email/plain")
     try FileManager.default.createDirectory(at: plain, withIntermediateDirectories: true)
     try "Hello {{name}}".write(to: plain.appendingPathComponent("subject.mustache"), atomically: true, encoding: .utf8)
-    try "Hi {{name}}, your code is {{code}}.\n".write(to: plain.appendingPathComponent("text.mustache"), atomically: true, encoding: .utf8)
-    try "<p>Hi {{name}}, your code is <b>{{code}}</b>.</p>\n".write(to: plain.appendingPathComponent("html.mustache"), atomically: true, encoding: .utf8)
+    try "Hi {{name}}, your code is {{code}}.\n".write(
+        to: plain.appendingPathComponent("text.mustache"), atomically: true, encoding: .utf8)
+    try "<p>Hi {{name}}, your code is <b>{{code}}</b>.</p>\n".write(
+        to: plain.appendingPathComponent("html.mustache"), atomically: true, encoding: .utf8)
     let broken = folder.appendingPathComponent("email/broken")
     try FileManager.default.createDirectory(at: broken, withIntermediateDirectories: true)
-    try "Hello {{#name}}".write(to: broken.appendingPathComponent("subject.mustache"), atomically: true, encoding: .utf8)
+    try "Hello {{#name}}".write(
+        to: broken.appendingPathComponent("subject.mustache"), atomically: true, encoding: .utf8)
     try "text".write(to: broken.appendingPathComponent("text.mustache"), atomically: true, encoding: .utf8)
     return folder
 }
@@ -164,7 +191,8 @@ extension TestServer {
         messageFiles.compactMap { eml -> [String]? in
             let meta = eml.deletingPathExtension().appendingPathExtension("json")
             guard let data = try? Data(contentsOf: meta),
-                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+                let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            else { return nil }
             return object["rcpt_tos"] as? [String]
         }.flatMap { $0 }
     }
@@ -174,11 +202,15 @@ extension JobFixture {
     /// Inserts a wallet job with `count` cards (card_id 1000+N, platform google/apple) or the given
     /// cards; returns the job id.
     @discardableResult
-    public func walletJob(company: UInt64, template: String = "collect", count: Int = 0, cards: [(cardID: UInt64?, platform: String?, data: String?)] = []) throws -> UInt64 {
+    public func walletJob(
+        company: UInt64, template: String = "collect", count: Int = 0,
+        cards: [(cardID: UInt64?, platform: String?, data: String?)] = []
+    ) throws -> UInt64 {
         let job = try insertJob(.wallet, company: company, template: template, status: "pending")
         try insertItems(
             .wallet, job: job, columns: "card_id, platform, data", count: count,
-            generated: "1000 + seq, IF(seq % 2 = 0, 'google', 'apple'), JSON_OBJECT('holder_name', CONCAT('Holder ', seq))",
+            generated:
+                "1000 + seq, IF(seq % 2 = 0, 'google', 'apple'), JSON_OBJECT('holder_name', CONCAT('Holder ', seq))",
             generatedParameters: [], rows: cards.map { [$0.cardID, $0.platform, $0.data] }
         )
         return job
@@ -194,8 +226,14 @@ extension JobFixture {
     }
 
     public func walletItems(job: UInt64) throws -> [WalletItem] {
-        try db.query("SELECT id, status, reason, attempts, http_status, in_doubt FROM bulk_wallet_api_job_items WHERE bulk_wallet_api_job_id = ? ORDER BY id", [job]).map {
-            WalletItem(id: try $0.decode("id"), status: try $0.decode("status"), reason: try $0.decodeIfPresent("reason"), attempts: try $0.decode("attempts"), httpStatus: try $0.decodeIfPresent("http_status"), inDoubt: try $0.decode("in_doubt"))
+        try db.query(
+            "SELECT id, status, reason, attempts, http_status, in_doubt FROM bulk_wallet_api_job_items WHERE bulk_wallet_api_job_id = ? ORDER BY id",
+            [job]
+        ).map {
+            WalletItem(
+                id: try $0.decode("id"), status: try $0.decode("status"), reason: try $0.decodeIfPresent("reason"),
+                attempts: try $0.decode("attempts"), httpStatus: try $0.decodeIfPresent("http_status"),
+                inDoubt: try $0.decode("in_doubt"))
         }
     }
 
@@ -214,24 +252,24 @@ public func makeWalletTemplates(in folder: URL? = nil) throws -> URL {
     let wallet = folder.appendingPathComponent("wallet")
     try FileManager.default.createDirectory(at: wallet, withIntermediateDirectories: true)
     try """
-        POST {{{env.WALLET_BASE_URL}}}/collect/{{card_id}}?platform={{platform}}
-        Content-Type: application/json
-        Idempotency-Key: {{idempotency_key}}
-        Authorization: Bearer {{env.WALLET_TOKEN}}
+    POST {{{env.WALLET_BASE_URL}}}/collect/{{card_id}}?platform={{platform}}
+    Content-Type: application/json
+    Idempotency-Key: {{idempotency_key}}
+    Authorization: Bearer {{env.WALLET_TOKEN}}
 
-        {"card_id": {{card_id}}, "platform": "{{platform}}", "holder": "{{holder_name}}", "note": "{{note}}", "job": {{job.id}}, "item": {{item.id}}}
-        """.write(to: wallet.appendingPathComponent("collect.http.mustache"), atomically: true, encoding: .utf8)
+    {"card_id": {{card_id}}, "platform": "{{platform}}", "holder": "{{holder_name}}", "note": "{{note}}", "job": {{job.id}}, "item": {{item.id}}}
+    """.write(to: wallet.appendingPathComponent("collect.http.mustache"), atomically: true, encoding: .utf8)
     try """
-        POST {{{env.WALLET_BASE_URL}}}/{{{path}}}
-        Content-Type: application/json
+    POST {{{env.WALLET_BASE_URL}}}/{{{path}}}
+    Content-Type: application/json
 
-        {"card_id": {{card_id}}}
-        """.write(to: wallet.appendingPathComponent("route.http.mustache"), atomically: true, encoding: .utf8)
+    {"card_id": {{card_id}}}
+    """.write(to: wallet.appendingPathComponent("route.http.mustache"), atomically: true, encoding: .utf8)
     try """
-        POST {{{env.WALLET_BASE_URL}}}/collect/{{card_id}}
-        X-Note: {{note}}
+    POST {{{env.WALLET_BASE_URL}}}/collect/{{card_id}}
+    X-Note: {{note}}
 
-        plain text body
-        """.write(to: wallet.appendingPathComponent("header.http.mustache"), atomically: true, encoding: .utf8)
+    plain text body
+    """.write(to: wallet.appendingPathComponent("header.http.mustache"), atomically: true, encoding: .utf8)
     return folder
 }

@@ -23,7 +23,9 @@ public func runProcess(
         unlink(stem + ".out")
         unlink(stem + ".err")
     }
-    let child = try ChildProcess(executable.path, arguments, environment: env, directory: currentDirectory?.path, stdout: stem + ".out", stderr: stem + ".err")
+    let child = try ChildProcess(
+        executable.path, arguments, environment: env, directory: currentDirectory?.path, stdout: stem + ".out",
+        stderr: stem + ".err")
     let status = child.wait()
     return ProcessResult(
         status: status,
@@ -33,15 +35,22 @@ public func runProcess(
 }
 
 /// Starts the built `fanout` binary without waiting for it (for kill and SIGSTOP tests).
-public func startFanout(_ arguments: [String], environment: [String: String] = [:], output: URL) throws -> ChildProcess {
+public func startFanout(_ arguments: [String], environment: [String: String] = [:], output: URL) throws -> ChildProcess
+{
     var env = ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin"]
     for (key, value) in environment { env[key] = value }
-    return try ChildProcess(TestEnvironment.fanoutBinary.path, arguments, environment: env, directory: TestEnvironment.repositoryRoot.path, stdout: output.path + ".out", stderr: output.path + ".err")
+    return try ChildProcess(
+        TestEnvironment.fanoutBinary.path, arguments, environment: env, directory: TestEnvironment.repositoryRoot.path,
+        stdout: output.path + ".out", stderr: output.path + ".err")
 }
 
 /// Runs the built `fanout` binary.
-public func runFanout(_ arguments: [String], environment: [String: String] = [:], currentDirectory: URL? = nil) throws -> ProcessResult {
-    try runProcess(TestEnvironment.fanoutBinary, arguments, environment: environment, currentDirectory: currentDirectory ?? TestEnvironment.repositoryRoot)
+public func runFanout(_ arguments: [String], environment: [String: String] = [:], currentDirectory: URL? = nil) throws
+    -> ProcessResult
+{
+    try runProcess(
+        TestEnvironment.fanoutBinary, arguments, environment: environment,
+        currentDirectory: currentDirectory ?? TestEnvironment.repositoryRoot)
 }
 
 /// Polls `condition` every 20 ms until it holds or `seconds` pass. Not a timing assertion: it

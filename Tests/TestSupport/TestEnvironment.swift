@@ -14,11 +14,15 @@ public enum TestEnvironment {
     public static var requireServices: Bool { value("FANOUT_TEST_REQUIRE_SERVICES") == "1" }
 
     /// Whether tests that need MariaDB should run.
-    public static var hasDatabase: Bool { requireServices || value("FANOUT_TEST_DB_PORT") != nil || value("FANOUT_TEST_DB_SOCKET") != nil }
+    public static var hasDatabase: Bool {
+        requireServices || value("FANOUT_TEST_DB_PORT") != nil || value("FANOUT_TEST_DB_SOCKET") != nil
+    }
     /// Whether tests that need the shared SMTP/HTTP test servers should run.
     public static var hasServers: Bool { requireServices || value("FANOUT_TEST_SMTP_PORT") != nil }
     /// Whether tests that start their own servers from `scripts/` should run (python3 + aiosmtpd).
-    public static var canStartServers: Bool { requireServices || FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") }
+    public static var canStartServers: Bool {
+        requireServices || FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
+    }
 
     /// The repository's root folder, found from this file's path.
     public static let repositoryRoot: URL = {
@@ -28,7 +32,8 @@ public enum TestEnvironment {
     }()
 
     public static var scriptsDirectory: URL {
-        value("FANOUT_TEST_SCRIPTS").map { URL(fileURLWithPath: $0) } ?? repositoryRoot.appendingPathComponent("scripts")
+        value("FANOUT_TEST_SCRIPTS").map { URL(fileURLWithPath: $0) }
+            ?? repositoryRoot.appendingPathComponent("scripts")
     }
 
     /// Where tests may write files: `.run/tests` in the repository.

@@ -28,7 +28,8 @@ public final class TestServer: @unchecked Sendable {
         var port = 0
         _ = waitUntil(seconds: 20) {
             if let text = try? String(contentsOf: portFile, encoding: .utf8),
-               let value = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                let value = Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+            {
                 port = value
                 return true
             }
@@ -45,12 +46,16 @@ public final class TestServer: @unchecked Sendable {
 
     /// An SMTP server (`scripts/smtp-server.py`) keeping messages in its own folder.
     public static func smtp(_ extraArguments: [String] = []) throws -> TestServer {
-        try TestServer(script: "smtp-server.py", arguments: ["--host", "127.0.0.1", "--port", "0", "--maildir", "{dir}"] + extraArguments, name: "smtp")
+        try TestServer(
+            script: "smtp-server.py",
+            arguments: ["--host", "127.0.0.1", "--port", "0", "--maildir", "{dir}"] + extraArguments, name: "smtp")
     }
 
     /// An HTTP server (`scripts/http-server.py`) keeping `/collect` requests in its own folder.
     public static func http(_ extraArguments: [String] = []) throws -> TestServer {
-        try TestServer(script: "http-server.py", arguments: ["--host", "127.0.0.1", "--port", "0", "--state", "{dir}"] + extraArguments, name: "http")
+        try TestServer(
+            script: "http-server.py",
+            arguments: ["--host", "127.0.0.1", "--port", "0", "--state", "{dir}"] + extraArguments, name: "http")
     }
 
     deinit { stop() }
