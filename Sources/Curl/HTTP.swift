@@ -87,10 +87,11 @@ public final class HTTPTransfer {
         try tls.apply(to: handle)
         let result = handle.perform()
         if result != CURLE_OK {
+            let origin = url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false).prefix(3)
+                .joined(separator: "/")
             throw CurlError(
                 result, detail: handle.errorDetail,
-                function:
-                    "connect to \(url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false).prefix(3).joined(separator: "/"))"
+                function: "connect to \(origin)"
             )
         }
     }

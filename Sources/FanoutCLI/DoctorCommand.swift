@@ -34,9 +34,8 @@ struct DoctorCommand: ParsableCommand {
             + settings.walletNames
         for name in names {
             guard let value = settings[name] else { print("  \(name) (not set)"); continue }
-            print(
-                "  \(name)=\(Settings.isSecret(name) ? "****" : value)  (from \(settings.source(of: name) ?? "default"))"
-            )
+            let shown = Settings.isSecret(name) ? "****" : value
+            print("  \(name)=\(shown)  (from \(settings.source(of: name) ?? "default"))")
         }
         print("Checks:")
         // Database and schema.
@@ -66,9 +65,10 @@ struct DoctorCommand: ParsableCommand {
                     email.smtp.security == .startTLS ? "STARTTLS" : email.smtp.security == .implicitTLS ? "TLS" : nil,
                     email.smtp.username == nil ? nil : "AUTH",
                 ].compactMap { $0 }
+                let extensions = steps.isEmpty ? "" : ", " + steps.joined(separator: ", ")
                 report(
                     true, "smtp",
-                    "\(email.smtp.host):\(email.smtp.port) EHLO\(steps.isEmpty ? "" : ", " + steps.joined(separator: ", ")) ok; NOOP: \(reply.text)"
+                    "\(email.smtp.host):\(email.smtp.port) EHLO\(extensions) ok; NOOP: \(reply.text)"
                 )
             } catch {
                 report(false, "smtp", CommandFailure(error).message)

@@ -68,7 +68,8 @@ struct EnqueueCommand: ParsableCommand {
         if !bad.isEmpty && !skipInvalid {
             throw UserError(
                 description:
-                    "\(bad.count) bad row\(bad.count == 1 ? "" : "s") in \(path): nothing created (fix them, or use --skip-invalid)"
+                    "\(bad.count) bad row\(bad.count == 1 ? "" : "s") in \(path): "
+                    + "nothing created (fix them, or use --skip-invalid)"
             )
         }
         guard good > 0 else { throw UserError(description: "\(path) has no rows to enqueue") }

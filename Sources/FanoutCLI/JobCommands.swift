@@ -37,7 +37,8 @@ struct CancelCommand: ParsableCommand {
         defer { connection.close() }
         let cancelled = try JobAdmin(connection: connection).cancel(kind: kind, id: jobID, reason: reason)
         print(
-            "Cancelled \(kind.rawValue) job \(jobID): \(cancelled) pending item\(cancelled == 1 ? "" : "s") cancelled; items in flight end when their tick sees it."
+            "Cancelled \(kind.rawValue) job \(jobID): \(cancelled) pending item\(cancelled == 1 ? "" : "s") cancelled; "
+                + "items in flight end when their tick sees it."
         )
     }
 }
@@ -47,7 +48,8 @@ struct RetryCommand: ParsableCommand {
         commandName: "retry",
         abstract: "Put a job's failed items back to pending (attempts kept) for the next tick.",
         discussion:
-            "In-doubt items that were failed (--in-doubt at-most-once) are failed items too. The job goes back to processing and its counters are recounted."
+            "In-doubt items that were failed (--in-doubt at-most-once) are failed items too. "
+            + "The job goes back to processing and its counters are recounted."
     )
 
     @Argument(help: "email or wallet") var kind: JobKind
@@ -59,8 +61,10 @@ struct RetryCommand: ParsableCommand {
         let connection = try openDatabase(settings)
         defer { connection.close() }
         let retried = try JobAdmin(connection: connection).retry(kind: kind, id: jobID, itemIDs: item)
+        let them = retried == 1 ? "it" : "them"
         print(
-            "\(retried) failed item\(retried == 1 ? "" : "s") of \(kind.rawValue) job \(jobID) back to pending; the next tick sends \(retried == 1 ? "it" : "them")."
+            "\(retried) failed item\(retried == 1 ? "" : "s") of \(kind.rawValue) job \(jobID) back to pending; "
+                + "the next tick sends \(them)."
         )
     }
 }

@@ -43,7 +43,8 @@ struct FanoutLogHandler: LogHandler {
             line = "\(time) \(level) \(message)\(fields.isEmpty ? "" : " " + fields)"
         case .json:
             var object =
-                "{\"time\":\(JSONString.quoted(time)),\"level\":\(JSONString.quoted("\(level)")),\"message\":\(JSONString.quoted(message))"
+                "{\"time\":\(JSONString.quoted(time)),\"level\":\(JSONString.quoted("\(level)")),"
+                + "\"message\":\(JSONString.quoted(message))"
             for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
                 object += ",\(JSONString.quoted(key)):\(JSONString.quoted("\(value)"))"
             }
@@ -62,8 +63,9 @@ struct FanoutLogHandler: LogHandler {
             let text = String(value)
             return String(repeating: "0", count: max(0, width - text.count)) + text
         }
-        return
-            "\(pad(time.tm_year + 1900, 4))-\(pad(time.tm_mon + 1))-\(pad(time.tm_mday))T\(pad(time.tm_hour)):\(pad(time.tm_min)):\(pad(time.tm_sec)).\(pad(Int32(now.tv_nsec / 1_000_000), 3))Z"
+        let date = "\(pad(time.tm_year + 1900, 4))-\(pad(time.tm_mon + 1))-\(pad(time.tm_mday))"
+        let milliseconds = pad(Int32(now.tv_nsec / 1_000_000), 3)
+        return "\(date)T\(pad(time.tm_hour)):\(pad(time.tm_min)):\(pad(time.tm_sec)).\(milliseconds)Z"
     }
 }
 

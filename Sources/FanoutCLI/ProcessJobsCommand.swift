@@ -27,7 +27,8 @@ struct TickOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Fail a job when a live tick has held it this long without progress (every delivery hangs); waiting, outages and cron gaps never count.",
+            "Fail a job when a live tick has held it this long without progress (every delivery hangs); "
+                + "waiting, outages and cron gaps never count.",
             valueName: "duration"))
     var inactiveAfter = DurationArgument(argument: "30m")!
 
@@ -51,14 +52,16 @@ struct TickOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Items in flight in a tick that died: deliver again with the same id (at-least-once) or fail them (at-most-once).",
+            "Items in flight in a tick that died: "
+                + "deliver again with the same id (at-least-once) or fail them (at-most-once).",
             valueName: "policy"))
     var inDoubt: InDoubtArgument = .atLeastOnce
 
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Parallel connections to the delivery server (default: 4 SMTP, FANOUT_SMTP_CONNECTIONS; 8 HTTP, FANOUT_HTTP_CONNECTIONS).",
+            "Parallel connections to the delivery server "
+                + "(default: 4 SMTP, FANOUT_SMTP_CONNECTIONS; 8 HTTP, FANOUT_HTTP_CONNECTIONS).",
             valueName: "n"))
     var connections: Int?
 
@@ -240,7 +243,8 @@ enum TickRunner {
             totals.failed += summary.failed
             totals.retrying += summary.retrying
             progress.show(
-                "tick \(totals.ticks): \(totals.delivered) delivered, \(totals.failed) failed, \(totals.retrying) waiting for a retry"
+                "tick \(totals.ticks): \(totals.delivered) delivered, \(totals.failed) failed, "
+                    + "\(totals.retrying) waiting for a retry"
             )
             if summary.leaseLost {
                 throw UserError(

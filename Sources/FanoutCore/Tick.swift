@@ -91,7 +91,8 @@ public final class Tick {
         try resolveInDoubt(lease, job: job, summary: &summary)
         if inactive {
             let reason =
-                "Expired: no progress for \(Self.describe(policy.inactiveAfter)) while a tick held the job (every delivery hung)"
+                "Expired: no progress for \(Self.describe(policy.inactiveAfter)) "
+                + "while a tick held the job (every delivery hung)"
             try store.finish(job, status: .failed, reason: reason, lease: lease)
             summary.jobsFailed += 1
             logger.warning("job expired for inactivity", metadata: metadata(job))

@@ -52,7 +52,8 @@ public struct WalletTemplate: Sendable {
             throw TemplateError(
                 template: name,
                 message:
-                    "\(relative): the first line must be METHOD URL, e.g. POST https://api.example.com/cards, not '\(requestLine)'"
+                    "\(relative): the first line must be METHOD URL, e.g. POST https://api.example.com/cards, "
+                    + "not '\(requestLine)'"
             )
         }
         func compile(_ text: String, _ content: TemplateSource.Content, _ what: String) throws(TemplateError)
@@ -96,8 +97,8 @@ public struct WalletTemplate: Sendable {
         let settings = urlStart.settings
         if start.hasPrefix("http://") || start.hasPrefix("https://") {
             guard !start.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
-                return
-                    "\(relative): the request URL starts with a space or control character (\(Self.describe(settings, environment)))"
+                let described = Self.describe(settings, environment)
+                return "\(relative): the request URL starts with a space or control character (\(described))"
             }
             return nil
         }
@@ -108,8 +109,8 @@ public struct WalletTemplate: Sendable {
             return "\(relative): the request URL needs the setting \(first), which is not set"
         }
         if !settings.isEmpty {
-            return
-                "\(relative): the request URL does not start with http:// or https:// with \(Self.describe(settings, environment))"
+            let described = Self.describe(settings, environment)
+            return "\(relative): the request URL does not start with http:// or https:// with \(described)"
         }
         return "\(relative): the request URL does not start with http:// or https://: '\(excerpt(start, limit: 80))'"
     }

@@ -8,8 +8,9 @@ final class TableReportWriter: ReportWriter {
     init(output: ReportOutput) { self.output = output }
 
     func begin(_ s: ReportSummary) {
+        let reason = s.reason.map { " (\($0))" } ?? ""
         output.write(
-            "\(s.kind.rawValue) job \(s.jobID) (company \(s.companyID), template \(s.template)): \(s.status)\(s.reason.map { " (\($0))" } ?? "")\n"
+            "\(s.kind.rawValue) job \(s.jobID) (company \(s.companyID), template \(s.template)): \(s.status)\(reason)\n"
         )
         output.write(
             "items: \(s.total)  " + s.countsByStatus.map { "\($0.status) \($0.count)" }.joined(separator: "  ")
@@ -31,7 +32,8 @@ final class TableReportWriter: ReportWriter {
 
     func end() {
         output.write(
-            "\nin_doubt 1: the tick delivering it died before recording the outcome (it may have been delivered twice)\n"
+            "\nin_doubt 1: the tick delivering it died before recording the outcome "
+                + "(it may have been delivered twice)\n"
         )
     }
 
@@ -103,11 +105,14 @@ final class JSONReportWriter: ReportWriter {
         let counts = s.countsByStatus.map { "\(Format.json($0.status)):\($0.count)" }.joined(separator: ",")
         let failures = s.topFailures.map { "{\"reason\":\(Format.json($0.reason)),\"count\":\($0.count)}" }.joined(
             separator: ",")
+        let reason = s.reason.map(Format.json) ?? "null"
+        let duration = s.duration.map { String($0) } ?? "null"
+        let throughput = s.throughput.map { String($0) } ?? "null"
         let summary =
-            "{\"kind\":\(Format.json(s.kind.rawValue)),\"job_id\":\(s.jobID),\"company_id\":\(s.companyID),\"template\":\(Format.json(s.template)),"
-            + "\"status\":\(Format.json(s.status)),\"reason\":\(s.reason.map(Format.json) ?? "null"),\"total\":\(s.total),\"by_status\":{\(counts)},"
-            + "\"in_doubt\":\(s.inDoubt),\"top_failures\":[\(failures)],\"duration_seconds\":\(s.duration.map { String($0) } ?? "null"),"
-            + "\"items_per_second\":\(s.throughput.map { String($0) } ?? "null")}"
+            "{\"kind\":\(Format.json(s.kind.rawValue)),\"job_id\":\(s.jobID),\"company_id\":\(s.companyID),"
+            + "\"template\":\(Format.json(s.template)),\"status\":\(Format.json(s.status)),\"reason\":\(reason),"
+            + "\"total\":\(s.total),\"by_status\":{\(counts)},\"in_doubt\":\(s.inDoubt),\"top_failures\":[\(failures)],"
+            + "\"duration_seconds\":\(duration),\"items_per_second\":\(throughput)}"
         output.write(lines ? "{\"summary\":\(summary)}\n" : "{\"summary\":\(summary),\"items\":[\n")
     }
 

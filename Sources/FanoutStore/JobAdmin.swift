@@ -85,7 +85,8 @@ public struct JobAdmin {
         if retried == 0 {
             throw JobAdminError(
                 description:
-                    "\(kind.rawValue) job \(id) has no failed items\(itemIDs.isEmpty ? "" : " among those given"): nothing to retry"
+                    "\(kind.rawValue) job \(id) has no failed items\(itemIDs.isEmpty ? "" : " among those given"): "
+                    + "nothing to retry"
             )
         }
         try connection.transaction {
@@ -207,7 +208,8 @@ struct AdminSQL: KindStatements {
     let kind: JobKind
 
     var createJob: String {
-        "INSERT INTO \(jobs) (company_id, template, status, total_items, created_at, updated_at) VALUES (?, ?, 'pending', ?, NOW(), NOW())"
+        "INSERT INTO \(jobs) (company_id, template, status, total_items, created_at, updated_at) "
+            + "VALUES (?, ?, 'pending', ?, NOW(), NOW())"
     }
 
     /// Rows per INSERT of `create`.
@@ -227,7 +229,8 @@ struct AdminSQL: KindStatements {
 
     var cancelPendingItems: String {
         """
-        UPDATE \(items) SET status = 'cancelled', reason = ?, processed_at = NOW(), next_attempt_at = NULL, updated_at = NOW()
+        UPDATE \(items) SET status = 'cancelled', reason = ?, processed_at = NOW(),
+          next_attempt_at = NULL, updated_at = NOW()
         WHERE \(fk) = ? AND status = 'pending' ORDER BY id LIMIT \(Self.chunkSize)
         """
     }
@@ -241,14 +244,16 @@ struct AdminSQL: KindStatements {
 
     var retryFailed: String {
         """
-        UPDATE \(items) SET status = 'pending', reason = NULL, next_attempt_at = NULL, processed_at = NULL, in_doubt = 0, updated_at = NOW()
+        UPDATE \(items) SET status = 'pending', reason = NULL, next_attempt_at = NULL, processed_at = NULL,
+          in_doubt = 0, updated_at = NOW()
         WHERE \(fk) = ? AND status = 'failed' ORDER BY id LIMIT \(Self.chunkSize)
         """
     }
 
     func retrySomeFailed(count: Int) -> String {
         """
-        UPDATE \(items) SET status = 'pending', reason = NULL, next_attempt_at = NULL, processed_at = NULL, in_doubt = 0, updated_at = NOW()
+        UPDATE \(items) SET status = 'pending', reason = NULL, next_attempt_at = NULL, processed_at = NULL,
+          in_doubt = 0, updated_at = NOW()
         WHERE \(fk) = ? AND status = 'failed' AND id IN (\(Array(repeating: "?", count: count).joined(separator: ", ")))
         """
     }

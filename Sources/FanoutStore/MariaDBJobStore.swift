@@ -95,7 +95,8 @@ public final class MariaDBJobStore: JobStore {
             ? "In doubt: the tick delivering it died before recording the outcome, and it has no attempts left"
             : "In doubt: the tick delivering it died before recording the outcome; not resent (at-most-once)"
         let retryReason =
-            "In doubt: the tick delivering it died before recording the outcome; delivered again with the same message id"
+            "In doubt: the tick delivering it died before recording the outcome; "
+            + "delivered again with the same message id"
         let first: any SQLEncodable = policy == .atLeastOnce ? maxAttempts : 0
         // Claimed but never handed to the server (above the dead holder's mark): not in doubt.
         _ = try connection.execute(sql.putBackNeverHanded, [job.id, job.id] + fence(lease)).affectedRows

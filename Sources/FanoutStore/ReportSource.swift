@@ -66,13 +66,23 @@ struct ReportSQL: KindStatements {
 
     var job: String { "SELECT company_id, template, status, reason FROM \(jobs) WHERE id = ?" }
     var counts: String {
-        "SELECT status, COUNT(*) AS n, SUM(in_doubt) AS doubt FROM \(items) WHERE \(fk) = ? GROUP BY status ORDER BY n DESC"
+        """
+        SELECT status, COUNT(*) AS n, SUM(in_doubt) AS doubt FROM \(items)
+        WHERE \(fk) = ? GROUP BY status ORDER BY n DESC
+        """
     }
     var topFailures: String {
-        "SELECT LEFT(reason, 300) AS reason, COUNT(*) AS n FROM \(items) WHERE \(fk) = ? AND status = 'failed' AND reason IS NOT NULL GROUP BY LEFT(reason, 300) ORDER BY n DESC LIMIT 5"
+        """
+        SELECT LEFT(reason, 300) AS reason, COUNT(*) AS n FROM \(items)
+        WHERE \(fk) = ? AND status = 'failed' AND reason IS NOT NULL
+        GROUP BY LEFT(reason, 300) ORDER BY n DESC LIMIT 5
+        """
     }
     var span: String {
-        "SELECT UNIX_TIMESTAMP(MIN(processed_at)) AS first, UNIX_TIMESTAMP(MAX(processed_at)) AS last FROM \(items) WHERE \(fk) = ?"
+        """
+        SELECT UNIX_TIMESTAMP(MIN(processed_at)) AS first, UNIX_TIMESTAMP(MAX(processed_at)) AS last
+        FROM \(items) WHERE \(fk) = ?
+        """
     }
     var perMinute: String {
         """
@@ -84,7 +94,8 @@ struct ReportSQL: KindStatements {
         let columns =
             kind == .email
             ? "email, name, NULL AS card_id, NULL AS platform, response_code AS code, NULL AS unregistered"
-            : "NULL AS email, NULL AS name, card_id, platform, http_status AS code, UNIX_TIMESTAMP(unregistered_at) AS unregistered"
+            : "NULL AS email, NULL AS name, card_id, platform, http_status AS code, "
+                + "UNIX_TIMESTAMP(unregistered_at) AS unregistered"
         return """
             SELECT id, \(columns), status, attempts, in_doubt, reason, UNIX_TIMESTAMP(processed_at) AS processed
             FROM \(items) WHERE \(fk) = ? ORDER BY id

@@ -318,14 +318,16 @@ struct EmailTickTests {
             #expect(waitUntil(seconds: 20) { smtp.messageFiles.count >= 10 })
             // Live from the first batch: the host's screen shows it running, with its counters.
             let live = try fixture.db.queryFirst(
-                "SELECT status, started_at IS NOT NULL AS started, processed_items, last_processed_at IS NOT NULL AS moved FROM bulk_email_jobs WHERE id = ?",
+                "SELECT status, started_at IS NOT NULL AS started, processed_items, "
+                    + "last_processed_at IS NOT NULL AS moved FROM bulk_email_jobs WHERE id = ?",
                 [job])
             #expect(try live?.decode("status", as: String.self) == "processing")
             #expect(try live?.decode("started", as: Int.self) == 1)
             #expect(try live?.decode("processed_items", as: Int.self) ?? 0 > 0)
             #expect(try live?.decode("moved", as: Int.self) == 1)
             try fixture.db.execute(
-                "UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Stopped by the marketing team' WHERE id = ?",
+                "UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Stopped by the marketing team' "
+                    + "WHERE id = ?",
                 [job])
             let atCancel = smtp.messageFiles.count
             #expect(child.wait() == 0)
@@ -361,7 +363,8 @@ struct EmailTickTests {
             try fixture.db.execute(
                 "UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Wrong list' WHERE id = ?", [job])
             let flipped = try fixture.db.execute(
-                "UPDATE bulk_email_job_items SET status = 'cancelled', reason = 'Wrong list' WHERE bulk_email_job_id = ? AND status IN ('pending', 'processing')",
+                "UPDATE bulk_email_job_items SET status = 'cancelled', reason = 'Wrong list' "
+                    + "WHERE bulk_email_job_id = ? AND status IN ('pending', 'processing')",
                 [job]
             ).affectedRows
             #expect(flipped > 0)
@@ -511,14 +514,17 @@ struct EmailTickTests {
             let resumed = try fixture.emailJob(company: 2, count: 5, status: "processing")
             for job in [stalled, resumed] {
                 try fixture.db.execute(
-                    "UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, last_processed_at = NOW() - INTERVAL 1 HOUR WHERE id = ?",
+                    "UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, "
+                        + "last_processed_at = NOW() - INTERVAL 1 HOUR WHERE id = ?",
                     [job])
             }
             try fixture.db.execute(
-                "INSERT INTO fanout_leases (kind, company_id, owner, acquired_at, heartbeat_at) VALUES ('email', 1, 'hung', NOW(6) - INTERVAL 1 HOUR, NOW(6))"
+                "INSERT INTO fanout_leases (kind, company_id, owner, acquired_at, heartbeat_at) "
+                    + "VALUES ('email', 1, 'hung', NOW(6) - INTERVAL 1 HOUR, NOW(6))"
             )
             try fixture.db.execute(
-                "INSERT INTO fanout_leases (kind, company_id, owner, acquired_at, heartbeat_at) VALUES ('email', 2, 'fresh', NOW(6) - INTERVAL 1 MINUTE, NOW(6))"
+                "INSERT INTO fanout_leases (kind, company_id, owner, acquired_at, heartbeat_at) "
+                    + "VALUES ('email', 2, 'fresh', NOW(6) - INTERVAL 1 MINUTE, NOW(6))"
             )
             let result = try runFanout(["emails:process-jobs", "--inactive-after", "30m"], environment: env)
             #expect(result.status == 0, "\(result.stderr)")
@@ -537,7 +543,8 @@ struct EmailTickTests {
         try withEmailSetup { fixture, _, env in
             let job = try fixture.emailJob(company: 2, count: 5, status: "processing")
             try fixture.db.execute(
-                "UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, last_processed_at = NOW() - INTERVAL 1 HOUR WHERE id = ?",
+                "UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, "
+                    + "last_processed_at = NOW() - INTERVAL 1 HOUR WHERE id = ?",
                 [job])
             let result = try runFanout(["emails:process-jobs", "--inactive-after", "30m"], environment: env)
             #expect(result.status == 0, "\(result.stderr)")
@@ -552,7 +559,9 @@ struct EmailTickTests {
             try fixture.db.execute(
                 "UPDATE bulk_email_jobs SET created_at = NOW() - INTERVAL 3 HOUR WHERE id = ?", [waiting])
             try fixture.db.execute(
-                "INSERT INTO fanout_ticks (kind, owner, host, pid, started_at, finished_at) SELECT 'email', 'old', 'h', 1, NOW(6) - INTERVAL seq MINUTE, NOW(6) - INTERVAL seq MINUTE FROM seq_1_to_170"
+                "INSERT INTO fanout_ticks (kind, owner, host, pid, started_at, finished_at) "
+                    + "SELECT 'email', 'old', 'h', 1, NOW(6) - INTERVAL seq MINUTE, "
+                    + "NOW(6) - INTERVAL seq MINUTE FROM seq_1_to_170"
             )
             _ = try runFanout(["emails:process-jobs", "--inactive-after", "30m"], environment: env)
             #expect(try fixture.job(waiting).status == "pending")
@@ -568,13 +577,17 @@ struct EmailTickTests {
             let job = try fixture.emailJob(
                 company: 6, recipients: [("retry@example.test", nil, nil)], status: "processing")
             try fixture.db.execute(
-                "UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, last_processed_at = NOW() - INTERVAL 1 HOUR WHERE id = ?",
+                "UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, "
+                    + "last_processed_at = NOW() - INTERVAL 1 HOUR WHERE id = ?",
                 [job])
             try fixture.db.execute(
-                "UPDATE bulk_email_job_items SET attempts = 1, next_attempt_at = NOW() + INTERVAL 1 HOUR WHERE bulk_email_job_id = ?",
+                "UPDATE bulk_email_job_items SET attempts = 1, next_attempt_at = NOW() + INTERVAL 1 HOUR "
+                    + "WHERE bulk_email_job_id = ?",
                 [job])
             try fixture.db.execute(
-                "INSERT INTO fanout_ticks (kind, owner, host, pid, started_at, finished_at) SELECT 'email', 'old', 'h', 1, NOW(6) - INTERVAL seq MINUTE, NOW(6) - INTERVAL seq MINUTE FROM seq_1_to_59"
+                "INSERT INTO fanout_ticks (kind, owner, host, pid, started_at, finished_at) "
+                    + "SELECT 'email', 'old', 'h', 1, NOW(6) - INTERVAL seq MINUTE, "
+                    + "NOW(6) - INTERVAL seq MINUTE FROM seq_1_to_59"
             )
             let result = try runFanout(["emails:process-jobs", "--inactive-after", "30m"], environment: env)
             #expect(result.status == 0, "\(result.stderr)")

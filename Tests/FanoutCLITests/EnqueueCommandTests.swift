@@ -18,7 +18,9 @@ struct EnqueueCommandTests {
     @Test func emailCSVWithBOMQuotesCRLFAndExtraColumns() throws {
         try migrated { fixture in
             let csv = try file(
-                "\u{FEFF}email,name,company,note\r\na@example.test,\"Lovelace, Ada\",Engines,\"She said \"\"hi\"\"\r\nover two lines\"\r\nb@example.test,,Other,\r\n"
+                "\u{FEFF}email,name,company,note\r\n"
+                    + "a@example.test,\"Lovelace, Ada\",Engines,\"She said \"\"hi\"\"\r\nover two lines\"\r\n"
+                    + "b@example.test,,Other,\r\n"
             )
             let result = try runFanout(
                 ["enqueue", "email", "--company", "7", "--template", "business-card", "--recipients", csv],
@@ -88,7 +90,8 @@ struct EnqueueCommandTests {
                 environment: fixture.database.environment)
             #expect(result.status == 0, "\(result.stderr)")
             let rows = try fixture.db.query(
-                "SELECT card_id, platform, JSON_VALUE(data, '$.holder_name') AS holder FROM bulk_wallet_api_job_items ORDER BY id"
+                "SELECT card_id, platform, JSON_VALUE(data, '$.holder_name') AS holder "
+                    + "FROM bulk_wallet_api_job_items ORDER BY id"
             )
             #expect(try rows.map { try $0.decode("card_id", as: UInt64.self) } == [12, 13])
             #expect(try rows.map { try $0.decode("holder", as: String.self) } == ["Ada", "Grace"])

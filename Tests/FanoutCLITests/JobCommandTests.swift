@@ -47,7 +47,8 @@ struct JobCommandTests {
                 SELECT ?, CONCAT('r', seq, '@example.test'), 'failed', '550 no', 1, NOW() FROM seq_1_to_\(count)
                 """, [job])
             try fixture.db.execute(
-                "UPDATE bulk_email_jobs SET status = 'completed', completed_at = NOW(), total_items = ?, processed_items = ?, failed_items = ? WHERE id = ?",
+                "UPDATE bulk_email_jobs SET status = 'completed', completed_at = NOW(), total_items = ?, "
+                    + "processed_items = ?, failed_items = ? WHERE id = ?",
                 [count, count, count, job])
             let retry = try runFanout(["retry", "email", String(job)], environment: env)
             #expect(retry.status == 0, "\(retry.stderr)")

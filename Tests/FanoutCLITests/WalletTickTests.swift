@@ -40,10 +40,11 @@ struct WalletTickTests {
             let folder = TestEnvironment.makeTemporaryDirectory("templates")
             try FileManager.default.createDirectory(
                 at: folder.appendingPathComponent("wallet"), withIntermediateDirectories: true)
-            try
-                "POST \(base)/collect/{{card_id}}/{{label}}\nContent-Type: application/json\n\n{\"card\": {{card_id}}}\n"
-                .write(
-                    to: folder.appendingPathComponent("wallet/braces.http.mustache"), atomically: true, encoding: .utf8)
+            let braces =
+                "POST \(base)/collect/{{card_id}}/{{label}}\n"
+                + "Content-Type: application/json\n\n{\"card\": {{card_id}}}\n"
+            try braces.write(
+                to: folder.appendingPathComponent("wallet/braces.http.mustache"), atomically: true, encoding: .utf8)
             env["FANOUT_TEMPLATES"] = folder.path
             let job = try fixture.walletJob(
                 company: 5, template: "braces", cards: [(7, "google", #"{"label": "a/b c"}"#)])
@@ -238,7 +239,8 @@ struct WalletTickTests {
             // does not wait (backoff 0s). (Outcomes are written as they arrive, so this is read
             // from the row rather than from which tick retried it.)
             let waits = try fixture.db.query(
-                "SELECT TIMESTAMPDIFF(MICROSECOND, claimed_at, next_attempt_at) AS w FROM bulk_wallet_api_job_items WHERE bulk_wallet_api_job_id = ? ORDER BY id",
+                "SELECT TIMESTAMPDIFF(MICROSECOND, claimed_at, next_attempt_at) AS w "
+                    + "FROM bulk_wallet_api_job_items WHERE bulk_wallet_api_job_id = ? ORDER BY id",
                 [job]
             ).map { try $0.decodeIfPresent("w", as: Int64.self) }
             #expect((waits[2] ?? 0) >= 3_000_000, "\(waits)")

@@ -4,7 +4,8 @@ import Testing
 struct JSONParserTests {
     @Test func valuesAreTheOnesTemplatesRender() throws {
         let parsed = try JSONParser.parse(
-            #" { "s": "a\"b\\c\/\n\t\u00e9\ud83c\udf89", "i": -42, "big": 9007199254740993, "whole": 3.0, "exp": 1e3, "f": 2.5, "t": true, "n": null, "a": [1, "x", [], {}], "o": {"k": false} } "#
+            #" { "s": "a\"b\\c\/\n\t\u00e9\ud83c\udf89", "i": -42, "big": 9007199254740993, "whole": 3.0, "exp": "#
+                + #"1e3, "f": 2.5, "t": true, "n": null, "a": [1, "x", [], {}], "o": {"k": false} } "#
         )
         let object = try #require(parsed as? [String: Any])
         #expect(object["s"] as? String == "a\"b\\c/\n\té🎉")

@@ -41,7 +41,8 @@ struct MigratorTests {
                 ("bulk_email_job_items", "bulk_email_job_id"), ("bulk_wallet_api_job_items", "bulk_wallet_api_job_id"),
             ] {
                 let index = try db.query(
-                    "SELECT column_name AS c FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? ORDER BY seq_in_index",
+                    "SELECT column_name AS c FROM information_schema.statistics "
+                        + "WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? ORDER BY seq_in_index",
                     [table, "\(table)_job_status_id"]
                 ).map { try $0.decode("c", as: String.self) }
                 #expect(index == [column, "status", "id"])
@@ -69,13 +70,15 @@ struct MigratorTests {
                   template VARCHAR(191) NOT NULL, status VARCHAR(20) NOT NULL DEFAULT 'pending', reason TEXT NULL,
                   total_items INT UNSIGNED NOT NULL DEFAULT 0, processed_items INT UNSIGNED NOT NULL DEFAULT 0,
                   failed_items INT UNSIGNED NOT NULL DEFAULT 0, last_processed_at TIMESTAMP NULL,
-                  started_at TIMESTAMP NULL, completed_at TIMESTAMP NULL, created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL,
+                  started_at TIMESTAMP NULL, completed_at TIMESTAMP NULL,
+                  created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL,
                   created_by BIGINT UNSIGNED NULL
                 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
                 CREATE TABLE bulk_email_job_items (
                   id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, bulk_email_job_id BIGINT UNSIGNED NOT NULL,
                   email VARCHAR(320) NOT NULL, name VARCHAR(255) NULL, data JSON NULL,
-                  status VARCHAR(20) NOT NULL DEFAULT 'pending', reason TEXT NULL, attempts INT UNSIGNED NOT NULL DEFAULT 0,
+                  status VARCHAR(20) NOT NULL DEFAULT 'pending', reason TEXT NULL,
+                  attempts INT UNSIGNED NOT NULL DEFAULT 0,
                   processed_at TIMESTAMP NULL, created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL,
                   KEY items_job_fk (bulk_email_job_id)
                 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
@@ -84,15 +87,19 @@ struct MigratorTests {
                   template VARCHAR(191) NOT NULL, status VARCHAR(20) NOT NULL DEFAULT 'pending', reason TEXT NULL,
                   total_items INT UNSIGNED NOT NULL DEFAULT 0, processed_items INT UNSIGNED NOT NULL DEFAULT 0,
                   failed_items INT UNSIGNED NOT NULL DEFAULT 0, last_processed_at TIMESTAMP NULL,
-                  started_at TIMESTAMP NULL, completed_at TIMESTAMP NULL, created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL
+                  started_at TIMESTAMP NULL, completed_at TIMESTAMP NULL,
+                  created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL
                 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
                 CREATE TABLE bulk_wallet_api_job_items (
                   id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, bulk_wallet_api_job_id BIGINT UNSIGNED NOT NULL,
                   card_id BIGINT UNSIGNED NULL, platform VARCHAR(20) NULL, data JSON NULL,
-                  status VARCHAR(20) NOT NULL DEFAULT 'pending', reason TEXT NULL, attempts INT UNSIGNED NOT NULL DEFAULT 0,
-                  http_status SMALLINT NULL, processed_at TIMESTAMP NULL, created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL
+                  status VARCHAR(20) NOT NULL DEFAULT 'pending', reason TEXT NULL,
+                  attempts INT UNSIGNED NOT NULL DEFAULT 0,
+                  http_status SMALLINT NULL, processed_at TIMESTAMP NULL,
+                  created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL
                 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
-                INSERT INTO bulk_email_jobs (company_id, template, status, created_by) VALUES (7, 'welcome', 'pending', 99);
+                INSERT INTO bulk_email_jobs (company_id, template, status, created_by)
+                  VALUES (7, 'welcome', 'pending', 99);
                 INSERT INTO bulk_email_job_items (bulk_email_job_id, email, name, data, status, reason, attempts)
                   VALUES (1, 'a@example.test', 'Zoë 🎉', '{"k": "v"}', 'failed', 'old reason', 3),
                          (1, 'b@example.test', NULL, NULL, 'pending', NULL, 0);
@@ -137,10 +144,16 @@ struct MigratorTests {
         var result: [String: [String]] = [:]
         for table in ["bulk_email_jobs", "bulk_email_job_items", "bulk_wallet_api_jobs", "bulk_wallet_api_job_items"] {
             result[table] = try db.query(
-                "SELECT column_name AS c, column_type AS t, is_nullable AS n, column_default AS d FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position",
+                "SELECT column_name AS c, column_type AS t, is_nullable AS n, column_default AS d "
+                    + "FROM information_schema.columns WHERE table_schema = DATABASE() "
+                    + "AND table_name = ? ORDER BY ordinal_position",
                 [table]
             ).map { row in
-                "\(try row.decode("c", as: String.self)) \(try row.decode("t", as: String.self)) \(try row.decode("n", as: String.self)) \((try? row.decode("d", as: String.self)) ?? "-")"
+                let name = try row.decode("c", as: String.self)
+                let type = try row.decode("t", as: String.self)
+                let nullable = try row.decode("n", as: String.self)
+                let columnDefault = (try? row.decode("d", as: String.self)) ?? "-"
+                return "\(name) \(type) \(nullable) \(columnDefault)"
             }
         }
         return result
@@ -150,7 +163,8 @@ struct MigratorTests {
         var lines: [String] = []
         for table in ["bulk_email_jobs", "bulk_email_job_items", "bulk_wallet_api_jobs", "bulk_wallet_api_job_items"] {
             let original = try db.query(
-                "SELECT column_name AS c FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position",
+                "SELECT column_name AS c FROM information_schema.columns "
+                    + "WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position",
                 [table]
             )
             .map { try $0.decode("c", as: String.self) }

@@ -44,7 +44,8 @@ public final class JobFixture: @unchecked Sendable {
 
     public func items(job: UInt64) throws -> [Item] {
         try db.query(
-            "SELECT id, email, status, reason, attempts, in_doubt, response_code FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id",
+            "SELECT id, email, status, reason, attempts, in_doubt, response_code "
+                + "FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id",
             [job]
         ).map {
             Item(
@@ -66,7 +67,8 @@ public final class JobFixture: @unchecked Sendable {
 
     func insertJob(_ tables: Tables, company: UInt64, template: String, status: String) throws -> UInt64 {
         try db.execute(
-            "INSERT INTO \(tables.jobs) (company_id, template, status, created_at, updated_at) VALUES (?, ?, ?, NOW(), NOW())",
+            "INSERT INTO \(tables.jobs) (company_id, template, status, created_at, updated_at) "
+                + "VALUES (?, ?, ?, NOW(), NOW())",
             [company, template, status]
         ).lastInsertID
     }
@@ -227,7 +229,8 @@ extension JobFixture {
 
     public func walletItems(job: UInt64) throws -> [WalletItem] {
         try db.query(
-            "SELECT id, status, reason, attempts, http_status, in_doubt FROM bulk_wallet_api_job_items WHERE bulk_wallet_api_job_id = ? ORDER BY id",
+            "SELECT id, status, reason, attempts, http_status, in_doubt "
+                + "FROM bulk_wallet_api_job_items WHERE bulk_wallet_api_job_id = ? ORDER BY id",
             [job]
         ).map {
             WalletItem(
@@ -257,7 +260,8 @@ public func makeWalletTemplates(in folder: URL? = nil) throws -> URL {
     Idempotency-Key: {{idempotency_key}}
     Authorization: Bearer {{env.WALLET_TOKEN}}
 
-    {"card_id": {{card_id}}, "platform": "{{platform}}", "holder": "{{holder_name}}", "note": "{{note}}", "job": {{job.id}}, "item": {{item.id}}}
+    {"card_id": {{card_id}}, "platform": "{{platform}}", "holder": "{{holder_name}}", \
+    "note": "{{note}}", "job": {{job.id}}, "item": {{item.id}}}
     """.write(to: wallet.appendingPathComponent("collect.http.mustache"), atomically: true, encoding: .utf8)
     try """
     POST {{{env.WALLET_BASE_URL}}}/{{{path}}}
