@@ -8,7 +8,7 @@ import Glibc
 struct Fanout: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fanout",
-        abstract: "Delivers bulk email and wallet API jobs stored in MariaDB, one cron tick at a time.",
+        abstract: "Delivers bulk email and wallet API jobs stored in MariaDB: cron ticks or a long-running worker.",
         discussion: """
             Settings come from environment variables with Laravel's names (DB_HOST, DB_PORT, \
             DB_DATABASE, DB_USERNAME, DB_PASSWORD, DB_SOCKET, MAIL_*). Exit codes follow sysexits: \
@@ -16,12 +16,16 @@ struct Fanout: ParsableCommand {
             78 configuration error, 1 anything else. The line a failing command ends with also goes \
             to FANOUT_LOG_FILE.
             """,
-        version: "0.1.0",
+        version: version,
         subcommands: [
-            EmailsProcessJobsCommand.self, WalletProcessJobsCommand.self, JobsCommand.self, ReportCommand.self,
-            EnqueueCommand.self, CancelCommand.self, RetryCommand.self, MigrateCommand.self, DoctorCommand.self,
+            EmailsProcessJobsCommand.self, WalletProcessJobsCommand.self, WorkCommand.self, JobsCommand.self,
+            ReportCommand.self, EnqueueCommand.self, CancelCommand.self, RetryCommand.self, WorkersCommand.self,
+            WorkerRestartCommand.self, WorkerPauseCommand.self, WorkerContinueCommand.self, MigrateCommand.self,
+            DoctorCommand.self,
         ]
     )
+
+    static let version = "0.2.0"
 
     /// Parses the command line and runs the command; every failure ends as one line on stderr
     /// and a sysexits code.

@@ -21,8 +21,13 @@ struct TickOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Stop starting new batches after this long (90s, 10m, 2h or seconds).", valueName: "duration"))
-    var maxTime = DurationArgument(argument: "50s")!
+            "Stop starting new batches after this long (90s, 10m, 2h or seconds; default 50s). "
+                + "A worker: exit 0 after this long.",
+            valueName: "duration"))
+    var maxTime: DurationArgument?
+
+    /// `--max-time` when given (a worker has no limit unless asked).
+    var maxTimeGiven: Duration? { maxTime?.duration }
 
     @Option(
         name: .long,
@@ -93,7 +98,7 @@ struct TickOptions: ParsableArguments {
         TickPolicy(
             kind: kind,
             batchSize: batchSize,
-            maxTime: maxTime.duration,
+            maxTime: maxTime?.duration ?? .seconds(50),
             inactiveAfter: inactiveAfter.duration,
             stuckAfter: stuckAfter.duration,
             maxAttempts: maxAttempts,

@@ -71,6 +71,7 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
     }
 
     private let policy: TickPolicy
+    private let hooks: TickHooks
     private let store: any JobStore
     private let job: JobRecord
     private let lease: Lease
@@ -80,7 +81,8 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
     private let storeAccess = Mutex(())
     private var writer: Thread?
 
-    init(policy: TickPolicy, store: any JobStore, job: JobRecord, lease: Lease) {
+    init(policy: TickPolicy, store: any JobStore, job: JobRecord, lease: Lease, hooks: TickHooks = .none) {
+        self.hooks = hooks
         self.policy = policy
         self.store = store
         self.job = job
@@ -120,7 +122,7 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
     func nextItem() -> WorkItem? {
         while true {
             let (item, mayClaim) = locked { state -> (WorkItem?, Bool) in
-                guard state.outcome.stop == nil, !state.closed else { return (nil, false) }
+                guard state.outcome.stop == nil, !state.closed, !hooks.stopRequested() else { return (nil, false) }
                 guard state.head < state.queue.count else { return (nil, !state.exhausted) }
                 let item = state.queue[state.head]
                 state.head += 1
@@ -224,8 +226,10 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         locked { $0.wake = wake }
     }
 
+    /// False once the job ended, the lease was lost or the store failed, or a drain was asked
+    /// for (the hooks): the transfers in flight finish, nothing new starts.
     func shouldContinue() -> Bool {
-        locked { $0.outcome.stop == nil }
+        locked { $0.outcome.stop == nil } && !hooks.stopRequested()
     }
 
     /// Ends the batch: no more claims or hand-overs, and the writer writes what is still waiting.
@@ -276,6 +280,7 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
                 state.outcome.stop = .storeFailed
             }
             condition.broadcast()
+            hooks.alive()
             if let wake = state.wake {
                 condition.unlock()
                 wake()

@@ -15,15 +15,23 @@ public final class Tick {
     private let deliverer: any Deliverer
     private let logger: Logger
     private let owner: String
+    private let hooks: TickHooks
     private let clock = ContinuousClock()
 
-    /// - Parameter owner: this tick's token, unique across hosts and time.
-    public init(policy: TickPolicy, store: any JobStore, deliverer: any Deliverer, owner: String, logger: Logger) {
+    /// - Parameters:
+    ///   - owner: this tick's token, unique across hosts and time (a worker keeps one for all its
+    ///     ticks).
+    ///   - hooks: a worker's way to drain the tick and hear where it is.
+    public init(
+        policy: TickPolicy, store: any JobStore, deliverer: any Deliverer, owner: String, logger: Logger,
+        hooks: TickHooks = .none
+    ) {
         self.policy = policy
         self.store = store
         self.deliverer = deliverer
         self.owner = owner
         self.logger = logger
+        self.hooks = hooks
     }
 
     /// Runs the tick. Store errors (the database went away) are thrown; a delivery server that
@@ -35,6 +43,8 @@ public final class Tick {
         summary.companies = work.count
         if work.isEmpty { return summary }
         for company in work {
+            hooks.alive()
+            if hooks.stopRequested() { break }
             if clock.now - started >= policy.maxTime {
                 logger.info(
                     "max time reached: leaving the other companies to the next tick",
@@ -106,7 +116,8 @@ public final class Tick {
             logger.error("job failed: \(error.reason)", metadata: metadata(job))
             return
         }
-        let control = BatchControl(policy: policy, store: store, job: job, lease: lease)
+        hooks.batchStarted(job)
+        let control = BatchControl(policy: policy, store: store, job: job, lease: lease, hooks: hooks)
         let anyDue = try control.start()
         summary.jobsAdvanced += 1
         var outcome = BatchOutcome()

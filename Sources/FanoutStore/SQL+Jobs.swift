@@ -45,12 +45,14 @@ struct JobSQL: KindStatements {
         VALUES (?, ?, ?, NOW(6), NOW(6))
         """
     /// Takes a lease whose holder's heartbeat is older than the given microseconds (or any, with
-    /// the last parameter 1: forced), remembering the holder (its items are to be resolved).
+    /// the last parameter 1: forced), remembering the holder (its items are to be resolved). A
+    /// holder with the taker's own token is a batch of the same worker that died with its database
+    /// connection: taken back at once, its items resolved the same way.
     let takeStuckLease = """
         UPDATE fanout_leases SET prev_owner = owner,
           owner = ?, job_id = NULL, acquired_at = NOW(6), heartbeat_at = NOW(6)
-        WHERE kind = ? AND company_id = ? AND owner IS NOT NULL AND owner <> ?
-          AND (heartbeat_at IS NULL OR heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND OR ? = 1)
+        WHERE kind = ? AND company_id = ? AND owner IS NOT NULL
+          AND (owner = ? OR heartbeat_at IS NULL OR heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND OR ? = 1)
         """
     let releaseLease = """
         UPDATE fanout_leases SET owner = NULL, job_id = NULL, served_at = NOW(6)

@@ -1,0 +1,394 @@
+import FanoutCore
+import FanoutStore
+import Foundation
+import Logging
+import MariaDB
+import Synchronization
+
+/// `fanout work`: the cron tick's engine run in a loop by one long-lived process. Each round
+/// polls the database once; when a kind has runnable work, it runs exactly the tick cron runs
+/// (same leases, same fairness, same writes), with hooks that let a signal drain it.
+final class Worker: @unchecked Sendable {
+    // Sendable: the monitor thread touches only `shared` and the registry (each behind its lock),
+    // `notifier`, `options` and `logger`; the connections of the ticks and the deliverers are the
+    // loop's alone.
+    struct Options {
+        var kinds: [JobKind]
+        var policies: [JobKind: TickPolicy]
+        var stopWhenEmpty = false
+        var maxJobs: Int?
+        var maxTime: Duration?
+        var memoryMegabytes: Int?
+        var sleep: Duration = .seconds(3)
+        var grace: Duration = .seconds(25)
+        var name: String
+        var reconnectDeadline: Duration = .seconds(120)
+        var verbose = false
+    }
+
+    /// How a worker ended, as the exit status the contract gives it.
+    enum Exit: Int32 {
+        case done = 0
+        case memory = 12
+        case databaseGone = 75
+    }
+
+    private let options: Options
+    private let database: ConnectionConfiguration
+    private let makeDeliverer: (JobKind, Logger) -> any Deliverer
+    private let logger = Logger(label: "fanout.worker")
+    private let notifier = SystemdNotifier(environment: Settings.processEnvironment())
+    private let clock = ContinuousClock()
+    /// What the monitor thread reads and the loop writes.
+    private let shared = Mutex(Shared())
+    /// The registry's connection is used by the loop (polls) and the monitor (heartbeats).
+    private let registryAccess = Mutex(())
+    private var registryConnection: Connection?
+    private var tickConnections: [JobKind: Connection] = [:]
+    private var deliverers: [JobKind: any Deliverer] = [:]
+    /// One token for every tick of this worker: a batch that died with the database connection
+    /// is this worker's own, taken back (and its items resolved) as soon as it is reachable.
+    private let owner = TickRunner.ownerToken()
+
+    private struct Shared {
+        var lastAlive = ContinuousClock.now
+        var state = "running"
+        var job: JobRecord?
+        var itemsDone = 0
+        var rowID: UInt64?
+        var stopped = false
+    }
+
+    init(
+        options: Options, database: ConnectionConfiguration,
+        deliverer makeDeliverer: @escaping (JobKind, Logger) -> any Deliverer
+    ) {
+        self.options = options
+        var database = database
+        database.utcSession = false // the store exchanges times as Unix seconds
+        self.database = database
+        self.makeDeliverer = makeDeliverer
+    }
+
+    /// Runs until a signal, a limit or a restart request ends it; returns the exit status.
+    func run() throws -> Exit {
+        WorkerSignals.install()
+        for kind in options.kinds { deliverers[kind] = makeDeliverer(kind, Logger(label: "fanout.\(kind.rawValue)")) }
+        try reconnect(since: clock.now, lastError: nil)
+        let (rowID, startedAt) = try withRegistry { registry in
+            try registry.register(
+                name: options.name, host: MariaDBJobStore.hostName, pid: getpid(), version: Fanout.version,
+                types: options.kinds)
+        }
+        shared.withLock { $0.rowID = rowID }
+        notifier.notify("READY=1\nSTATUS=waiting for work\nMAINPID=\(getpid())")
+        logger.info(
+            "worker started",
+            metadata: [
+                "worker.name": "\(options.name)",
+                "worker.types": "\(options.kinds.map(\.rawValue).joined(separator: ","))",
+            ])
+        let monitor = Thread { [self] in monitorLoop() }
+        monitor.name = "fanout-monitor"
+        monitor.start()
+        let exit = try loop(startedAt: startedAt)
+        shared.withLock { $0.stopped = true }
+        notifier.notify("STOPPING=1")
+        try? withRegistry { try $0.unregister(id: rowID) }
+        for connection in tickConnections.values { connection.close() }
+        registryAccess.withLock { _ in registryConnection?.close() }
+        return exit
+    }
+
+    private func loop(startedAt: Double) throws -> Exit {
+        let started = clock.now
+        var backoff: Duration = .milliseconds(250)
+        var jobsDone = 0
+        var outages: [JobKind: Outage] = [:]
+        while true {
+            alive()
+            if WorkerSignals.draining {
+                logger.info("drained after a stop signal")
+                return .done
+            }
+            if let maxTime = options.maxTime, clock.now - started >= maxTime {
+                logger.info("--max-time reached")
+                return .done
+            }
+            if let limit = options.memoryMegabytes, let rss = Self.residentBytes(), rss > limit * 1_048_576 {
+                logger.warning("--memory reached: \(rss / 1_048_576) MB resident, limit \(limit) MB")
+                return .memory
+            }
+            let round: Round
+            do {
+                round = try self.round(startedAt: startedAt, outages: &outages)
+            } catch let error as MariaDBError where error.isUnavailable {
+                try reconnect(since: clock.now, lastError: error)
+                continue
+            }
+            if round.restart {
+                logger.info("restart requested (fanout worker:restart): exiting after the round")
+                return .done
+            }
+            jobsDone += round.jobsAdvanced
+            if let maxJobs = options.maxJobs, jobsDone >= maxJobs {
+                logger.info("--max-jobs reached: \(jobsDone) job batches")
+                return .done
+            }
+            if round.moved {
+                backoff = .milliseconds(250)
+                continue
+            }
+            if options.stopWhenEmpty && !round.paused {
+                logger.info("nothing to do: --stop-when-empty")
+                return .done
+            }
+            pause(Self.jittered(backoff))
+            backoff = min(backoff * 2, options.sleep)
+        }
+    }
+
+    private struct Round {
+        var moved = false
+        var jobsAdvanced = 0
+        var restart = false
+        var paused = false
+    }
+
+    /// An SMTP or HTTP server a kind could not use, and when to try again.
+    private struct Outage {
+        var since: ContinuousClock.Instant
+        var sinceWall: Date
+        var retryAt: ContinuousClock.Instant
+        var wait: Duration
+        var lastLogged: ContinuousClock.Instant
+    }
+
+    /// One poll, then a tick of every kind with runnable work that is neither paused nor in an
+    /// outage's wait.
+    private func round(startedAt: Double, outages: inout [JobKind: Outage]) throws -> Round {
+        let poll = try withRegistry { try $0.poll() }
+        var round = Round()
+        if let restartAt = poll.restartRequestedAt, restartAt >= startedAt {
+            round.restart = true
+            return round
+        }
+        let signalled = WorkerSignals.paused
+        for kind in options.kinds where poll.runnable.contains(kind) {
+            if signalled || poll.paused.contains(kind) {
+                round.paused = true
+                continue
+            }
+            if WorkerSignals.draining { break }
+            if let outage = outages[kind], clock.now < outage.retryAt { continue }
+            guard let connection = tickConnections[kind], let deliverer = deliverers[kind],
+                let policy = options.policies[kind]
+            else { continue }
+            let kindLogger = Logger(label: "fanout.\(kind.rawValue)")
+            let store = MariaDBJobStore(connection: connection, kind: kind, logger: kindLogger)
+            let tick = Tick(
+                policy: policy, store: store, deliverer: deliverer, owner: owner, logger: kindLogger, hooks: hooks)
+            setState("running")
+            let summary = try tick.run()
+            shared.withLock { state in
+                state.job = nil
+                state.itemsDone += summary.delivered + summary.failed
+            }
+            if let unavailable = summary.unavailable {
+                note(outage: unavailable, kind: kind, outages: &outages)
+                continue
+            }
+            if let outage = outages.removeValue(forKey: kind) {
+                let seconds = Int((clock.now - outage.since).seconds.rounded())
+                logger.notice("\(kind.rawValue): delivery server back after \(seconds) s")
+            }
+            TickRunner.log(summary, logger: kindLogger, verbose: options.verbose)
+            round.jobsAdvanced += summary.jobsAdvanced
+            round.moved =
+                round.moved
+                || summary.delivered + summary.failed + summary.retrying + summary.jobsCompleted
+                    + summary.jobsFailed + summary.jobsCancelled > 0
+        }
+        let paused = signalled ? Set(options.kinds) : poll.paused.intersection(options.kinds)
+        setState(paused.count == options.kinds.count ? "paused" : "running")
+        return round
+    }
+
+    /// Backs off a kind whose server cannot be used (1 s doubling to a minute), and says so once
+    /// a minute, not once a poll.
+    private func note(outage message: String, kind: JobKind, outages: inout [JobKind: Outage]) {
+        let now = clock.now
+        if var outage = outages[kind] {
+            outage.wait = min(outage.wait * 2, .seconds(60))
+            outage.retryAt = now + outage.wait
+            if now - outage.lastLogged >= .seconds(60) {
+                outage.lastLogged = now
+                logger.warning("\(kind.rawValue): waiting: \(message) (since \(Self.clockTime(outage.sinceWall)))")
+            }
+            outages[kind] = outage
+        } else {
+            outages[kind] = Outage(
+                since: now, sinceWall: Date(), retryAt: now + .seconds(1), wait: .seconds(1), lastLogged: now)
+            logger.warning("\(kind.rawValue): waiting: \(message); trying again with backoff")
+        }
+    }
+
+    private var hooks: TickHooks {
+        TickHooks(
+            stopRequested: { WorkerSignals.draining || WorkerSignals.paused },
+            batchStarted: { [self] job in shared.withLock { $0.job = job } },
+            alive: { [self] in shared.withLock { $0.lastAlive = .now } }
+        )
+    }
+
+    private func alive() {
+        shared.withLock { $0.lastAlive = .now }
+    }
+
+    private func setState(_ state: String) {
+        shared.withLock { $0.state = state }
+    }
+
+    /// Sleeps `duration` in short steps, so a signal is seen at once.
+    private func pause(_ duration: Duration) {
+        let end = clock.now + duration
+        while clock.now < end, !WorkerSignals.draining {
+            alive()
+            Thread.sleep(forTimeInterval: min(0.05, (end - clock.now).seconds))
+        }
+    }
+
+    /// (Re)opens every connection, backing off from 250 ms to 5 s; past `reconnectDeadline` from
+    /// `since`, throws `DatabaseGone` (exit 75).
+    private func reconnect(since: ContinuousClock.Instant, lastError: MariaDBError?) throws {
+        for connection in tickConnections.values { connection.close() }
+        tickConnections = [:]
+        registryAccess.withLock { _ in
+            registryConnection?.close()
+            registryConnection = nil
+        }
+        var wait: Duration = .milliseconds(250)
+        var error = lastError
+        if let error { logger.error("database unavailable: \(error); reconnecting") }
+        while true {
+            alive()
+            if let failure = openConnections() {
+                guard failure.isUnavailable else { throw failure }
+                error = failure
+            } else {
+                if lastError != nil { logger.notice("database reachable again: resuming") }
+                return
+            }
+            if WorkerSignals.draining { throw DatabaseGone(description: "stopped while the database was unavailable") }
+            if clock.now - since >= options.reconnectDeadline {
+                let seconds = Int(options.reconnectDeadline.seconds)
+                throw DatabaseGone(
+                    description: "database unavailable for \(seconds) s: \(error.map { "\($0)" } ?? "no connection")")
+            }
+            pause(Self.jittered(wait))
+            wait = min(wait * 2, .seconds(5))
+        }
+    }
+
+    /// Opens a connection per kind and one for the registry; nil when all are open, else the error
+    /// (and none is kept).
+    private func openConnections() -> MariaDBError? {
+        do throws(MariaDBError) {
+            for kind in options.kinds { tickConnections[kind] = try Connection(database) }
+            let registry = try Connection(database)
+            registryAccess.withLock { _ in registryConnection = registry }
+            return nil
+        } catch {
+            for connection in tickConnections.values { connection.close() }
+            tickConnections = [:]
+            return error
+        }
+    }
+
+    private func withRegistry<T>(_ body: (WorkerRegistry) throws -> T) throws -> T {
+        try registryAccess.withLock { _ in
+            guard let connection = registryConnection else {
+                throw MariaDBError(code: .connectionLost, message: "not connected", function: "registry")
+            }
+            return try body(WorkerRegistry(connection: connection))
+        }
+    }
+
+    /// The monitor thread: drain on a stop signal (STOPPING=1, and stop at once when `grace` runs
+    /// out), WATCHDOG=1 while the loop is alive, the workers row's heartbeat every 15 s.
+    private func monitorLoop() {
+        var drainStarted: ContinuousClock.Instant?
+        var lastWatchdog = clock.now
+        var lastHeartbeat = clock.now
+        var writtenState = "running"
+        while true {
+            Thread.sleep(forTimeInterval: 0.1)
+            let now = clock.now
+            let snapshot = shared.withLock { $0 }
+            if snapshot.stopped { return }
+            if WorkerSignals.draining {
+                if drainStarted == nil {
+                    drainStarted = now
+                    notifier.notify("STOPPING=1\nSTATUS=draining")
+                    setState("draining")
+                    logger.notice(
+                        "stop signal: draining (no new claims; transfers in flight finish within --grace)")
+                } else if let start = drainStarted, now - start >= options.grace {
+                    let line = "fanout: --grace ran out: stopping at once (transfers in flight are in doubt)"
+                    logger.error("\(line)")
+                    printError(line)
+                    LoggingSetup.recordExit(line, status: WorkerSignals.stoppedAtOnce)
+                    _exit(WorkerSignals.stoppedAtOnce)
+                }
+            }
+            if let interval = notifier.watchdogInterval, now - lastWatchdog >= interval,
+                now - snapshot.lastAlive < interval * 2
+            {
+                notifier.notify("WATCHDOG=1")
+                lastWatchdog = now
+            }
+            // Every 15 s, and at once when the worker's state changes (paused, draining).
+            let due = now - lastHeartbeat >= WorkerRegistry.heartbeatInterval || snapshot.state != writtenState
+            if due, let rowID = snapshot.rowID {
+                lastHeartbeat = now
+                writtenState = snapshot.state
+                let rss = Self.residentBytes()
+                do {
+                    try withRegistry { registry in
+                        try registry.heartbeat(
+                            id: rowID, state: snapshot.state, job: snapshot.job, itemsDone: snapshot.itemsDone,
+                            rssBytes: rss)
+                    }
+                } catch {
+                    logger.debug("worker heartbeat not written: \(error)")
+                }
+            }
+        }
+    }
+
+    /// Resident memory from procfs (`/proc/self/statm`, in pages).
+    static func residentBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// `duration` ± 20 %, so workers started together do not poll together.
+    static func jittered(_ duration: Duration) -> Duration {
+        duration * Double.random(in: 0.8...1.2)
+    }
+
+    static func clockTime(_ date: Date) -> String {
+        var seconds = time_t(date.timeIntervalSince1970)
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        return String(format: "%02d:%02d", parts.tm_hour, parts.tm_min)
+    }
+}
+
+/// The database stayed unavailable past the worker's deadline: exit 75 (EX_TEMPFAIL), so the
+/// supervisor starts it again later.
+struct DatabaseGone: Error, CustomStringConvertible {
+    var description: String
+}
