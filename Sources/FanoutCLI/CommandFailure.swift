@@ -10,8 +10,10 @@ enum ExitStatus {
     static let ok: Int32 = 0
     static let failure: Int32 = 1
     static let usage: Int32 = 64
+    static let memory: Int32 = 12
     static let noInput: Int32 = 66
     static let unavailable: Int32 = 69
+    static let tempFail: Int32 = 75
     static let configuration: Int32 = 78
 }
 
@@ -46,6 +48,8 @@ struct CommandFailure {
             (message, status) = (error.description, ExitStatus.unavailable)
         case let error as ConfigurationError:
             (message, status) = (error.description, ExitStatus.configuration)
+        case let error as DatabaseGone:
+            (message, status) = (error.description, ExitStatus.tempFail)
         case let error as InputUnavailable:
             (message, status) = (error.description, ExitStatus.noInput)
         case let error as MariaDBError where error.number == 1146:

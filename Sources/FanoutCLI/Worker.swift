@@ -30,7 +30,6 @@ final class Worker: @unchecked Sendable {
     enum Exit: Int32 {
         case done = 0
         case memory = 12
-        case databaseGone = 75
     }
 
     private let options: Options

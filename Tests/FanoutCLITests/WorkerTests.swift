@@ -1,0 +1,327 @@
+import Foundation
+import MariaDB
+import Testing
+import TestSupport
+
+/// `fanout work`, run as systemd or supervisor runs it: the built binary as a long-lived child
+/// process, against the real MariaDB and a real SMTP server, driven by signals and by other
+/// `fanout` processes.
+@Suite(.enabled(if: TestEnvironment.hasDatabase && TestEnvironment.canStartServers))
+struct WorkerTests {
+    func withWorkerSetup(
+        smtpArguments: [String] = [], _ body: (JobFixture, TestServer, [String: String]) throws -> Void
+    ) throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let smtp = try TestServer.smtp(smtpArguments)
+            let templates = try makeTestTemplates()
+            try body(fixture, smtp, EmailTickTests.environment(fixture, smtp, templates))
+        }
+    }
+
+    func startWorker(_ arguments: [String], _ env: [String: String], name: String = "w") throws -> ChildProcess {
+        let output = TestEnvironment.scratchDirectory.appendingPathComponent("worker-\(name)-\(UUID().uuidString)")
+        return try startFanout(
+            ["work", "--type", "email", "--name", name] + arguments, environment: env, output: output)
+    }
+
+    func processing(_ fixture: JobFixture, _ job: UInt64) throws -> Int {
+        try fixture.statusCounts(job: job)["processing", default: 0]
+    }
+
+    /// Message ids the sink received for the job's items, with repeats.
+    func deliveredItemIDs(_ smtp: TestServer) -> [String] {
+        smtp.messageFiles.compactMap { file in
+            guard let text = try? String(contentsOf: file, encoding: .utf8) else { return nil }
+            return text.split(whereSeparator: \.isNewline).first { $0.hasPrefix("Message-ID:") }.map(String.init)
+        }
+    }
+
+    @Test func jobInsertedWhileTwoWorkersIdleIsPickedUpWithinSleepPlusOneSecond() throws {
+        try withWorkerSetup { fixture, smtp, env in
+            let first = try startWorker(["--sleep", "2s"], env, name: "a")
+            let second = try startWorker(["--sleep", "2s"], env, name: "b")
+            defer {
+                first.signal(SIGKILL)
+                second.signal(SIGKILL)
+            }
+            #expect(waitUntil(seconds: 20) { (try? fixture.db.query("SELECT id FROM fanout_workers").count) == 2 })
+            Thread.sleep(forTimeInterval: 3) // both idle, backed off to --sleep
+            let inserted = ContinuousClock.now
+            let job = try fixture.emailJob(company: 1, count: 30)
+            // Picked up: the job goes processing with its first claim.
+            #expect(try waitUntil(seconds: 3) { try fixture.job(job).status != "pending" })
+            let pickedUp = ContinuousClock.now - inserted
+            #expect(pickedUp <= .seconds(3), "picked up after \(pickedUp)")
+            #expect(try waitUntil(seconds: 20) { try fixture.job(job).status == "completed" })
+            #expect(smtp.messageFiles.count == 30)
+            #expect(first.isRunning && second.isRunning)
+        }
+    }
+
+    @Test func termMidBatchDrainsWithNothingLeftClaimedAndNoDuplicate() throws {
+        try withWorkerSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
+            let job = try fixture.emailJob(company: 1, count: 300)
+            let worker = try startWorker(["--batch-size", "300", "--sleep", "1s"], env)
+            #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 20 })
+            worker.signal(SIGTERM)
+            #expect(worker.wait() == 0)
+            let counts = try fixture.statusCounts(job: job)
+            #expect(counts["processing"] == nil, "\(counts)")
+            #expect(counts["pending", default: 0] > 0, "the drain stopped claiming: \(counts)")
+            let ids = deliveredItemIDs(smtp)
+            #expect(ids.count == counts["sent", default: 0], "every delivered message recorded sent, \(counts)")
+            #expect(Set(ids).count == ids.count)
+            #expect(try fixture.items(job: job).filter { $0.status == "pending" }.allSatisfy { $0.attempts == 0 })
+            #expect(try fixture.db.query("SELECT id FROM fanout_workers").isEmpty)
+            #expect(try fixture.db.query("SELECT owner FROM fanout_leases WHERE owner IS NOT NULL").isEmpty)
+            // The rest goes out with the next tick: every item once.
+            let rest = try runFanout(["emails:process-jobs", "--batch-size", "300"], environment: env)
+            #expect(rest.status == 0, "\(rest.stderr)")
+            #expect(try fixture.statusCounts(job: job) == ["sent": 300])
+            #expect(Set(deliveredItemIDs(smtp)).count == 300 && smtp.messageFiles.count == 300)
+            #expect(try fixture.countersMatchItems(job: job))
+        }
+    }
+
+    @Test func secondTermStopsAtOnceWithItemsInFlightInDoubt() throws {
+        try withWorkerSetup(smtpArguments: ["--delay", "0.3"]) { fixture, smtp, env in
+            let job = try fixture.emailJob(company: 1, count: 100)
+            let worker = try startWorker(["--batch-size", "100", "--grace", "60s"], env)
+            #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 4 })
+            worker.signal(SIGTERM)
+            // The second once the first was seen (two pending SIGTERMs are one to the kernel).
+            #expect(
+                try waitUntil(seconds: 10) {
+                    try fixture.db.queryFirst("SELECT state FROM fanout_workers")?.decode("state", as: String.self)
+                        == "draining"
+                })
+            worker.signal(SIGTERM)
+            #expect(worker.wait() == 1)
+            #expect(try processing(fixture, job) > 0, "transfers were in flight")
+            Thread.sleep(forTimeInterval: 1.2)
+            for _ in 0..<6 {
+                let tick = try runFanout(
+                    ["emails:process-jobs", "--batch-size", "100", "--stuck-after", "1s"], environment: env)
+                #expect(tick.status == 0, "\(tick.stderr)")
+                if try fixture.job(job).status == "completed" { break }
+            }
+            #expect(try fixture.statusCounts(job: job) == ["sent": 100])
+            let inDoubt = try fixture.items(job: job).filter(\.inDoubt).count
+            #expect(inDoubt > 0 && inDoubt <= 4 + 16, "in doubt: \(inDoubt)")
+            let ids = deliveredItemIDs(smtp)
+            #expect(Set(ids).count == 100)
+            #expect(ids.count - 100 <= inDoubt, "every duplicate is an in-doubt item")
+        }
+    }
+
+    @Test func usr2PausesClaimingAndContResumes() throws {
+        try withWorkerSetup(smtpArguments: ["--delay", "0.02"]) { fixture, smtp, env in
+            let job = try fixture.emailJob(company: 1, count: 400)
+            let worker = try startWorker(["--batch-size", "20", "--sleep", "1s"], env)
+            defer { worker.signal(SIGKILL) }
+            #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 20 })
+            worker.signal(SIGUSR2)
+            #expect(
+                try waitUntil(seconds: 10) {
+                    try fixture.db.queryFirst("SELECT state FROM fanout_workers")?.decode("state", as: String.self)
+                        == "paused"
+                })
+            #expect(try processing(fixture, job) == 0)
+            let sent = smtp.messageFiles.count
+            Thread.sleep(forTimeInterval: 1.5)
+            #expect(smtp.messageFiles.count == sent, "nothing sent while paused")
+            #expect(try fixture.statusCounts(job: job)["pending", default: 0] > 0)
+            worker.signal(SIGCONT)
+            #expect(try waitUntil(seconds: 60) { try fixture.job(job).status == "completed" })
+            #expect(smtp.messageFiles.count == 400)
+            #expect(worker.isRunning)
+        }
+    }
+
+    @Test func restartFromAnotherProcessEndsEveryWorker() throws {
+        try withWorkerSetup { fixture, _, env in
+            let workers = try (0..<2).map { try startWorker(["--sleep", "1s"], env, name: "r\($0)") }
+            defer { for worker in workers { worker.signal(SIGKILL) } }
+            #expect(waitUntil(seconds: 20) { (try? fixture.db.query("SELECT id FROM fanout_workers").count) == 2 })
+            let listed = try runFanout(["workers", "--format", "json"], environment: env)
+            #expect(listed.status == 0, "\(listed.stderr)")
+            #expect(listed.stdout.contains("\"name\":\"r0\"") && listed.stdout.contains("\"name\":\"r1\""))
+            let restart = try runFanout(["worker:restart"], environment: env)
+            #expect(restart.status == 0, "\(restart.stderr)")
+            for worker in workers { #expect(worker.wait() == 0) }
+            // A worker started after the request is not affected.
+            let later = try startWorker(["--sleep", "1s", "--max-time", "3s"], env, name: "later")
+            #expect(later.wait() == 0)
+            #expect(try fixture.db.query("SELECT id FROM fanout_workers").isEmpty)
+        }
+    }
+
+    @Test func pauseAndContinueThroughTheDatabase() throws {
+        try withWorkerSetup { fixture, smtp, env in
+            let worker = try startWorker(["--sleep", "1s"], env)
+            defer { worker.signal(SIGKILL) }
+            #expect(waitUntil(seconds: 20) { (try? fixture.db.query("SELECT id FROM fanout_workers").count) == 1 })
+            #expect(try runFanout(["worker:pause", "--type", "email"], environment: env).status == 0)
+            let job = try fixture.emailJob(company: 1, count: 10)
+            Thread.sleep(forTimeInterval: 2.5)
+            #expect(try fixture.job(job).status == "pending")
+            #expect(smtp.messageFiles.isEmpty)
+            #expect(try runFanout(["worker:continue"], environment: env).status == 0)
+            #expect(try waitUntil(seconds: 20) { try fixture.job(job).status == "completed" })
+        }
+    }
+
+    @Test(arguments: ["--memory 1", "--max-time 2s", "--stop-when-empty", "--max-jobs 1"])
+    func limitsEndTheWorkerWithTheirExitStatus(limit: String) throws {
+        let arguments = limit.split(separator: " ").map(String.init)
+        try withWorkerSetup { fixture, _, env in
+            let job = limit.hasPrefix("--max-jobs") ? try fixture.emailJob(company: 1, count: 30) : nil
+            let worker = try startWorker(["--sleep", "1s", "--batch-size", "10"] + arguments, env)
+            #expect(worker.wait() == (limit.hasPrefix("--memory") ? 12 : 0))
+            if let job {
+                // One batch, then the limit: the job was left for later, not drained.
+                #expect(try fixture.statusCounts(job: job) == ["sent": 10, "pending": 20])
+            }
+        }
+    }
+
+    @Test func notifyProtocolThroughADatagramSocket() throws {
+        try withWorkerSetup { _, _, env in
+            let path = TestEnvironment.makeTemporaryDirectory("notify").appendingPathComponent("notify.sock").path
+            let socket = try DatagramSocket(path: path)
+            var env = env
+            env["NOTIFY_SOCKET"] = path
+            env["WATCHDOG_USEC"] = "400000"
+            let worker = try startWorker(["--sleep", "1s"], env)
+            defer { worker.signal(SIGKILL) }
+            var received: [String] = []
+            #expect(
+                waitUntil(seconds: 20) {
+                    received += socket.receiveAll()
+                    return received.contains { $0.contains("READY=1") } && received.contains("WATCHDOG=1")
+                }, "\(received)")
+            worker.signal(SIGTERM)
+            #expect(worker.wait() == 0)
+            received += socket.receiveAll()
+            #expect(received.contains { $0.hasPrefix("STOPPING=1") }, "\(received)")
+            #expect(received.firstIndex { $0.contains("READY=1") } == received.startIndex)
+        }
+    }
+
+    @Test func twoWorkersAndOverlappingCronTicksDeliverEveryItemOnce() throws {
+        try withWorkerSetup(smtpArguments: ["--delay", "0.005"]) { fixture, smtp, env in
+            let jobs = try (1...3).map { try fixture.emailJob(company: UInt64($0), count: 150) }
+            let workers = try (0..<2).map {
+                try startWorker(["--batch-size", "20", "--sleep", "1s"], env, name: "o\($0)")
+            }
+            defer { for worker in workers { worker.signal(SIGKILL) } }
+            var ticks: [ChildProcess] = []
+            for round in 0..<6 {
+                let output = TestEnvironment.scratchDirectory.appendingPathComponent(
+                    "cron-\(round)-\(UUID().uuidString)")
+                ticks.append(
+                    try startFanout(["emails:process-jobs", "--batch-size", "20"], environment: env, output: output))
+                Thread.sleep(forTimeInterval: 0.3)
+            }
+            for tick in ticks { #expect(tick.wait() == 0) }
+            #expect(try waitUntil(seconds: 60) { try jobs.allSatisfy { try fixture.job($0).status == "completed" } })
+            for job in jobs {
+                #expect(try fixture.statusCounts(job: job) == ["sent": 150])
+                #expect(try fixture.countersMatchItems(job: job))
+            }
+            let ids = deliveredItemIDs(smtp)
+            #expect(ids.count == 450 && Set(ids).count == 450)
+            for worker in workers { worker.signal(SIGTERM) }
+            for worker in workers { #expect(worker.wait() == 0) }
+        }
+    }
+
+    @Test func databaseRestartIsSurvivedAndAnOutagePastTheDeadlineExits75() throws {
+        let directory = TestEnvironment.makeTemporaryDirectory("mariadb-worker")
+        let port = String(35_000 + Int.random(in: 0..<900))
+        let script = TestEnvironment.scriptsDirectory.appendingPathComponent("mariadb-instance")
+        let start = try runProcess(script, ["start", directory.path, port], inheritEnvironment: true)
+        #expect(start.status == 0, "\(start.stderr)")
+        defer { _ = try? runProcess(script, ["stop", directory.path], inheritEnvironment: true) }
+        let smtp = try TestServer.smtp([])
+        let env = [
+            "DB_HOST": "127.0.0.1", "DB_PORT": port, "DB_DATABASE": "fanout", "DB_USERNAME": "fanout",
+            "DB_PASSWORD": "fanout-secret", "MAIL_HOST": "127.0.0.1", "MAIL_PORT": String(smtp.port),
+            "MAIL_FROM_ADDRESS": "sender@example.test", "FANOUT_TEMPLATES": try makeTestTemplates().path,
+        ]
+        #expect(try runFanout(["migrate"], environment: env).status == 0)
+        let configuration = ConnectionConfiguration(
+            host: "127.0.0.1", port: UInt32(port)!, user: "fanout", password: "fanout-secret", database: "fanout")
+        let worker = try startWorker(["--sleep", "1s", "--reconnect-deadline", "60s"], env)
+        defer { worker.signal(SIGKILL) }
+        Thread.sleep(forTimeInterval: 2)
+        #expect(try runProcess(script, ["stop", directory.path], inheritEnvironment: true).status == 0)
+        Thread.sleep(forTimeInterval: 2)
+        #expect(worker.isRunning, "the worker waits for the database")
+        #expect(try runProcess(script, ["start", directory.path, port], inheritEnvironment: true).status == 0)
+        let db = try Connection(configuration)
+        try db.execute(
+            """
+            INSERT INTO bulk_email_jobs (company_id, template, status, created_at, updated_at)
+            VALUES (1, 'plain', 'pending', NOW(), NOW())
+            """)
+        let job = try db.queryFirst("SELECT LAST_INSERT_ID() AS id")!.decode("id", as: UInt64.self)
+        try db.execute(
+            """
+            INSERT INTO bulk_email_job_items (bulk_email_job_id, email, created_at, updated_at)
+            VALUES (?, 'x@example.test', NOW(), NOW())
+            """, [job])
+        #expect(
+            try waitUntil(seconds: 30) {
+                try db.queryFirst("SELECT status FROM bulk_email_jobs WHERE id = ?", [job])?.decode(
+                    "status", as: String.self)
+                    == "completed"
+            })
+        db.close()
+        // Down past the deadline: exit 75 with one line.
+        let short = try startWorker(["--sleep", "1s", "--reconnect-deadline", "2s"], env, name: "short")
+        defer { short.signal(SIGKILL) }
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(try runProcess(script, ["stop", directory.path], inheritEnvironment: true).status == 0)
+        #expect(short.wait() == 75)
+    }
+}
+
+/// A Unix datagram socket standing in for systemd's notify socket.
+final class DatagramSocket {
+    private let descriptor: Int32
+
+    init(path: String) throws {
+        descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        guard descriptor >= 0 else { throw TestServerError(message: "socket: \(errno)") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in bytes.enumerated() { buffer[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard bound == 0 else { throw TestServerError(message: "bind \(path): \(errno)") }
+        var flags = fcntl(descriptor, F_GETFL)
+        flags |= O_NONBLOCK
+        _ = fcntl(descriptor, F_SETFL, flags)
+    }
+
+    deinit { close(descriptor) }
+
+    /// Every datagram waiting now.
+    func receiveAll() -> [String] {
+        var messages: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            if count <= 0 { return messages }
+            messages.append(String(decoding: buffer[0..<count], as: UTF8.self))
+        }
+    }
+}
