@@ -1,0 +1,40 @@
+import Foundation
+import MariaDB
+import Testing
+import TestSupport
+
+/// The project's service scripts next to a MariaDB they did not start (a developer's or an
+/// operator's, on the same port): they refuse to start over it and never stop it.
+@Suite(.enabled(if: TestEnvironment.hasDatabase))
+struct ServiceScriptTests {
+    @Test func servicesRefuseAForeignServerOnTheirPortAndLeaveItRunning() throws {
+        let foreign = TestEnvironment.makeTemporaryDirectory("foreign-mariadb")
+        let port = 36_000 + Int.random(in: 0..<900)
+        let instance = TestEnvironment.scriptsDirectory.appendingPathComponent("mariadb-instance")
+        let started = try runProcess(instance, ["start", foreign.path, String(port)], inheritEnvironment: true)
+        #expect(started.status == 0, "\(started.stderr)")
+        defer { _ = try? runProcess(instance, ["stop", foreign.path], inheritEnvironment: true) }
+
+        // A checkout of its own (the scripts keep their state in the checkout's .run), with every
+        // other service on a free port.
+        let checkout = TestEnvironment.makeTemporaryDirectory("checkout")
+        try FileManager.default.copyItem(
+            at: TestEnvironment.scriptsDirectory, to: checkout.appendingPathComponent("scripts"))
+        let services = checkout.appendingPathComponent("scripts/services")
+        var env = ["FANOUT_SERVICES_DB_PORT": String(port)]
+        for (offset, name) in ["SMTP", "SMTP_AUTH", "HTTP", "HTTPS"].enumerated() {
+            env["FANOUT_SERVICES_\(name)_PORT"] = String(port + 1_000 + offset)
+        }
+        let up = try runProcess(services, ["up"], environment: env, inheritEnvironment: true)
+        #expect(up.status != 0)
+        #expect(up.stderr.contains("port \(port) (db) on 127.0.0.1 is in use by another process"), "\(up.stderr)")
+        let down = try runProcess(services, ["down"], environment: env, inheritEnvironment: true)
+        #expect(down.status == 0, "\(down.stderr)")
+
+        let configuration = ConnectionConfiguration(
+            host: "127.0.0.1", port: UInt32(port), user: "fanout", password: "fanout-secret", database: "fanout")
+        let connection = try Connection(configuration)
+        #expect(try connection.queryFirst("SELECT 1 AS one")?.decode("one", as: Int.self) == 1)
+        connection.close()
+    }
+}
