@@ -15,6 +15,20 @@ struct DoctorCommand: ParsableCommand {
 
     @OptionGroup var settingsOptions: SettingsOptions
 
+    /// Which of cron ticks and workers ran lately on this database (information, not a check).
+    static func describeRunners(_ registry: WorkerRegistry) -> String {
+        let workers = (try? registry.list()) ?? []
+        guard let activity = try? registry.activity() else { return "info runners    unknown" }
+        func ago(_ time: Double?) -> String {
+            guard let time else { return "never" }
+            return "\(Int((activity.now - time).rounded())) s ago"
+        }
+        let names = workers.prefix(5).map { "\($0.name) (\($0.state))" }.joined(separator: ", ")
+        return "info runners    \(workers.count) live worker\(workers.count == 1 ? "" : "s")"
+            + (workers.isEmpty ? "" : ": \(names)")
+            + "; last company served \(ago(activity.lastBatch)); last tick recorded \(ago(activity.lastRecordedTick))"
+    }
+
     func run() throws {
         let settings = try settingsOptions.load()
         var failures = 0
@@ -53,6 +67,7 @@ struct DoctorCommand: ParsableCommand {
                 pending.isEmpty
                     ? "migrated" : "not migrated: run 'fanout migrate' (\(pending.map(\.file).joined(separator: ", ")))"
             )
+            if pending.isEmpty { print(Self.describeRunners(WorkerRegistry(connection: connection))) }
         } catch {
             report(false, "database", CommandFailure(error).message)
         }
