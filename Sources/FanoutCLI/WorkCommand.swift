@@ -163,6 +163,23 @@ struct WorkerRestartCommand: ParsableCommand {
     }
 }
 
+/// The kinds `worker:pause` and `worker:continue` act on, and the one thing they do.
+struct PauseOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Only this kind (default: both).", valueName: "email|wallet"))
+    var type: JobKind?
+
+    @OptionGroup var settings: SettingsOptions
+
+    func setPaused(_ paused: Bool) throws {
+        let connection = try openDatabase(settings)
+        defer { connection.close() }
+        let kinds = type.map { [$0] } ?? JobKind.allCases
+        try WorkerRegistry(connection: connection).setPaused(kinds, paused, by: requester)
+        let names = kinds.map(\.rawValue).joined(separator: ", ")
+        print(paused ? "paused: \(names) (fanout worker:continue to go on)" : "claiming again: \(names)")
+    }
+}
+
 struct WorkerPauseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker:pause",
@@ -170,18 +187,9 @@ struct WorkerPauseCommand: ParsableCommand {
         discussion: "Cron ticks are not paused. `fanout worker:continue` lets the workers go on."
     )
 
-    @Option(name: .long, help: ArgumentHelp("Pause only this kind.", valueName: "email|wallet"))
-    var type: JobKind?
+    @OptionGroup var options: PauseOptions
 
-    @OptionGroup var settings: SettingsOptions
-
-    func run() throws {
-        let connection = try openDatabase(settings)
-        defer { connection.close() }
-        let kinds = type.map { [$0] } ?? JobKind.allCases
-        try WorkerRegistry(connection: connection).setPaused(kinds, true, by: requester)
-        print("paused: \(kinds.map(\.rawValue).joined(separator: ", ")) (fanout worker:continue to go on)")
-    }
+    func run() throws { try options.setPaused(true) }
 }
 
 struct WorkerContinueCommand: ParsableCommand {
@@ -190,18 +198,9 @@ struct WorkerContinueCommand: ParsableCommand {
         abstract: "Let the workers claim again after `worker:pause`."
     )
 
-    @Option(name: .long, help: ArgumentHelp("Only this kind.", valueName: "email|wallet"))
-    var type: JobKind?
+    @OptionGroup var options: PauseOptions
 
-    @OptionGroup var settings: SettingsOptions
-
-    func run() throws {
-        let connection = try openDatabase(settings)
-        defer { connection.close() }
-        let kinds = type.map { [$0] } ?? JobKind.allCases
-        try WorkerRegistry(connection: connection).setPaused(kinds, false, by: requester)
-        print("claiming again: \(kinds.map(\.rawValue).joined(separator: ", "))")
-    }
+    func run() throws { try options.setPaused(false) }
 }
 
 struct WorkersCommand: ParsableCommand {

@@ -8,13 +8,13 @@ import TestSupport
 @Suite(.enabled(if: TestEnvironment.hasDatabase))
 struct ServiceScriptTests {
     @Test func servicesRefuseAForeignServerOnTheirPortAndLeaveItRunning() throws {
-        let foreign = TestEnvironment.makeTemporaryDirectory("foreign-mariadb")
-        let port = 36_000 + Int.random(in: 0..<900)
-        let instance = TestEnvironment.scriptsDirectory.appendingPathComponent("mariadb-instance")
-        let started = try runProcess(instance, ["start", foreign.path, String(port)], inheritEnvironment: true)
-        #expect(started.status == 0, "\(started.stderr)")
-        defer { _ = try? runProcess(instance, ["stop", foreign.path], inheritEnvironment: true) }
+        try withPrivateMariaDB("foreign-mariadb", ports: 36_000..<36_900) { foreign in
+            try refuseAndLeave(foreign)
+        }
+    }
 
+    func refuseAndLeave(_ foreign: PrivateMariaDB) throws {
+        let port = foreign.port
         // A checkout of its own (the scripts keep their state in the checkout's .run), with every
         // other service on a free port.
         let checkout = TestEnvironment.makeTemporaryDirectory("checkout")
@@ -31,9 +31,7 @@ struct ServiceScriptTests {
         let down = try runProcess(services, ["down"], environment: env, inheritEnvironment: true)
         #expect(down.status == 0, "\(down.stderr)")
 
-        let configuration = ConnectionConfiguration(
-            host: "127.0.0.1", port: UInt32(port), user: "fanout", password: "fanout-secret", database: "fanout")
-        let connection = try Connection(configuration)
+        let connection = try Connection(foreign.configuration)
         #expect(try connection.queryFirst("SELECT 1 AS one")?.decode("one", as: Int.self) == 1)
         connection.close()
     }

@@ -25,6 +25,13 @@ struct WorkerTests {
             ["work", "--type", "email", "--name", name] + arguments, environment: env, output: output)
     }
 
+    /// Whether the (only) worker's row comes to say `state` (its monitor writes a change at once).
+    func workerReaches(_ state: String, _ fixture: JobFixture) throws -> Bool {
+        try waitUntil(seconds: 10) {
+            try fixture.db.queryFirst("SELECT state FROM fanout_workers")?.decode("state", as: String.self) == state
+        }
+    }
+
     func processing(_ fixture: JobFixture, _ job: UInt64) throws -> Int {
         try fixture.statusCounts(job: job)["processing", default: 0]
     }
@@ -91,11 +98,7 @@ struct WorkerTests {
             #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 4 })
             worker.signal(SIGTERM)
             // The second once the first was seen (two pending SIGTERMs are one to the kernel).
-            #expect(
-                try waitUntil(seconds: 10) {
-                    try fixture.db.queryFirst("SELECT state FROM fanout_workers")?.decode("state", as: String.self)
-                        == "draining"
-                })
+            #expect(try workerReaches("draining", fixture))
             worker.signal(SIGTERM)
             #expect(worker.wait() == 1)
             #expect(try processing(fixture, job) > 0, "transfers were in flight")
@@ -122,11 +125,7 @@ struct WorkerTests {
             defer { worker.signal(SIGKILL) }
             #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 20 })
             worker.signal(SIGUSR2)
-            #expect(
-                try waitUntil(seconds: 10) {
-                    try fixture.db.queryFirst("SELECT state FROM fanout_workers")?.decode("state", as: String.self)
-                        == "paused"
-                })
+            #expect(try workerReaches("paused", fixture))
             #expect(try processing(fixture, job) == 0)
             let sent = smtp.messageFiles.count
             Thread.sleep(forTimeInterval: 1.5)
@@ -238,53 +237,46 @@ struct WorkerTests {
     }
 
     @Test func databaseRestartIsSurvivedAndAnOutagePastTheDeadlineExits75() throws {
-        let directory = TestEnvironment.makeTemporaryDirectory("mariadb-worker")
-        let port = String(35_000 + Int.random(in: 0..<900))
-        let script = TestEnvironment.scriptsDirectory.appendingPathComponent("mariadb-instance")
-        let start = try runProcess(script, ["start", directory.path, port], inheritEnvironment: true)
-        #expect(start.status == 0, "\(start.stderr)")
-        defer { _ = try? runProcess(script, ["stop", directory.path], inheritEnvironment: true) }
-        let smtp = try TestServer.smtp([])
-        let env = [
-            "DB_HOST": "127.0.0.1", "DB_PORT": port, "DB_DATABASE": "fanout", "DB_USERNAME": "fanout",
-            "DB_PASSWORD": "fanout-secret", "MAIL_HOST": "127.0.0.1", "MAIL_PORT": String(smtp.port),
-            "MAIL_FROM_ADDRESS": "sender@example.test", "FANOUT_TEMPLATES": try makeTestTemplates().path,
-        ]
-        #expect(try runFanout(["migrate"], environment: env).status == 0)
-        let configuration = ConnectionConfiguration(
-            host: "127.0.0.1", port: UInt32(port)!, user: "fanout", password: "fanout-secret", database: "fanout")
-        let worker = try startWorker(["--sleep", "1s", "--reconnect-deadline", "60s"], env)
-        defer { worker.signal(SIGKILL) }
-        Thread.sleep(forTimeInterval: 2)
-        #expect(try runProcess(script, ["stop", directory.path], inheritEnvironment: true).status == 0)
-        Thread.sleep(forTimeInterval: 2)
-        #expect(worker.isRunning, "the worker waits for the database")
-        #expect(try runProcess(script, ["start", directory.path, port], inheritEnvironment: true).status == 0)
-        let db = try Connection(configuration)
-        try db.execute(
-            """
-            INSERT INTO bulk_email_jobs (company_id, template, status, created_at, updated_at)
-            VALUES (1, 'plain', 'pending', NOW(), NOW())
-            """)
-        let job = try db.queryFirst("SELECT LAST_INSERT_ID() AS id")!.decode("id", as: UInt64.self)
-        try db.execute(
-            """
-            INSERT INTO bulk_email_job_items (bulk_email_job_id, email, created_at, updated_at)
-            VALUES (?, 'x@example.test', NOW(), NOW())
-            """, [job])
-        #expect(
-            try waitUntil(seconds: 30) {
-                try db.queryFirst("SELECT status FROM bulk_email_jobs WHERE id = ?", [job])?.decode(
-                    "status", as: String.self)
-                    == "completed"
-            })
-        db.close()
-        // Down past the deadline: exit 75 with one line.
-        let short = try startWorker(["--sleep", "1s", "--reconnect-deadline", "2s"], env, name: "short")
-        defer { short.signal(SIGKILL) }
-        Thread.sleep(forTimeInterval: 1.5)
-        #expect(try runProcess(script, ["stop", directory.path], inheritEnvironment: true).status == 0)
-        #expect(short.wait() == 75)
+        try withPrivateMariaDB("mariadb-worker", ports: 35_000..<35_900) { server in
+            let smtp = try TestServer.smtp([])
+            var env = server.environment
+            env["MAIL_HOST"] = "127.0.0.1"
+            env["MAIL_PORT"] = String(smtp.port)
+            env["MAIL_FROM_ADDRESS"] = "sender@example.test"
+            env["FANOUT_TEMPLATES"] = try makeTestTemplates().path
+            #expect(try runFanout(["migrate"], environment: env).status == 0)
+            let worker = try startWorker(["--sleep", "1s", "--reconnect-deadline", "60s"], env)
+            defer { worker.signal(SIGKILL) }
+            Thread.sleep(forTimeInterval: 2)
+            #expect(try server.stop().status == 0)
+            Thread.sleep(forTimeInterval: 2)
+            #expect(worker.isRunning, "the worker waits for the database")
+            #expect(try server.start().status == 0)
+            let db = try Connection(server.configuration)
+            try db.execute(
+                """
+                INSERT INTO bulk_email_jobs (company_id, template, status, created_at, updated_at)
+                VALUES (1, 'plain', 'pending', NOW(), NOW())
+                """)
+            let job = try db.queryFirst("SELECT LAST_INSERT_ID() AS id")!.decode("id", as: UInt64.self)
+            try db.execute(
+                """
+                INSERT INTO bulk_email_job_items (bulk_email_job_id, email, created_at, updated_at)
+                VALUES (?, 'x@example.test', NOW(), NOW())
+                """, [job])
+            #expect(
+                try waitUntil(seconds: 30) {
+                    try db.queryFirst("SELECT status FROM bulk_email_jobs WHERE id = ?", [job])?
+                        .decode("status", as: String.self) == "completed"
+                })
+            db.close()
+            // Down past the deadline: exit 75 with one line.
+            let short = try startWorker(["--sleep", "1s", "--reconnect-deadline", "2s"], env, name: "short")
+            defer { short.signal(SIGKILL) }
+            Thread.sleep(forTimeInterval: 1.5)
+            #expect(try server.stop().status == 0)
+            #expect(short.wait() == 75)
+        }
     }
 }
 

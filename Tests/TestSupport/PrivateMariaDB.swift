@@ -1,0 +1,51 @@
+import Foundation
+import MariaDB
+
+/// A MariaDB of a test's own (`scripts/mariadb-instance` in a temporary folder, on a port of the
+/// given range), for tests that stop and start the server: the shared one stays untouched.
+public struct PrivateMariaDB: Sendable {
+    public let directory: URL
+    public let port: Int
+    private var script: URL { TestEnvironment.scriptsDirectory.appendingPathComponent("mariadb-instance") }
+
+    /// Starts the server (again); the status of `mariadb-instance start`.
+    @discardableResult
+    public func start() throws -> ProcessResult {
+        try runProcess(script, ["start", directory.path, String(port)], inheritEnvironment: true)
+    }
+
+    /// Stops the server; the status of `mariadb-instance stop`.
+    @discardableResult
+    public func stop() throws -> ProcessResult {
+        try runProcess(script, ["stop", directory.path], inheritEnvironment: true)
+    }
+
+    /// Its `fanout` database, as the `fanout` user.
+    public var configuration: ConnectionConfiguration {
+        ConnectionConfiguration(
+            host: "127.0.0.1", port: UInt32(port), user: "fanout", password: "fanout-secret", database: "fanout",
+            connectTimeout: 3, readTimeout: 5, writeTimeout: 5)
+    }
+
+    /// The `DB_*` settings that point the `fanout` binary at it.
+    public var environment: [String: String] {
+        [
+            "DB_HOST": "127.0.0.1", "DB_PORT": String(port), "DB_DATABASE": "fanout", "DB_USERNAME": "fanout",
+            "DB_PASSWORD": "fanout-secret",
+        ]
+    }
+}
+
+/// Starts a private MariaDB on a random port from `ports`, runs `body`, and stops it.
+public func withPrivateMariaDB<T>(
+    _ label: String, ports: Range<Int>, _ body: (PrivateMariaDB) throws -> T
+) throws -> T {
+    let server = PrivateMariaDB(
+        directory: TestEnvironment.makeTemporaryDirectory(label), port: Int.random(in: ports))
+    let started = try server.start()
+    guard started.status == 0 else {
+        throw TestServerError(message: "mariadb-instance start failed: \(started.stderr)")
+    }
+    defer { _ = try? server.stop() }
+    return try body(server)
+}
