@@ -236,6 +236,44 @@ struct WorkerTests {
         }
     }
 
+    @Test func onceIsExactlyTheCronTick() throws {
+        try withWorkerSetup { fixture, _, env in
+            let job = try fixture.emailJob(company: 1, count: 60)
+            let once = try runFanout(["work", "--once", "--type", "email"], environment: env)
+            #expect(once.status == 0, "\(once.stderr)")
+            #expect(try fixture.statusCounts(job: job) == ["sent": 50, "pending": 10])
+            #expect(try fixture.db.query("SELECT id FROM fanout_workers").isEmpty, "a tick is not a worker")
+            var down = env
+            down["MAIL_PORT"] = "1"
+            let unavailable = try runFanout(["work", "--once", "--type", "email"], environment: down)
+            #expect(unavailable.status == 69, "as emails:process-jobs: \(unavailable.stderr)")
+        }
+    }
+
+    @Test func smtpOutageKeepsTheWorkerUpBackingOffAndSayingSoOnce() throws {
+        try withWorkerSetup { fixture, _, env in
+            let port = 37_000 + Int.random(in: 0..<900) // nothing listens there yet
+            let log = TestEnvironment.makeTemporaryDirectory("worker-log").appendingPathComponent("fanout.log")
+            var env = env
+            env["MAIL_PORT"] = String(port)
+            env["FANOUT_LOG_FILE"] = log.path
+            let job = try fixture.emailJob(company: 1, count: 10)
+            let worker = try startWorker(["--sleep", "1s"], env)
+            defer { worker.signal(SIGKILL) }
+            Thread.sleep(forTimeInterval: 5)
+            #expect(worker.isRunning, "an SMTP outage does not end the worker")
+            #expect(try fixture.statusCounts(job: job) == ["pending": 10])
+            #expect(try fixture.items(job: job).allSatisfy { $0.attempts == 0 })
+            let said = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            let waiting = said.split(separator: "\n").filter { $0.contains("waiting: SMTP server") }
+            #expect(waiting.count == 1, "once a minute, not once a poll: \(said)")
+            // The server comes up on that port: the worker notices on its own.
+            let smtp = try TestServer.smtp(["--port", String(port)])
+            #expect(try waitUntil(seconds: 90) { try fixture.job(job).status == "completed" })
+            #expect(smtp.messageFiles.count == 10)
+        }
+    }
+
     @Test func databaseRestartIsSurvivedAndAnOutagePastTheDeadlineExits75() throws {
         try withPrivateMariaDB("mariadb-worker", ports: 35_000..<35_900) { server in
             let smtp = try TestServer.smtp([])
