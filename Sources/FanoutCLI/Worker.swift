@@ -74,6 +74,7 @@ final class Worker: @unchecked Sendable {
         WorkerSignals.install()
         for kind in options.kinds { deliverers[kind] = makeDeliverer(kind, Logger(label: "fanout.\(kind.rawValue)")) }
         try reconnect(since: clock.now, lastError: nil)
+        if WorkerSignals.draining { return .done }
         let (rowID, startedAt) = try withRegistry { registry in
             try registry.register(
                 name: options.name, host: MariaDBJobStore.hostName, pid: getpid(), version: Fanout.version,
@@ -123,7 +124,7 @@ final class Worker: @unchecked Sendable {
                 round = try self.round(startedAt: startedAt, outages: &outages)
             } catch let error as MariaDBError where error.isUnavailable {
                 try reconnect(since: clock.now, lastError: error)
-                continue
+                continue // drained (a stop signal while waiting) at the top of the loop
             }
             if round.restart {
                 logger.info("restart requested (fanout worker:restart): exiting after the round")
@@ -258,7 +259,7 @@ final class Worker: @unchecked Sendable {
     }
 
     /// (Re)opens every connection, backing off from 250 ms to 5 s; past `reconnectDeadline` from
-    /// `since`, throws `DatabaseGone` (exit 75).
+    /// `since`, throws `DatabaseGone` (exit 75). Returns early, unconnected, on a stop signal.
     private func reconnect(since: ContinuousClock.Instant, lastError: MariaDBError?) throws {
         for connection in tickConnections.values { connection.close() }
         tickConnections = [:]
@@ -278,7 +279,8 @@ final class Worker: @unchecked Sendable {
                 if lastError != nil { logger.notice("database reachable again: resuming") }
                 return
             }
-            if WorkerSignals.draining { throw DatabaseGone(description: "stopped while the database was unavailable") }
+            // A stop signal while the database is away: nothing is in flight; the loop drains.
+            if WorkerSignals.draining { return }
             if clock.now - since >= options.reconnectDeadline {
                 let seconds = Int(options.reconnectDeadline.seconds)
                 throw DatabaseGone(
