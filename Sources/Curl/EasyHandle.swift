@@ -112,6 +112,24 @@ public final class EasyHandle {
     /// libcurl's error buffer for the last transfer.
     var errorDetail: String { String(cString: errorBuffer) }
 
+    /// Lets a transfer held at the end of its upload (`TransferState.holdEnd`) send its last
+    /// byte: the server gets the end of the message now.
+    func releaseHeldEnd() {
+        state.holdEnd = false
+        state.heldAtEnd = false
+        _ = curl_easy_pause(raw, 0) // CURLPAUSE_CONT
+    }
+
+    /// Makes a transfer held at the end of its upload fail instead (`CURLE_ABORTED_BY_CALLBACK`)
+    /// without its last byte: the server never gets the end of the message. (Removing the handle
+    /// instead would not do: libcurl's SMTP ends a transfer removed without error with the end of
+    /// DATA, and the server takes the message.)
+    func abortHeldEnd() {
+        state.abortHeld = true
+        state.heldAtEnd = false
+        _ = curl_easy_pause(raw, 0) // CURLPAUSE_CONT
+    }
+
     /// Runs the transfer on this thread until it ends.
     func perform() -> CURLcode {
         curl_easy_perform(raw)
@@ -135,9 +153,19 @@ final class TransferState {
     var commandsSent: [String] = []
     /// Set by SMTP connections, which turn on verbose mode for the debug callback.
     var recordsProtocolLines = false
+    /// Keep the upload's last byte back (the read pauses) until `EasyHandle.releaseHeldEnd`: the
+    /// server cannot take the message before it has its end (for SMTP, the end of DATA).
+    var holdEnd = false
+    /// The read paused at the last byte, waiting for `releaseHeldEnd`.
+    var heldAtEnd = false
+    /// The next read fails the transfer (`abortHeldEnd`).
+    var abortHeld = false
 
     func reset() {
         uploadOffset = 0
+        holdEnd = false
+        heldAtEnd = false
+        abortHeld = false
         body.removeAll(keepingCapacity: true)
         bodyTruncated = false
         headerLines.removeAll(keepingCapacity: true)
@@ -184,11 +212,22 @@ private let headerCallback: ccurl_data_callback = { buffer, size, count, userdat
     return length
 }
 
+/// CURL_READFUNC_PAUSE and CURL_READFUNC_ABORT (macros Swift does not import).
+private let readFunctionPause = 0x1000_0001
+private let readFunctionAbort = 0x1000_0000
+
 private let readCallback: ccurl_data_callback = { buffer, size, count, userdata in
     let state = state(userdata)
     let room = size * count
+    if state.abortHeld { return readFunctionAbort }
     let left = state.upload.count - state.uploadOffset
-    let n = min(room, left)
+    if state.holdEnd && left <= 1 && !state.upload.isEmpty {
+        // The last byte waits: libcurl calls again once the transfer is unpaused.
+        state.heldAtEnd = true
+        return readFunctionPause
+    }
+    // With the end held, this read stops one byte short of it.
+    let n = min(room, state.holdEnd ? left - 1 : left)
     if n > 0, let buffer {
         state.upload.withUnsafeBytes { source in
             UnsafeMutableRawPointer(buffer).copyMemory(from: source.baseAddress! + state.uploadOffset, byteCount: n)

@@ -8,13 +8,22 @@ import Glibc
 protocol PooledTransfer: AnyObject {
     associatedtype Job
     associatedtype Output
+    /// Whether the server takes a transfer only once it has its last byte (SMTP's end of DATA):
+    /// then a worker may start its next transfer before its last outcome is settled, holding
+    /// that transfer's last byte back until it is (see `runPool`).
+    static var holdsEnd: Bool { get }
     var handle: EasyHandle { get }
     func prepare(_ job: Job) throws(CurlError)
     func finish(_ result: CURLcode) -> Result<Output, CurlError>
 }
 
-extension SMTPConnection: PooledTransfer {}
-extension HTTPTransfer: PooledTransfer {}
+extension SMTPConnection: PooledTransfer {
+    static var holdsEnd: Bool { true }
+}
+
+extension HTTPTransfer: PooledTransfer {
+    static var holdsEnd: Bool { false }
+}
 
 /// Runs jobs on `workers` in parallel, pulling the next job whenever a worker is free, until
 /// `next` has no more or `tick` says stop; then waits for the transfers already running.
@@ -24,11 +33,15 @@ extension HTTPTransfer: PooledTransfer {}
 /// the bound long before the server is. `next`, `completed`, `ticket` and `tick` are called under
 /// one lock, never two at once, so they may share state without synchronising it themselves.
 ///
-/// A worker whose transfer completed waits until `settled(ticket)` (called without the lock, with
-/// what `ticket()` said right after its outcome was reported) before it takes the next job: so a
-/// caller that records outcomes elsewhere can keep each connection from starting a new transfer
-/// before its last one is recorded, while the thread goes on driving the others. `Waker.wake`
-/// ends a thread's wait for that.
+/// A worker whose transfer completed does not let the server take another message before
+/// `settled(ticket)` (called without the lock, with what `ticket()` said right after its outcome
+/// was reported): so a caller that records outcomes elsewhere can keep each connection to one
+/// outcome the server has and the caller has not recorded. Where the server takes a transfer only
+/// at its end (`holdsEnd`, SMTP), the worker starts its next transfer at once and holds its last
+/// byte back until then, so the write overlaps the next message's envelope and body; a held
+/// transfer whose settlement says not to `proceed` (the batch stopped) fails before its end and
+/// is not reported: the server never took it. Otherwise (HTTP) the worker stays idle until then. `Waker.wake` ends a thread's
+/// wait for a settlement.
 func runPool<Worker: PooledTransfer>(
     workers: [Worker],
     multis: [MultiHandle],
@@ -77,10 +90,17 @@ public struct Settlement: Sendable {
     public var ticket: @Sendable () -> Int
     /// Whether the outcomes a ticket covers are recorded (or will never be: then go on).
     public var settled: @Sendable (Int) -> Bool
+    /// Whether a transfer held at its end may still go to the server once settled (false: the
+    /// batch stopped, abandon it unsent).
+    public var proceed: @Sendable () -> Bool
 
-    public init(ticket: @escaping @Sendable () -> Int, settled: @escaping @Sendable (Int) -> Bool) {
+    public init(
+        ticket: @escaping @Sendable () -> Int, settled: @escaping @Sendable (Int) -> Bool,
+        proceed: @escaping @Sendable () -> Bool = { true }
+    ) {
         self.ticket = ticket
         self.settled = settled
+        self.proceed = proceed
     }
 
     public static let none = Settlement(ticket: { 0 }, settled: { _ in true })
@@ -183,8 +203,11 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
         var idle = Array(workers.reversed())
         var running: [ObjectIdentifier: (worker: Worker, tag: Int)] = [:]
         var starting: [(worker: Worker, tag: Int, job: Worker.Job)] = []
-        /// Workers whose last transfer ended, until its outcome is recorded.
+        /// Workers whose last transfer ended, until its outcome is recorded (workers that do not
+        /// hold their next transfer's end).
         var settling: [(worker: Worker, ticket: Int)] = []
+        /// Holding workers: the ticket of the last outcome each reported, until it is settled.
+        var unsettled: [ObjectIdentifier: Int] = [:]
         while true {
             if !settling.isEmpty {
                 settling.removeAll { entry in
@@ -192,6 +215,9 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
                     idle.append(entry.worker)
                     return true
                 }
+            }
+            if !unsettled.isEmpty {
+                releaseSettled(&unsettled, running)
             }
             // How long until the pacer gives the next slot, when an idle worker waits for one.
             var paced: Duration? = nil
@@ -207,6 +233,8 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             for (worker, tag, job) in starting {
                 do {
                     try worker.prepare(job)
+                    // Its last outcome not recorded yet: the server gets this one's end later.
+                    if unsettled[ObjectIdentifier(worker)] != nil { worker.handle.state.holdEnd = true }
                     try multi.add(worker.handle)
                     idle.removeAll { $0 === worker }
                     running[ObjectIdentifier(worker.handle)] = (worker, tag)
@@ -225,9 +253,11 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             }
             var timeout = shared.pollMilliseconds
             if let paced { timeout = min(timeout, max(1, Int((paced / .milliseconds(1)).rounded(.up)))) }
+            // Held transfers wait for a write (its waker ends the poll), not for their sockets.
+            let waitForWrite = !settling.isEmpty || running.values.contains { $0.worker.handle.state.heldAtEnd }
             let finished: [(EasyHandle, CURLcode)]
             do {
-                finished = try multi.poll(timeoutMilliseconds: timeout, waitWhenIdle: !settling.isEmpty || paced != nil)
+                finished = try multi.poll(timeoutMilliseconds: timeout, waitWhenIdle: waitForWrite || paced != nil)
             } catch {
                 // The multi handle itself failed: its transfers are lost; the others finish.
                 shared.locked {
@@ -240,6 +270,11 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             var ended: [Worker] = []
             for (handle, result) in finished {
                 guard let (worker, tag) = running.removeValue(forKey: ObjectIdentifier(handle)) else { continue }
+                if handle.state.abortHeld {
+                    // Abandoned at its end, never taken by the server: nothing to report.
+                    idle.append(worker)
+                    continue
+                }
                 ended.append(worker)
                 results.append((tag, worker.finish(result)))
             }
@@ -248,7 +283,34 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
                 shared.tickIfDue()
                 return ended.isEmpty ? 0 : shared.settlement.ticket()
             }
-            for worker in ended { settling.append((worker, ticket)) }
+            for worker in ended {
+                if Worker.holdsEnd {
+                    unsettled[ObjectIdentifier(worker)] = ticket
+                    idle.append(worker)
+                } else {
+                    settling.append((worker, ticket))
+                }
+            }
+        }
+    }
+
+    /// Forgets settled tickets; a transfer held at its end goes on once its worker's last outcome
+    /// is settled, or is abandoned unsent (not reported) when the settlement says stop.
+    private func releaseSettled(
+        _ unsettled: inout [ObjectIdentifier: Int], _ running: [ObjectIdentifier: (worker: Worker, tag: Int)]
+    ) {
+        var proceed: Bool?
+        for (key, ticket) in unsettled where shared.settlement.settled(ticket) {
+            unsettled.removeValue(forKey: key)
+            guard let entry = running.first(where: { ObjectIdentifier($0.value.worker) == key }) else { continue }
+            guard entry.value.worker.handle.state.holdEnd else { continue }
+            if proceed == nil { proceed = shared.settlement.proceed() }
+            if proceed == true {
+                entry.value.worker.handle.releaseHeldEnd()
+            } else {
+                // Fails at its next read, before the end: reported by nobody (see `run`).
+                entry.value.worker.handle.abortHeldEnd()
+            }
         }
     }
 }

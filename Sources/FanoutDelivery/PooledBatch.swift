@@ -58,7 +58,9 @@ func deliverPooled<Message: Sendable, Output>(
                     if sessionFailure == nil { sessionFailure = error }
                 }
             },
-            Settlement(ticket: { control.recordTicket() }, settled: { control.isRecorded($0) }),
+            Settlement(
+                ticket: { control.recordTicket() }, settled: { control.isRecorded($0) },
+                proceed: { control.shouldContinue() }),
             { sessionFailure == nil && control.shouldContinue() }
         )
     } catch {
