@@ -40,8 +40,8 @@ extension HTTPTransfer: PooledTransfer {
 /// at its end (`holdsEnd`, SMTP), the worker starts its next transfer at once and holds its last
 /// byte back until then, so the write overlaps the next message's envelope and body; a held
 /// transfer whose settlement says not to `proceed` (the batch stopped) fails before its end and
-/// is not reported: the server never took it. Otherwise (HTTP) the worker stays idle until then. `Waker.wake` ends a thread's
-/// wait for a settlement.
+/// is not reported: the server never took it. Otherwise (HTTP) the worker stays idle until then.
+/// `Waker.wake` ends a thread's wait for a settlement.
 func runPool<Worker: PooledTransfer>(
     workers: [Worker],
     multis: [MultiHandle],

@@ -94,6 +94,9 @@ struct WorkCommand: ParsableCommand {
         {
             throw ValidationError("--type must be email, wallet or email,wallet")
         }
+        if tick.untilDone {
+            throw ValidationError("--until-done is for the cron commands: a worker runs until it is stopped")
+        }
         if let maxJobs, maxJobs < 1 { throw ValidationError("--max-jobs must be 1 or more") }
         if let memory, memory < 1 { throw ValidationError("--memory must be 1 MB or more") }
         if sleep.duration < .milliseconds(250) { throw ValidationError("--sleep must be 250ms or more") }

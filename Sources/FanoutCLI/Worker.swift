@@ -91,13 +91,20 @@ final class Worker: @unchecked Sendable {
         let monitor = Thread { [self] in monitorLoop() }
         monitor.name = "fanout-monitor"
         monitor.start()
-        let exit = try loop(startedAt: startedAt)
-        shared.withLock { $0.stopped = true }
-        notifier.notify("STOPPING=1")
-        try? withRegistry { try $0.unregister(id: rowID) }
-        for connection in tickConnections.values { connection.close() }
-        registryAccess.withLock { _ in registryConnection?.close() }
-        return exit
+        defer {
+            shared.withLock { $0.stopped = true }
+            notifier.notify("STOPPING=1")
+            // Whatever ended the loop (an error included): leases a batch of this worker still
+            // holds go to the next tick at once, and the row goes.
+            let row = shared.withLock { $0.rowID } ?? rowID
+            try? withRegistry { registry in
+                try registry.abandonLeases(owner: owner)
+                try registry.unregister(id: row)
+            }
+            for connection in tickConnections.values { connection.close() }
+            registryAccess.withLock { _ in registryConnection?.close() }
+        }
+        return try loop(startedAt: startedAt)
     }
 
     private func loop(startedAt: Double) throws -> Exit {
@@ -105,6 +112,7 @@ final class Worker: @unchecked Sendable {
         var backoff: Duration = .milliseconds(250)
         var jobsDone = 0
         var outages: [JobKind: Outage] = [:]
+        var quiet: [JobKind: Quiet] = [:]
         while true {
             alive()
             if WorkerSignals.draining {
@@ -121,7 +129,7 @@ final class Worker: @unchecked Sendable {
             }
             let round: Round
             do {
-                round = try self.round(startedAt: startedAt, outages: &outages)
+                round = try self.round(startedAt: startedAt, outages: &outages, quiet: &quiet)
             } catch let error as MariaDBError where error.isUnavailable {
                 try reconnect(since: clock.now, lastError: error)
                 continue // drained (a stop signal while waiting) at the top of the loop
@@ -140,6 +148,8 @@ final class Worker: @unchecked Sendable {
                 continue
             }
             if options.stopWhenEmpty && !round.paused {
+                // A server that cannot be used is not "nothing to do": say so, as a tick does.
+                if let outage = round.outage { throw ServiceUnavailable(description: outage) }
                 logger.info("nothing to do: --stop-when-empty")
                 return .done
             }
@@ -153,10 +163,23 @@ final class Worker: @unchecked Sendable {
         var jobsAdvanced = 0
         var restart = false
         var paused = false
+        /// A kind's delivery server could not be used (now, or in a wait after it could not).
+        var outage: String?
     }
+
+    /// A kind whose last tick moved nothing, and the poll's fingerprint of it then.
+    private struct Quiet {
+        var fingerprint: String
+        var since: ContinuousClock.Instant
+    }
+
+    /// How long a kind whose tick moved nothing (items waiting for a retry, a company another
+    /// tick serves) waits for its next tick when nothing about its jobs changed.
+    private static let quietRecheck: Duration = .seconds(15)
 
     /// An SMTP or HTTP server a kind could not use, and when to try again.
     private struct Outage {
+        var message: String
         var since: ContinuousClock.Instant
         var sinceWall: Date
         var retryAt: ContinuousClock.Instant
@@ -166,7 +189,9 @@ final class Worker: @unchecked Sendable {
 
     /// One poll, then a tick of every kind with runnable work that is neither paused nor in an
     /// outage's wait.
-    private func round(startedAt: Double, outages: inout [JobKind: Outage]) throws -> Round {
+    private func round(
+        startedAt: Double, outages: inout [JobKind: Outage], quiet: inout [JobKind: Quiet]
+    ) throws -> Round {
         let poll = try withRegistry { try $0.poll() }
         var round = Round()
         if let restartAt = poll.restartRequestedAt, restartAt >= startedAt {
@@ -180,7 +205,14 @@ final class Worker: @unchecked Sendable {
                 continue
             }
             if WorkerSignals.draining { break }
-            if let outage = outages[kind], clock.now < outage.retryAt { continue }
+            if let outage = outages[kind], clock.now < outage.retryAt {
+                round.outage = outage.message
+                continue
+            }
+            let fingerprint = poll.fingerprints[kind] ?? ""
+            if let last = quiet[kind], last.fingerprint == fingerprint, clock.now - last.since < Self.quietRecheck {
+                continue
+            }
             guard let connection = tickConnections[kind], let deliverer = deliverers[kind],
                 let policy = options.policies[kind]
             else { continue }
@@ -196,6 +228,7 @@ final class Worker: @unchecked Sendable {
             }
             if let unavailable = summary.unavailable {
                 note(outage: unavailable, kind: kind, outages: &outages)
+                round.outage = unavailable
                 continue
             }
             if let outage = outages.removeValue(forKey: kind) {
@@ -204,10 +237,11 @@ final class Worker: @unchecked Sendable {
             }
             TickRunner.log(summary, logger: kindLogger, verbose: options.verbose)
             round.jobsAdvanced += summary.jobsAdvanced
-            round.moved =
-                round.moved
-                || summary.delivered + summary.failed + summary.retrying + summary.jobsCompleted
-                    + summary.jobsFailed + summary.jobsCancelled > 0
+            let moved =
+                summary.delivered + summary.failed + summary.retrying + summary.jobsCompleted + summary.jobsFailed
+                + summary.jobsCancelled > 0
+            round.moved = round.moved || moved
+            quiet[kind] = moved ? nil : Quiet(fingerprint: fingerprint, since: clock.now)
         }
         let paused = signalled ? Set(options.kinds) : poll.paused.intersection(options.kinds)
         setState(paused.count == options.kinds.count ? "paused" : "running")
@@ -219,6 +253,7 @@ final class Worker: @unchecked Sendable {
     private func note(outage message: String, kind: JobKind, outages: inout [JobKind: Outage]) {
         let now = clock.now
         if var outage = outages[kind] {
+            outage.message = message
             outage.wait = min(outage.wait * 2, .seconds(60))
             outage.retryAt = now + outage.wait
             if now - outage.lastLogged >= .seconds(60) {
@@ -228,7 +263,8 @@ final class Worker: @unchecked Sendable {
             outages[kind] = outage
         } else {
             outages[kind] = Outage(
-                since: now, sinceWall: Date(), retryAt: now + .seconds(1), wait: .seconds(1), lastLogged: now)
+                message: message, since: now, sinceWall: Date(), retryAt: now + .seconds(1), wait: .seconds(1),
+                lastLogged: now)
             logger.warning("\(kind.rawValue): waiting: \(message); trying again with backoff")
         }
     }
@@ -246,7 +282,8 @@ final class Worker: @unchecked Sendable {
     }
 
     private func setState(_ state: String) {
-        shared.withLock { $0.state = state }
+        let draining = WorkerSignals.draining
+        shared.withLock { $0.state = draining ? "draining" : state }
     }
 
     /// Sleeps `duration` in short steps, so a signal is seen at once.
@@ -274,6 +311,10 @@ final class Worker: @unchecked Sendable {
             alive()
             if let failure = openConnections() {
                 guard failure.isUnavailable else { throw failure }
+                // Refused credentials or an unknown database: settings, not an outage.
+                if [1044, 1045, 1049, 1698].contains(failure.number) {
+                    throw ConfigurationError(description: "database: \(failure)")
+                }
                 error = failure
             } else {
                 if lastError != nil { logger.notice("database reachable again: resuming") }
@@ -356,9 +397,17 @@ final class Worker: @unchecked Sendable {
                 let rss = Self.residentBytes()
                 do {
                     try withRegistry { registry in
-                        try registry.heartbeat(
+                        let alive = try registry.heartbeat(
                             id: rowID, state: snapshot.state, job: snapshot.job, itemsDone: snapshot.itemsDone,
                             rssBytes: rss)
+                        if !alive {
+                            // Judged stale while stopped or cut off: it lives, so it registers again.
+                            let again = try registry.register(
+                                name: options.name, host: MariaDBJobStore.hostName, pid: getpid(),
+                                version: Fanout.version, types: options.kinds)
+                            shared.withLock { $0.rowID = again.id }
+                            writtenState = ""
+                        }
                     }
                 } catch {
                     logger.debug("worker heartbeat not written: \(error)")

@@ -15,12 +15,16 @@ enum WorkerSignals {
     static let stoppedAtOnce: Int32 = 1
 
     static func install() {
+        // The atomics are lazily made globals: made here, never first inside a handler.
+        _ = draining
+        _ = paused
         for number in [SIGTERM, SIGINT, SIGQUIT] {
             signal(number) { _ in
                 if WorkerSignals.stops.add(1, ordering: .sequentiallyConsistent).newValue > 1 {
-                    let line = Array(
-                        "fanout: second stop signal: stopping at once (transfers in flight are in doubt)\n".utf8)
-                    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+                    // Async-signal-safe only: a static string and write(2), then _exit.
+                    let line: StaticString =
+                        "fanout: second stop signal: stopping at once (transfers in flight are in doubt)\n"
+                    _ = write(2, line.utf8Start, line.utf8CodeUnitCount)
                     _exit(WorkerSignals.stoppedAtOnce)
                 }
             }

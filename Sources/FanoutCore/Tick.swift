@@ -119,9 +119,10 @@ public final class Tick {
         hooks.batchStarted(job)
         let control = BatchControl(policy: policy, store: store, job: job, lease: lease, hooks: hooks)
         let anyDue = try control.start()
-        summary.jobsAdvanced += 1
         var outcome = BatchOutcome()
         if anyDue {
+            // A batch that claimed something (a job whose items all wait for a retry is not one).
+            summary.jobsAdvanced += 1
             do {
                 try deliverer.deliver(job, control: control)
             } catch {

@@ -5,6 +5,9 @@ import MariaDB
 /// whether a restart was asked for, which kinds operators paused, and the database's time.
 public struct WorkerPoll: Sendable {
     public var runnable: Set<JobKind>
+    /// Per kind, what changes when a job is added, ends or is ended outside Fanout: a kind whose
+    /// last tick moved nothing needs no new tick until it changes (or a while passed).
+    public var fingerprints: [JobKind: String]
     public var paused: Set<JobKind>
     /// Unix seconds of the last `worker:restart`, if any.
     public var restartRequestedAt: Double?
@@ -63,14 +66,22 @@ public struct WorkerRegistry {
         return (id, row.flatMap { Double(sqlValue: $0["started"]) } ?? 0)
     }
 
-    /// The worker is alive: its state, where it is, what it has done.
+    /// The worker is alive: its state, where it is, what it has done. False when its row is
+    /// gone (judged stale by another worker while this one was stopped or cut off).
     public func heartbeat(
         id: UInt64, state: String, job: JobRecord?, itemsDone: Int, rssBytes: Int?
-    ) throws {
+    ) throws -> Bool {
         try connection.execute(
             WorkerSQL.heartbeat,
             [state, job?.companyID, job?.kind.rawValue, job?.id, itemsDone, rssBytes, id]
-        )
+        ).affectedRows > 0
+    }
+
+    /// Hands the leases `owner` still holds (batches that died with the database connection) to
+    /// the next tick at once: their heartbeat is cleared, so any tick takes them over and resolves
+    /// their items, instead of waiting --stuck-after.
+    public func abandonLeases(owner: String) throws {
+        try connection.execute(WorkerSQL.abandonLeases, [owner])
     }
 
     public func unregister(id: UInt64) throws {
@@ -84,12 +95,14 @@ public struct WorkerRegistry {
         }
         var runnable: Set<JobKind> = []
         var paused: Set<JobKind> = []
+        var fingerprints: [JobKind: String] = [:]
         for kind in JobKind.allCases {
             if try row.decode("\(kind.rawValue)_runnable", as: Int.self) != 0 { runnable.insert(kind) }
             if try row.decode("\(kind.rawValue)_paused", as: Int.self) != 0 { paused.insert(kind) }
+            fingerprints[kind] = try row.decodeIfPresent("\(kind.rawValue)_fingerprint", as: String.self) ?? ""
         }
         return WorkerPoll(
-            runnable: runnable, paused: paused,
+            runnable: runnable, fingerprints: fingerprints, paused: paused,
             restartRequestedAt: Double(sqlValue: row["restart_at"]), now: Double(sqlValue: row["now"]) ?? 0
         )
     }
@@ -137,7 +150,10 @@ public struct WorkerRegistry {
 }
 
 enum WorkerSQL {
-    static let deleteStale = "DELETE FROM fanout_workers WHERE heartbeat_at < NOW(6) - INTERVAL ? SECOND"
+    /// In Unix seconds: the connection's time zone (and its DST jumps) plays no part.
+    static let deleteStale =
+        "DELETE FROM fanout_workers WHERE UNIX_TIMESTAMP(heartbeat_at) < UNIX_TIMESTAMP(NOW(6)) - ?"
+    static let abandonLeases = "UPDATE fanout_leases SET heartbeat_at = NULL WHERE owner = ?"
     static let insert = """
         INSERT INTO fanout_workers (name, host, pid, version, types, state, started_at, heartbeat_at)
         VALUES (?, ?, ?, ?, ?, 'running', NOW(6), NOW(6))
@@ -165,8 +181,20 @@ enum WorkerSQL {
             """
     }
 
+    /// The newest unfinished job, how many are unfinished, how many ended outside Fanout wait to
+    /// be closed: through the (status, completed_at) index.
+    private static func fingerprint(_ kind: JobKind) -> String {
+        let jobs = JobTables(kind: kind).jobs
+        return """
+            (SELECT CONCAT(COALESCE(MAX(id), 0), '/', COUNT(*), '/',
+               (SELECT COUNT(*) FROM \(jobs) WHERE status IN ('cancelled', 'failed') AND completed_at IS NULL))
+             FROM \(jobs) WHERE status IN ('pending', 'processing'))
+            """
+    }
+
     static let poll = """
         SELECT \(runnable(.email)) AS email_runnable, \(runnable(.wallet)) AS wallet_runnable,
+          \(fingerprint(.email)) AS email_fingerprint, \(fingerprint(.wallet)) AS wallet_fingerprint,
           EXISTS (SELECT 1 FROM fanout_control WHERE name = 'pause:email') AS email_paused,
           EXISTS (SELECT 1 FROM fanout_control WHERE name = 'pause:wallet') AS wallet_paused,
           (SELECT UNIX_TIMESTAMP(requested_at) FROM fanout_control WHERE name = 'restart') AS restart_at,
