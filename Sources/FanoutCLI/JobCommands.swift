@@ -112,6 +112,7 @@ struct JobsCommand: ParsableCommand {
                 object["reason"] = job.reason ?? NSNull()
                 object["created_at"] = job.createdAt.map { $0 as Any } ?? NSNull()
                 object["last_activity_at"] = job.lastActivityAt.map { $0 as Any } ?? NSNull()
+                object["waiting"] = Self.waiting(job).map { $0 as Any } ?? NSNull()
                 return object
             }
             let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])
@@ -126,13 +127,26 @@ struct JobsCommand: ParsableCommand {
         }
     }
 
+    /// What an unfinished job waits for, in words: "waiting: SMTP server mail:587 unavailable since
+    /// 12:03" (`short`: the outage's first words only), "waiting behind job 41".
+    static func waiting(_ job: JobSummary, short: Bool = false) -> String? {
+        // Behind an earlier job it waits whatever the server does.
+        if let behind = job.behindJob { return "waiting behind job \(behind)" }
+        if var outage = job.outage {
+            if short, let end = outage.range(of: " unavailable") { outage = String(outage[..<end.upperBound]) }
+            let since = job.outageSince.map { " since \(Worker.clockTime(Date(timeIntervalSince1970: $0)))" } ?? ""
+            return "waiting: \(outage)\(since)"
+        }
+        return nil
+    }
+
     static func table(_ jobs: [JobSummary]) -> String {
         let header = ["KIND", "ID", "COMPANY", "STATUS", "PROGRESS", "DONE", "FAILED", "AGE", "ACTIVE", "REASON"]
         let rows = jobs.map { job -> [String] in
             let total = max(job.total, job.processed)
             let created: String = job.createdAt.map { age(job.now - $0) } ?? "-"
             let active: String = job.lastActivityAt.map { age(job.now - $0) + " ago" } ?? "-"
-            var reason = job.reason ?? ""
+            var reason = Self.waiting(job, short: true) ?? job.reason ?? ""
             if reason.count > 60 { reason = String(reason.prefix(60)) + "…" }
             let cells: [String] = [
                 job.kind.rawValue, String(job.id), String(job.companyID), job.status,

@@ -25,6 +25,12 @@ public struct JobSummary: Sendable {
     public var createdAt: Double?
     public var lastActivityAt: Double?
     public var now: Double
+    /// What holds the unfinished job up, when something does: its delivery server's outage (met
+    /// by a tick after the job's last progress, in the last three minutes) …
+    public var outage: String?
+    public var outageSince: Double?
+    /// … or an earlier unfinished job of its company (one job per company at a time).
+    public var behindJob: UInt64?
 }
 
 /// What a person does to jobs from the command line: cancel, retry, list. Safe while a tick
@@ -184,7 +190,7 @@ public struct JobAdmin {
     /// Jobs, newest first.
     public func list(kind: JobKind, status: String?, companyID: UInt64?, limit: Int) throws -> [JobSummary] {
         let sql = AdminSQL(kind: kind)
-        return try connection.query(sql.list, [status, status, companyID, companyID, limit]).map { row in
+        return try connection.query(sql.list, [kind.rawValue, status, status, companyID, companyID, limit]).map { row in
             JobSummary(
                 kind: kind,
                 id: try row.decode("id"),
@@ -197,7 +203,10 @@ public struct JobAdmin {
                 failed: try row.decode("failed_items"),
                 createdAt: Double(sqlValue: row["created"]),
                 lastActivityAt: Double(sqlValue: row["active"]),
-                now: Double(sqlValue: row["now"]) ?? 0
+                now: Double(sqlValue: row["now"]) ?? 0,
+                outage: try row.decodeIfPresent("outage"),
+                outageSince: Double(sqlValue: row["outage_since"]),
+                behindJob: try row.decodeIfPresent("behind")
             )
         }
     }
@@ -266,15 +275,28 @@ struct AdminSQL: KindStatements {
         """
     }
 
+    /// Jobs, newest first, with what holds each unfinished one up. The job's times have whole
+    /// seconds: an outage met in the second of its last progress does not count (progress wins).
+    /// Parameters: kind, status, status, company, company, limit.
     var list: String {
-        """
-        SELECT id, company_id, template, status, reason, total_items, processed_items, failed_items,
-               UNIX_TIMESTAMP(created_at) AS created,
-               UNIX_TIMESTAMP(COALESCE(last_processed_at, started_at, created_at)) AS active,
-               UNIX_TIMESTAMP(NOW(6)) AS now
-        FROM \(jobs)
-        WHERE (? IS NULL OR status = ?) AND (? IS NULL OR company_id = ?)
-        ORDER BY id DESC LIMIT ?
-        """
+        let unfinished = "('pending', 'processing')"
+        return """
+            SELECT j.id, j.company_id, j.template, j.status, j.reason, j.total_items, j.processed_items,
+                   j.failed_items, UNIX_TIMESTAMP(j.created_at) AS created,
+                   UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.started_at, j.created_at)) AS active,
+                   UNIX_TIMESTAMP(NOW(6)) AS now,
+                   IF(j.status IN \(unfinished) AND o.last_seen >= NOW(6) - INTERVAL 3 MINUTE
+                        AND FLOOR(UNIX_TIMESTAMP(o.last_seen))
+                          > UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.created_at)),
+                      o.reason, NULL) AS outage,
+                   UNIX_TIMESTAMP(o.since) AS outage_since,
+                   IF(j.status = 'pending',
+                      (SELECT MIN(b.id) FROM \(jobs) b
+                       WHERE b.company_id = j.company_id AND b.id < j.id AND b.status IN \(unfinished)),
+                      NULL) AS behind
+            FROM \(jobs) j LEFT JOIN fanout_outages o ON o.kind = ?
+            WHERE (? IS NULL OR j.status = ?) AND (? IS NULL OR j.company_id = ?)
+            ORDER BY j.id DESC LIMIT ?
+            """
     }
 }

@@ -280,6 +280,10 @@ public final class MariaDBJobStore: JobStore {
                 summary.kind.rawValue, owner, Self.hostName, Int64(getpid()), summary.startedAt.timeIntervalSince1970,
                 summary.jobsAdvanced, summary.delivered, summary.failed, summary.retrying, exit,
             ])
+        if let unavailable = summary.unavailable {
+            // For the people looking at the jobs: which server holds them up, since when.
+            try connection.execute(sql.recordOutage, [summary.kind.rawValue, String(unavailable.prefix(1000))])
+        }
         // Now and then (1 tick in 100), forget ticks older than a week.
         if UInt8.random(in: 0..<100) == 0 {
             try connection.execute(sql.pruneTicks, [summary.kind.rawValue])

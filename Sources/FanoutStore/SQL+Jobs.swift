@@ -266,6 +266,14 @@ struct JobSQL: KindStatements {
         """
     }
 
+    /// A delivery server could not be used: `since` stays while ticks keep meeting the outage
+    /// (cron meets it every minute), and starts again after five quiet minutes.
+    let recordOutage = """
+        INSERT INTO fanout_outages (kind, reason, since, last_seen) VALUES (?, ?, NOW(6), NOW(6))
+        ON DUPLICATE KEY UPDATE since = IF(last_seen < NOW(6) - INTERVAL 5 MINUTE, NOW(6), since),
+          last_seen = NOW(6), reason = VALUES(reason)
+        """
+
     /// The record of ticks only needs to reach back as far as the longest --inactive-after.
     let pruneTicks = "DELETE FROM fanout_ticks WHERE kind = ? AND started_at < NOW() - INTERVAL 7 DAY LIMIT 10000"
     let recordTick = """

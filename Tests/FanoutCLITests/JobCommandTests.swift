@@ -160,4 +160,36 @@ struct JobCommandTests {
             _ = first
         }
     }
+
+    /// `fanout jobs` says what holds a job up: an SMTP outage met after its last progress (with
+    /// since when), or an earlier job of its company; neither once it moves again.
+    @Test func jobsSayWhatHoldsAJobUp() throws {
+        try withSetup { fixture, _, env in
+            let first = try fixture.emailJob(company: 7, count: 60)
+            let second = try fixture.emailJob(company: 7, count: 5)
+            var down = env
+            down["MAIL_PORT"] = "1"
+            // Job times have whole seconds: the outage is met in a later second than the insert.
+            Thread.sleep(forTimeInterval: 1.1)
+            let failed = try runFanout(["emails:process-jobs"], environment: down)
+            #expect(failed.status == 69)
+            let table = try runFanout(["jobs", "email"], environment: env)
+            let rows = table.stdout.split(separator: "\n")
+            let firstRow = rows.first { $0.hasPrefix("email  \(first) ") } ?? ""
+            #expect(firstRow.contains("waiting: SMTP server 127.0.0.1:1 unavailable since"), "\(table.stdout)")
+            let json = try runFanout(["jobs", "email", "--format", "json"], environment: env)
+            let objects = try #require(
+                try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+            let waiting = objects.first { $0["id"] as? Int == Int(first) }?["waiting"] as? String
+            #expect(waiting?.hasPrefix("waiting: SMTP server 127.0.0.1:1 unavailable: ") == true, "\(json.stdout)")
+            // The second waits for the first whatever the server does (one job per company).
+            let secondRow = rows.first { $0.hasPrefix("email  \(second) ") } ?? ""
+            #expect(secondRow.contains("waiting behind job \(first)"), "\(table.stdout)")
+            // The server is back: the first moves, and no longer says it waits.
+            #expect(try runFanout(["emails:process-jobs"], environment: env).status == 0)
+            let after = try runFanout(["jobs", "email"], environment: env).stdout.split(separator: "\n")
+            #expect(after.first { $0.hasPrefix("email  \(first) ") }?.contains("waiting") == false)
+            #expect(after.first { $0.hasPrefix("email  \(second) ") }?.contains("waiting behind job \(first)") == true)
+        }
+    }
 }

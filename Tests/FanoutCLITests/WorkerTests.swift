@@ -267,7 +267,7 @@ struct WorkerTests {
 
     @Test func smtpOutageKeepsTheWorkerUpBackingOffAndSayingSoOnce() throws {
         try withWorkerSetup { fixture, _, env in
-            let port = 37_000 + Int.random(in: 0..<900) // nothing listens there yet
+            let port = try unusedLocalPort() // nothing listens there yet
             let log = TestEnvironment.makeTemporaryDirectory("worker-log").appendingPathComponent("fanout.log")
             var env = env
             env["MAIL_PORT"] = String(port)
