@@ -126,16 +126,25 @@ public final class MariaDBJobStore: JobStore {
             )
         }
         if due.isEmpty { return [] }
-        if job.status == .pending && !startedJobs.contains(job.id) {
-            // Live before the first item is handed out: the host's screen says "processing".
-            try connection.execute(sql.start, [job.id] + fence(lease))
-            startedJobs.insert(job.id)
-        }
         let ids = Self.padded(due.map(\.id))
-        let claimed = try connection.execute(
-            sql.claim(count: ids.count),
-            [lease.owner] + ids + [job.id] + fence(lease) + [job.id]
-        ).affectedRows
+        let claim = { [connection, sql] in
+            try connection.execute(
+                sql.claim(count: ids.count),
+                [lease.owner] + ids + [job.id] + self.fence(lease) + [job.id]
+            ).affectedRows
+        }
+        let claimed: UInt64
+        if job.status == .pending && !startedJobs.contains(job.id) {
+            // Live from the first claim, in its transaction: no instant shows items in flight
+            // under a pending job, or a processing job that claimed nothing.
+            claimed = try connection.transaction {
+                try connection.execute(sql.start, [job.id] + fence(lease))
+                return try claim()
+            }
+            startedJobs.insert(job.id)
+        } else {
+            claimed = try claim()
+        }
         if claimed == UInt64(due.count) { return due }
         if claimed == 0 { return [] }
         // Someone (a person cancelling items by SQL) changed a few between the read and the claim.
