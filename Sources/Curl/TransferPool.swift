@@ -93,14 +93,18 @@ public struct Settlement: Sendable {
     /// Whether a transfer held at its end may still go to the server once settled (false: the
     /// batch stopped, abandon it unsent).
     public var proceed: @Sendable () -> Bool
+    /// Checked when the pool stops: true abandons every transfer still short of its end (the
+    /// caller lost the right to deliver: nothing more may reach the server).
+    public var abandon: @Sendable () -> Bool
 
     public init(
         ticket: @escaping @Sendable () -> Int, settled: @escaping @Sendable (Int) -> Bool,
-        proceed: @escaping @Sendable () -> Bool = { true }
+        proceed: @escaping @Sendable () -> Bool = { true }, abandon: @escaping @Sendable () -> Bool = { false }
     ) {
         self.ticket = ticket
         self.settled = settled
         self.proceed = proceed
+        self.abandon = abandon
     }
 
     public static let none = Settlement(ticket: { 0 }, settled: { _ in true })
@@ -208,6 +212,7 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
         var settling: [(worker: Worker, ticket: Int)] = []
         /// Holding workers: the ticket of the last outcome each reported, until it is settled.
         var unsettled: [ObjectIdentifier: Int] = [:]
+        var abandoned = false
         while true {
             if !settling.isEmpty {
                 settling.removeAll { entry in
@@ -282,6 +287,11 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
                 for (tag, result) in results { shared.completed(tag, result) }
                 shared.tickIfDue()
                 return ended.isEmpty ? 0 : shared.settlement.ticket()
+            }
+            if Worker.holdsEnd, !abandoned, shared.locked({ shared.stopped }), shared.settlement.abandon() {
+                // Lost the right to deliver: whatever has not reached its end never will.
+                abandoned = true
+                for (worker, _) in running.values { worker.handle.abortHeldEnd() }
             }
             for worker in ended {
                 if Worker.holdsEnd {

@@ -228,6 +228,10 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
 
     /// False once the job ended, the lease was lost or the store failed, or a drain was asked
     /// for (the hooks): the transfers in flight finish, nothing new starts.
+    func leaseLost() -> Bool {
+        locked { $0.outcome.leaseLost }
+    }
+
     func shouldContinue() -> Bool {
         locked { $0.outcome.stop == nil } && !hooks.stopRequested()
     }

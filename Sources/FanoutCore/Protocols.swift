@@ -92,6 +92,13 @@ public protocol DeliveryControl: AnyObject, Sendable {
     /// Whether to go on starting new deliveries (false once the job was cancelled or the lease
     /// lost). Cheap to call often: it never waits for the store.
     func shouldContinue() -> Bool
+    /// Whether the lease was lost (this process was stopped and taken over): then even what is in
+    /// flight should be abandoned where it still can be, before the server takes it.
+    func leaseLost() -> Bool
+}
+
+extension DeliveryControl {
+    public func leaseLost() -> Bool { false }
 }
 
 /// Delivers items of one kind.

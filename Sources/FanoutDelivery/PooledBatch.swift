@@ -60,7 +60,7 @@ func deliverPooled<Message: Sendable, Output>(
             },
             Settlement(
                 ticket: { control.recordTicket() }, settled: { control.isRecorded($0) },
-                proceed: { control.shouldContinue() }),
+                proceed: { control.shouldContinue() }, abandon: { control.leaseLost() }),
             { sessionFailure == nil && control.shouldContinue() }
         )
     } catch {

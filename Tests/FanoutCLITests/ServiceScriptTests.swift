@@ -8,7 +8,7 @@ import TestSupport
 @Suite(.enabled(if: TestEnvironment.hasDatabase))
 struct ServiceScriptTests {
     @Test func servicesRefuseAForeignServerOnTheirPortAndLeaveItRunning() throws {
-        try withPrivateMariaDB("foreign-mariadb", ports: 36_000..<36_900) { foreign in
+        try withPrivateMariaDB("foreign-mariadb") { foreign in
             try refuseAndLeave(foreign)
         }
     }
@@ -22,8 +22,8 @@ struct ServiceScriptTests {
             at: TestEnvironment.scriptsDirectory, to: checkout.appendingPathComponent("scripts"))
         let services = checkout.appendingPathComponent("scripts/services")
         var env = ["FANOUT_SERVICES_DB_PORT": String(port)]
-        for (offset, name) in ["SMTP", "SMTP_AUTH", "HTTP", "HTTPS"].enumerated() {
-            env["FANOUT_SERVICES_\(name)_PORT"] = String(port + 1_000 + offset)
+        for name in ["SMTP", "SMTP_AUTH", "HTTP", "HTTPS"] {
+            env["FANOUT_SERVICES_\(name)_PORT"] = String(try unusedLocalPort())
         }
         let up = try runProcess(services, ["up"], environment: env, inheritEnvironment: true)
         #expect(up.status != 0)

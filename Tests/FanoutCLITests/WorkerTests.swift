@@ -290,7 +290,7 @@ struct WorkerTests {
     }
 
     @Test func databaseRestartIsSurvivedAndAnOutagePastTheDeadlineExits75() throws {
-        try withPrivateMariaDB("mariadb-worker", ports: 35_000..<35_900) { server in
+        try withPrivateMariaDB("mariadb-worker") { server in
             let smtp = try TestServer.smtp([])
             var env = server.environment
             env["MAIL_HOST"] = "127.0.0.1"

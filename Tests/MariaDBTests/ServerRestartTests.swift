@@ -7,7 +7,7 @@ import TestSupport
 @Suite(.enabled(if: TestEnvironment.hasDatabase))
 struct ServerRestartTests {
     @Test func restartMidSessionSurfacesAsLostConnection() throws {
-        try withPrivateMariaDB("mariadb-restart", ports: 34_000..<34_900) { server in
+        try withPrivateMariaDB("mariadb-restart") { server in
             let db = try Connection(server.configuration)
             try db.execute("CREATE TABLE t (id INT PRIMARY KEY)")
             try db.execute("INSERT INTO t VALUES (?)", [1])

@@ -36,12 +36,9 @@ public struct PrivateMariaDB: Sendable {
     }
 }
 
-/// Starts a private MariaDB on a random port from `ports`, runs `body`, and stops it.
-public func withPrivateMariaDB<T>(
-    _ label: String, ports: Range<Int>, _ body: (PrivateMariaDB) throws -> T
-) throws -> T {
-    let server = PrivateMariaDB(
-        directory: TestEnvironment.makeTemporaryDirectory(label), port: Int.random(in: ports))
+/// Starts a private MariaDB on a port nothing uses, runs `body`, and stops it.
+public func withPrivateMariaDB<T>(_ label: String, _ body: (PrivateMariaDB) throws -> T) throws -> T {
+    let server = PrivateMariaDB(directory: TestEnvironment.makeTemporaryDirectory(label), port: try unusedLocalPort())
     let started = try server.start()
     guard started.status == 0 else {
         throw TestServerError(message: "mariadb-instance start failed: \(started.stderr)")
