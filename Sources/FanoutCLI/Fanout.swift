@@ -13,8 +13,9 @@ struct Fanout: ParsableCommand {
             Settings come from environment variables with Laravel's names (DB_HOST, DB_PORT, \
             DB_DATABASE, DB_USERNAME, DB_PASSWORD, DB_SOCKET, MAIL_*). Exit codes follow sysexits: \
             0 done, 64 usage, 66 an input file missing or unreadable, 69 a service unavailable, \
-            78 configuration error, 1 anything else. The line a failing command ends with also goes \
-            to FANOUT_LOG_FILE.
+            78 configuration error, 1 anything else; `work` also 12 (its --memory reached) and 75 \
+            (the database gone past its --reconnect-deadline). The line a failing command ends with \
+            also goes to FANOUT_LOG_FILE.
             """,
         version: version,
         subcommands: [
