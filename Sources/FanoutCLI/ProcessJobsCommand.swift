@@ -234,8 +234,20 @@ enum TickRunner {
         var totals = (delivered: 0, failed: 0, retrying: 0, ticks: 0)
         defer { progress.clear() }
         while true {
-            let tick = Tick(policy: policy, store: store, deliverer: deliverer, owner: ownerToken(), logger: logger)
-            let summary = try tick.run()
+            let owner = ownerToken()
+            let tick = Tick(policy: policy, store: store, deliverer: deliverer, owner: owner, logger: logger)
+            let summary: TickSummary
+            do {
+                summary = try tick.run()
+            } catch {
+                // A tick that stops on an error (the database went away mid-batch, a conflict)
+                // gives the companies it held to the next tick now, not after --stuck-after.
+                let handed = MariaDBJobStore.handOnLeases(of: owner, database: database)
+                if handed > 0 {
+                    logger.notice("handed \(handed) compan\(handed == 1 ? "y" : "ies") on to the next tick")
+                }
+                throw error
+            }
             progress.clear()
             if let unavailable = summary.unavailable {
                 // Exit 69 with one line on stderr: the reason, not a summary of a tick that stopped.

@@ -277,6 +277,16 @@ public final class MariaDBJobStore: JobStore {
         try connection.execute(sql.finishJob, [status.rawValue, keepPersonsReason, clipped, job.id] + fence(lease))
     }
 
+    /// Hands on the leases `owner` still holds, over a connection of its own (the tick's may be
+    /// the one that broke); best effort: a database that cannot be reached leaves them to
+    /// --stuck-after. Returns how many were handed on.
+    @discardableResult
+    public static func handOnLeases(of owner: String, database: ConnectionConfiguration) -> Int {
+        guard let connection = try? Connection(database) else { return 0 }
+        defer { connection.close() }
+        return (try? Int(connection.execute(JobSQL.abandonLeases, [owner]).affectedRows)) ?? 0
+    }
+
     public func releaseLease(_ lease: Lease) throws {
         try connection.execute(sql.releaseLease, fence(lease))
     }

@@ -54,6 +54,10 @@ struct JobSQL: KindStatements {
         WHERE kind = ? AND company_id = ? AND owner IS NOT NULL
           AND (owner = ? OR heartbeat_at IS NULL OR heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND OR ? = 1)
         """
+    /// Hands the leases of a tick or worker that stops with an error on at once: with no
+    /// heartbeat, the next tick takes each over (and resolves its items) instead of waiting
+    /// --stuck-after. Parameters: owner.
+    static let abandonLeases = "UPDATE fanout_leases SET heartbeat_at = NULL WHERE owner = ?"
     let releaseLease = """
         UPDATE fanout_leases SET owner = NULL, job_id = NULL, served_at = NOW(6)
         WHERE kind = ? AND company_id = ? AND owner = ?

@@ -153,7 +153,7 @@ enum WorkerSQL {
     /// In Unix seconds: the connection's time zone (and its DST jumps) plays no part.
     static let deleteStale =
         "DELETE FROM fanout_workers WHERE UNIX_TIMESTAMP(heartbeat_at) < UNIX_TIMESTAMP(NOW(6)) - ?"
-    static let abandonLeases = "UPDATE fanout_leases SET heartbeat_at = NULL WHERE owner = ?"
+    static let abandonLeases = JobSQL.abandonLeases
     static let insert = """
         INSERT INTO fanout_workers (name, host, pid, version, types, state, started_at, heartbeat_at)
         VALUES (?, ?, ?, ?, ?, 'running', NOW(6), NOW(6))

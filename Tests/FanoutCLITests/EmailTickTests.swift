@@ -485,6 +485,36 @@ struct EmailTickTests {
         }
     }
 
+    /// A tick whose database connection breaks mid-batch (killed on the server here; a node lost
+    /// behind a proxy alike) exits 69 and hands its company on at once: the next tick takes the
+    /// job over without waiting --stuck-after (10 minutes), and every duplicate is an in-doubt item.
+    @Test func tickWhoseConnectionBreaksHandsItsCompanyOnAtOnce() throws {
+        try withEmailSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
+            let job = try fixture.emailJob(company: 1, count: 200)
+            let output = TestEnvironment.scratchDirectory.appendingPathComponent("killed-\(UUID().uuidString)")
+            let tick = try startFanout(["emails:process-jobs", "--batch-size", "200"], environment: env, output: output)
+            #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 10 })
+            let mine = try fixture.db.queryFirst("SELECT CONNECTION_ID() AS id")!.decode("id", as: UInt64.self)
+            let theirs = try fixture.db.query(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> ?", [fixture.database.name, mine]
+            ).map { try $0.decode("ID", as: UInt64.self) }
+            #expect(theirs.count == 1, "the tick's one connection: \(theirs)")
+            for id in theirs { try fixture.db.execute("KILL CONNECTION \(id)") }
+            #expect(tick.wait() == 69)
+            let held = try fixture.db.queryFirst("SELECT COUNT(*) AS n FROM fanout_leases WHERE heartbeat_at IS NULL")
+            #expect(try held?.decode("n", as: Int.self) == 1, "handed on, not held for --stuck-after")
+            for _ in 0..<3 {
+                let next = try runFanout(["emails:process-jobs", "--batch-size", "200"], environment: env)
+                #expect(next.status == 0, "\(next.stderr)")
+                if try fixture.job(job).status == "completed" { break }
+            }
+            #expect(try fixture.statusCounts(job: job) == ["sent": 200])
+            let inDoubt = try fixture.items(job: job).filter(\.inDoubt).count
+            #expect(smtp.messageFiles.count - 200 <= inDoubt, "every duplicate is an in-doubt item")
+            #expect(try fixture.countersMatchItems(job: job))
+        }
+    }
+
     @Test func stoppedTickTakenOverAndResumedChangesNoRow() throws {
         try withEmailSetup(smtpArguments: ["--delay", "0.02"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 200)
