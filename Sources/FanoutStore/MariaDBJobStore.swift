@@ -44,7 +44,7 @@ public final class MariaDBJobStore: JobStore {
     }
 
     public func companiesWithWork(kind: JobKind) throws -> [CompanyWork] {
-        let rows = try connection.query(sql.companiesWithWork, [kind.rawValue])
+        let rows = try query(sql.companiesWithWork, [kind.rawValue])
         if let first = rows.first, let now = Double(sqlValue: first["db_now"]) {
             clockAnchor = (Date(timeIntervalSince1970: now), ContinuousClock.now)
         }
@@ -70,15 +70,15 @@ public final class MariaDBJobStore: JobStore {
     public func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws
         -> Lease?
     {
-        let free = try connection.execute(sql.takeFreeLease, [owner, kind.rawValue, companyID])
+        let free = try execute(sql.takeFreeLease, [owner, kind.rawValue, companyID])
         if free.affectedRows == 1 {
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: free.lastInsertID == 1)
         }
-        if try connection.execute(sql.insertLease, [kind.rawValue, companyID, owner]).affectedRows == 1 {
+        if try execute(sql.insertLease, [kind.rawValue, companyID, owner]).affectedRows == 1 {
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: false)
         }
         let micros = Int64(stuckAfter.seconds * 1_000_000)
-        if try connection.execute(sql.takeStuckLease, [owner, kind.rawValue, companyID, owner, micros, force ? 1 : 0])
+        if try execute(sql.takeStuckLease, [owner, kind.rawValue, companyID, owner, micros, force ? 1 : 0])
             .affectedRows == 1
         {
             logger.warning(
@@ -99,20 +99,20 @@ public final class MariaDBJobStore: JobStore {
             + "delivered again with the same message id"
         let first: any SQLEncodable = policy == .atLeastOnce ? maxAttempts : 0
         // Claimed but never handed to the server (above the dead holder's mark): not in doubt.
-        _ = try connection.execute(sql.putBackNeverHanded, [job.id, job.id] + fence(lease)).affectedRows
-        let resolved = try connection.execute(
+        _ = try execute(sql.putBackNeverHanded, [job.id, job.id] + fence(lease)).affectedRows
+        let resolved = try execute(
             sql.resolveInDoubt(policy),
             [first, failedReason, retryReason, job.id] + fence(lease)
         ).affectedRows
         // A dead holder may have written items and died before the job write that counts them:
         // after a takeover the counters are counted again from the items.
-        try connection.execute(sql.recount, [job.id] + fence(lease))
-        try connection.execute(sql.forgetPreviousHolder, fence(lease))
+        try execute(sql.recount, [job.id] + fence(lease))
+        try execute(sql.forgetPreviousHolder, fence(lease))
         return Int(resolved)
     }
 
     public func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem] {
-        let due = try connection.query(sql.duePending, [job.id, limit]).map { row in
+        let due = try query(sql.duePending, [job.id, limit]).map { row in
             WorkItem(
                 id: try row.decode("id"),
                 jobID: job.id,
@@ -137,19 +137,21 @@ public final class MariaDBJobStore: JobStore {
         if job.status == .pending && !startedJobs.contains(job.id) {
             // Live from the first claim, in its transaction: no instant shows items in flight
             // under a pending job, or a processing job that claimed nothing.
-            claimed = try connection.transaction {
-                try connection.execute(sql.start, [job.id] + fence(lease))
-                return try claim()
+            claimed = try retrying {
+                try connection.transaction {
+                    try connection.execute(sql.start, [job.id] + fence(lease))
+                    return try claim()
+                }
             }
             startedJobs.insert(job.id)
         } else {
-            claimed = try claim()
+            claimed = try retrying { try claim() }
         }
         if claimed == UInt64(due.count) { return due }
         if claimed == 0 { return [] }
         // Someone (a person cancelling items by SQL) changed a few between the read and the claim.
         let mine = Set(
-            try connection.query(sql.claimedIDs, [job.id, lease.owner]).map { try $0.decode("id", as: UInt64.self) })
+            try query(sql.claimedIDs, [job.id, lease.owner]).map { try $0.decode("id", as: UInt64.self) })
         return due.filter { mine.contains($0.id) }
     }
 
@@ -173,7 +175,7 @@ public final class MariaDBJobStore: JobStore {
         for (code, itemIDs) in delivered {
             let ids = Self.padded(itemIDs)
             terminal += Int(
-                try connection.execute(
+                try execute(
                     sql.recordDelivered(count: ids.count),
                     [job.kind.deliveredStatus.rawValue, code] + ids + [job.id, lease.owner]
                 ).affectedRows)
@@ -186,7 +188,7 @@ public final class MariaDBJobStore: JobStore {
             }
         }
         // The job's counters move by what was written, in the same round as the items.
-        let result = try connection.execute(
+        let result = try execute(
             sql.progress, [terminal, failed, updates.count, handedThrough, job.id] + fence(lease))
         // Nothing changed: the lease is lost, or the job was deleted (the heartbeat tells which).
         if result.affectedRows == 0 { return try heartbeat(job, lease: lease) }
@@ -198,7 +200,7 @@ public final class MariaDBJobStore: JobStore {
 
     /// Heartbeats the lease and reads the job's status.
     private func heartbeat(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
-        let result = try connection.execute(sql.heartbeat, [job.id] + fence(lease))
+        let result = try execute(sql.heartbeat, [job.id] + fence(lease))
         lastHeartbeat = .now
         if result.affectedRows == 0 { return .lost }
         return try held(job, statusCode: result.lastInsertID)
@@ -223,7 +225,7 @@ public final class MariaDBJobStore: JobStore {
             parameters.append(contentsOf: padded.map { $0 as any SQLEncodable })
             parameters.append(job.id)
             parameters.append(lease.owner)
-            written += Int(try connection.execute(sql.recordDetailed(count: padded.count), parameters).affectedRows)
+            written += Int(try execute(sql.recordDetailed(count: padded.count), parameters).affectedRows)
         }
         return written
     }
@@ -237,7 +239,7 @@ public final class MariaDBJobStore: JobStore {
         }
         let status = JobSQL.statusCodes[index] ?? .processing
         guard status.isTerminal else { return .held(status, reason: nil) }
-        guard let row = try connection.queryFirst(sql.jobStatus, [job.id]) else {
+        guard let row = try queryFirst(sql.jobStatus, [job.id]) else {
             return .held(.cancelled, reason: "The job was deleted")
         }
         return .held(
@@ -256,11 +258,11 @@ public final class MariaDBJobStore: JobStore {
     }
 
     public func unclaim(job: JobRecord, lease: Lease) throws {
-        try connection.execute(sql.unclaim, [job.id, lease.owner])
+        try execute(sql.unclaim, [job.id, lease.owner])
     }
 
     public func advance(_ job: JobRecord, lease: Lease) throws -> JobStatus? {
-        let result = try connection.execute(sql.advance, [job.id] + fence(lease))
+        let result = try execute(sql.advance, [job.id] + fence(lease))
         if result.affectedRows == 0 { return nil }
         let index = Int(result.lastInsertID) - 1
         return JobSQL.statusCodes.indices.contains(index) ? JobSQL.statusCodes[index] ?? .processing : .cancelled
@@ -270,11 +272,11 @@ public final class MariaDBJobStore: JobStore {
         let itemStatus: ItemStatus = status == .cancelled ? .cancelled : .failed
         let clipped = Self.clip(reason)
         // A chunk a statement: ending a million items never holds a million rows' locks.
-        while try connection.execute(sql.finishItems, [itemStatus.rawValue, clipped, job.id] + fence(lease))
+        while try execute(sql.finishItems, [itemStatus.rawValue, clipped, job.id] + fence(lease))
             .affectedRows >= JobSQL.chunkSize
         {}
         let keepPersonsReason = status == .cancelled ? 1 : 0
-        try connection.execute(sql.finishJob, [status.rawValue, keepPersonsReason, clipped, job.id] + fence(lease))
+        try execute(sql.finishJob, [status.rawValue, keepPersonsReason, clipped, job.id] + fence(lease))
     }
 
     /// Hands on the leases `owner` still holds, over a connection of its own (the tick's may be
@@ -287,13 +289,44 @@ public final class MariaDBJobStore: JobStore {
         return (try? Int(connection.execute(JobSQL.abandonLeases, [owner]).affectedRows)) ?? 0
     }
 
+    /// Conflicts a statement may meet and that go away when it is tried again: a deadlock or a
+    /// Galera certification failure (1213), a lock wait timeout (1205), a node not ready (1047).
+    /// Each statement here is its own transaction (the claim's two are retried together), so
+    /// trying one again is what the server asks for; five tries, 10 ms doubling with jitter.
+    private func retrying<T>(_ body: () throws -> T) throws -> T {
+        var wait = 10_000.0
+        for attempt in 1... {
+            do {
+                return try body()
+            } catch let error as MariaDBError where error.isConflict && attempt < 5 {
+                logger.debug("conflict, trying again", metadata: ["mariadb.error": "\(error.number)"])
+                usleep(UInt32(wait * Double.random(in: 0.5...1.5)))
+                wait *= 2
+            }
+        }
+        fatalError("unreachable")
+    }
+
+    @discardableResult
+    private func execute(_ sql: String, _ parameters: [any SQLEncodable] = []) throws -> ExecuteResult {
+        try retrying { try connection.execute(sql, parameters) }
+    }
+
+    private func query(_ sql: String, _ parameters: [any SQLEncodable] = []) throws -> [Row] {
+        try retrying { try connection.query(sql, parameters) }
+    }
+
+    private func queryFirst(_ sql: String, _ parameters: [any SQLEncodable] = []) throws -> Row? {
+        try retrying { try connection.queryFirst(sql, parameters) }
+    }
+
     public func releaseLease(_ lease: Lease) throws {
-        try connection.execute(sql.releaseLease, fence(lease))
+        try execute(sql.releaseLease, fence(lease))
     }
 
     public func recordTick(_ summary: TickSummary, owner: String) throws {
         let exit = summary.unavailable == nil ? 0 : 69
-        try connection.execute(
+        try execute(
             sql.recordTick,
             [
                 summary.kind.rawValue, owner, Self.hostName, Int64(getpid()), summary.startedAt.timeIntervalSince1970,
@@ -301,11 +334,11 @@ public final class MariaDBJobStore: JobStore {
             ])
         if let unavailable = summary.unavailable {
             // For the people looking at the jobs: which server holds them up, since when.
-            try connection.execute(sql.recordOutage, [summary.kind.rawValue, String(unavailable.prefix(1000))])
+            try execute(sql.recordOutage, [summary.kind.rawValue, String(unavailable.prefix(1000))])
         }
         // Now and then (1 tick in 100), forget ticks older than a week.
         if UInt8.random(in: 0..<100) == 0 {
-            try connection.execute(sql.pruneTicks, [summary.kind.rawValue])
+            try execute(sql.pruneTicks, [summary.kind.rawValue])
         }
     }
 

@@ -44,6 +44,12 @@ public struct MariaDBError: Error, CustomStringConvertible, Sendable {
         1927, // ER_CONNECTION_KILLED
     ]
 
+    /// A conflict that goes away when the transaction is tried again: deadlock or Galera
+    /// certification failure (1213), lock wait timeout (1205), a Galera node not ready (1047).
+    public var isConflict: Bool {
+        number == 1213 || number == 1205 || number == 1047
+    }
+
     /// Whether this error means the server cannot be used now (lost or refused connection).
     public var isUnavailable: Bool {
         code == .connect || code == .connectionLost

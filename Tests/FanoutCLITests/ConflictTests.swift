@@ -1,0 +1,54 @@
+import Foundation
+import MariaDB
+import Testing
+import TestSupport
+
+/// Conflicts with the host application's own transactions are a normal outcome: the tick tries
+/// the statement again instead of ending with an error (on Galera the same error, 1213, is a
+/// certification failure).
+@Suite(.enabled(if: TestEnvironment.hasDatabase && TestEnvironment.canStartServers))
+struct ConflictTests {
+    @Test func aLockWaitTimeoutAgainstTheHostsTransactionIsTriedAgain() throws {
+        try withPrivateMariaDB("mariadb-conflict") { server in
+            let smtp = try TestServer.smtp([])
+            var env = server.environment
+            env["MAIL_HOST"] = "127.0.0.1"
+            env["MAIL_PORT"] = String(smtp.port)
+            env["MAIL_FROM_ADDRESS"] = "sender@example.test"
+            env["FANOUT_TEMPLATES"] = try makeTestTemplates().path
+            #expect(try runFanout(["migrate"], environment: env).status == 0)
+            let admin = try Connection(server.configuration)
+            // Every new session waits at most a second for a row lock (the default is 50 s).
+            try admin.execute("SET GLOBAL innodb_lock_wait_timeout = 1")
+            try admin.execute(
+                """
+                INSERT INTO bulk_email_jobs (company_id, template, status, created_at, updated_at)
+                VALUES (1, 'plain', 'pending', NOW(), NOW())
+                """)
+            let job = try admin.queryFirst("SELECT LAST_INSERT_ID() AS id")!.decode("id", as: UInt64.self)
+            try admin.execute(
+                """
+                INSERT INTO bulk_email_job_items (bulk_email_job_id, email, created_at, updated_at)
+                SELECT ?, CONCAT('c', seq, '@example.test'), NOW(), NOW() FROM seq_1_to_20
+                """, [job])
+            // The host holds the job's row for 2.5 s, as a long transaction of its own would.
+            let host = try Connection(server.configuration)
+            try host.execute("START TRANSACTION")
+            _ = try host.query("SELECT id FROM bulk_email_jobs WHERE id = ? FOR UPDATE", [job])
+            let output = TestEnvironment.scratchDirectory.appendingPathComponent("conflict-\(UUID().uuidString)")
+            let tick = try startFanout(["emails:process-jobs", "-v"], environment: env, output: output)
+            Thread.sleep(forTimeInterval: 2.5)
+            try host.execute("COMMIT")
+            let status = tick.wait()
+            let log = (try? String(contentsOfFile: output.path + ".err", encoding: .utf8)) ?? ""
+            #expect(status == 0, "\(log)")
+            #expect(log.contains("conflict, trying again"), "the tick met the lock and tried again: \(log)")
+            let jobStatus = try admin.queryFirst("SELECT status FROM bulk_email_jobs WHERE id = ?", [job])?
+                .decode("status", as: String.self)
+            #expect(jobStatus == "completed")
+            #expect(smtp.messageFiles.count == 20)
+            host.close()
+            admin.close()
+        }
+    }
+}
