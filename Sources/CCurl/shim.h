@@ -37,6 +37,10 @@ static inline CURLcode ccurl_easy_setopt_debug_callback(CURL *handle, ccurl_debu
     return curl_easy_setopt(handle, CURLOPT_DEBUGFUNCTION, value);
 }
 
+static inline CURLcode ccurl_easy_getinfo_socket(CURL *handle, CURLINFO info, curl_socket_t *value) {
+    return curl_easy_getinfo(handle, info, value);
+}
+
 static inline CURLcode ccurl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);
 }

@@ -130,6 +130,15 @@ public final class EasyHandle {
         _ = curl_easy_pause(raw, 0) // CURLPAUSE_CONT
     }
 
+    /// Shuts the transfer's connection down (both ways) without a word more: whatever libcurl
+    /// would still send when the handle is cleaned up (SMTP's end of DATA) never arrives.
+    func shutDownConnection() {
+        var socket: curl_socket_t = -1
+        if ccurl_easy_getinfo_socket(raw, CURLINFO_ACTIVESOCKET, &socket) == CURLE_OK, socket >= 0 {
+            _ = shutdown(socket, Int32(SHUT_RDWR))
+        }
+    }
+
     /// Runs the transfer on this thread until it ends.
     func perform() -> CURLcode {
         curl_easy_perform(raw)
@@ -160,12 +169,15 @@ final class TransferState {
     var heldAtEnd = false
     /// The next read fails the transfer (`abortHeldEnd`).
     var abortHeld = false
+    /// The read did fail it: the server never got the end of the message.
+    var abortedByRead = false
 
     func reset() {
         uploadOffset = 0
         holdEnd = false
         heldAtEnd = false
         abortHeld = false
+        abortedByRead = false
         body.removeAll(keepingCapacity: true)
         bodyTruncated = false
         headerLines.removeAll(keepingCapacity: true)
@@ -219,7 +231,10 @@ private let readFunctionAbort = 0x1000_0000
 private let readCallback: ccurl_data_callback = { buffer, size, count, userdata in
     let state = state(userdata)
     let room = size * count
-    if state.abortHeld { return readFunctionAbort }
+    if state.abortHeld {
+        state.abortedByRead = true
+        return readFunctionAbort
+    }
     let left = state.upload.count - state.uploadOffset
     if state.holdEnd && left <= 1 && !state.upload.isEmpty {
         // The last byte waits: libcurl calls again once the transfer is unpaused.

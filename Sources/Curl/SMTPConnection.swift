@@ -70,7 +70,22 @@ public final class SMTPConnection {
         handle.state.upload = message.content
         try handle.set(CURLOPT_MAIL_FROM, "<\(message.from)>")
         try handle.set(CURLOPT_MAIL_RCPT, list: message.recipients.map { "<\($0)>" })
-        try handle.set(CURLOPT_INFILESIZE_LARGE, offset: Int64(message.content.count))
+        // The size libcurl counts is after dot-stuffing (a "." starting a line, or the message,
+        // goes out as ".."): with the raw size it would end DATA early, short of the last bytes.
+        try handle.set(CURLOPT_INFILESIZE_LARGE, offset: Int64(Self.stuffedSize(message.content)))
+    }
+
+    /// The message's size on the wire inside DATA: one more byte for every line (the first
+    /// included) that starts with ".".
+    static func stuffedSize(_ content: [UInt8]) -> Int {
+        var size = content.count
+        if content.first == UInt8(ascii: ".") { size += 1 }
+        var index = 2
+        while index < content.count {
+            if content[index] == UInt8(ascii: "."), content[index - 1] == 10, content[index - 2] == 13 { size += 1 }
+            index += 1
+        }
+        return size
     }
 
     /// Turns the transfer's result into the server's reply or an error.

@@ -264,7 +264,10 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             do {
                 finished = try multi.poll(timeoutMilliseconds: timeout, waitWhenIdle: waitForWrite || paced != nil)
             } catch {
-                // The multi handle itself failed: its transfers are lost; the others finish.
+                // The multi handle itself failed: its transfers are lost; the others finish. A
+                // transfer short of its end must stay so: cleaning the handle up would send SMTP's
+                // end of DATA for it.
+                if Worker.holdsEnd { for (worker, _) in running.values { worker.handle.shutDownConnection() } }
                 shared.locked {
                     if shared.failure == nil { shared.failure = error }
                     shared.stopped = true
@@ -275,8 +278,10 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             var ended: [Worker] = []
             for (handle, result) in finished {
                 guard let (worker, tag) = running.removeValue(forKey: ObjectIdentifier(handle)) else { continue }
-                if handle.state.abortHeld {
-                    // Abandoned at its end, never taken by the server: nothing to report.
+                if handle.state.abortedByRead || (handle.state.heldAtEnd && result != CURLE_OK) {
+                    // Failed short of its end (abandoned, or timed out while held for a slow
+                    // write): the server never took it, and it is nobody's fault: not reported,
+                    // so its item goes back uncharged.
                     idle.append(worker)
                     continue
                 }

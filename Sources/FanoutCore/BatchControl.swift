@@ -226,12 +226,12 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         locked { $0.wake = wake }
     }
 
-    /// False once the job ended, the lease was lost or the store failed, or a drain was asked
-    /// for (the hooks): the transfers in flight finish, nothing new starts.
     func leaseLost() -> Bool {
         locked { $0.outcome.leaseLost }
     }
 
+    /// False once the job ended, the lease was lost or the store failed, or a drain was asked
+    /// for (the hooks): the transfers in flight finish, nothing new starts.
     func shouldContinue() -> Bool {
         locked { $0.outcome.stop == nil } && !hooks.stopRequested()
     }

@@ -292,13 +292,17 @@ public final class MariaDBJobStore: JobStore {
     /// Conflicts a statement may meet and that go away when it is tried again: a deadlock or a
     /// Galera certification failure (1213), a lock wait timeout (1205), a node not ready (1047).
     /// Each statement here is its own transaction (the claim's two are retried together), so
-    /// trying one again is what the server asks for; five tries, 10 ms doubling with jitter.
+    /// trying one again is what the server asks for; five tries, 10 ms doubling with jitter, and
+    /// none started after 10 s (lock waits are long: the writer must not stall much longer).
     private func retrying<T>(_ body: () throws -> T) throws -> T {
         var wait = 10_000.0
+        let started = ContinuousClock.now
         for attempt in 1... {
             do {
                 return try body()
-            } catch let error as MariaDBError where error.isConflict && attempt < 5 {
+            } catch let error as MariaDBError
+                where error.isConflict && attempt < 5 && ContinuousClock.now - started < .seconds(10)
+            {
                 logger.debug("conflict, trying again", metadata: ["mariadb.error": "\(error.number)"])
                 usleep(UInt32(wait * Double.random(in: 0.5...1.5)))
                 wait *= 2

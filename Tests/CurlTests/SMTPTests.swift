@@ -107,6 +107,46 @@ struct SMTPTests {
         #expect(server.connectionCount >= 1)
     }
 
+    /// Messages whose last byte waits for their connection's last outcome to be recorded (the
+    /// pool's hold) arrive whole, dot-stuffed lines included, and each only once.
+    @Test func heldMessagesWithDotLinesArriveByteForByte() throws {
+        let server = try TestServer.smtp()
+        let pool = try SMTPPool(Self.configuration(server), connections: 2)
+        let book = TicketBook()
+        let recorder = Thread { [waker = pool.waker] in
+            // Outcomes are "recorded" a little after they are reported: the next messages wait.
+            while !book.done {
+                Thread.sleep(forTimeInterval: 0.01)
+                book.recordAll()
+                waker.wake()
+            }
+        }
+        recorder.start()
+        defer { book.finish() }
+        var queue = (0..<12).map { index -> (tag: Int, message: SMTPMessage) in
+            if index == 0 {
+                // A message that starts with a dot: stuffed before anything else.
+                return (index, SMTPMessage(from: "s@example.test", recipients: ["d0@example.test"],
+                    content: Array(".first line\r\n\r\nbody\r\n".utf8)))
+            }
+            let body = ".a\r\n..b\r\nline \(index)\r\n.\r\n" + (index % 2 == 0 ? ".end\r\n" : "end\r\n")
+            return (index, Self.message(to: "d\(index)@example.test", body: body))
+        }
+        let sent = Dictionary(uniqueKeysWithValues: queue.map { ($0.tag, $0.message.content) })
+        queue.reverse()
+        var codes: [Int: Int] = [:]
+        try pool.run(
+            next: { queue.popLast() },
+            completed: { tag, result in codes[tag] = (try? result.get())?.code ?? -1 },
+            settlement: Settlement(ticket: { book.issue() }, settled: { book.isRecorded($0) })
+        )
+        #expect(codes.count == 12 && codes.values.allSatisfy { $0 == 250 }, "\(codes)")
+        #expect(book.heldAnswers > 0, "some messages waited for their connection's last outcome")
+        let received = Set(try server.messageFiles.map { try Data(contentsOf: $0) })
+        #expect(server.messageFiles.count == 12)
+        #expect(received == Set(sent.values.map { Data($0) }))
+    }
+
     @Test func poolStopsStartingWorkWhenTickSaysStop() throws {
         let server = try TestServer.smtp()
         let pool = try SMTPPool(Self.configuration(server), connections: 1)
@@ -194,5 +234,29 @@ struct SMTPAuthTests {
                 .send(SMTPTests.message(to: "tls@example.test"))
         }
         #expect(error?.code == .tls)
+    }
+}
+
+/// Tickets for a pool's settlement, recorded in bulk by a thread of the test.
+final class TicketBook: @unchecked Sendable {
+    // Sendable: every field is read and written under `lock`.
+    private let lock = NSLock()
+    private var issued = 0
+    private var recorded = 0
+    private var stopped = false
+    private var notYet = 0
+
+    func issue() -> Int { lock.withLock { issued += 1; return issued } }
+    func recordAll() { lock.withLock { recorded = issued } }
+    func finish() { lock.withLock { stopped = true } }
+    var done: Bool { lock.withLock { stopped } }
+    var heldAnswers: Int { lock.withLock { notYet } }
+
+    func isRecorded(_ ticket: Int) -> Bool {
+        lock.withLock {
+            if recorded >= ticket { return true }
+            notYet += 1
+            return false
+        }
     }
 }
