@@ -11,12 +11,7 @@ struct ConflictTests {
     @Test func aLockWaitTimeoutAgainstTheHostsTransactionIsTriedAgain() throws {
         try withPrivateMariaDB("mariadb-conflict") { server in
             let smtp = try TestServer.smtp([])
-            var env = server.environment
-            env["MAIL_HOST"] = "127.0.0.1"
-            env["MAIL_PORT"] = String(smtp.port)
-            env["MAIL_FROM_ADDRESS"] = "sender@example.test"
-            env["FANOUT_TEMPLATES"] = try makeTestTemplates().path
-            #expect(try runFanout(["migrate"], environment: env).status == 0)
+            let env = try server.migratedEnvironment(smtp: smtp)
             let admin = try Connection(server.configuration)
             // Every new session waits at most a second for a row lock (the default is 50 s).
             try admin.execute("SET GLOBAL innodb_lock_wait_timeout = 1")

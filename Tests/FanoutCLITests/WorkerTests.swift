@@ -292,12 +292,7 @@ struct WorkerTests {
     @Test func databaseRestartIsSurvivedAndAnOutagePastTheDeadlineExits75() throws {
         try withPrivateMariaDB("mariadb-worker") { server in
             let smtp = try TestServer.smtp([])
-            var env = server.environment
-            env["MAIL_HOST"] = "127.0.0.1"
-            env["MAIL_PORT"] = String(smtp.port)
-            env["MAIL_FROM_ADDRESS"] = "sender@example.test"
-            env["FANOUT_TEMPLATES"] = try makeTestTemplates().path
-            #expect(try runFanout(["migrate"], environment: env).status == 0)
+            let env = try server.migratedEnvironment(smtp: smtp)
             let worker = try startWorker(["--sleep", "1s", "--reconnect-deadline", "60s"], env)
             defer { worker.signal(SIGKILL) }
             Thread.sleep(forTimeInterval: 2)

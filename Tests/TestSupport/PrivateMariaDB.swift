@@ -27,6 +27,19 @@ public struct PrivateMariaDB: Sendable {
             connectTimeout: 3, readTimeout: 5, writeTimeout: 5)
     }
 
+    /// Settings for the `fanout` binary on this server and `smtp`, with the test templates, after
+    /// `fanout migrate` ran on it.
+    public func migratedEnvironment(smtp: TestServer) throws -> [String: String] {
+        var env = environment
+        env["MAIL_HOST"] = "127.0.0.1"
+        env["MAIL_PORT"] = String(smtp.port)
+        env["MAIL_FROM_ADDRESS"] = "sender@example.test"
+        env["FANOUT_TEMPLATES"] = try makeTestTemplates().path
+        let migrate = try runFanout(["migrate"], environment: env)
+        guard migrate.status == 0 else { throw TestServerError(message: "migrate failed: \(migrate.stderr)") }
+        return env
+    }
+
     /// The `DB_*` settings that point the `fanout` binary at it.
     public var environment: [String: String] {
         [
