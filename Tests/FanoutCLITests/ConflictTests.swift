@@ -15,17 +15,8 @@ struct ConflictTests {
             let admin = try Connection(server.configuration)
             // Every new session waits at most a second for a row lock (the default is 50 s).
             try admin.execute("SET GLOBAL innodb_lock_wait_timeout = 1")
-            try admin.execute(
-                """
-                INSERT INTO bulk_email_jobs (company_id, template, status, created_at, updated_at)
-                VALUES (1, 'plain', 'pending', NOW(), NOW())
-                """)
-            let job = try admin.queryFirst("SELECT LAST_INSERT_ID() AS id")!.decode("id", as: UInt64.self)
-            try admin.execute(
-                """
-                INSERT INTO bulk_email_job_items (bulk_email_job_id, email, created_at, updated_at)
-                SELECT ?, CONCAT('c', seq, '@example.test'), NOW(), NOW() FROM seq_1_to_20
-                """, [job])
+            let fixture = try server.fixture()
+            let job = try fixture.emailJob(company: 1, count: 20)
             // The host holds the job's row for 2.5 s, as a long transaction of its own would.
             let host = try Connection(server.configuration)
             try host.execute("START TRANSACTION")
@@ -38,9 +29,7 @@ struct ConflictTests {
             let log = (try? String(contentsOfFile: output.path + ".err", encoding: .utf8)) ?? ""
             #expect(status == 0, "\(log)")
             #expect(log.contains("conflict, trying again"), "the tick met the lock and tried again: \(log)")
-            let jobStatus = try admin.queryFirst("SELECT status FROM bulk_email_jobs WHERE id = ?", [job])?
-                .decode("status", as: String.self)
-            #expect(jobStatus == "completed")
+            #expect(try fixture.job(job).status == "completed")
             #expect(smtp.messageFiles.count == 20)
             host.close()
             admin.close()

@@ -300,24 +300,10 @@ struct WorkerTests {
             Thread.sleep(forTimeInterval: 2)
             #expect(worker.isRunning, "the worker waits for the database")
             #expect(try server.start().status == 0)
-            let db = try Connection(server.configuration)
-            try db.execute(
-                """
-                INSERT INTO bulk_email_jobs (company_id, template, status, created_at, updated_at)
-                VALUES (1, 'plain', 'pending', NOW(), NOW())
-                """)
-            let job = try db.queryFirst("SELECT LAST_INSERT_ID() AS id")!.decode("id", as: UInt64.self)
-            try db.execute(
-                """
-                INSERT INTO bulk_email_job_items (bulk_email_job_id, email, created_at, updated_at)
-                VALUES (?, 'x@example.test', NOW(), NOW())
-                """, [job])
-            #expect(
-                try waitUntil(seconds: 30) {
-                    try db.queryFirst("SELECT status FROM bulk_email_jobs WHERE id = ?", [job])?
-                        .decode("status", as: String.self) == "completed"
-                })
-            db.close()
+            let fixture = try server.fixture()
+            let job = try fixture.emailJob(company: 1, count: 1)
+            #expect(try waitUntil(seconds: 30) { try fixture.job(job).status == "completed" })
+            fixture.db.close()
             // Down past the deadline: exit 75 with one line.
             let short = try startWorker(["--sleep", "1s", "--reconnect-deadline", "2s"], env, name: "short")
             defer { short.signal(SIGKILL) }

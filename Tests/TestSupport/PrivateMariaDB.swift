@@ -40,6 +40,12 @@ public struct PrivateMariaDB: Sendable {
         return env
     }
 
+    /// A fixture on its `fanout` database (migrated), over a new connection.
+    public func fixture() throws -> JobFixture {
+        let database = TestDatabase(name: "fanout", configuration: configuration)
+        return try JobFixture(database: database, db: Connection(configuration))
+    }
+
     /// The `DB_*` settings that point the `fanout` binary at it.
     public var environment: [String: String] {
         [
