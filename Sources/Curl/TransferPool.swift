@@ -93,8 +93,9 @@ public struct Settlement: Sendable {
     /// Whether a transfer held at its end may still go to the server once settled (false: the
     /// batch stopped, abandon it unsent).
     public var proceed: @Sendable () -> Bool
-    /// Checked when the pool stops: true abandons every transfer still short of its end (the
-    /// caller lost the right to deliver: nothing more may reach the server).
+    /// Checked before each poll while transfers run: true abandons every transfer still short of
+    /// its end (the caller lost the right to deliver: nothing more may reach the server). Cheap:
+    /// called once a poll.
     public var abandon: @Sendable () -> Bool
 
     public init(
@@ -258,6 +259,12 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             }
             var timeout = shared.pollMilliseconds
             if let paced { timeout = min(timeout, max(1, Int((paced / .milliseconds(1)).rounded(.up)))) }
+            if Worker.holdsEnd, !abandoned, !running.isEmpty, shared.settlement.abandon() {
+                // Lost the right to deliver (checked before libcurl sends more, e.g. right after
+                // a SIGCONT): whatever has not reached its end never will.
+                abandoned = true
+                for (worker, _) in running.values { worker.handle.abortHeldEnd() }
+            }
             // Held transfers wait for a write (its waker ends the poll), not for their sockets.
             let waitForWrite = !settling.isEmpty || running.values.contains { $0.worker.handle.state.heldAtEnd }
             let finished: [(EasyHandle, CURLcode)]
@@ -292,11 +299,6 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
                 for (tag, result) in results { shared.completed(tag, result) }
                 shared.tickIfDue()
                 return ended.isEmpty ? 0 : shared.settlement.ticket()
-            }
-            if Worker.holdsEnd, !abandoned, shared.locked({ shared.stopped }), shared.settlement.abandon() {
-                // Lost the right to deliver: whatever has not reached its end never will.
-                abandoned = true
-                for (worker, _) in running.values { worker.handle.abortHeldEnd() }
             }
             for worker in ended {
                 if Worker.holdsEnd {

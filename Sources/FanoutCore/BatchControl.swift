@@ -226,8 +226,11 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         locked { $0.wake = wake }
     }
 
+    /// Lost as the database said, or presumed lost: no write confirmed the lease for longer than
+    /// another tick waits before taking it over (this process was stopped, or the database hung),
+    /// which is known here at once, before any write can tell.
     func leaseLost() -> Bool {
-        locked { $0.outcome.leaseLost }
+        locked { $0.outcome.leaseLost || clock.now - $0.confirmed > policy.stuckAfter }
     }
 
     /// False once the job ended, the lease was lost or the store failed, or a drain was asked
