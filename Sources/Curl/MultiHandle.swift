@@ -46,7 +46,11 @@ public final class MultiHandle {
     /// Drives every transfer, waits up to `timeoutMilliseconds` for activity, and returns the
     /// handles whose transfers ended, with libcurl's result for each.
     /// With `waitWhenIdle`, waits even with no transfer running (until `wakeUp` or the timeout).
-    func poll(timeoutMilliseconds: Int, waitWhenIdle: Bool = false) throws(CurlError) -> [(EasyHandle, CURLcode)] {
+    /// `beforePerform` runs between the wait and the transfers' progress (a caller may stop some
+    /// transfers there, after a wait that could have been a SIGSTOP).
+    func poll(
+        timeoutMilliseconds: Int, waitWhenIdle: Bool = false, beforePerform: () -> Void = {}
+    ) throws(CurlError) -> [(EasyHandle, CURLcode)] {
         // One perform per wake-up: each perform asks every SMTP handle's socket for a reply (a
         // system call each), so a perform with nothing to read is not free. A transfer just
         // added is due at once, and libcurl's timer makes the poll return at once for it.
@@ -54,6 +58,7 @@ public final class MultiHandle {
         if !active.isEmpty || waitWhenIdle {
             try check(curl_multi_poll(raw, nil, 0, Int32(timeoutMilliseconds), nil), "curl_multi_poll")
         }
+        beforePerform()
         try check(curl_multi_perform(raw, &running), "curl_multi_perform")
         return collect()
     }

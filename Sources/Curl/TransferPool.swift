@@ -259,17 +259,18 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             }
             var timeout = shared.pollMilliseconds
             if let paced { timeout = min(timeout, max(1, Int((paced / .milliseconds(1)).rounded(.up)))) }
-            if Worker.holdsEnd, !abandoned, !running.isEmpty, shared.settlement.abandon() {
-                // Lost the right to deliver (checked before libcurl sends more, e.g. right after
-                // a SIGCONT): whatever has not reached its end never will.
-                abandoned = true
-                for (worker, _) in running.values { worker.handle.abortHeldEnd() }
-            }
             // Held transfers wait for a write (its waker ends the poll), not for their sockets.
             let waitForWrite = !settling.isEmpty || running.values.contains { $0.worker.handle.state.heldAtEnd }
             let finished: [(EasyHandle, CURLcode)]
             do {
-                finished = try multi.poll(timeoutMilliseconds: timeout, waitWhenIdle: waitForWrite || paced != nil)
+                finished = try multi.poll(timeoutMilliseconds: timeout, waitWhenIdle: waitForWrite || paced != nil) {
+                    // Lost the right to deliver (checked after every wait, before libcurl sends
+                    // more: the wait is where a SIGSTOP finds the thread): whatever has not
+                    // reached its end never will.
+                    guard Worker.holdsEnd, !abandoned, !running.isEmpty, shared.settlement.abandon() else { return }
+                    abandoned = true
+                    for (worker, _) in running.values { worker.handle.abortHeldEnd() }
+                }
             } catch {
                 // The multi handle itself failed: its transfers are lost; the others finish. A
                 // transfer short of its end must stay so: cleaning the handle up would send SMTP's
