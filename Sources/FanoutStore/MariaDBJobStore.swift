@@ -296,8 +296,9 @@ public final class MariaDBJobStore: JobStore {
     /// none started after 10 s (lock waits are long: the writer must not stall much longer).
     private func retrying<T>(_ body: () throws -> T) throws -> T {
         var wait = 10_000.0
+        var attempt = 1
         let started = ContinuousClock.now
-        for attempt in 1... {
+        while true {
             do {
                 return try body()
             } catch let error as MariaDBError
@@ -306,9 +307,9 @@ public final class MariaDBJobStore: JobStore {
                 logger.debug("conflict, trying again", metadata: ["mariadb.error": "\(error.number)"])
                 usleep(UInt32(wait * Double.random(in: 0.5...1.5)))
                 wait *= 2
+                attempt += 1
             }
         }
-        fatalError("unreachable")
     }
 
     @discardableResult
