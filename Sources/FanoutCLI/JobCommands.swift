@@ -134,7 +134,7 @@ struct JobsCommand: ParsableCommand {
         if let behind = job.behindJob { return "waiting behind job \(behind)" }
         if var outage = job.outage {
             if short, let end = outage.range(of: " unavailable") { outage = String(outage[..<end.upperBound]) }
-            let since = job.outageSince.map { " since \(Worker.clockTime(Date(timeIntervalSince1970: $0)))" } ?? ""
+            let since = job.outageSince.map { " since \(clockTime(Date(timeIntervalSince1970: $0)))" } ?? ""
             return "waiting: \(outage)\(since)"
         }
         return nil

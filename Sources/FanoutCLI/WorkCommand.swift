@@ -287,3 +287,11 @@ func isoTime(_ seconds: Double) -> String {
         format: "%04d-%02d-%02dT%02d:%02d:%02dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour,
         parts.tm_min, parts.tm_sec)
 }
+
+/// A time of day as HH:MM, in the local time zone (for "since 12:03").
+func clockTime(_ date: Date) -> String {
+    var seconds = time_t(date.timeIntervalSince1970)
+    var parts = tm()
+    localtime_r(&seconds, &parts)
+    return String(format: "%02d:%02d", parts.tm_hour, parts.tm_min)
+}

@@ -258,7 +258,7 @@ final class Worker: @unchecked Sendable {
             outage.retryAt = now + outage.wait
             if now - outage.lastLogged >= .seconds(60) {
                 outage.lastLogged = now
-                logger.warning("\(kind.rawValue): waiting: \(message) (since \(Self.clockTime(outage.sinceWall)))")
+                logger.warning("\(kind.rawValue): waiting: \(message) (since \(clockTime(outage.sinceWall)))")
             }
             outages[kind] = outage
         } else {
@@ -427,13 +427,6 @@ final class Worker: @unchecked Sendable {
     /// `duration` ± 20 %, so workers started together do not poll together.
     static func jittered(_ duration: Duration) -> Duration {
         duration * Double.random(in: 0.8...1.2)
-    }
-
-    static func clockTime(_ date: Date) -> String {
-        var seconds = time_t(date.timeIntervalSince1970)
-        var parts = tm()
-        localtime_r(&seconds, &parts)
-        return String(format: "%02d:%02d", parts.tm_hour, parts.tm_min)
     }
 }
 

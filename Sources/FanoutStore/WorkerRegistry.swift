@@ -97,9 +97,14 @@ public struct WorkerRegistry {
         var paused: Set<JobKind> = []
         var fingerprints: [JobKind: String] = [:]
         for kind in JobKind.allCases {
-            if try row.decode("\(kind.rawValue)_runnable", as: Int.self) != 0 { runnable.insert(kind) }
+            let newest = try row.decodeIfPresent("\(kind.rawValue)_newest", as: UInt64.self) ?? 0
+            let unfinished = try row.decode("\(kind.rawValue)_unfinished", as: Int.self)
+            let ended = try row.decode("\(kind.rawValue)_ended", as: Int.self)
+            // Runnable as the tick's `companiesWithWork` sees it: unfinished jobs, and jobs ended
+            // outside Fanout whose items still need ending.
+            if unfinished > 0 || ended > 0 { runnable.insert(kind) }
+            fingerprints[kind] = "\(newest)/\(unfinished)/\(ended)"
             if try row.decode("\(kind.rawValue)_paused", as: Int.self) != 0 { paused.insert(kind) }
-            fingerprints[kind] = try row.decodeIfPresent("\(kind.rawValue)_fingerprint", as: String.self) ?? ""
         }
         return WorkerPoll(
             runnable: runnable, fingerprints: fingerprints, paused: paused,
@@ -171,30 +176,22 @@ enum WorkerSQL {
         """
     static let withdraw = "DELETE FROM fanout_control WHERE name = ?"
 
-    /// Runnable as the tick's `companiesWithWork` sees it (unfinished jobs, and jobs ended outside
-    /// Fanout whose items still need ending), through the (status, completed_at) index.
-    private static func runnable(_ kind: JobKind) -> String {
+    /// Per kind, through the (status, completed_at) index: the newest unfinished job, how many
+    /// are unfinished, how many ended outside Fanout wait to be closed (both runnable work and
+    /// what `WorkerPoll.fingerprints` compares come from these three).
+    private static func counts(_ kind: JobKind) -> String {
         let jobs = JobTables(kind: kind).jobs
+        let unfinished = "FROM \(jobs) WHERE status IN ('pending', 'processing')"
         return """
-            (EXISTS (SELECT 1 FROM \(jobs) WHERE status IN ('pending', 'processing'))
-              OR EXISTS (SELECT 1 FROM \(jobs) WHERE status IN ('cancelled', 'failed') AND completed_at IS NULL))
-            """
-    }
-
-    /// The newest unfinished job, how many are unfinished, how many ended outside Fanout wait to
-    /// be closed: through the (status, completed_at) index.
-    private static func fingerprint(_ kind: JobKind) -> String {
-        let jobs = JobTables(kind: kind).jobs
-        return """
-            (SELECT CONCAT(COALESCE(MAX(id), 0), '/', COUNT(*), '/',
-               (SELECT COUNT(*) FROM \(jobs) WHERE status IN ('cancelled', 'failed') AND completed_at IS NULL))
-             FROM \(jobs) WHERE status IN ('pending', 'processing'))
+            (SELECT MAX(id) \(unfinished)) AS \(kind.rawValue)_newest,
+              (SELECT COUNT(*) \(unfinished)) AS \(kind.rawValue)_unfinished,
+              (SELECT COUNT(*) FROM \(jobs) WHERE status IN ('cancelled', 'failed') AND completed_at IS NULL)
+                AS \(kind.rawValue)_ended
             """
     }
 
     static let poll = """
-        SELECT \(runnable(.email)) AS email_runnable, \(runnable(.wallet)) AS wallet_runnable,
-          \(fingerprint(.email)) AS email_fingerprint, \(fingerprint(.wallet)) AS wallet_fingerprint,
+        SELECT \(counts(.email)), \(counts(.wallet)),
           EXISTS (SELECT 1 FROM fanout_control WHERE name = 'pause:email') AS email_paused,
           EXISTS (SELECT 1 FROM fanout_control WHERE name = 'pause:wallet') AS wallet_paused,
           (SELECT UNIX_TIMESTAMP(requested_at) FROM fanout_control WHERE name = 'restart') AS restart_at,
