@@ -424,9 +424,10 @@ final class Worker: @unchecked Sendable {
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
-    /// `duration` ± 20 %, so workers started together do not poll together.
+    /// `duration` less up to 20 %, so workers started together do not poll together; never more,
+    /// so a new job waits at most `--sleep` plus one round.
     static func jittered(_ duration: Duration) -> Duration {
-        duration * Double.random(in: 0.8...1.2)
+        duration * Double.random(in: 0.8...1.0)
     }
 }
 
