@@ -26,6 +26,8 @@ public final class MariaDBJobStore: JobStore {
     private var lastHeartbeat = ContinuousClock.now
     /// Jobs this store made live (processing) already.
     private var startedJobs: Set<UInt64> = []
+    /// Whether this session reads committed (set before the first lease: an idle tick pays nothing).
+    private var readsCommitted = false
 
     /// - Parameter connection: used by this store alone, on one thread. Times are exchanged as
     ///   Unix seconds, so the session's time zone does not matter.
@@ -70,6 +72,10 @@ public final class MariaDBJobStore: JobStore {
     public func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws
         -> Lease?
     {
+        if !readsCommitted {
+            try execute(JobSQL.readCommitted)
+            readsCommitted = true
+        }
         let free = try execute(sql.takeFreeLease, [owner, kind.rawValue, companyID])
         if free.affectedRows == 1 {
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: free.lastInsertID == 1)
@@ -128,10 +134,13 @@ public final class MariaDBJobStore: JobStore {
         if due.isEmpty { return [] }
         let ids = Self.padded(due.map(\.id))
         let claim = { [connection, sql] in
-            try connection.execute(
-                sql.claim(count: ids.count),
-                [lease.owner] + ids + [job.id] + self.fence(lease) + [job.id]
-            ).affectedRows
+            // Rows: the items claimed plus the lease row, or none.
+            max(
+                1,
+                try connection.execute(
+                    sql.claim(count: ids.count),
+                    self.fence(lease) + [lease.owner] + ids + [job.id, job.id]
+                ).affectedRows) - 1
         }
         let claimed: UInt64
         if job.status == .pending && !startedJobs.contains(job.id) {
@@ -139,7 +148,7 @@ public final class MariaDBJobStore: JobStore {
             // under a pending job, or a processing job that claimed nothing.
             claimed = try retrying {
                 try connection.transaction {
-                    try connection.execute(sql.start, [job.id] + fence(lease))
+                    try connection.execute(sql.start, fence(lease) + [job.id])
                     return try claim()
                 }
             }
@@ -189,7 +198,7 @@ public final class MariaDBJobStore: JobStore {
         }
         // The job's counters move by what was written, in the same round as the items.
         let result = try execute(
-            sql.progress, [terminal, failed, updates.count, handedThrough, job.id] + fence(lease))
+            sql.progress, fence(lease) + [terminal, failed, updates.count, handedThrough, job.id])
         // Nothing changed: the lease is lost, or the job was deleted (the heartbeat tells which).
         if result.affectedRows == 0 { return try heartbeat(job, lease: lease) }
         // The lease row itself (which tells other ticks this one lives) once a second at most:

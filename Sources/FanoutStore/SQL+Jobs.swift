@@ -6,8 +6,21 @@ struct JobSQL: KindStatements {
     let kind: JobKind
     private var codeColumn: String { tables.codeColumn }
 
-    /// Lease ownership, as a condition every fenced write carries: kind, company, owner.
+    /// Lease ownership, as a condition every fenced write carries: kind, company, owner. On one
+    /// server the read locks the lease row until the write commits; Galera certifies written rows
+    /// only, so the statements by which a holder advances a job write the row instead
+    /// (`fencedBy`).
     private let fence = "EXISTS (SELECT 1 FROM fanout_leases WHERE kind = ? AND company_id = ? AND owner = ?)"
+    /// The head of a fenced write that also writes the lease row (its `fence` counter), so two
+    /// holders on two Galera nodes conflict at certification and only one commits. Parameters:
+    /// kind, company, owner, then the statement's own. Only for statements whose assignments do
+    /// not read each other: a multi-table UPDATE does not promise their order.
+    private func fencedBy(_ table: String) -> String {
+        """
+        UPDATE fanout_leases fl JOIN \(table) ON fl.kind = ? AND fl.company_id = ? AND fl.owner = ?
+        SET fl.fence = fl.fence + 1,
+        """
+    }
     private let unfinished = "('pending', 'processing')"
 
     /// Each company's oldest runnable job (least recently served company first), and jobs
@@ -29,6 +42,15 @@ struct JobSQL: KindStatements {
         ORDER BY finalise DESC, served_at IS NOT NULL, served_at, id
         """
     }
+
+    /// The tick's session reads committed rows: its UPDATEs' subqueries (the fence, "is the job
+    /// still runnable", "is anything unfinished") then read without locking ranges of the shared
+    /// items index. Under REPEATABLE READ those next-key locks made one company's writes, applied
+    /// on a Galera node, abort another company's statements there (seen in `wsrep_log_conflicts`:
+    /// every conflict between companies went away with this; only races for the same free lease
+    /// remain). Kept as it is where statement-based binary logging requires REPEATABLE READ.
+    static let readCommitted =
+        "SET SESSION tx_isolation = IF(@@binlog_format = 'STATEMENT', @@tx_isolation, 'READ-COMMITTED')"
 
     /// Takes a released lease. A holder taken over before may still have items in flight that
     /// nobody resolved yet (the taker only ended a cancelled job): the insert id says so (1).
@@ -82,16 +104,16 @@ struct JobSQL: KindStatements {
 
     /// The job's part of a write: counters and last activity move with the outcomes just
     /// written, the hand-over mark moves ahead, and the job's status comes back as the insert id;
-    /// fenced by the lease. Parameters: terminal, failed, outcomes written (any: activity), mark,
-    /// job id, fence.
+    /// fenced by writing the lease row. Parameters: fence, terminal, failed, outcomes written
+    /// (any: activity), mark, job id. Rows: 2 (lease and job) when held.
     var progress: String {
         """
-        UPDATE \(jobs) SET
-          processed_items = processed_items + ?, failed_items = failed_items + ?,
-          last_processed_at = IF(? > 0, NOW(), last_processed_at),
-          handed_through = GREATEST(handed_through, ?),
-          updated_at = IF(LAST_INSERT_ID(\(statusCode("status"))) > 0, NOW(), NOW())
-        WHERE id = ? AND \(fence)
+        \(fencedBy("\(jobs) j"))
+          j.processed_items = j.processed_items + ?, j.failed_items = j.failed_items + ?,
+          j.last_processed_at = IF(? > 0, NOW(), j.last_processed_at),
+          j.handed_through = GREATEST(j.handed_through, ?),
+          j.updated_at = IF(LAST_INSERT_ID(\(statusCode("j.status"))) > 0, NOW(), NOW())
+        WHERE j.id = ?
         """
     }
 
@@ -135,22 +157,26 @@ struct JobSQL: KindStatements {
     }
 
     /// Makes the job live before its first items are claimed: processing, `started_at`,
-    /// `total_items` when the host left it 0. Parameters: job id, fence.
+    /// `total_items` when the host left it 0; fenced by writing the lease row. Parameters: fence,
+    /// job id.
     var start: String {
         """
-        UPDATE \(jobs) j SET status = 'processing', started_at = COALESCE(started_at, NOW()),
-          total_items = IF(total_items = 0, \(tables.counted(.total, job: "j.id")), total_items), updated_at = NOW()
-        WHERE id = ? AND status = 'pending' AND \(fence)
+        \(fencedBy("\(jobs) j"))
+          j.status = 'processing', j.started_at = COALESCE(j.started_at, NOW()),
+          j.total_items = IF(j.total_items = 0, \(tables.counted(.total, job: "j.id")), j.total_items),
+          j.updated_at = NOW()
+        WHERE j.id = ? AND j.status = 'pending'
         """
     }
 
     /// Marks the given items in flight for this lease: only those still pending, only while the
-    /// lease is held and the job runnable.
+    /// lease is held (its row written) and the job runnable. Parameters: fence, owner, item ids,
+    /// job id, job id. Rows: the items claimed plus one (the lease), or 0.
     func claim(count: Int) -> String {
         """
-        UPDATE \(items) SET status = 'processing', claimed_by = ?, claimed_at = NOW(6), updated_at = NOW()
-        WHERE id IN (\(list(count))) AND \(fk) = ? AND status = 'pending'
-          AND \(fence)
+        \(fencedBy("\(items) i"))
+          i.status = 'processing', i.claimed_by = ?, i.claimed_at = NOW(6), i.updated_at = NOW()
+        WHERE i.id IN (\(list(count))) AND i.\(fk) = ? AND i.status = 'pending'
           AND EXISTS (SELECT 1 FROM \(jobs) WHERE id = ? AND status IN \(unfinished))
         """
     }
