@@ -104,14 +104,23 @@ struct Settings {
         let database = try required("DB_DATABASE", "name the database that holds the job tables")
         let user = try required("DB_USERNAME", "name the database user Fanout connects as")
         let port = try integer("DB_PORT", default: 3306, range: 1...65535)
-        return ConnectionConfiguration(
-            host: self["DB_HOST"] ?? "127.0.0.1",
-            port: UInt32(port),
+        // Several nodes (a Galera cluster): `db1,db2:3307,db3`, tried in order.
+        let hostText = self["DB_HOST"] ?? "127.0.0.1"
+        guard let hosts = ConnectionConfiguration.hostList(hostText, defaultPort: UInt32(port)) else {
+            throw ConfigurationError(
+                description: "DB_HOST is '\(hostText)': expected a host or a comma-separated list of "
+                    + "host or host:port (db1,db2:3307,db3)")
+        }
+        var configuration = ConnectionConfiguration(
+            host: hosts[0].host,
+            port: hosts[0].port,
             socket: self["DB_SOCKET"],
             user: user,
             password: self["DB_PASSWORD"] ?? "",
             database: database
         )
+        configuration.alternates = Array(hosts.dropFirst())
+        return configuration
     }
 
     /// The SMTP server and sender the `MAIL_*` settings describe.

@@ -22,9 +22,42 @@ public final class Connection {
     private var handle: UnsafeMutablePointer<MYSQL>?
     private let statementCache = StatementCache()
 
-    /// Opens a connection.
-    /// - Throws: `MariaDBError` with code `.connect` when the server cannot be reached or refuses.
+    /// Opens a connection: to `host:port`, or else to the first of `alternates` that answers
+    /// and is ready.
+    /// - Throws: `MariaDBError` with code `.connect` when no server can be reached or all refuse.
     public init(_ configuration: ConnectionConfiguration) throws(MariaDBError) {
+        let socket = configuration.socket.flatMap { $0.isEmpty ? nil : $0 }
+        let endpoints = socket == nil ? [(configuration.host, configuration.port)] + configuration.alternates : []
+        guard endpoints.count > 1 else {
+            handle = try Self.open(configuration, host: configuration.host, port: configuration.port, socket: socket)
+            return
+        }
+        var failures: [String] = []
+        var lastError: MariaDBError?
+        for (host, port) in endpoints {
+            do {
+                let mysql = try Self.open(configuration, host: host, port: port, socket: nil)
+                if let state = Self.notReady(mysql) {
+                    mysql_close(mysql)
+                    failures.append("\(host):\(port) is not ready (\(state))")
+                    continue
+                }
+                handle = mysql
+                return
+            } catch {
+                failures.append("\(host):\(port): \(error.message)")
+                lastError = error
+            }
+        }
+        throw MariaDBError(
+            code: .connect, number: lastError?.number ?? 0,
+            message: "no server answered and was ready: " + failures.joined(separator: "; "),
+            function: "mysql_real_connect")
+    }
+
+    private static func open(_ configuration: ConnectionConfiguration, host: String, port: UInt32, socket: String?)
+        throws(MariaDBError) -> UnsafeMutablePointer<MYSQL>
+    {
         guard libraryInitialised, let mysql = mysql_init(nil) else {
             throw MariaDBError(code: .client, message: "could not initialise libmariadb", function: "mysql_init")
         }
@@ -36,14 +69,13 @@ public final class Connection {
         if configuration.utcSession {
             cmariadb_set_string_option(mysql, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'")
         }
-        let socket = configuration.socket.flatMap { $0.isEmpty ? nil : $0 }
         let connected = mysql_real_connect(
             mysql,
-            socket == nil ? configuration.host : nil,
+            socket == nil ? host : nil,
             configuration.user,
             configuration.password,
             configuration.database,
-            socket == nil ? configuration.port : 0,
+            socket == nil ? port : 0,
             socket,
             UInt(CLIENT_MULTI_STATEMENTS) | UInt(CLIENT_FOUND_ROWS)
         )
@@ -55,7 +87,31 @@ public final class Connection {
             mysql_close(mysql)
             throw error
         }
-        handle = mysql
+        return mysql
+    }
+
+    /// A Galera node that answers but cannot take queries (joining, cut off from the cluster's
+    /// primary component, or told to reject them) says so in `wsrep_ready` and
+    /// `wsrep_reject_queries` (both readable while it refuses other queries): what it says then,
+    /// else nil (ready, or a server without them).
+    private static func notReady(_ mysql: UnsafeMutablePointer<MYSQL>) -> String? {
+        let query = """
+            SELECT
+              (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_READY'),
+              (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES WHERE VARIABLE_NAME = 'WSREP_REJECT_QUERIES'),
+              (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES WHERE VARIABLE_NAME = 'WSREP_ON')
+            """
+        guard mysql_real_query(mysql, query, UInt(query.utf8.count)) == 0,
+            let result = mysql_store_result(mysql)
+        else { return "unknown: \(String(cString: mysql_error(mysql)))" }
+        defer { mysql_free_result(result) }
+        // A plain server (wsrep_on OFF) reports wsrep_ready OFF: it is ready.
+        guard let row = mysql_fetch_row(result), let on = row[2], String(cString: on) == "ON" else { return nil }
+        let ready = row[0].map { String(cString: $0) }
+        let rejecting = row[1].map { String(cString: $0) }
+        if let ready, ready != "ON" { return "wsrep_ready \(ready)" }
+        if let rejecting, rejecting != "NONE" { return "wsrep_reject_queries \(rejecting)" }
+        return nil
     }
 
     deinit { close() }

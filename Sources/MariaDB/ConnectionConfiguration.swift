@@ -6,6 +6,10 @@
 public struct ConnectionConfiguration: Sendable {
     public var host: String
     public var port: UInt32
+    /// Further servers to try, in order, when `host:port` does not answer or is not ready (the
+    /// other nodes of a Galera cluster). With any given, a server that answers must also report
+    /// `wsrep_ready` ON where it has that status (one statement at connect); a plain server passes.
+    public var alternates: [(host: String, port: UInt32)] = []
     public var socket: String?
     public var user: String
     public var password: String
@@ -47,6 +51,34 @@ public struct ConnectionConfiguration: Sendable {
     /// Where this connects to, for messages: never includes the password.
     public var endpointDescription: String {
         if let socket, !socket.isEmpty { return "unix socket \(socket)" }
-        return "\(host):\(port)"
+        return ([(host, port)] + alternates).map { "\($0.host):\($0.port)" }.joined(separator: ", ")
+    }
+
+    /// Reads a host list as `DB_HOST` gives it: `db1,db2:3307,[::1]:3308`; a host without a port
+    /// gets `defaultPort`. Nil when the list is empty or a port is not a number from 1 to 65535.
+    public static func hostList(_ text: String, defaultPort: UInt32) -> [(host: String, port: UInt32)]? {
+        var hosts: [(host: String, port: UInt32)] = []
+        for part in text.split(separator: ",") {
+            let entry = part.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed()
+                .map(String.init).joined()
+            if entry.isEmpty { return nil }
+            var name = Substring(entry)
+            var port = defaultPort
+            if entry.hasPrefix("["), let close = entry.firstIndex(of: "]") {
+                name = entry[entry.index(after: entry.startIndex)..<close]
+                let rest = entry[entry.index(after: close)...]
+                if !rest.isEmpty {
+                    guard rest.hasPrefix(":"), let number = UInt32(rest.dropFirst()) else { return nil }
+                    port = number
+                }
+            } else if entry.filter({ $0 == ":" }).count == 1, let colon = entry.firstIndex(of: ":") {
+                name = entry[..<colon]
+                guard let number = UInt32(entry[entry.index(after: colon)...]) else { return nil }
+                port = number
+            }
+            guard !name.isEmpty, (1...65535).contains(port) else { return nil }
+            hosts.append((String(name), port))
+        }
+        return hosts.isEmpty ? nil : hosts
     }
 }
