@@ -95,11 +95,10 @@ public final class Connection {
     /// `wsrep_reject_queries` (both readable while it refuses other queries): what it says then,
     /// else nil (ready, or a server without them).
     private static func notReady(_ mysql: UnsafeMutablePointer<MYSQL>) -> String? {
+        let status = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME"
+        let variable = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES WHERE VARIABLE_NAME"
         let query = """
-            SELECT
-              (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_READY'),
-              (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES WHERE VARIABLE_NAME = 'WSREP_REJECT_QUERIES'),
-              (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES WHERE VARIABLE_NAME = 'WSREP_ON')
+            SELECT (\(status) = 'WSREP_READY'), (\(variable) = 'WSREP_REJECT_QUERIES'), (\(variable) = 'WSREP_ON')
             """
         guard mysql_real_query(mysql, query, UInt(query.utf8.count)) == 0,
             let result = mysql_store_result(mysql)
