@@ -1,0 +1,64 @@
+import Foundation
+import MariaDB
+
+/// The private 3-node Galera cluster `scripts/services galera up` starts (FANOUT_TEST_GALERA_PORTS).
+public enum GaleraCluster {
+    /// The nodes' SQL ports, node 1 first.
+    public static var ports: [Int] {
+        (TestEnvironment.value("FANOUT_TEST_GALERA_PORTS") ?? "").split(separator: ",").compactMap { Int($0) }
+    }
+
+    /// Whether the Galera tests run: the cluster is up, or every server is required (CI).
+    public static var isAvailable: Bool { TestEnvironment.requireServices || ports.count == 3 }
+
+    /// Node `n`'s settings (1-based), as the test user, without a database.
+    public static func node(_ n: Int) -> ConnectionConfiguration {
+        var configuration = TestEnvironment.database
+        configuration.socket = nil
+        configuration.host = "127.0.0.1"
+        configuration.port = UInt32(ports[n - 1])
+        return configuration
+    }
+
+    /// The `DB_*` settings that point the binary at `database` through node `n`, or through a host
+    /// list (`DB_HOST` as a user writes it) when `hosts` is given.
+    public static func environment(database: String, node n: Int, hosts: String? = nil) -> [String: String] {
+        let configuration = node(n)
+        return [
+            "DB_HOST": hosts ?? configuration.host,
+            "DB_PORT": String(configuration.port),
+            "DB_DATABASE": database,
+            "DB_USERNAME": configuration.user,
+            "DB_PASSWORD": configuration.password,
+        ]
+    }
+
+    /// Runs `scripts/services galera ARGUMENTS` (kill-node N, start-node N).
+    public static func services(_ arguments: [String]) throws -> ProcessResult {
+        try runProcess(
+            TestEnvironment.scriptsDirectory.appendingPathComponent("services"), ["galera"] + arguments,
+            inheritEnvironment: true)
+    }
+}
+
+/// A fresh database created through node 1 (Galera replicates it to the others), migrated, with a
+/// fixture connected through node 1; dropped afterwards.
+public func withGaleraDatabase<T>(_ body: (JobFixture) throws -> T) throws -> T {
+    guard GaleraCluster.ports.count == 3 else {
+        throw TestServerError(
+            message: "FANOUT_TEST_GALERA_PORTS is not set: start the cluster with scripts/services galera up")
+    }
+    let admin = try Connection(GaleraCluster.node(1))
+    let name = "fanout_galera_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
+    try admin.execute("CREATE DATABASE `\(name)` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    defer {
+        _ = try? admin.execute("DROP DATABASE IF EXISTS `\(name)`")
+        admin.close()
+    }
+    var configuration = GaleraCluster.node(1)
+    configuration.database = name
+    let connection = try Connection(configuration)
+    defer { connection.close() }
+    let fixture = try JobFixture(database: TestDatabase(name: name, configuration: configuration), db: connection)
+    return try body(fixture)
+}
