@@ -13,8 +13,8 @@ struct EnqueueCommand: ParsableCommand {
         abstract:
             "Create a job from a CSV file (header row; email,name or card_id,platform; other columns go into data).",
         discussion: """
-            Every row is checked first; bad rows are listed with their line numbers and nothing \\
-            is created, unless --skip-invalid. The job and its items are then created in one \\
+            Every row is checked first; bad rows are listed with their line numbers and nothing \
+            is created, unless --skip-invalid. The job and its items are then created in one \
             transaction, and the new job's id is printed. Files of any size stream.
               fanout enqueue email --company 7 --template business-card --recipients list.csv
               fanout enqueue wallet --company 7 --template generic --cards cards.csv

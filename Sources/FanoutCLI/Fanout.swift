@@ -11,7 +11,8 @@ struct Fanout: ParsableCommand {
         abstract: "Delivers bulk email and wallet API jobs stored in MariaDB: cron ticks or a long-running worker.",
         discussion: """
             Settings come from environment variables with Laravel's names (DB_HOST, DB_PORT, \
-            DB_DATABASE, DB_USERNAME, DB_PASSWORD, DB_SOCKET, MAIL_*). Exit codes follow sysexits: \
+            DB_DATABASE, DB_USERNAME, DB_PASSWORD, DB_SOCKET, MAIL_*); DB_HOST may list several \
+            servers (db1,db2:3307,db3: the first that answers and is ready). Exit codes follow sysexits: \
             0 done, 64 usage, 66 an input file missing or unreadable, 69 a service unavailable, \
             78 configuration error, 1 anything else; `work` also 12 (its --memory reached) and 75 \
             (the database gone past its --reconnect-deadline). The line a failing command ends with \

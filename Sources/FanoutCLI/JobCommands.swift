@@ -20,8 +20,8 @@ struct CancelCommand: ParsableCommand {
         commandName: "cancel",
         abstract: "Cancel a job: nothing more of it is delivered, its unfinished items end cancelled.",
         discussion: """
-            Safe while a tick is delivering the job: that tick sees the cancel within half a \\
-            second, lets the few messages already in flight finish, and cancels the rest. The same \\
+            Safe while a tick is delivering the job: that tick sees the cancel within half a \
+            second, lets the few messages already in flight finish, and cancels the rest. The same \
             as the plain SQL a host application may run:
               UPDATE bulk_email_jobs SET status = 'cancelled', reason = '…' WHERE id = 42;
             """

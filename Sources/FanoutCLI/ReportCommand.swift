@@ -11,9 +11,9 @@ struct ReportCommand: ParsableCommand {
         commandName: "report",
         abstract: "A job's per-item report: summary, then one row per item (streamed: any size).",
         discussion: """
-            Formats: table (for a terminal), csv (RFC 4180), json (one document), jsonl (JSON Lines), \\
-            html (one self-contained file with charts and a filterable table). Each row: id, \\
-            recipient or card, platform, status, attempts, in doubt, SMTP reply code or HTTP \\
+            Formats: table (for a terminal), csv (RFC 4180), json (one document), jsonl (JSON Lines), \
+            html (one self-contained file with charts and a filterable table). Each row: id, \
+            recipient or card, platform, status, attempts, in doubt, SMTP reply code or HTTP \
             status, processed at (UTC), reason.
             """
     )

@@ -41,7 +41,8 @@ struct GaleraTests {
                     let output = TestEnvironment.scratchDirectory.appendingPathComponent(
                         "galera-r\(round)-t\(tick)-\(UUID().uuidString.prefix(8))")
                     let env = environment(fixture, smtp, templates, node: tick % 3 + 1)
-                    ticks.append((try startFanout(["emails:process-jobs", "-v"], environment: env, output: output), output))
+                    let child = try startFanout(["emails:process-jobs", "-v"], environment: env, output: output)
+                    ticks.append((child, output))
                 }
                 for (child, output) in ticks {
                     let status = child.wait()
