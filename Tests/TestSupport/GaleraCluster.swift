@@ -42,7 +42,7 @@ public enum GaleraCluster {
 }
 
 /// A fresh database created through node 1 (Galera replicates it to the others), migrated, with a
-/// fixture connected through node 1; dropped afterwards.
+/// fixture connected through node 1 (reads causal: `wsrep_sync_wait`); dropped afterwards.
 public func withGaleraDatabase<T>(_ body: (JobFixture) throws -> T) throws -> T {
     guard GaleraCluster.ports.count == 3 else {
         throw TestServerError(
@@ -59,6 +59,9 @@ public func withGaleraDatabase<T>(_ body: (JobFixture) throws -> T) throws -> T 
     configuration.database = name
     let connection = try Connection(configuration)
     defer { connection.close() }
+    // The test reads what ticks on other nodes committed, as a host application checking a job
+    // would: causal reads, or node 1 may not have applied the last write sets yet.
+    try connection.execute("SET SESSION wsrep_sync_wait = 1")
     let fixture = try JobFixture(database: TestDatabase(name: name, configuration: configuration), db: connection)
     return try body(fixture)
 }
