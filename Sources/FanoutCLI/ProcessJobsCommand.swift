@@ -94,7 +94,9 @@ struct TickOptions: ParsableArguments {
         return parts.map { $0!.duration }
     }
 
-    func policy(kind: JobKind) -> TickPolicy {
+    /// The tick's policy; `connections` (the transfers that can start at once) is how far ahead of
+    /// the last item handed over each write marks items as possibly handed over.
+    func policy(kind: JobKind, connections: Int) -> TickPolicy {
         TickPolicy(
             kind: kind,
             batchSize: batchSize,
@@ -103,6 +105,7 @@ struct TickOptions: ParsableArguments {
             stuckAfter: stuckAfter.duration,
             maxAttempts: maxAttempts,
             backoff: backoff ?? [],
+            handOverWindow: connections,
             inDoubt: inDoubt.policy
         )
     }
@@ -149,7 +152,8 @@ struct EmailsProcessJobsCommand: ParsableCommand {
         let email = try settings.email(connections: tick.connections)
         let database = try settings.database()
         try TickRunner.run(
-            kind: .email, policy: tick.policy(kind: .email), database: database, untilDone: tick.untilDone,
+            kind: .email, policy: tick.policy(kind: .email, connections: email.connections), database: database,
+            untilDone: tick.untilDone,
             verbose: logging.verbose
         ) { logger in
             EmailDeliverer(settings: email, logger: logger)
@@ -205,7 +209,8 @@ struct WalletProcessJobsCommand: ParsableCommand {
         let wallet = try settings.wallet(parallel: tick.connections, rate: requestsPerSecond)
         let database = try settings.database()
         try TickRunner.run(
-            kind: .wallet, policy: tick.policy(kind: .wallet), database: database, untilDone: tick.untilDone,
+            kind: .wallet, policy: tick.policy(kind: .wallet, connections: wallet.parallel), database: database,
+            untilDone: tick.untilDone,
             verbose: logging.verbose
         ) { logger in
             WalletDeliverer(settings: wallet, logger: logger)

@@ -113,6 +113,7 @@ struct WorkCommand: ParsableCommand {
         let email = kinds.contains(.email) ? try settings.email(connections: tick.connections) : nil
         let wallet =
             kinds.contains(.wallet) ? try settings.wallet(parallel: tick.connections, rate: requestsPerSecond) : nil
+        func connections(_ kind: JobKind) -> Int { kind == .email ? email!.connections : wallet!.parallel }
         func deliverer(_ kind: JobKind, _ logger: Logger) -> any Deliverer {
             switch kind {
             case .email: EmailDeliverer(settings: email!, logger: logger)
@@ -122,7 +123,8 @@ struct WorkCommand: ParsableCommand {
         if once {
             for kind in kinds {
                 try TickRunner.run(
-                    kind: kind, policy: tick.policy(kind: kind), database: database, untilDone: false,
+                    kind: kind, policy: tick.policy(kind: kind, connections: connections(kind)), database: database,
+                    untilDone: false,
                     verbose: logging.verbose
                 ) { deliverer(kind, $0) }
             }
@@ -130,7 +132,7 @@ struct WorkCommand: ParsableCommand {
         }
         var policies: [JobKind: TickPolicy] = [:]
         for kind in kinds {
-            var policy = tick.policy(kind: kind)
+            var policy = tick.policy(kind: kind, connections: connections(kind))
             // A worker's round serves every company once; --max-time is the worker's own life.
             policy.maxTime = .seconds(50)
             policies[kind] = policy
