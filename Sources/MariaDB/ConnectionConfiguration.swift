@@ -59,10 +59,11 @@ public struct ConnectionConfiguration: Sendable {
     public static func hostList(_ text: String, defaultPort: UInt32) -> [(host: String, port: UInt32)]? {
         var hosts: [(host: String, port: UInt32)] = []
         for part in text.split(separator: ",") {
-            let entry = part.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed()
-                .map(String.init).joined()
+            var entry = part
+            while entry.first == " " { entry = entry.dropFirst() }
+            while entry.last == " " { entry = entry.dropLast() }
             if entry.isEmpty { return nil }
-            var name = Substring(entry)
+            var name = entry
             var port = defaultPort
             if entry.hasPrefix("["), let close = entry.firstIndex(of: "]") {
                 name = entry[entry.index(after: entry.startIndex)..<close]

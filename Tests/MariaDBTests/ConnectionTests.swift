@@ -167,3 +167,18 @@ struct ConnectionTests {
         #expect([2006, 2013, 1927, 4031].contains(error?.number ?? 0))
     }
 }
+
+/// `DB_HOST` as users write it: one host, or a list of nodes with optional ports.
+struct HostListTests {
+    @Test func hostsWithAndWithoutPorts() throws {
+        let hosts = try #require(ConnectionConfiguration.hostList(" db1, db2:3307 ,[::1]:3308,::1", defaultPort: 3306))
+        #expect(hosts.map(\.host) == ["db1", "db2", "::1", "::1"])
+        #expect(hosts.map(\.port) == [3306, 3307, 3308, 3306])
+    }
+
+    @Test func badListsAreRefused() {
+        for text in ["", " ", "db1, ,db2", "db1:x", "db1:0", "db1:70000", "[::1]x", ":3306"] {
+            #expect(ConnectionConfiguration.hostList(text, defaultPort: 3306) == nil, "\(text)")
+        }
+    }
+}
