@@ -13,12 +13,9 @@ struct GaleraTests {
     func environment(_ fixture: JobFixture, _ smtp: TestServer, _ templates: URL, node: Int, hosts: String? = nil)
         -> [String: String]
     {
-        var env = EmailTickTests.environment(fixture, smtp, templates)
-        for (key, value) in GaleraCluster.environment(database: fixture.database.name, node: node, hosts: hosts) {
-            env[key] = value
-        }
-        env.removeValue(forKey: "DB_SOCKET")
-        return env
+        EmailTickTests.environment(
+            fixture, smtp, templates,
+            GaleraCluster.environment(database: fixture.database.name, node: node, hosts: hosts))
     }
 
     /// The overlap: 9 ticks released together, 3 on each node, on 10 companies × 40 items,
@@ -29,13 +26,11 @@ struct GaleraTests {
         try withGaleraDatabase { fixture in
             let smtp = try TestServer.smtp()
             let templates = try makeTestTemplates()
-            var jobs: [UInt64] = []
             for round in 1...10 {
                 var roundJobs: [UInt64] = []
                 for company in 1...10 {
                     roundJobs.append(try fixture.emailJob(company: UInt64(round * 100 + company), count: 40))
                 }
-                jobs += roundJobs
                 var ticks: [(ChildProcess, URL)] = []
                 for tick in 0..<9 {
                     let output = TestEnvironment.scratchDirectory.appendingPathComponent(
@@ -65,7 +60,6 @@ struct GaleraTests {
             let delivered = smtp.deliveredRecipients
             #expect(delivered.count == 4000, "\(delivered.count) messages for 4,000 items")
             #expect(Set(delivered).count == 4000, "some item was delivered twice")
-            #expect(jobs.count == 100)
             // The leases were all handed back: no company waits for a tick that has ended.
             #expect(try fixture.db.query("SELECT 1 FROM fanout_leases WHERE owner IS NOT NULL").isEmpty)
         }

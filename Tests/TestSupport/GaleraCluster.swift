@@ -23,14 +23,11 @@ public enum GaleraCluster {
     /// The `DB_*` settings that point the binary at `database` through node `n`, or through a host
     /// list (`DB_HOST` as a user writes it) when `hosts` is given.
     public static func environment(database: String, node n: Int, hosts: String? = nil) -> [String: String] {
-        let configuration = node(n)
-        return [
-            "DB_HOST": hosts ?? configuration.host,
-            "DB_PORT": String(configuration.port),
-            "DB_DATABASE": database,
-            "DB_USERNAME": configuration.user,
-            "DB_PASSWORD": configuration.password,
-        ]
+        var configuration = node(n)
+        configuration.database = database
+        var env = TestDatabase(name: database, configuration: configuration).environment
+        if let hosts { env["DB_HOST"] = hosts }
+        return env
     }
 
     /// Runs `scripts/services galera ARGUMENTS` (kill-node N, start-node N).
