@@ -97,10 +97,6 @@ public protocol DeliveryControl: AnyObject, Sendable {
     func leaseLost() -> Bool
 }
 
-extension DeliveryControl {
-    public func leaseLost() -> Bool { false }
-}
-
 /// Delivers items of one kind.
 public protocol Deliverer: AnyObject {
     /// Readies the job (loads and parses its template); throws when it cannot be delivered at all.

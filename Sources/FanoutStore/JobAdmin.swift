@@ -263,7 +263,7 @@ struct AdminSQL: KindStatements {
         """
         UPDATE \(items) SET status = 'pending', reason = NULL, next_attempt_at = NULL, processed_at = NULL,
           in_doubt = 0, updated_at = NOW()
-        WHERE \(fk) = ? AND status = 'failed' AND id IN (\(Array(repeating: "?", count: count).joined(separator: ", ")))
+        WHERE \(fk) = ? AND status = 'failed' AND id IN (\(list(count)))
         """
     }
 
@@ -279,8 +279,7 @@ struct AdminSQL: KindStatements {
     /// seconds: an outage met in the second of its last progress does not count (progress wins).
     /// Parameters: kind, status, status, company, company, limit.
     var list: String {
-        let unfinished = "('pending', 'processing')"
-        return """
+        """
             SELECT j.id, j.company_id, j.template, j.status, j.reason, j.total_items, j.processed_items,
                    j.failed_items, UNIX_TIMESTAMP(j.created_at) AS created,
                    UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.started_at, j.created_at)) AS active,

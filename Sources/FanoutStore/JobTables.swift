@@ -41,6 +41,12 @@ struct JobTables {
     /// Statuses an item does not leave, as an SQL list.
     var terminal: String { "('\(kind.deliveredStatus.rawValue)', 'failed', 'cancelled')" }
 
+    /// Statuses of a job (or item) still to be worked on, as an SQL list.
+    static let unfinished = "('pending', 'processing')"
+
+    /// Jobs cancelled or failed outside Fanout whose items still need ending: runnable work too.
+    static let endedOutside = "status IN ('cancelled', 'failed') AND completed_at IS NULL"
+
     /// Which job counter `counted` computes.
     enum Counter {
         case processed, failed, total
@@ -75,4 +81,8 @@ extension KindStatements {
     var jobs: String { tables.jobs }
     var items: String { tables.items }
     var fk: String { tables.jobColumn }
+    var unfinished: String { JobTables.unfinished }
+
+    /// `count` placeholders for an IN list.
+    func list(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
 }

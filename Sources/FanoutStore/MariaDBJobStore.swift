@@ -21,13 +21,11 @@ public final class MariaDBJobStore: JobStore {
     /// The database's clock as the last `companiesWithWork` read it, and when: later readings
     /// add local monotonic time, so asking for the time costs no statement.
     private var clockAnchor: (database: Date, local: ContinuousClock.Instant) = (Date(), ContinuousClock.now)
-    /// When the lease was last heartbeated (outcome writes confirm the lease by their fence; the
-    /// heartbeat itself, which tells other ticks this one lives, is needed far less often).
+    /// When the lease was last heartbeated (by a progress write, or by the heartbeat statement
+    /// when a batch has nothing to write).
     private var lastHeartbeat = ContinuousClock.now
     /// Jobs this store made live (processing) already.
     private var startedJobs: Set<UInt64> = []
-    /// Whether this session reads committed (set before the first lease: an idle tick pays nothing).
-    private var readsCommitted = false
 
     /// - Parameter connection: used by this store alone, on one thread. Times are exchanged as
     ///   Unix seconds, so the session's time zone does not matter.
@@ -72,10 +70,8 @@ public final class MariaDBJobStore: JobStore {
     public func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws
         -> Lease?
     {
-        if !readsCommitted {
-            try execute(JobSQL.readCommitted)
-            readsCommitted = true
-        }
+        // Before the first lease of the connection's life: an idle tick pays nothing.
+        try connection.setUpSession(JobSQL.readCommitted)
         let free = try execute(sql.takeFreeLease, [owner, kind.rawValue, companyID])
         if free.affectedRows == 1 {
             return Lease(kind: kind, companyID: companyID, owner: owner, tookOver: free.lastInsertID == 1)
@@ -201,9 +197,8 @@ public final class MariaDBJobStore: JobStore {
             sql.progress, fence(lease) + [terminal, failed, updates.count, handedThrough, job.id])
         // Nothing changed: the lease is lost, or the job was deleted (the heartbeat tells which).
         if result.affectedRows == 0 { return try heartbeat(job, lease: lease) }
-        // The lease row itself (which tells other ticks this one lives) once a second at most:
-        // outcome writes confirm the lease by their fence, but do not touch its row.
-        if ContinuousClock.now - lastHeartbeat >= .seconds(1) { _ = try heartbeat(job, lease: lease) }
+        // The progress write heartbeated the lease row too.
+        lastHeartbeat = .now
         return try held(job, statusCode: result.lastInsertID)
     }
 

@@ -93,8 +93,8 @@ struct ReportSQL: KindStatements {
     var itemRows: String {
         let columns =
             kind == .email
-            ? "email, name, NULL AS card_id, NULL AS platform, response_code AS code, NULL AS unregistered"
-            : "NULL AS email, NULL AS name, card_id, platform, http_status AS code, "
+            ? "email, name, NULL AS card_id, NULL AS platform, \(tables.codeColumn) AS code, NULL AS unregistered"
+            : "NULL AS email, NULL AS name, card_id, platform, \(tables.codeColumn) AS code, "
                 + "UNIX_TIMESTAMP(unregistered_at) AS unregistered"
         return """
             SELECT id, \(columns), status, attempts, in_doubt, reason, UNIX_TIMESTAMP(processed_at) AS processed

@@ -11,17 +11,17 @@ struct JobSQL: KindStatements {
     /// only, so the statements by which a holder advances a job write the row instead
     /// (`fencedBy`).
     private let fence = "EXISTS (SELECT 1 FROM fanout_leases WHERE kind = ? AND company_id = ? AND owner = ?)"
-    /// The head of a fenced write that also writes the lease row (its `fence` counter), so two
-    /// holders on two Galera nodes conflict at certification and only one commits. Parameters:
-    /// kind, company, owner, then the statement's own. Only for statements whose assignments do
-    /// not read each other: a multi-table UPDATE does not promise their order.
+    /// The head of a fenced write that also writes the lease row (its `fence` counter, and its
+    /// heartbeat: the holder lives), so two holders on two Galera nodes conflict at certification
+    /// and only one commits. Parameters: kind, company, owner, then the statement's own. Only for
+    /// statements whose assignments do not read each other: a multi-table UPDATE does not promise
+    /// their order.
     private func fencedBy(_ table: String) -> String {
         """
         UPDATE fanout_leases fl JOIN \(table) ON fl.kind = ? AND fl.company_id = ? AND fl.owner = ?
-        SET fl.fence = fl.fence + 1,
+        SET fl.fence = fl.fence + 1, fl.heartbeat_at = NOW(6),
         """
     }
-    private let unfinished = "('pending', 'processing')"
 
     /// Each company's oldest runnable job (least recently served company first), and jobs
     /// cancelled or failed outside Fanout whose items still need ending (first of all).
@@ -38,7 +38,7 @@ struct JobSQL: KindStatements {
         LEFT JOIN fanout_leases l ON l.kind = ? AND l.company_id = j.company_id
         UNION ALL
         SELECT 1, id, company_id, template, status, reason, NULL, NULL, UNIX_TIMESTAMP(NOW(6)), NULL, NULL
-        FROM \(jobs) WHERE status IN ('cancelled', 'failed') AND completed_at IS NULL
+        FROM \(jobs) WHERE \(JobTables.endedOutside)
         ORDER BY finalise DESC, served_at IS NOT NULL, served_at, id
         """
     }
@@ -192,7 +192,6 @@ struct JobSQL: KindStatements {
         "CONCAT('Delivered before the cancel reached it', "
         + "IF(reason IS NULL OR reason = '', '', CONCAT(' (', reason, ')')))"
 
-    private func list(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
 
     /// Delivered items of this lease, as an IN list. An item the host flipped to cancelled while
     /// it was in flight is recorded delivered too (single-table UPDATE: assignments run left to

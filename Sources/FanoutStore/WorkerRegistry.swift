@@ -2,7 +2,7 @@ import FanoutCore
 import MariaDB
 
 /// What one poll of an idle worker learns, in one statement: which kinds have runnable jobs,
-/// whether a restart was asked for, which kinds operators paused, and the database's time.
+/// whether a restart was asked for, which kinds operators paused.
 public struct WorkerPoll: Sendable {
     public var runnable: Set<JobKind>
     /// Per kind, what changes when a job is added, ends or is ended outside Fanout: a kind whose
@@ -11,7 +11,6 @@ public struct WorkerPoll: Sendable {
     public var paused: Set<JobKind>
     /// Unix seconds of the last `worker:restart`, if any.
     public var restartRequestedAt: Double?
-    public var now: Double
 }
 
 /// One row of `fanout workers`.
@@ -77,13 +76,6 @@ public struct WorkerRegistry {
         ).affectedRows > 0
     }
 
-    /// Hands the leases `owner` still holds (batches that died with the database connection) to
-    /// the next tick at once: their heartbeat is cleared, so any tick takes them over and resolves
-    /// their items, instead of waiting --stuck-after.
-    public func abandonLeases(owner: String) throws {
-        try connection.execute(WorkerSQL.abandonLeases, [owner])
-    }
-
     public func unregister(id: UInt64) throws {
         try connection.execute(WorkerSQL.delete, [id])
     }
@@ -108,8 +100,7 @@ public struct WorkerRegistry {
         }
         return WorkerPoll(
             runnable: runnable, fingerprints: fingerprints, paused: paused,
-            restartRequestedAt: Double(sqlValue: row["restart_at"]), now: Double(sqlValue: row["now"]) ?? 0
-        )
+            restartRequestedAt: Double(sqlValue: row["restart_at"]))
     }
 
     /// Asks every worker started before now to exit after its round.
@@ -158,7 +149,6 @@ enum WorkerSQL {
     /// In Unix seconds: the connection's time zone (and its DST jumps) plays no part.
     static let deleteStale =
         "DELETE FROM fanout_workers WHERE UNIX_TIMESTAMP(heartbeat_at) < UNIX_TIMESTAMP(NOW(6)) - ?"
-    static let abandonLeases = JobSQL.abandonLeases
     static let insert = """
         INSERT INTO fanout_workers (name, host, pid, version, types, state, started_at, heartbeat_at)
         VALUES (?, ?, ?, ?, ?, 'running', NOW(6), NOW(6))
@@ -181,12 +171,11 @@ enum WorkerSQL {
     /// what `WorkerPoll.fingerprints` compares come from these three).
     private static func counts(_ kind: JobKind) -> String {
         let jobs = JobTables(kind: kind).jobs
-        let unfinished = "FROM \(jobs) WHERE status IN ('pending', 'processing')"
+        let unfinished = "FROM \(jobs) WHERE status IN \(JobTables.unfinished)"
         return """
             (SELECT MAX(id) \(unfinished)) AS \(kind.rawValue)_newest,
               (SELECT COUNT(*) \(unfinished)) AS \(kind.rawValue)_unfinished,
-              (SELECT COUNT(*) FROM \(jobs) WHERE status IN ('cancelled', 'failed') AND completed_at IS NULL)
-                AS \(kind.rawValue)_ended
+              (SELECT COUNT(*) FROM \(jobs) WHERE \(JobTables.endedOutside)) AS \(kind.rawValue)_ended
             """
     }
 
@@ -194,8 +183,7 @@ enum WorkerSQL {
         SELECT \(counts(.email)), \(counts(.wallet)),
           EXISTS (SELECT 1 FROM fanout_control WHERE name = 'pause:email') AS email_paused,
           EXISTS (SELECT 1 FROM fanout_control WHERE name = 'pause:wallet') AS wallet_paused,
-          (SELECT UNIX_TIMESTAMP(requested_at) FROM fanout_control WHERE name = 'restart') AS restart_at,
-          UNIX_TIMESTAMP(NOW(6)) AS now
+          (SELECT UNIX_TIMESTAMP(requested_at) FROM fanout_control WHERE name = 'restart') AS restart_at
         """
     static let list = """
         SELECT id, name, host, pid, version, types, state, company_id, job_kind, job_id, items_done, rss_bytes,

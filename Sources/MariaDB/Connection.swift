@@ -21,6 +21,8 @@ private let libraryInitialised: Bool = {
 public final class Connection {
     private var handle: UnsafeMutablePointer<MYSQL>?
     private let statementCache = StatementCache()
+    /// Session settings already run on this connection (`setUpSession`).
+    private var sessionSetUp: Set<String> = []
 
     /// Opens a connection: to `host:port`, or else to the first of `alternates` that answers
     /// and is ready.
@@ -158,6 +160,15 @@ public final class Connection {
             if next < 0 { break }
         } while true
         return affected
+    }
+
+    /// Runs a statement that sets up the session (`SET SESSION …`) once in this connection's life:
+    /// later calls with the same text cost nothing. For settings wanted only once a connection
+    /// does real work (an init command would cost every connection a statement).
+    public func setUpSession(_ sql: String) throws(MariaDBError) {
+        if sessionSetUp.contains(sql) { return }
+        try execute(sql)
+        sessionSetUp.insert(sql)
     }
 
     /// Prepares a statement. Statements are cached per connection by their SQL text, so preparing
