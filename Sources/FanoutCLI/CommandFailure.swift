@@ -10,7 +10,6 @@ enum ExitStatus {
     static let ok: Int32 = 0
     static let failure: Int32 = 1
     static let usage: Int32 = 64
-    static let memory: Int32 = 12
     static let noInput: Int32 = 66
     static let unavailable: Int32 = 69
     static let tempFail: Int32 = 75

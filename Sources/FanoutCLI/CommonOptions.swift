@@ -38,3 +38,25 @@ struct LogFormatArgument: ExpressibleByArgument {
     var defaultValueDescription: String { format.rawValue }
     static var allValueStrings: [String] { LogFormat.allCases.map(\.rawValue) }
 }
+
+/// `--rate`, for the commands that send wallet requests (the cron tick and the worker).
+struct RateOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Wallet: at most this many requests per second across the tick or worker, e.g. 20/s "
+                + "(Google Wallet's limit).",
+            valueName: "n/s"))
+    var rate: String?
+
+    var requestsPerSecond: Double? {
+        guard let rate else { return nil }
+        return Double(rate.hasSuffix("/s") ? String(rate.dropLast(2)) : rate)
+    }
+
+    func validate() throws {
+        if rate != nil, (requestsPerSecond ?? 0) <= 0 {
+            throw ValidationError("--rate must be a number of requests per second, such as 20/s")
+        }
+    }
+}

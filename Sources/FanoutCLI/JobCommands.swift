@@ -69,20 +69,21 @@ struct RetryCommand: ParsableCommand {
     }
 }
 
+/// How `fanout jobs` and `fanout workers` print: a table for people, JSON for programs.
+enum ListFormat: String, ExpressibleByArgument, CaseIterable { case table, json }
+
 struct JobsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jobs",
         abstract: "List jobs with their progress, newest first."
     )
 
-    enum Format: String, ExpressibleByArgument, CaseIterable { case table, json }
-
     @Argument(help: "email or wallet (default: both)") var kind: JobKind?
     @Option(name: .long, help: "Only jobs with this status (pending, processing, completed, failed, cancelled).")
     var status: String?
     @Option(name: .long, help: "Only this company's jobs.") var company: UInt64?
     @Option(name: .long, help: "How many jobs at most, per kind.") var limit = 50
-    @Option(name: .long, help: "table or json") var format: Format = .table
+    @Option(name: .long, help: "table or json") var format: ListFormat = .table
     @OptionGroup var settings: SettingsOptions
 
     func validate() throws {

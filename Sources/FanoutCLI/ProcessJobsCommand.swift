@@ -26,9 +26,6 @@ struct TickOptions: ParsableArguments {
             valueName: "duration"))
     var maxTime: DurationArgument?
 
-    /// `--max-time` when given (a worker has no limit unless asked).
-    var maxTimeGiven: Duration? { maxTime?.duration }
-
     @Option(
         name: .long,
         help: ArgumentHelp(
@@ -181,32 +178,14 @@ struct WalletProcessJobsCommand: ParsableCommand {
 
     @OptionGroup var tick: TickOptions
 
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "At most this many requests per second across the tick, e.g. 20/s (Google Wallet's limit).",
-            valueName: "n/s"))
-    var rate: String?
-
+    @OptionGroup var rate: RateOptions
     @OptionGroup var settings: SettingsOptions
     @OptionGroup var logging: LoggingOptions
-
-    var requestsPerSecond: Double? {
-        guard let rate else { return nil }
-        let number = rate.hasSuffix("/s") ? String(rate.dropLast(2)) : rate
-        return Double(number)
-    }
-
-    func validate() throws {
-        if rate != nil, (requestsPerSecond ?? 0) <= 0 {
-            throw ValidationError("--rate must be a number of requests per second, such as 20/s")
-        }
-    }
 
     func run() throws {
         let settings = try self.settings.load()
         logging.bootstrap(settings: settings)
-        let wallet = try settings.wallet(parallel: tick.connections, rate: requestsPerSecond)
+        let wallet = try settings.wallet(parallel: tick.connections, rate: rate.requestsPerSecond)
         let database = try settings.database()
         try TickRunner.run(
             kind: .wallet, policy: tick.policy(kind: .wallet, connections: wallet.parallel), database: database,
@@ -275,9 +254,7 @@ enum TickRunner {
                 )
             }
             guard untilDone, !summary.isIdle else { return }
-            if summary.delivered + summary.failed + summary.retrying + summary.jobsCompleted + summary.jobsFailed
-                + summary.jobsCancelled == 0
-            {
+            if !summary.movedAnything {
                 // Only companies busy in another tick (which end soon: look again shortly) or
                 // retries due later (look again in a second).
                 usleep(summary.busy > 0 ? 50_000 : 1_000_000)

@@ -19,8 +19,6 @@ struct SystemdNotifier: Sendable {
         }
     }
 
-    var isActive: Bool { path != nil }
-
     /// Sends `state` (such as `READY=1`); errors are ignored, as sd_notify's callers do.
     func notify(_ state: String) {
         guard let path else { return }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FanoutCore
 import FanoutDelivery
+import FanoutReports
 import FanoutStore
 import Foundation
 import Logging
@@ -62,11 +63,7 @@ struct WorkCommand: ParsableCommand {
     )
     var name: String?
 
-    @Option(
-        name: .long,
-        help: ArgumentHelp("Wallet: at most this many requests per second, e.g. 20/s.", valueName: "n/s"))
-    var rate: String?
-
+    @OptionGroup var rate: RateOptions
     @OptionGroup var tick: TickOptions
     @OptionGroup var settings: SettingsOptions
     @OptionGroup var logging: LoggingOptions
@@ -83,11 +80,6 @@ struct WorkCommand: ParsableCommand {
         return kinds
     }
 
-    var requestsPerSecond: Double? {
-        guard let rate else { return nil }
-        return Double(rate.hasSuffix("/s") ? String(rate.dropLast(2)) : rate)
-    }
-
     func validate() throws {
         let parts = type.split(separator: ",")
         if parts.isEmpty || kinds.count != Set(parts.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }).count
@@ -101,9 +93,6 @@ struct WorkCommand: ParsableCommand {
         if let memory, memory < 1 { throw ValidationError("--memory must be 1 MB or more") }
         if sleep.duration < .milliseconds(250) { throw ValidationError("--sleep must be 250ms or more") }
         if grace.duration < .zero { throw ValidationError("--grace must not be negative") }
-        if rate != nil, (requestsPerSecond ?? 0) <= 0 {
-            throw ValidationError("--rate must be a number of requests per second, such as 20/s")
-        }
     }
 
     func run() throws {
@@ -112,7 +101,8 @@ struct WorkCommand: ParsableCommand {
         let database = try settings.database()
         let email = kinds.contains(.email) ? try settings.email(connections: tick.connections) : nil
         let wallet =
-            kinds.contains(.wallet) ? try settings.wallet(parallel: tick.connections, rate: requestsPerSecond) : nil
+            kinds.contains(.wallet)
+            ? try settings.wallet(parallel: tick.connections, rate: rate.requestsPerSecond) : nil
         func connections(_ kind: JobKind) -> Int { kind == .email ? email!.connections : wallet!.parallel }
         func deliverer(_ kind: JobKind, _ logger: Logger) -> any Deliverer {
             switch kind {
@@ -139,7 +129,7 @@ struct WorkCommand: ParsableCommand {
         }
         let options = Worker.Options(
             kinds: kinds, policies: policies, stopWhenEmpty: stopWhenEmpty, maxJobs: maxJobs,
-            maxTime: tick.maxTimeGiven, memoryMegabytes: memory, sleep: sleep.duration, grace: grace.duration,
+            maxTime: tick.maxTime?.duration, memoryMegabytes: memory, sleep: sleep.duration, grace: grace.duration,
             name: name ?? "\(MariaDBJobStore.hostName)-\(getpid())", reconnectDeadline: reconnectDeadline.duration,
             verbose: logging.verbose
         )
@@ -215,13 +205,9 @@ struct WorkersCommand: ParsableCommand {
     )
 
     @Option(name: .long, help: ArgumentHelp("table or json", valueName: "format"))
-    var format: String = "table"
+    var format: ListFormat = .table
 
     @OptionGroup var settings: SettingsOptions
-
-    func validate() throws {
-        if !["table", "json"].contains(format) { throw ValidationError("--format must be table or json") }
-    }
 
     func run() throws {
         let connection = try openDatabase(settings)
@@ -229,23 +215,24 @@ struct WorkersCommand: ParsableCommand {
         let registry = WorkerRegistry(connection: connection)
         let workers = try registry.list()
         let activity = try registry.activity()
-        if format == "json" {
-            let rows = workers.map { worker in
-                "{\"name\":\(JSONString.quoted(worker.name)),\"host\":\(JSONString.quoted(worker.host)),"
-                    + "\"pid\":\(worker.pid),\"version\":\(JSONString.quoted(worker.version)),"
-                    + "\"types\":\(JSONString.quoted(worker.types)),\"state\":\(JSONString.quoted(worker.state)),"
-                    + "\"company_id\":\(worker.companyID.map(String.init) ?? "null"),"
-                    + "\"job_kind\":\(worker.jobKind.map(JSONString.quoted) ?? "null"),"
-                    + "\"job_id\":\(worker.jobID.map(String.init) ?? "null"),\"items_done\":\(worker.itemsDone),"
-                    + "\"rss_bytes\":\(worker.rssBytes.map(String.init) ?? "null"),"
-                    + "\"started_at\":\(JSONString.quoted(isoTime(worker.startedAt))),"
-                    + "\"heartbeat_at\":\(JSONString.quoted(isoTime(worker.heartbeatAt)))}"
+        if format == .json {
+            func orNull(_ value: Any?) -> Any { value ?? NSNull() }
+            let rows: [[String: Any]] = workers.map { worker in
+                [
+                    "name": worker.name, "host": worker.host, "pid": worker.pid, "version": worker.version,
+                    "types": worker.types, "state": worker.state, "company_id": orNull(worker.companyID),
+                    "job_kind": orNull(worker.jobKind), "job_id": orNull(worker.jobID), "items_done": worker.itemsDone,
+                    "rss_bytes": orNull(worker.rssBytes), "started_at": ReportTime.iso(worker.startedAt),
+                    "heartbeat_at": ReportTime.iso(worker.heartbeatAt),
+                ]
             }
-            let lastTick = activity.lastRecordedTick.map { JSONString.quoted(isoTime($0)) } ?? "null"
-            let lastBatch = activity.lastBatch.map { JSONString.quoted(isoTime($0)) } ?? "null"
-            print(
-                "{\"workers\":[\(rows.joined(separator: ","))],"
-                    + "\"last_recorded_tick\":\(lastTick),\"last_batch\":\(lastBatch)}")
+            let object: [String: Any] = [
+                "workers": rows, "last_recorded_tick": orNull(activity.lastRecordedTick.map(ReportTime.iso)),
+                "last_batch": orNull(activity.lastBatch.map(ReportTime.iso)),
+            ]
+            let data = try JSONSerialization.data(
+                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+            print(String(decoding: data, as: UTF8.self))
             return
         }
         if workers.isEmpty {
@@ -273,22 +260,12 @@ struct WorkersCommand: ParsableCommand {
     }
 
     private func ago(now: Double) -> (Double) -> String {
-        { time in "\(isoTime(time)) (\(Int((now - time).rounded())) s ago)" }
+        { time in "\(ReportTime.iso(time)) (\(Int((now - time).rounded())) s ago)" }
     }
 }
 
 /// Who asked, for `fanout_control.requested_by`.
 private var requester: String { "\(MariaDBJobStore.hostName):\(getpid())" }
-
-/// Unix seconds as ISO 8601 in UTC.
-func isoTime(_ seconds: Double) -> String {
-    var time = time_t(seconds)
-    var parts = tm()
-    gmtime_r(&time, &parts)
-    return String(
-        format: "%04d-%02d-%02dT%02d:%02d:%02dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour,
-        parts.tm_min, parts.tm_sec)
-}
 
 /// A time of day as HH:MM, in the local time zone (for "since 12:03").
 func clockTime(_ date: Date) -> String {

@@ -75,12 +75,7 @@ final class Worker: @unchecked Sendable {
         for kind in options.kinds { deliverers[kind] = makeDeliverer(kind, Logger(label: "fanout.\(kind.rawValue)")) }
         try reconnect(since: clock.now, lastError: nil)
         if WorkerSignals.draining { return .done }
-        let (rowID, startedAt) = try withRegistry { registry in
-            try registry.register(
-                name: options.name, host: MariaDBJobStore.hostName, pid: getpid(), version: Fanout.version,
-                types: options.kinds)
-        }
-        shared.withLock { $0.rowID = rowID }
+        let startedAt = try withRegistry { registry in try register(registry).startedAt }
         notifier.notify("READY=1\nSTATUS=waiting for work\nMAINPID=\(getpid())")
         logger.info(
             "worker started",
@@ -96,15 +91,23 @@ final class Worker: @unchecked Sendable {
             notifier.notify("STOPPING=1")
             // Whatever ended the loop (an error included): leases a batch of this worker still
             // holds go to the next tick at once, and the row goes.
-            let row = shared.withLock { $0.rowID } ?? rowID
-            try? withRegistry { registry in
-                try registry.abandonLeases(owner: owner)
-                try registry.unregister(id: row)
+            MariaDBJobStore.handOnLeases(of: owner, database: database)
+            if let row = shared.withLock({ $0.rowID }) {
+                try? withRegistry { registry in try registry.unregister(id: row) }
             }
             for connection in tickConnections.values { connection.close() }
             registryAccess.withLock { _ in registryConnection?.close() }
         }
         return try loop(startedAt: startedAt)
+    }
+
+    /// Adds this worker's row (again, after it was judged stale) and remembers its id.
+    private func register(_ registry: WorkerRegistry) throws -> (id: UInt64, startedAt: Double) {
+        let row = try registry.register(
+            name: options.name, host: MariaDBJobStore.hostName, pid: getpid(), version: Fanout.version,
+            types: options.kinds)
+        shared.withLock { $0.rowID = row.id }
+        return row
     }
 
     private func loop(startedAt: Double) throws -> Exit {
@@ -237,9 +240,7 @@ final class Worker: @unchecked Sendable {
             }
             TickRunner.log(summary, logger: kindLogger, verbose: options.verbose)
             round.jobsAdvanced += summary.jobsAdvanced
-            let moved =
-                summary.delivered + summary.failed + summary.retrying + summary.jobsCompleted + summary.jobsFailed
-                + summary.jobsCancelled > 0
+            let moved = summary.movedAnything
             round.moved = round.moved || moved
             quiet[kind] = moved ? nil : Quiet(fingerprint: fingerprint, since: clock.now)
         }
@@ -379,8 +380,8 @@ final class Worker: @unchecked Sendable {
                     let line = "fanout: --grace ran out: stopping at once (transfers in flight are in doubt)"
                     logger.error("\(line)")
                     printError(line)
-                    LoggingSetup.recordExit(line, status: WorkerSignals.stoppedAtOnce)
-                    _exit(WorkerSignals.stoppedAtOnce)
+                    LoggingSetup.recordExit(line, status: ExitStatus.failure)
+                    _exit(ExitStatus.failure)
                 }
             }
             if let interval = notifier.watchdogInterval, now - lastWatchdog >= interval,
@@ -402,10 +403,7 @@ final class Worker: @unchecked Sendable {
                             rssBytes: rss)
                         if !alive {
                             // Judged stale while stopped or cut off: it lives, so it registers again.
-                            let again = try registry.register(
-                                name: options.name, host: MariaDBJobStore.hostName, pid: getpid(),
-                                version: Fanout.version, types: options.kinds)
-                            shared.withLock { $0.rowID = again.id }
+                            _ = try register(registry)
                             writtenState = ""
                         }
                     }

@@ -11,9 +11,6 @@ enum WorkerSignals {
     private static let stops = Atomic<Int>(0)
     private static let pausedFlag = Atomic<Bool>(false)
 
-    /// Exit status of a worker stopped at once.
-    static let stoppedAtOnce: Int32 = 1
-
     static func install() {
         // The atomics are lazily made globals: made here, never first inside a handler.
         _ = draining
@@ -25,7 +22,7 @@ enum WorkerSignals {
                     let line: StaticString =
                         "fanout: second stop signal: stopping at once (transfers in flight are in doubt)\n"
                     _ = write(2, line.utf8Start, line.utf8CodeUnitCount)
-                    _exit(WorkerSignals.stoppedAtOnce)
+                    _exit(ExitStatus.failure)
                 }
             }
         }

@@ -33,4 +33,9 @@ public struct TickSummary: Sendable, Hashable {
 
     /// Whether the tick found anything to do.
     public var isIdle: Bool { companies == 0 }
+
+    /// Whether anything moved: an item got an outcome, or a job ended.
+    public var movedAnything: Bool {
+        delivered + failed + retrying + jobsCompleted + jobsFailed + jobsCancelled > 0
+    }
 }

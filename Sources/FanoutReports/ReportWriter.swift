@@ -78,10 +78,10 @@ public func makeReportWriter(_ format: ReportFormat, output: ReportOutput) -> an
     }
 }
 
-enum Format {
-    /// ISO 8601 in UTC with `Z`; empty for none.
-    static func time(_ unix: Double?) -> String {
-        guard let unix else { return "" }
+/// Times as every report format writes them.
+public enum ReportTime {
+    /// Unix seconds as ISO 8601 in UTC with `Z`, whole seconds.
+    public static func iso(_ unix: Double) -> String {
         var seconds = time_t(unix.rounded(.down))
         var parts = tm()
         gmtime_r(&seconds, &parts)
@@ -89,6 +89,11 @@ enum Format {
         let date = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
         return "\(date)T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
     }
+}
+
+enum Format {
+    /// ISO 8601 in UTC with `Z`; empty for none.
+    static func time(_ unix: Double?) -> String { unix.map(ReportTime.iso) ?? "" }
 
     /// A field as plain text (CSV, table, HTML): empty for none, 1/0 for a flag.
     static func text(_ value: ReportValue) -> String {
