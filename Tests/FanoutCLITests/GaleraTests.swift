@@ -46,8 +46,10 @@ struct GaleraTests {
                 }
                 // Every job completed within the round, or by the next tick (on any node).
                 if try roundJobs.contains(where: { try fixture.job($0).status != "completed" }) {
-                    let next = try runFanout(["emails:process-jobs"], environment: environment(
-                        fixture, smtp, templates, node: round % 3 + 1))
+                    let next = try runFanout(
+                        ["emails:process-jobs"],
+                        environment: environment(
+                            fixture, smtp, templates, node: round % 3 + 1))
                     #expect(next.status == 0, "\(next.stderr)")
                 }
                 for job in roundJobs {
@@ -77,8 +79,12 @@ struct GaleraTests {
                 ["emails:process-jobs", "--batch-size", "400", "--connections", "2"],
                 environment: environment(fixture, smtp, templates, node: 2), output: output)
             #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 10 })
-            try fixture.db.execute(
-                "UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Stopped on node 1' WHERE id = ?", [job])
+            try GaleraCluster.hostWrite(
+                fixture.db,
+                "UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Stopped on node 1' WHERE id = ?",
+                [
+                    job
+                ])
             let atCancel = smtp.messageFiles.count
             #expect(child.wait() == 0)
             // 0.05 s a message on each of 2 connections: half a second is at most ~20 messages plus

@@ -30,6 +30,22 @@ public enum GaleraCluster {
         return env
     }
 
+    /// A host application's write, tried again on a certification conflict (1213) as hosts do on
+    /// Galera (Laravel's `DB::transaction(…, attempts)`): the tick's own writes to the same job row
+    /// on another node can win the race.
+    @discardableResult
+    public static func hostWrite(_ db: Connection, _ sql: String, _ parameters: [any SQLEncodable]) throws -> UInt64 {
+        var attempt = 1
+        while true {
+            do {
+                return try db.execute(sql, parameters).affectedRows
+            } catch {
+                guard error.isConflict, attempt < 5 else { throw error }
+                attempt += 1
+            }
+        }
+    }
+
     /// Runs `scripts/services galera ARGUMENTS` (kill-node N, start-node N).
     public static func services(_ arguments: [String]) throws -> ProcessResult {
         try runProcess(
