@@ -10,12 +10,7 @@ struct EmailTickTests {
     static func environment(
         _ fixture: JobFixture, _ smtp: TestServer, _ templates: URL, _ extra: [String: String] = [:]
     ) -> [String: String] {
-        var env = fixture.database.environment
-        env["MAIL_HOST"] = "127.0.0.1"
-        env["MAIL_PORT"] = String(smtp.port)
-        env["MAIL_FROM_ADDRESS"] = "sender@example.test"
-        env["MAIL_FROM_NAME"] = "Fanout Test"
-        env["FANOUT_TEMPLATES"] = templates.path
+        var env = mailEnvironment(database: fixture.database, smtp: smtp, templates: templates)
         for (key, value) in extra { env[key] = value }
         return env
     }
@@ -448,7 +443,9 @@ struct EmailTickTests {
     /// progress: the next tick expires the job after --inactive-after, with the items, and the
     /// hung tick writes nothing more (its writes are fenced by the lease it lost).
     @Test func aLiveHolderThatMakesNoProgressIsExpired() throws {
-        try withEmailSetup(smtpArguments: ["--delay", "60"]) { fixture, smtp, env in
+        // Each message takes the server 10 s: the holder hangs on its first transfers long past the
+        // 2 s of --inactive-after below, and they end (late) while the test still watches.
+        try withEmailSetup(smtpArguments: ["--delay", "10"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 6)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("hung-\(UUID().uuidString)")
             let hung = try startFanout(["emails:process-jobs", "--connections", "2"], environment: env, output: output)
@@ -466,22 +463,12 @@ struct EmailTickTests {
             #expect(row.reason?.contains("no progress for 2s") == true, "\(row.reason ?? "")")
             #expect(try fixture.items(job: job).allSatisfy { $0.status == "failed" && $0.reason == row.reason })
             #expect(try fixture.countersMatchItems(job: job))
-            let snapshot = try fixture.db.query(
-                "SELECT * FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id", [job]
-            ).map { "\($0.values)" }
-            let jobSnapshot = try fixture.db.query("SELECT * FROM bulk_email_jobs WHERE id = ?", [job]).map {
-                "\($0.values)"
-            }
-            // The hung tick sees its lease gone with its next write (within 250 ms) and writes nothing.
-            Thread.sleep(forTimeInterval: 1.5)
-            #expect(
-                try fixture.db.query(
-                    "SELECT * FROM bulk_email_job_items WHERE bulk_email_job_id = ? ORDER BY id", [job]
-                ).map { "\($0.values)" } == snapshot)
-            #expect(
-                try fixture.db.query("SELECT * FROM bulk_email_jobs WHERE id = ?", [job]).map { "\($0.values)" }
-                    == jobSnapshot)
-            #expect(smtp.messageFiles.isEmpty)
+            let snapshot = try fixture.snapshot(job: job)
+            // The hung tick sees its lease gone with its next write (within 250 ms): when its
+            // transfers finally end, it records none of them and starts nothing new.
+            #expect(waitUntil(seconds: 40) { !hung.isRunning })
+            #expect(try fixture.snapshot(job: job) == snapshot)
+            #expect(smtp.messageFiles.count <= 2, "only the transfers in flight (2 connections) reached the server")
         }
     }
 

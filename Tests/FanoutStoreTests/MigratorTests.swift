@@ -54,8 +54,14 @@ struct MigratorTests {
             #expect(
                 Set(tables).isSuperset(of: [
                     "bulk_email_jobs", "bulk_email_job_items", "bulk_wallet_api_jobs", "bulk_wallet_api_job_items",
-                    "fanout_leases", "fanout_ticks", "fanout_migrations",
+                    "fanout_leases", "fanout_ticks", "fanout_migrations", "fanout_workers", "fanout_control",
+                    "fanout_outages",
                 ]))
+            // The lease row's fence counter, which the fenced writes increment (migration 007).
+            let fence = try db.query(
+                "SELECT column_name AS c FROM information_schema.columns "
+                    + "WHERE table_schema = DATABASE() AND table_name = 'fanout_leases' AND column_name = 'fence'")
+            #expect(fence.count == 1)
         }
     }
 

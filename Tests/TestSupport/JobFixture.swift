@@ -153,6 +153,9 @@ public final class JobFixture: @unchecked Sendable {
             && job.failed == (counts["failed"] ?? 0)
     }
 
+    /// Every column of an email job's row and its items' rows, as text: to show nothing changed.
+    public func snapshot(job: UInt64) throws -> [String] { try rows(.email, job: job) }
+
     public func statusCounts(job: UInt64) throws -> [String: Int] { try counts(.email, job: job) }
 
     public struct Job: Sendable {
@@ -167,6 +170,17 @@ public final class JobFixture: @unchecked Sendable {
 
     /// Whether the job's counters say what its items say.
     public func countersMatchItems(job id: UInt64) throws -> Bool { try countersMatch(.email, job: id) }
+}
+
+/// The settings for the `fanout` binary on `database`, sending through `smtp` with `templates`.
+public func mailEnvironment(database: TestDatabase, smtp: TestServer, templates: URL) -> [String: String] {
+    var env = database.environment
+    env["MAIL_HOST"] = "127.0.0.1"
+    env["MAIL_PORT"] = String(smtp.port)
+    env["MAIL_FROM_ADDRESS"] = "sender@example.test"
+    env["MAIL_FROM_NAME"] = "Fanout Test"
+    env["FANOUT_TEMPLATES"] = templates.path
+    return env
 }
 
 /// A templates folder with a small `plain` email template: `Hello {{name}}` / `Hi {{name}}, code {{code}}.`

@@ -30,11 +30,7 @@ public struct PrivateMariaDB: Sendable {
     /// Settings for the `fanout` binary on this server and `smtp`, with the test templates, after
     /// `fanout migrate` ran on it.
     public func migratedEnvironment(smtp: TestServer) throws -> [String: String] {
-        var env = environment
-        env["MAIL_HOST"] = "127.0.0.1"
-        env["MAIL_PORT"] = String(smtp.port)
-        env["MAIL_FROM_ADDRESS"] = "sender@example.test"
-        env["FANOUT_TEMPLATES"] = try makeTestTemplates().path
+        let env = mailEnvironment(database: database, smtp: smtp, templates: try makeTestTemplates())
         let migrate = try runFanout(["migrate"], environment: env)
         guard migrate.status == 0 else { throw TestServerError(message: "migrate failed: \(migrate.stderr)") }
         return env
@@ -42,17 +38,11 @@ public struct PrivateMariaDB: Sendable {
 
     /// A fixture on its `fanout` database (migrated), over a new connection.
     public func fixture() throws -> JobFixture {
-        let database = TestDatabase(name: "fanout", configuration: configuration)
-        return try JobFixture(database: database, db: Connection(configuration))
+        try JobFixture(database: database, db: Connection(configuration))
     }
 
-    /// The `DB_*` settings that point the `fanout` binary at it.
-    public var environment: [String: String] {
-        [
-            "DB_HOST": "127.0.0.1", "DB_PORT": String(port), "DB_DATABASE": "fanout", "DB_USERNAME": "fanout",
-            "DB_PASSWORD": "fanout-secret",
-        ]
-    }
+    /// Its `fanout` database; `environment` points the `fanout` binary at it.
+    public var database: TestDatabase { TestDatabase(name: "fanout", configuration: configuration) }
 }
 
 /// Starts a private MariaDB on a port nothing uses, runs `body`, and stops it.
