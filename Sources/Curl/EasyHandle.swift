@@ -115,8 +115,8 @@ public final class EasyHandle {
     /// Lets a transfer held at the end of its upload (`TransferState.holdEnd`) send its last
     /// byte: the server gets the end of the message now.
     func releaseHeldEnd() {
-        state.holdEnd = false
-        state.heldAtEnd = false
+        guard state.endHold.isHolding else { return }
+        state.endHold = .off
         _ = curl_easy_pause(raw, 0) // CURLPAUSE_CONT
     }
 
@@ -125,8 +125,8 @@ public final class EasyHandle {
     /// instead would not do: libcurl's SMTP ends a transfer removed without error with the end of
     /// DATA, and the server takes the message.)
     func abortHeldEnd() {
-        state.abortHeld = true
-        state.heldAtEnd = false
+        guard state.endHold != .aborted else { return }
+        state.endHold = .aborting
         _ = curl_easy_pause(raw, 0) // CURLPAUSE_CONT
     }
 
@@ -162,22 +162,27 @@ final class TransferState {
     var commandsSent: [String] = []
     /// Set by SMTP connections, which turn on verbose mode for the debug callback.
     var recordsProtocolLines = false
-    /// Keep the upload's last byte back (the read pauses) until `EasyHandle.releaseHeldEnd`: the
-    /// server cannot take the message before it has its end (for SMTP, the end of DATA).
-    var holdEnd = false
-    /// The read paused at the last byte, waiting for `releaseHeldEnd`.
-    var heldAtEnd = false
-    /// The next read fails the transfer (`abortHeldEnd`).
-    var abortHeld = false
-    /// The read did fail it: the server never got the end of the message.
-    var abortedByRead = false
+    /// Whether the upload's last byte is kept back: the server cannot take the message before it
+    /// has its end (for SMTP, the end of DATA).
+    enum EndHold {
+        /// Sent as it comes.
+        case off
+        /// The last byte waits for `EasyHandle.releaseHeldEnd`; the read has not reached it yet.
+        case holding
+        /// The read paused at the last byte, waiting for `releaseHeldEnd`.
+        case paused
+        /// The next read fails the transfer (`abortHeldEnd`).
+        case aborting
+        /// The read did fail it: the server never got the end of the message.
+        case aborted
+
+        var isHolding: Bool { self == .holding || self == .paused }
+    }
+    var endHold = EndHold.off
 
     func reset() {
         uploadOffset = 0
-        holdEnd = false
-        heldAtEnd = false
-        abortHeld = false
-        abortedByRead = false
+        endHold = .off
         body.removeAll(keepingCapacity: true)
         bodyTruncated = false
         headerLines.removeAll(keepingCapacity: true)
@@ -231,18 +236,19 @@ private let readFunctionAbort = 0x1000_0000
 private let readCallback: ccurl_data_callback = { buffer, size, count, userdata in
     let state = state(userdata)
     let room = size * count
-    if state.abortHeld {
-        state.abortedByRead = true
+    if state.endHold == .aborting || state.endHold == .aborted {
+        state.endHold = .aborted
         return readFunctionAbort
     }
     let left = state.upload.count - state.uploadOffset
-    if state.holdEnd && left <= 1 && !state.upload.isEmpty {
+    let holding = state.endHold.isHolding
+    if holding && left <= 1 && !state.upload.isEmpty {
         // The last byte waits: libcurl calls again once the transfer is unpaused.
-        state.heldAtEnd = true
+        state.endHold = .paused
         return readFunctionPause
     }
     // With the end held, this read stops one byte short of it.
-    let n = min(room, state.holdEnd ? left - 1 : left)
+    let n = min(room, holding ? left - 1 : left)
     if n > 0, let buffer {
         state.upload.withUnsafeBytes { source in
             UnsafeMutableRawPointer(buffer).copyMemory(from: source.baseAddress! + state.uploadOffset, byteCount: n)

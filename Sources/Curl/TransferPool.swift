@@ -240,7 +240,7 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
                 do {
                     try worker.prepare(job)
                     // Its last outcome not recorded yet: the server gets this one's end later.
-                    if unsettled[ObjectIdentifier(worker)] != nil { worker.handle.state.holdEnd = true }
+                    if unsettled[ObjectIdentifier(worker)] != nil { worker.handle.state.endHold = .holding }
                     try multi.add(worker.handle)
                     idle.removeAll { $0 === worker }
                     running[ObjectIdentifier(worker.handle)] = (worker, tag)
@@ -260,7 +260,8 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             var timeout = shared.pollMilliseconds
             if let paced { timeout = min(timeout, max(1, Int((paced / .milliseconds(1)).rounded(.up)))) }
             // Held transfers wait for a write (its waker ends the poll), not for their sockets.
-            let waitForWrite = !settling.isEmpty || running.values.contains { $0.worker.handle.state.heldAtEnd }
+            let waitForWrite =
+                !settling.isEmpty || running.values.contains { $0.worker.handle.state.endHold == .paused }
             let finished: [(EasyHandle, CURLcode)]
             do {
                 finished = try multi.poll(timeoutMilliseconds: timeout, waitWhenIdle: waitForWrite || paced != nil) {
@@ -286,7 +287,8 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             var ended: [Worker] = []
             for (handle, result) in finished {
                 guard let (worker, tag) = running.removeValue(forKey: ObjectIdentifier(handle)) else { continue }
-                if handle.state.abortedByRead || (handle.state.heldAtEnd && result != CURLE_OK) {
+                let hold = handle.state.endHold
+                if hold == .aborted || (hold == .paused && result != CURLE_OK) {
                     // Failed short of its end (abandoned, or timed out while held for a slow
                     // write): the server never took it, and it is nobody's fault: not reported,
                     // so its item goes back uncharged.
@@ -321,7 +323,7 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
         for (key, ticket) in unsettled where shared.settlement.settled(ticket) {
             unsettled.removeValue(forKey: key)
             guard let entry = running.first(where: { ObjectIdentifier($0.value.worker) == key }) else { continue }
-            guard entry.value.worker.handle.state.holdEnd else { continue }
+            guard entry.value.worker.handle.state.endHold.isHolding else { continue }
             if proceed == nil { proceed = shared.settlement.proceed() }
             if proceed == true {
                 entry.value.worker.handle.releaseHeldEnd()

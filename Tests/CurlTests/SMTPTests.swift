@@ -147,6 +147,46 @@ struct SMTPTests {
         #expect(received == Set(sent.values.map { Data($0) }))
     }
 
+    /// A held message whose connection's last outcome settles after the batch stopped
+    /// (`proceed` false), or every transfer once the caller lost the right to deliver
+    /// (`abandon`), fails short of its end: the server never takes it, and it is not reported
+    /// (its item goes back uncharged). Every message the server took was reported, and only those.
+    @Test(arguments: ["proceed", "abandon"])
+    func abandonedMessagesNeverReachTheServer(way: String) throws {
+        let server = try TestServer.smtp()
+        let pool = try SMTPPool(Self.configuration(server), connections: 2)
+        let book = TicketBook()
+        let recorder = Thread { [waker = pool.waker] in
+            // Slow recording (100 ms): each connection's next message is held meanwhile.
+            while !book.done {
+                Thread.sleep(forTimeInterval: 0.1)
+                book.recordAll()
+                waker.wake()
+            }
+        }
+        recorder.start()
+        defer { book.finish() }
+        let reported = Counter()
+        var queue = (0..<8).map { (tag: $0, message: Self.message(to: "a\($0)@example.test")) }
+        queue.reverse()
+        var completed: [Int] = []
+        try pool.run(
+            // Abandoning: four messages, the last two held when the right to deliver goes.
+            next: { way == "abandon" && queue.count <= 4 ? nil : queue.popLast() },
+            completed: { tag, _ in
+                completed.append(tag)
+                reported.add()
+            },
+            settlement: Settlement(
+                ticket: { book.issue() }, settled: { book.isRecorded($0) },
+                proceed: { way != "proceed" }, abandon: { way == "abandon" && reported.value >= 2 })
+        )
+        let handedOut = 8 - queue.count
+        #expect(completed.count < handedOut, "some messages were abandoned (\(completed.count) of \(handedOut))")
+        #expect(server.messageFiles.count == completed.count)
+        #expect(Set(server.deliveredRecipients) == Set(completed.map { "a\($0)@example.test" }))
+    }
+
     @Test func poolStopsStartingWorkWhenTickSaysStop() throws {
         let server = try TestServer.smtp()
         let pool = try SMTPPool(Self.configuration(server), connections: 1)
@@ -238,6 +278,15 @@ struct SMTPAuthTests {
 }
 
 /// Tickets for a pool's settlement, recorded in bulk by a thread of the test.
+/// A count shared with the pool's callbacks.
+final class Counter: @unchecked Sendable {
+    // Sendable: read and written under `lock`.
+    private let lock = NSLock()
+    private var count = 0
+    func add() { lock.withLock { count += 1 } }
+    var value: Int { lock.withLock { count } }
+}
+
 final class TicketBook: @unchecked Sendable {
     // Sendable: every field is read and written under `lock`.
     private let lock = NSLock()
