@@ -36,6 +36,24 @@ struct TickTests {
         #expect(store.countersMatch(job))
     }
 
+    /// A worker's drain (`TickHooks.stopRequested`): nothing more is claimed or handed over, what
+    /// was delivered is recorded, claimed items never handed over go back to pending uncharged,
+    /// and the lease is released.
+    @Test func aStopRequestDrainsTheBatch() throws {
+        let job = store.addJob(company: 1, items: 20)
+        let hooks = TickHooks(stopRequested: { [deliverer] in deliverer.delivered.count >= 3 })
+        let summary = try Tick(
+            policy: policy(batch: 20, claimSlice: 8), store: store, deliverer: deliverer, owner: "draining",
+            logger: Logger(label: "test"), hooks: hooks
+        ).run()
+        #expect(summary.delivered == 3)
+        #expect(store.counts(job) == [.sent: 3, .pending: 17])
+        let pending = store.items(of: job).filter { $0.status == .pending }
+        #expect(pending.allSatisfy { $0.attempts == 0 && $0.claimedBy == nil && !$0.inDoubt })
+        #expect(store.leases.values.allSatisfy { $0.owner == nil })
+        #expect(store.countersMatch(job))
+    }
+
     @Test func aBigBatchIsClaimedInGrowingSlicesAsDeliveryAsks() throws {
         let job = store.addJob(company: 1, items: 30)
         let summary = try tick(policy(batch: 25, claimSlice: 2))
