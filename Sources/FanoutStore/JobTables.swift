@@ -52,22 +52,25 @@ struct JobTables {
         case processed, failed, total
     }
 
-    /// A job counter counted from its items, for the job row `job` (an expression such as `j.id`:
-    /// correlated, so inside an `IF` it only runs when its branch is taken).
-    func counted(_ counter: Counter, job: String) -> String {
+    /// A job counter counted from its items, for the job row aliased `j` (correlated, so inside
+    /// an `IF` it only runs when its branch is taken).
+    func counted(_ counter: Counter) -> String {
         let condition =
             switch counter {
             case .processed: " AND i.status IN \(terminal)"
             case .failed: " AND i.status = 'failed'"
             case .total: ""
             }
-        return "(SELECT COUNT(*) FROM \(items) i WHERE i.\(jobColumn) = \(job)\(condition))"
+        return "(SELECT COUNT(*) FROM \(items) i WHERE i.\(jobColumn) = j.id\(condition))"
     }
 
     /// `processed_items` and `failed_items` set from the items of the job row aliased `j`.
     var recountedCounters: String {
-        "j.processed_items = \(counted(.processed, job: "j.id")), j.failed_items = \(counted(.failed, job: "j.id"))"
+        "j.processed_items = \(counted(.processed)), j.failed_items = \(counted(.failed))"
     }
+
+    /// `total_items` counted from the items when the host left it 0.
+    var filledTotal: String { "j.total_items = IF(j.total_items = 0, \(counted(.total)), j.total_items)" }
 }
 
 /// The statements of one kind of job (the tick's, the operators', the reports'), with the

@@ -163,7 +163,7 @@ struct JobSQL: KindStatements {
         """
         \(fencedBy("\(jobs) j"))
           j.status = 'processing', j.started_at = COALESCE(j.started_at, NOW()),
-          j.total_items = IF(j.total_items = 0, \(tables.counted(.total, job: "j.id")), j.total_items),
+          \(tables.filledTotal),
           j.updated_at = NOW()
         WHERE j.id = ? AND j.status = 'pending'
         """
@@ -257,9 +257,9 @@ struct JobSQL: KindStatements {
               AND NOT EXISTS (SELECT 1 FROM \(items) i WHERE i.\(fk) = j.id AND i.status IN \(unfinished)),
             'completed', j.status),
           j.completed_at = IF(j.status = 'completed' AND j.completed_at IS NULL, NOW(), j.completed_at),
-          j.processed_items = IF(j.status = 'completed', \(tables.counted(.processed, job: "j.id")), j.processed_items),
-          j.failed_items = IF(j.status = 'completed', \(tables.counted(.failed, job: "j.id")), j.failed_items),
-          j.total_items = IF(j.total_items = 0, \(tables.counted(.total, job: "j.id")), j.total_items),
+          j.processed_items = IF(j.status = 'completed', \(tables.counted(.processed)), j.processed_items),
+          j.failed_items = IF(j.status = 'completed', \(tables.counted(.failed)), j.failed_items),
+          \(tables.filledTotal),
           j.updated_at = IF(LAST_INSERT_ID(\(statusCode("j.status"))) > 0, NOW(), NOW())
         WHERE j.id = ? AND \(fence)
         """
@@ -289,7 +289,7 @@ struct JobSQL: KindStatements {
         UPDATE \(jobs) j SET
           j.status = ?, j.reason = IF(? = 1 AND j.reason IS NOT NULL AND j.reason <> '', j.reason, ?),
           j.completed_at = COALESCE(j.completed_at, NOW()), \(tables.recountedCounters),
-          j.total_items = IF(j.total_items = 0, \(tables.counted(.total, job: "j.id")), j.total_items),
+          \(tables.filledTotal),
           j.last_processed_at = NOW(), j.updated_at = NOW()
         WHERE j.id = ? AND \(fence)
         """
