@@ -124,12 +124,12 @@ public final class Waker: @unchecked Sendable {
 /// Spaces the starts of transfers at least `1 / perSecond` apart, across every thread of a pool
 /// and from one `run` to the next. A thread waiting for its slot drives its running transfers
 /// meanwhile; nothing waits under the pool's lock.
-public final class StartPacer {
+final class StartPacer {
     let spacing: Duration
     /// When the next transfer may start; touched only under the pool's lock.
     var nextStart = ContinuousClock.now
 
-    public init(perSecond: Double) {
+    init(perSecond: Double) {
         spacing = .nanoseconds(Int64(1e9 / max(perSecond, 1e-6)))
     }
 
