@@ -73,7 +73,7 @@ struct WorkerTests {
             let worker = try startWorker(["--batch-size", "300", "--sleep", "1s"], env)
             #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 20 })
             worker.signal(SIGTERM)
-            #expect(worker.wait() == 0)
+            #expect(worker.wait(seconds: 120) == 0)
             let counts = try fixture.statusCounts(job: job)
             #expect(counts["processing"] == nil, "\(counts)")
             #expect(counts["pending", default: 0] > 0, "the drain stopped claiming: \(counts)")
@@ -101,7 +101,7 @@ struct WorkerTests {
             // The second once the first was seen (two pending SIGTERMs are one to the kernel).
             #expect(try workerReaches("draining", fixture))
             worker.signal(SIGTERM)
-            #expect(worker.wait() == 1)
+            #expect(worker.wait(seconds: 120) == 1)
             #expect(try processing(fixture, job) > 0, "transfers were in flight")
             Thread.sleep(forTimeInterval: 1.2)
             for _ in 0..<6 {
@@ -149,14 +149,14 @@ struct WorkerTests {
             #expect(listed.stdout.contains("\"name\":\"r0\"") && listed.stdout.contains("\"name\":\"r1\""))
             let restart = try runFanout(["worker:restart"], environment: env)
             #expect(restart.status == 0, "\(restart.stderr)")
-            for worker in workers { #expect(worker.wait() == 0) }
+            for worker in workers { #expect(worker.wait(seconds: 120) == 0) }
             // A worker started after the request is not affected.
             let later = try startWorker(["--sleep", "1s"], env, name: "later")
             #expect(waitUntil(seconds: 20) { (try? fixture.db.query("SELECT id FROM fanout_workers").count) == 1 })
             Thread.sleep(forTimeInterval: 2.5)
             #expect(later.isRunning, "a restart asked before it started does not end it")
             later.signal(SIGTERM)
-            #expect(later.wait() == 0)
+            #expect(later.wait(seconds: 120) == 0)
             #expect(try fixture.db.query("SELECT id FROM fanout_workers").isEmpty)
         }
     }
@@ -183,7 +183,7 @@ struct WorkerTests {
             let withWork = ["--max-jobs 1", "--stop-when-empty"].contains(limit)
             let job = withWork ? try fixture.emailJob(company: 1, count: 30) : nil
             let worker = try startWorker(["--sleep", "1s", "--batch-size", "10"] + arguments, env)
-            #expect(worker.wait() == (limit.hasPrefix("--memory") ? 12 : 0))
+            #expect(worker.wait(seconds: 120) == (limit.hasPrefix("--memory") ? 12 : 0))
             if let job {
                 // --max-jobs: one batch, then the limit (the job was left for later, not drained);
                 // --stop-when-empty: the work first, then the exit.
@@ -209,7 +209,7 @@ struct WorkerTests {
                     return received.contains { $0.contains("READY=1") } && received.contains("WATCHDOG=1")
                 }, "\(received)")
             worker.signal(SIGTERM)
-            #expect(worker.wait() == 0)
+            #expect(worker.wait(seconds: 120) == 0)
             received += socket.receiveAll()
             #expect(received.contains { $0.hasPrefix("STOPPING=1") }, "\(received)")
             #expect(received.firstIndex { $0.contains("READY=1") } == received.startIndex)
@@ -231,7 +231,7 @@ struct WorkerTests {
                     try startFanout(["emails:process-jobs", "--batch-size", "20"], environment: env, output: output))
                 Thread.sleep(forTimeInterval: 0.3)
             }
-            for tick in ticks { #expect(tick.wait() == 0) }
+            for tick in ticks { #expect(tick.wait(seconds: 120) == 0) }
             #expect(try waitUntil(seconds: 60) { try jobs.allSatisfy { try fixture.job($0).status == "completed" } })
             for job in jobs {
                 #expect(try fixture.statusCounts(job: job) == ["sent": 150])
@@ -240,7 +240,7 @@ struct WorkerTests {
             let ids = deliveredItemIDs(smtp)
             #expect(ids.count == 450 && Set(ids).count == 450)
             for worker in workers { worker.signal(SIGTERM) }
-            for worker in workers { #expect(worker.wait() == 0) }
+            for worker in workers { #expect(worker.wait(seconds: 120) == 0) }
         }
     }
 
@@ -250,7 +250,7 @@ struct WorkerTests {
             var down = env
             down["MAIL_PORT"] = "1"
             let worker = try startWorker(["--sleep", "1s", "--stop-when-empty"], down)
-            #expect(worker.wait() == 69, "an unusable server is not an empty queue")
+            #expect(worker.wait(seconds: 120) == 69, "an unusable server is not an empty queue")
         }
     }
 
@@ -312,7 +312,7 @@ struct WorkerTests {
             defer { short.signal(SIGKILL) }
             Thread.sleep(forTimeInterval: 1.5)
             #expect(try server.stop().status == 0)
-            #expect(short.wait() == 75)
+            #expect(short.wait(seconds: 120) == 75)
         }
     }
 }

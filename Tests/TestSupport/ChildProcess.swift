@@ -98,6 +98,16 @@ public final class ChildProcess: @unchecked Sendable {
         return status!
     }
 
+    /// Waits at most `seconds` for the child to exit and returns its status; a child still running
+    /// then is killed (so a hung process fails its test instead of hanging the run) and nil is
+    /// returned. Not a timing assertion: it bounds a wait for another process.
+    public func wait(seconds: Double) -> Int32? {
+        if waitUntil(seconds: seconds, { !isRunning }) { return exitStatus }
+        signal(SIGKILL)
+        wait()
+        return nil
+    }
+
     private static func decode(_ raw: Int32) -> Int32 {
         let signal = raw & 0x7F
         return signal == 0 ? (raw >> 8) & 0xFF : 128 + signal
