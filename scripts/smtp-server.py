@@ -122,6 +122,14 @@ class Maildir:
         except FileNotFoundError:
             self.connections = 0
 
+    def data_delay(self):
+        """--delay, or the number in the maildir's `delay` file: a test slows the server mid-run."""
+        try:
+            with open(os.path.join(self.directory, "delay"), encoding="utf-8") as f:
+                return float(f.read().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return DATA_DELAY
+
     def new_connection(self, note):
         self.connections += 1
         with open(os.path.join(self.directory, "connections.log"), "a", encoding="utf-8") as f:
@@ -188,9 +196,10 @@ class Handler:
             await asyncio.sleep(3600)  # cancelled by connection_lost
         if any(local_part(a).startswith("reject-data554") for a in envelope.rcpt_tos):
             return "554 5.7.1 Message rejected as spam"
-        if DATA_DELAY > 0:
+        delay = self.maildir.data_delay()
+        if delay > 0:
             # A slow server, so tests can act while a batch is still being delivered.
-            await asyncio.sleep(DATA_DELAY)
+            await asyncio.sleep(delay)
         number = self.maildir.store(envelope, getattr(server, "connection_number", 0))
         return "250 2.0.0 Ok: queued as %d" % number
 

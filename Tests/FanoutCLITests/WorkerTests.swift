@@ -93,16 +93,26 @@ struct WorkerTests {
     }
 
     @Test func secondTermStopsAtOnceWithItemsInFlightInDoubt() throws {
-        try withWorkerSetup(smtpArguments: ["--delay", "2"]) { fixture, smtp, env in
+        try withWorkerSetup(smtpArguments: ["--delay", "0.5"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 100)
             let worker = try startWorker(["--batch-size", "100", "--grace", "60s"], env)
             #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 4 })
+            // From now on the server holds each message a minute; once the messages it was already
+            // taking are in, every connection waits on one: the drain cannot end on its own before
+            // the second signal, however slow this machine is.
+            try smtp.setMessageDelay(seconds: 60)
+            var seen = -1
+            while smtp.messageFiles.count != seen {
+                seen = smtp.messageFiles.count
+                Thread.sleep(forTimeInterval: 1.5)
+            }
             worker.signal(SIGTERM)
             // The second once the first was seen (two pending SIGTERMs are one to the kernel).
             #expect(try workerReaches("draining", fixture))
             worker.signal(SIGTERM)
             #expect(worker.wait(seconds: 120) == 1)
             #expect(try processing(fixture, job) > 0, "transfers were in flight")
+            try smtp.setMessageDelay(seconds: 0)
             Thread.sleep(forTimeInterval: 1.2)
             for _ in 0..<6 {
                 let tick = try runFanout(

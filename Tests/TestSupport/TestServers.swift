@@ -75,6 +75,11 @@ public final class TestServer: @unchecked Sendable {
         return text.split(separator: "\n").count
     }
 
+    /// An SMTP server's wait before it accepts each message from now on (its `--delay`, changed mid-run).
+    public func setMessageDelay(seconds: Double) throws {
+        try "\(seconds)\n".write(to: directory.appendingPathComponent("delay"), atomically: true, encoding: .utf8)
+    }
+
     /// The `.eml` files received so far, oldest first.
     public var messageFiles: [URL] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
