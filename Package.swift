@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "fanout", targets: ["FanoutCLI"]),
+        .executable(name: "fanout-web", targets: ["FanoutWeb"]),
         .library(name: "MariaDB", targets: ["MariaDB"]),
         .library(name: "Curl", targets: ["Curl"]),
     ],
@@ -14,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: []),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .systemLibrary(
@@ -45,13 +49,32 @@ let package = Package(
             ]
         ),
         .target(name: "FanoutReports", dependencies: ["FanoutCore"]),
+        .target(
+            name: "FanoutSettings",
+            dependencies: [
+                "FanoutCore", "FanoutDelivery", "MariaDB", "Curl",
+                .product(name: "Configuration", package: "swift-configuration"),
+            ]
+        ),
         .executableTarget(
             name: "FanoutCLI",
             dependencies: [
-                "FanoutCore", "FanoutStore", "FanoutDelivery", "FanoutReports", "MariaDB", "Curl",
+                "FanoutCore", "FanoutStore", "FanoutDelivery", "FanoutReports", "FanoutSettings", "MariaDB", "Curl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Configuration", package: "swift-configuration"),
+            ]
+        ),
+        // The operator's web page: a separate binary, so the cron tick never links Hummingbird.
+        .executableTarget(
+            name: "FanoutWeb",
+            dependencies: [
+                "FanoutCore", "FanoutStore", "FanoutReports", "FanoutSettings", "MariaDB",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "MariaDBTests", dependencies: ["MariaDB", "TestSupport"]),

@@ -1,5 +1,6 @@
 import Curl
 import FanoutCore
+import FanoutSettings
 import MariaDB
 #if canImport(Glibc)
 import Glibc
@@ -14,11 +15,6 @@ enum ExitStatus {
     static let unavailable: Int32 = 69
     static let tempFail: Int32 = 75
     static let configuration: Int32 = 78
-}
-
-/// A problem with the settings: exit 78.
-struct ConfigurationError: Error, CustomStringConvertible {
-    var description: String
 }
 
 /// An input file that does not exist or cannot be read (a recipients CSV): exit 66.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FanoutSettings
 
 /// Options every command that reads settings takes.
 struct SettingsOptions: ParsableArguments {

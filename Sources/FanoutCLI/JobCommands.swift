@@ -1,5 +1,6 @@
 import ArgumentParser
 import FanoutCore
+import FanoutSettings
 import FanoutStore
 import MariaDB
 import Foundation
@@ -100,22 +101,11 @@ struct JobsCommand: ParsableCommand {
         let admin = JobAdmin(connection: connection)
         var jobs: [JobSummary] = []
         for kind in kind.map({ [$0] }) ?? JobKind.allCases {
-            jobs += try admin.list(kind: kind, status: status, companyID: company, limit: limit)
+            jobs += try admin.list(kind: kind, JobFilter(status: status, companyID: company, limit: limit))
         }
         switch format {
         case .json:
-            let objects: [[String: Any]] = jobs.map { job in
-                var object: [String: Any] = [
-                    "kind": job.kind.rawValue, "id": job.id, "company_id": job.companyID, "template": job.template,
-                    "status": job.status, "total_items": job.total, "processed_items": job.processed,
-                    "failed_items": job.failed,
-                ]
-                object["reason"] = job.reason ?? NSNull()
-                object["created_at"] = job.createdAt.map { $0 as Any } ?? NSNull()
-                object["last_activity_at"] = job.lastActivityAt.map { $0 as Any } ?? NSNull()
-                object["waiting"] = Self.waiting(job).map { $0 as Any } ?? NSNull()
-                return object
-            }
+            let objects: [[String: Any]] = jobs.map { $0.fields.mapValues { $0 ?? NSNull() } }
             let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         case .table:
@@ -128,26 +118,13 @@ struct JobsCommand: ParsableCommand {
         }
     }
 
-    /// What an unfinished job waits for, in words: "waiting: SMTP server mail:587 unavailable since
-    /// 12:03" (`short`: the outage's first words only), "waiting behind job 41".
-    static func waiting(_ job: JobSummary, short: Bool = false) -> String? {
-        // Behind an earlier job it waits whatever the server does.
-        if let behind = job.behindJob { return "waiting behind job \(behind)" }
-        if var outage = job.outage {
-            if short, let end = outage.range(of: " unavailable") { outage = String(outage[..<end.upperBound]) }
-            let since = job.outageSince.map { " since \(clockTime(Date(timeIntervalSince1970: $0)))" } ?? ""
-            return "waiting: \(outage)\(since)"
-        }
-        return nil
-    }
-
     static func table(_ jobs: [JobSummary]) -> String {
         let header = ["KIND", "ID", "COMPANY", "STATUS", "PROGRESS", "DONE", "FAILED", "AGE", "ACTIVE", "REASON"]
         let rows = jobs.map { job -> [String] in
             let total = max(job.total, job.processed)
             let created: String = job.createdAt.map { age(job.now - $0) } ?? "-"
             let active: String = job.lastActivityAt.map { age(job.now - $0) + " ago" } ?? "-"
-            var reason = Self.waiting(job, short: true) ?? job.reason ?? ""
+            var reason = job.waiting(short: true) ?? job.reason ?? ""
             if reason.count > 60 { reason = String(reason.prefix(60)) + "…" }
             let cells: [String] = [
                 job.kind.rawValue, String(job.id), String(job.companyID), job.status,

@@ -2,6 +2,7 @@ import ArgumentParser
 import FanoutCore
 import FanoutDelivery
 import FanoutReports
+import FanoutSettings
 import FanoutStore
 import Foundation
 import Logging

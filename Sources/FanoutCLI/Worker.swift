@@ -1,4 +1,5 @@
 import FanoutCore
+import FanoutSettings
 import FanoutStore
 import Foundation
 import Logging

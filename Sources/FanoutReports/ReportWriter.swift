@@ -4,9 +4,9 @@ import Glibc
 #endif
 
 /// Where report bytes go: a file or standard output, written in 64 KB blocks, so a report of any
-/// size takes constant memory.
+/// size takes constant memory; or memory, taken by the caller piece by piece (a web download).
 public final class ReportOutput {
-    private let file: UnsafeMutablePointer<FILE>
+    private let file: UnsafeMutablePointer<FILE>?
     private let owned: Bool
     private var buffer: [UInt8] = []
 
@@ -28,12 +28,25 @@ public final class ReportOutput {
         buffer.reserveCapacity(1 << 16)
     }
 
+    /// Memory: what is written stays until `take()`.
+    public init(collecting: Void) {
+        file = nil
+        owned = false
+    }
+
     public func write(_ text: String) {
         buffer.append(contentsOf: text.utf8)
-        if buffer.count >= 1 << 16 { flush() }
+        if buffer.count >= 1 << 16, file != nil { flush() }
+    }
+
+    /// The bytes written since the last `take()` (collecting output only).
+    public func take() -> [UInt8] {
+        defer { buffer.removeAll(keepingCapacity: true) }
+        return buffer
     }
 
     public func flush() {
+        guard let file else { return }
         buffer.withUnsafeBytes { bytes in
             if let base = bytes.baseAddress { _ = fwrite(base, 1, bytes.count, file) }
         }
@@ -43,7 +56,7 @@ public final class ReportOutput {
 
     public func close() {
         flush()
-        if owned { fclose(file) }
+        if owned, let file { fclose(file) }
     }
 }
 

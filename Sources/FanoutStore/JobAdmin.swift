@@ -23,6 +23,7 @@ public struct JobSummary: Sendable {
     public var processed: Int
     public var failed: Int
     public var createdAt: Double?
+    public var startedAt: Double?
     public var lastActivityAt: Double?
     public var now: Double
     /// What holds the unfinished job up, when something does: its delivery server's outage (met
@@ -31,6 +32,31 @@ public struct JobSummary: Sendable {
     public var outageSince: Double?
     /// … or an earlier unfinished job of its company (one job per company at a time).
     public var behindJob: UInt64?
+}
+
+/// Which jobs a list shows.
+public struct JobFilter: Sendable {
+    public var status: String?
+    public var companyID: UInt64?
+    /// Only this job.
+    public var id: UInt64?
+    /// Created at or after / before these Unix seconds.
+    public var createdFrom: Double?
+    public var createdBefore: Double?
+    /// How many at most, newest first.
+    public var limit: Int
+
+    public init(
+        status: String? = nil, companyID: UInt64? = nil, id: UInt64? = nil, createdFrom: Double? = nil,
+        createdBefore: Double? = nil, limit: Int = 50
+    ) {
+        self.status = status
+        self.companyID = companyID
+        self.id = id
+        self.createdFrom = createdFrom
+        self.createdBefore = createdBefore
+        self.limit = limit
+    }
 }
 
 /// What a person does to jobs from the command line: cancel, retry, list. Safe while a tick
@@ -188,9 +214,13 @@ public struct JobAdmin {
     }
 
     /// Jobs, newest first.
-    public func list(kind: JobKind, status: String?, companyID: UInt64?, limit: Int) throws -> [JobSummary] {
+    public func list(kind: JobKind, _ filter: JobFilter) throws -> [JobSummary] {
         let sql = AdminSQL(kind: kind)
-        return try connection.query(sql.list, [kind.rawValue, status, status, companyID, companyID, limit]).map { row in
+        let parameters: [any SQLEncodable] = [
+            kind.rawValue, filter.status, filter.status, filter.companyID, filter.companyID, filter.id, filter.id,
+            filter.createdFrom, filter.createdFrom, filter.createdBefore, filter.createdBefore, filter.limit,
+        ]
+        return try connection.query(sql.list, parameters).map { row in
             JobSummary(
                 kind: kind,
                 id: try row.decode("id"),
@@ -202,6 +232,7 @@ public struct JobAdmin {
                 processed: try row.decode("processed_items"),
                 failed: try row.decode("failed_items"),
                 createdAt: Double(sqlValue: row["created"]),
+                startedAt: Double(sqlValue: row["started"]),
                 lastActivityAt: Double(sqlValue: row["active"]),
                 now: Double(sqlValue: row["now"]) ?? 0,
                 outage: try row.decodeIfPresent("outage"),
@@ -209,6 +240,11 @@ public struct JobAdmin {
                 behindJob: try row.decodeIfPresent("behind")
             )
         }
+    }
+
+    /// One job's line, or nil when there is no such job.
+    public func summary(kind: JobKind, id: UInt64) throws -> JobSummary? {
+        try list(kind: kind, JobFilter(id: id, limit: 1)).first
     }
 }
 
@@ -277,25 +313,26 @@ struct AdminSQL: KindStatements {
 
     /// Jobs, newest first, with what holds each unfinished one up. The job's times have whole
     /// seconds: an outage met in the second of its last progress does not count (progress wins).
-    /// Parameters: kind, status, status, company, company, limit.
+    /// Parameters: kind, then each filter twice (status, company, id, created from, created before), limit.
     var list: String {
         """
-            SELECT j.id, j.company_id, j.template, j.status, j.reason, j.total_items, j.processed_items,
-                   j.failed_items, UNIX_TIMESTAMP(j.created_at) AS created,
-                   UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.started_at, j.created_at)) AS active,
-                   UNIX_TIMESTAMP(NOW(6)) AS now,
-                   IF(j.status IN \(unfinished) AND o.last_seen >= NOW(6) - INTERVAL 3 MINUTE
-                        AND FLOOR(UNIX_TIMESTAMP(o.last_seen))
-                          > UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.created_at)),
-                      o.reason, NULL) AS outage,
-                   UNIX_TIMESTAMP(o.since) AS outage_since,
-                   IF(j.status = 'pending',
-                      (SELECT MIN(b.id) FROM \(jobs) b
-                       WHERE b.company_id = j.company_id AND b.id < j.id AND b.status IN \(unfinished)),
-                      NULL) AS behind
-            FROM \(jobs) j LEFT JOIN fanout_outages o ON o.kind = ?
-            WHERE (? IS NULL OR j.status = ?) AND (? IS NULL OR j.company_id = ?)
-            ORDER BY j.id DESC LIMIT ?
-            """
+        SELECT j.id, j.company_id, j.template, j.status, j.reason, j.total_items, j.processed_items,
+               j.failed_items, UNIX_TIMESTAMP(j.created_at) AS created, UNIX_TIMESTAMP(j.started_at) AS started,
+               UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.started_at, j.created_at)) AS active,
+               UNIX_TIMESTAMP(NOW(6)) AS now,
+               IF(j.status IN \(unfinished) AND o.last_seen >= NOW(6) - INTERVAL 3 MINUTE
+                    AND FLOOR(UNIX_TIMESTAMP(o.last_seen))
+                      > UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.created_at)),
+                  o.reason, NULL) AS outage,
+               UNIX_TIMESTAMP(o.since) AS outage_since,
+               IF(j.status = 'pending',
+                  (SELECT MIN(b.id) FROM \(jobs) b
+                   WHERE b.company_id = j.company_id AND b.id < j.id AND b.status IN \(unfinished)),
+                  NULL) AS behind
+        FROM \(jobs) j LEFT JOIN fanout_outages o ON o.kind = ?
+        WHERE (? IS NULL OR j.status = ?) AND (? IS NULL OR j.company_id = ?) AND (? IS NULL OR j.id = ?)
+          AND (? IS NULL OR j.created_at >= FROM_UNIXTIME(?)) AND (? IS NULL OR j.created_at < FROM_UNIXTIME(?))
+        ORDER BY j.id DESC LIMIT ?
+        """
     }
 }

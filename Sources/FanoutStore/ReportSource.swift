@@ -41,23 +41,79 @@ public struct ReportSource {
     /// Hands every item to `body` in id order, as the rows arrive.
     public func forEachItem(kind: JobKind, jobID: UInt64, _ body: (ReportItem) throws -> Void) throws {
         let sql = ReportSQL(kind: kind)
-        try connection.prepare(sql.itemRows).forEachRow([jobID]) { row in
-            try body(
-                ReportItem(
-                    id: try row.decode("id"),
-                    email: try row.decodeIfPresent("email"),
-                    name: try row.decodeIfPresent("name"),
-                    cardID: try row.decodeIfPresent("card_id"),
-                    platform: try row.decodeIfPresent("platform"),
-                    status: try row.decode("status"),
-                    attempts: try row.decode("attempts"),
-                    inDoubt: try row.decode("in_doubt", as: Bool.self),
-                    code: try row.decodeIfPresent("code"),
-                    unregisteredAt: Double(sqlValue: row["unregistered"]),
-                    processedAt: Double(sqlValue: row["processed"]),
-                    reason: try row.decodeIfPresent("reason")
-                ))
+        try connection.prepare(sql.itemRows).forEachRow([jobID]) { row in try body(try Self.item(row)) }
+    }
+
+    /// Which items a page shows: by status, by recipient (email: the address starts with it;
+    /// wallet: the card id), after an id (keyset pagination), at most `limit`.
+    public struct ItemQuery: Sendable {
+        public var status: String?
+        public var search: String?
+        public var after: UInt64?
+        public var limit: Int
+
+        public init(status: String? = nil, search: String? = nil, after: UInt64? = nil, limit: Int = 100) {
+            self.status = status
+            self.search = search
+            self.after = after
+            self.limit = limit
         }
+    }
+
+    /// A page of items in id order, through the (job, status, id) index or the primary key.
+    public func items(kind: JobKind, jobID: UInt64, _ query: ItemQuery) throws -> [ReportItem] {
+        let sql = ReportSQL(kind: kind)
+        var parameters: [any SQLEncodable] = [jobID, query.after ?? 0]
+        let statement = sql.itemPage(status: query.status != nil, search: query.search != nil)
+        if let status = query.status { parameters.append(status) }
+        if let search = query.search {
+            if kind == .email {
+                // A prefix of the address: LIKE's own wildcards in it are matched as themselves.
+                let escaped = search.replacing("\\", with: "\\\\").replacing("%", with: "\\%")
+                    .replacing("_", with: "\\_")
+                parameters.append(escaped + "%")
+            } else {
+                guard let card = UInt64(search) else { return [] }
+                parameters.append(card)
+            }
+        }
+        parameters.append(query.limit)
+        return try connection.query(statement, parameters).map(Self.item)
+    }
+
+    /// Items per status and how many are in doubt, from the (job, status, id) index.
+    public func statusCounts(kind: JobKind, jobID: UInt64) throws -> (counts: [(String, Int)], inDoubt: Int) {
+        var counts: [(String, Int)] = []
+        var inDoubt = 0
+        for row in try connection.query(ReportSQL(kind: kind).counts, [jobID]) {
+            counts.append((try row.decode("status"), try row.decode("n")))
+            inDoubt += try row.decode("doubt", as: Int.self)
+        }
+        return (counts, inDoubt)
+    }
+
+    /// The failed items' reasons, most frequent first, with how many items each.
+    public func failureReasons(kind: JobKind, jobID: UInt64, limit: Int) throws -> [(reason: String, count: Int)] {
+        try connection.query(ReportSQL(kind: kind).failureReasons, [jobID, limit]).map {
+            (try $0.decode("reason", as: String.self), try $0.decode("n", as: Int.self))
+        }
+    }
+
+    private static func item(_ row: Row) throws -> ReportItem {
+        ReportItem(
+            id: try row.decode("id"),
+            email: try row.decodeIfPresent("email"),
+            name: try row.decodeIfPresent("name"),
+            cardID: try row.decodeIfPresent("card_id"),
+            platform: try row.decodeIfPresent("platform"),
+            status: try row.decode("status"),
+            attempts: try row.decode("attempts"),
+            inDoubt: try row.decode("in_doubt", as: Bool.self),
+            code: try row.decodeIfPresent("code"),
+            unregisteredAt: Double(sqlValue: row["unregistered"]),
+            processedAt: Double(sqlValue: row["processed"]),
+            reason: try row.decodeIfPresent("reason")
+        )
     }
 }
 
@@ -90,15 +146,27 @@ struct ReportSQL: KindStatements {
         WHERE \(fk) = ? AND processed_at IS NOT NULL GROUP BY minute ORDER BY minute LIMIT 1440
         """
     }
-    var itemRows: String {
+    var failureReasons: String {
+        """
+        SELECT LEFT(reason, 300) AS reason, COUNT(*) AS n FROM \(items)
+        WHERE \(fk) = ? AND status = 'failed' AND reason IS NOT NULL
+        GROUP BY LEFT(reason, 300) ORDER BY n DESC LIMIT ?
+        """
+    }
+    private var itemColumns: String {
         let columns =
             kind == .email
             ? "email, name, NULL AS card_id, NULL AS platform, \(tables.codeColumn) AS code, NULL AS unregistered"
             : "NULL AS email, NULL AS name, card_id, platform, \(tables.codeColumn) AS code, "
                 + "UNIX_TIMESTAMP(unregistered_at) AS unregistered"
-        return """
-            SELECT id, \(columns), status, attempts, in_doubt, reason, UNIX_TIMESTAMP(processed_at) AS processed
-            FROM \(items) WHERE \(fk) = ? ORDER BY id
-            """
+        return "id, \(columns), status, attempts, in_doubt, reason, UNIX_TIMESTAMP(processed_at) AS processed"
+    }
+    var itemRows: String { "SELECT \(itemColumns) FROM \(items) WHERE \(fk) = ? ORDER BY id" }
+    /// Parameters: job, after id, then status and search when asked for, limit.
+    func itemPage(status: Bool, search: Bool) -> String {
+        var conditions = "\(fk) = ? AND id > ?"
+        if status { conditions += " AND status = ?" }
+        if search { conditions += kind == .email ? " AND email LIKE ?" : " AND card_id = ?" }
+        return "SELECT \(itemColumns) FROM \(items) WHERE \(conditions) ORDER BY id LIMIT ?"
     }
 }

@@ -192,7 +192,6 @@ struct JobSQL: KindStatements {
         "CONCAT('Delivered before the cancel reached it', "
         + "IF(reason IS NULL OR reason = '', '', CONCAT(' (', reason, ')')))"
 
-
     /// Delivered items of this lease, as an IN list. An item the host flipped to cancelled while
     /// it was in flight is recorded delivered too (single-table UPDATE: assignments run left to
     /// right, so `reason` reads the status before it is set). Parameters: status, code, item ids,

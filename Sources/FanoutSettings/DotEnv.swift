@@ -1,3 +1,5 @@
+import FanoutCore
+
 /// A Laravel-style `.env` file, parsed by phpdotenv's rules: `KEY=value` lines, blank lines and
 /// `#` comments, an optional `export ` prefix, single quotes (literal), double quotes (escapes
 /// `\n \t \" \\ \$` and `${VAR}` expansion), unquoted values (inline ` #` comment stripped,
@@ -16,19 +18,19 @@ struct DotEnv {
         var index = 0
         while index < lines.count {
             let number = index + 1
-            var line = String(lines[index]).trimmingCharacters(in: " ")
+            var line = String(lines[index]).trimming { $0 == " " }
             if line.hasSuffix("\r") { line.removeLast() }
             index += 1
             if line.isEmpty || line.hasPrefix("#") { continue }
-            if line.hasPrefix("export ") { line = String(line.dropFirst("export ".count)).trimmingCharacters(in: " ") }
+            if line.hasPrefix("export ") { line = String(line.dropFirst("export ".count)).trimming { $0 == " " } }
             guard let equals = line.firstIndex(of: "=") else {
                 throw ParseError(line: number, message: "expected KEY=value")
             }
-            let key = String(line[..<equals]).trimmingCharacters(in: " ")
+            let key = String(line[..<equals]).trimming { $0 == " " }
             guard !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." }) else {
                 throw ParseError(line: number, message: "'\(key)' is not a variable name")
             }
-            var rest = String(line[line.index(after: equals)...]).trimmingCharacters(in: " ")
+            var rest = String(line[line.index(after: equals)...]).trimming { $0 == " " }
             let lookup: (String) -> String = { name in environment[name] ?? values[name] ?? "" }
             if let quote = rest.first, quote == "\"" || quote == "'" {
                 // A quoted value may span lines until its closing quote.
@@ -44,7 +46,7 @@ struct DotEnv {
                 rest = quote == "'" ? inner : Self.expand(Self.unescape(inner), lookup)
             } else {
                 if let comment = Self.inlineComment(rest) { rest = String(rest[..<comment]) }
-                rest = Self.expand(rest.trimmingCharacters(in: " "), lookup)
+                rest = Self.expand(rest.trimming { $0 == " " }, lookup)
             }
             values[key] = rest
         }

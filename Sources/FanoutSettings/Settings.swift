@@ -16,14 +16,14 @@ import Glibc
 ///
 /// Secrets (`*PASSWORD*`, `*TOKEN*`, `*SECRET*`, `*_KEY`) are marked secret for
 /// swift-configuration and only ever handed to the libraries; no message built here includes them.
-struct Settings {
+public struct Settings: Sendable {
     /// Every value, environment over file, for what a reader cannot list (`WALLET_*`).
     private let values: [String: String]
     private let reader: ConfigReader
     private let environmentNames: Set<String>
     private let envFile: String?
 
-    init(environment: [String: String], file: [String: String] = [:], envFile: String? = nil) {
+    public init(environment: [String: String], file: [String: String] = [:], envFile: String? = nil) {
         values = file.merging(environment) { _, real in real }
         environmentNames = Set(environment.keys)
         self.envFile = envFile
@@ -36,7 +36,7 @@ struct Settings {
 
     /// Whether a setting's value must never be shown: passwords, tokens, keys, and any free-form
     /// `WALLET_*` value except those whose name says it is an address (`…_URL`, `…_HOST`).
-    static func isSecret(_ name: String) -> Bool {
+    public static func isSecret(_ name: String) -> Bool {
         let upper = name.uppercased()
         if upper.hasPrefix("WALLET_") { return !(upper.hasSuffix("_URL") || upper.hasSuffix("_HOST")) }
         return upper.contains("PASSWORD") || upper.contains("TOKEN") || upper.contains("SECRET")
@@ -44,7 +44,7 @@ struct Settings {
     }
 
     /// The process environment, over the `.env` file at `envFile` when given.
-    static func load(envFile: String?) throws -> Settings {
+    public static func load(envFile: String?) throws -> Settings {
         let environment = processEnvironment()
         guard let envFile else { return Settings(environment: environment) }
         guard let data = FileManager.default.contents(atPath: envFile) else {
@@ -60,7 +60,7 @@ struct Settings {
         return Settings(environment: environment, file: parsed, envFile: envFile)
     }
 
-    static func processEnvironment() -> [String: String] {
+    public static func processEnvironment() -> [String: String] {
         var values: [String: String] = [:]
         var pointer = environ
         while let entry = pointer.pointee {
@@ -75,21 +75,21 @@ struct Settings {
 
     /// The value of a Laravel-style name (`DB_HOST` is swift-configuration's key `db.host`);
     /// nil when unset, empty or `null`.
-    subscript(name: String) -> String? {
+    public subscript(name: String) -> String? {
         let key = ConfigKey(name.lowercased().split(separator: "_").map(String.init))
         guard let value = reader.string(forKey: key, isSecret: Self.isSecret(name)), !value.isEmpty, value != "null"
         else { return nil }
         return value
     }
 
-    func required(_ name: String, _ purpose: String) throws(ConfigurationError) -> String {
+    public func required(_ name: String, _ purpose: String) throws(ConfigurationError) -> String {
         guard let value = self[name] else {
             throw ConfigurationError(description: "\(name) is not set: \(purpose)")
         }
         return value
     }
 
-    func integer(_ name: String, default value: Int, range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+    public func integer(_ name: String, default value: Int, range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
         guard let text = self[name] else { return value }
         guard let number = Int(text), range.contains(number) else {
             throw ConfigurationError(
@@ -100,7 +100,7 @@ struct Settings {
     }
 
     /// The database connection the `DB_*` settings describe.
-    func database() throws(ConfigurationError) -> ConnectionConfiguration {
+    public func database() throws(ConfigurationError) -> ConnectionConfiguration {
         let database = try required("DB_DATABASE", "name the database that holds the job tables")
         let user = try required("DB_USERNAME", "name the database user Fanout connects as")
         let port = try integer("DB_PORT", default: 3306, range: 1...65535)
@@ -124,7 +124,7 @@ struct Settings {
     }
 
     /// The SMTP server and sender the `MAIL_*` settings describe.
-    func email(connections: Int?) throws(ConfigurationError) -> EmailSettings {
+    public func email(connections: Int?) throws(ConfigurationError) -> EmailSettings {
         let host = try required("MAIL_HOST", "name the SMTP server to send through")
         let security: SMTPConfiguration.Security
         switch self["MAIL_ENCRYPTION"]?.lowercased() {
@@ -164,7 +164,7 @@ struct Settings {
     }
 
     /// The wallet API settings: templates, TLS, timeouts and every `WALLET_*` variable.
-    func wallet(parallel: Int?, rate: Double?) throws(ConfigurationError) -> WalletSettings {
+    public func wallet(parallel: Int?, rate: Double?) throws(ConfigurationError) -> WalletSettings {
         let timeout = try integer("FANOUT_HTTP_TIMEOUT", default: 30, range: 1...3600)
         let fromEnvironment = try integer("FANOUT_HTTP_CONNECTIONS", default: 8, range: 1...256)
         return WalletSettings(
@@ -180,14 +180,20 @@ struct Settings {
     }
 
     /// Where a setting's value comes from: `environment`, the `.env` file's path, or nil (unset).
-    func source(of name: String) -> String? {
+    public func source(of name: String) -> String? {
         if environmentNames.contains(name) { return "environment" }
         return values[name] == nil ? nil : envFile
     }
 
     /// Every `WALLET_*` name that is set, sorted.
-    var walletNames: [String] { values.keys.filter { $0.hasPrefix("WALLET_") }.sorted() }
+    public var walletNames: [String] { values.keys.filter { $0.hasPrefix("WALLET_") }.sorted() }
 
     /// `FANOUT_LOG_FILE`, when set.
-    var logFile: String? { self["FANOUT_LOG_FILE"] }
+    public var logFile: String? { self["FANOUT_LOG_FILE"] }
+}
+
+/// A problem with the settings (exit 78 at the command line).
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(description: String) { self.description = description }
 }

@@ -1,0 +1,34 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension JobSummary {
+    /// What the unfinished job waits for, in words: "waiting: SMTP server mail:587 unavailable since
+    /// 12:03" (`short`: the outage's first words only), "waiting behind job 41".
+    public func waiting(short: Bool = false) -> String? {
+        // Behind an earlier job it waits whatever the server does.
+        if let behindJob { return "waiting behind job \(behindJob)" }
+        guard var outage else { return nil }
+        if short, let end = outage.range(of: " unavailable") { outage = String(outage[..<end.upperBound]) }
+        let since = outageSince.map { " since \(Self.clockTime($0))" } ?? ""
+        return "waiting: \(outage)\(since)"
+    }
+
+    /// The job's fields as `fanout jobs --format json` and `/api/jobs` name them (nil: JSON null).
+    public var fields: [String: Any?] {
+        [
+            "kind": kind.rawValue, "id": id, "company_id": companyID, "template": template, "status": status,
+            "total_items": total, "processed_items": processed, "failed_items": failed, "reason": reason,
+            "created_at": createdAt, "last_activity_at": lastActivityAt, "waiting": waiting(),
+        ]
+    }
+
+    /// Hours and minutes of Unix seconds in local time: "09:05".
+    static func clockTime(_ unix: Double) -> String {
+        var seconds = time_t(unix)
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(two(parts.tm_hour)):\(two(parts.tm_min))"
+    }
+}
