@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import MariaDB
 
 /// In front of every route: sign-in (but for `/healthz` and the recipient's `/unsubscribe/…`),
 /// POSTs refused when read-only or from another site, the security headers on every answer, and
@@ -45,6 +46,9 @@ struct SecurityMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as HTTPError {
             return Page.message(error.status, error.body ?? error.status.reasonPhrase, context: context)
+        } catch let error as MariaDBError where error.isUnavailable {
+            logger.error("\(request.method) \(path): \(error)")
+            return Page.message(.serviceUnavailable, "The database does not answer: \(error)", context: context)
         } catch {
             logger.error("\(request.method) \(path): \(error)")
             return Page.message(.internalServerError, "Fanout could not answer: \(error)", context: context)

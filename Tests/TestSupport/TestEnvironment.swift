@@ -77,11 +77,21 @@ public enum TestEnvironment {
     /// The built `fanout` binary (next to the test bundle, or `FANOUT_TEST_BINARY`).
     public static var fanoutBinary: URL {
         if let path = value("FANOUT_TEST_BINARY") { return URL(fileURLWithPath: path) }
+        return builtBinary("fanout")
+    }
+
+    /// The built `fanout-web` binary (next to the test bundle, or `FANOUT_TEST_WEB_BINARY`).
+    public static var fanoutWebBinary: URL {
+        if let path = value("FANOUT_TEST_WEB_BINARY") { return URL(fileURLWithPath: path) }
+        return builtBinary("fanout-web")
+    }
+
+    private static func builtBinary(_ name: String) -> URL {
         let bundle = Bundle.main.bundleURL
         let candidates = [
-            bundle.deletingLastPathComponent().appendingPathComponent("fanout"),
-            bundle.appendingPathComponent("fanout"),
-            repositoryRoot.appendingPathComponent(".build/debug/fanout"),
+            bundle.deletingLastPathComponent().appendingPathComponent(name),
+            bundle.appendingPathComponent(name),
+            repositoryRoot.appendingPathComponent(".build/debug/\(name)"),
         ]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates.last!
     }
