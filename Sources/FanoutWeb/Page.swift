@@ -36,17 +36,11 @@ enum Page {
             body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
-    /// The values without empty text, so that `{{#reason}}…{{/reason}}` shows only a reason there is
-    /// (Mustache counts an empty string as true).
-    static func withoutEmptyText(_ value: Any) -> Any {
-        switch value {
-        case let dictionary as [String: Any]:
-            dictionary.filter { ($0.value as? String) != "" }.mapValues(withoutEmptyText)
-        case let array as [[String: Any]]:
-            array.map(withoutEmptyText)
-        default:
-            value
-        }
+    /// The values without empty text, so that `{{#notice}}…{{/notice}}` shows only a notice there
+    /// is (Mustache counts an empty string as true). Only at the top: a row keeps its empty fields,
+    /// or `{{reason}}` in an item's row would find the job's reason further up the context stack.
+    static func withoutEmptyText(_ values: [String: Any]) -> [String: Any] {
+        values.filter { ($0.value as? String) != "" }
     }
 
     /// A short page that says one thing (an error, a refusal).
@@ -142,8 +136,8 @@ enum PageTemplates {
         {{#jobs}}<tr id="job-{{kind}}-{{id}}" data-status="{{status}}">
         <td><a href="/jobs/{{kind}}/{{id}}">{{id}}</a></td><td>{{kind}}</td><td>{{company}}</td>
         <td>{{template}}</td><td>{{created}}</td>
-        <td><span class="badge {{status}}">{{status}}</span>{{#waiting}}<div class="waiting">{{waiting}}</div>\
-        {{/waiting}}{{#reason}}<div class="reason">{{reason}}</div>{{/reason}}</td>
+        <td><span class="badge {{status}}">{{status}}</span>{{#hasWaiting}}<div class="waiting">{{waiting}}</div>\
+        {{/hasWaiting}}{{#hasReason}}<div class="reason">{{reason}}</div>{{/hasReason}}</td>
         <td><progress max="{{progressMax}}" value="{{done}}"></progress>
         <span class="progress-text">{{done}}/{{total}} ({{percent}}%)</span></td>
         <td class="n">{{sent}}</td><td class="n">{{failed}}</td><td class="n">{{pending}}</td>
@@ -169,7 +163,8 @@ enum PageTemplates {
         <h1>{{kind}} job {{id}} <span class="badge {{status}}">{{status}}</span></h1>
         {{#notice}}<p class="notice">{{notice}}</p>{{/notice}}
         <p>Company {{company}} · template {{template}} · created {{created}} · last activity {{active}}</p>
-        {{#reason}}<p class="reason">{{reason}}</p>{{/reason}}{{#waiting}}<p class="waiting">{{waiting}}</p>{{/waiting}}
+        {{#hasReason}}<p class="reason">{{reason}}</p>{{/hasReason}}\
+        {{#hasWaiting}}<p class="waiting">{{waiting}}</p>{{/hasWaiting}}
         <p><progress max="{{progressMax}}" value="{{done}}"></progress>
         <span class="progress-text">{{done}}/{{total}} ({{percent}}%)</span> · {{rate}} a minute · finishes in {{eta}}
         {{> actions}}</p>

@@ -147,6 +147,10 @@ struct WebTests {
             #expect(try fixture.statusCounts(job: byWeb) == ["sent": 45, "failed": 5, "cancelled": 30])
             #expect(try fixture.job(byWeb).status == "cancelled")
             #expect(try fixture.countersMatchItems(job: byWeb))
+            // A sent item's row shows its own (empty) reason, not the job's cancel reason.
+            let sentRows = try web.request("/jobs/email/\(byWeb)?status=sent").body
+            #expect(sentRows.matches(of: /<tr><td>(\d+)<\/td>/).count == 45)
+            #expect(!sentRows.contains("<td>Cancelled by"), "\(sentRows)")
             // Retry failed on finished twins.
             let again = try twinJob(3)
             let againCLI = try twinJob(4)
