@@ -133,7 +133,10 @@ struct WebTests {
                 try fixture.emailJob(
                     company: company,
                     recipients: (1...80).map { n in
-                        (n % 10 == 0 ? "reject550-\(company)-\(n)@example.test" : "r\(company)-\(n)@example.test", nil, nil)
+                        (
+                            n % 10 == 0 ? "reject550-\(company)-\(n)@example.test" : "r\(company)-\(n)@example.test",
+                            nil, nil
+                        )
                     })
             }
             let byWeb = try twinJob(1)
@@ -251,7 +254,10 @@ struct WebTests {
             #expect(items?.count == 10)
             #expect(
                 items?.first.map { Set($0.keys) }
-                    == ["id", "email", "name", "status", "attempts", "in_doubt", "response_code", "processed_at", "reason"])
+                    == [
+                        "id", "email", "name", "status", "attempts", "in_doubt", "response_code", "processed_at",
+                        "reason",
+                    ])
             #expect((object?["counts"] as? [String: Int]) == ["sent": 50, "pending": 10])
             #expect(try web.request("/api/jobs/email/424242").status == 404)
         }
@@ -280,7 +286,8 @@ struct WebTests {
             #expect(empty.status == 200 && empty.body.contains("No worker is running"))
             try fixture.emailJob(company: 1, count: 5)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("web-worker-\(UUID().uuidString)")
-            let worker = try startFanout(["work", "--type", "email", "--name", "page-w"], environment: env, output: output)
+            let worker = try startFanout(
+                ["work", "--type", "email", "--name", "page-w"], environment: env, output: output)
             defer {
                 worker.signal(SIGTERM)
                 _ = worker.wait(seconds: 60)
