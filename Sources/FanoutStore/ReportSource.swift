@@ -81,15 +81,12 @@ public struct ReportSource {
         return try connection.query(statement, parameters).map(Self.item)
     }
 
-    /// Items per status and how many are in doubt, from the (job, status, id) index.
-    public func statusCounts(kind: JobKind, jobID: UInt64) throws -> (counts: [(String, Int)], inDoubt: Int) {
-        var counts: [(String, Int)] = []
-        var inDoubt = 0
-        for row in try connection.query(ReportSQL(kind: kind).counts, [jobID]) {
-            counts.append((try row.decode("status"), try row.decode("n")))
-            inDoubt += try row.decode("doubt", as: Int.self)
+    /// Items per status, from the (job, status, id) index alone (a page's summary; the report's
+    /// own counts also read each row for its in-doubt flag).
+    public func statusCounts(kind: JobKind, jobID: UInt64) throws -> [(status: String, count: Int)] {
+        try connection.query(ReportSQL(kind: kind).statusCounts, [jobID]).map {
+            (try $0.decode("status", as: String.self), try $0.decode("n", as: Int.self))
         }
-        return (counts, inDoubt)
     }
 
     /// The failed items' reasons, most frequent first, with how many items each.
@@ -145,6 +142,9 @@ struct ReportSQL: KindStatements {
         SELECT UNIX_TIMESTAMP(processed_at) DIV 60 * 60 AS minute, COUNT(*) AS n FROM \(items)
         WHERE \(fk) = ? AND processed_at IS NOT NULL GROUP BY minute ORDER BY minute LIMIT 1440
         """
+    }
+    var statusCounts: String {
+        "SELECT status, COUNT(*) AS n FROM \(items) WHERE \(fk) = ? GROUP BY status ORDER BY n DESC"
     }
     var failureReasons: String {
         """

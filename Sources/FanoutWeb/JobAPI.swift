@@ -33,9 +33,8 @@ struct JobAPI: Sendable {
         let found = try await database.run { connection -> JobDetail? in
             guard let job = try JobAdmin(connection: connection).summary(kind: kind, id: id) else { return nil }
             let source = ReportSource(connection: connection)
-            let counts = try source.statusCounts(kind: kind, jobID: id)
             return JobDetail(
-                job: job, counts: counts.counts, inDoubt: counts.inDoubt,
+                job: job, counts: try source.statusCounts(kind: kind, jobID: id),
                 failures: try source.failureReasons(kind: kind, jobID: id, limit: 20),
                 items: try source.items(kind: kind, jobID: id, query))
         }
@@ -43,8 +42,7 @@ struct JobAPI: Sendable {
             return try Self.json(["error": "no \(kind.rawValue) job \(id)"], status: .notFound)
         }
         var object = Self.object(found.job)
-        object["counts"] = Dictionary(found.counts, uniquingKeysWith: +)
-        object["in_doubt"] = found.inDoubt
+        object["counts"] = Dictionary(found.counts.map { ($0.status, $0.count) }, uniquingKeysWith: +)
         object["failure_reasons"] = found.failures.map { ["reason": $0.reason, "count": $0.count] }
         let names = ReportColumns.names(kind)
         object["items"] = found.items.map { item in

@@ -71,9 +71,8 @@ struct JobPages: Sendable {
         let found = try await database.run { connection -> JobDetail? in
             guard let job = try JobAdmin(connection: connection).summary(kind: kind, id: id) else { return nil }
             let source = ReportSource(connection: connection)
-            let counts = try source.statusCounts(kind: kind, jobID: id)
             return JobDetail(
-                job: job, counts: counts.counts, inDoubt: counts.inDoubt,
+                job: job, counts: try source.statusCounts(kind: kind, jobID: id),
                 failures: try source.failureReasons(kind: kind, jobID: id, limit: 20),
                 items: try source.items(kind: kind, jobID: id, query))
         }
@@ -85,9 +84,8 @@ struct JobPages: Sendable {
         if let search { filterQuery += "&q=\(urlComponent(search))" }
         var values = view.values(settings: settings, back: base)
         values["notice"] = queryValue(request, "notice").flatMap { Self.notices[$0] } ?? ""
-        values["counts"] = found.counts.map { ["status": $0.0, "count": $0.1] }
-        values["hasInDoubt"] = found.inDoubt > 0
-        values["inDoubt"] = found.inDoubt
+        values["counts"] = found.counts.map { ["status": $0.status, "count": $0.count] }
+        values["hasInDoubt"] = found.items.contains(where: \.inDoubt)
         values["hasFailures"] = !found.failures.isEmpty
         values["failures"] = found.failures.map { ["count": $0.count, "reason": $0.reason] }
         values["email"] = kind == .email
@@ -179,8 +177,7 @@ struct JobPages: Sendable {
 /// What the job page reads in one database visit.
 struct JobDetail: Sendable {
     var job: JobSummary
-    var counts: [(String, Int)]
-    var inDoubt: Int
+    var counts: [(status: String, count: Int)]
     var failures: [(reason: String, count: Int)]
     var items: [ReportItem]
 }

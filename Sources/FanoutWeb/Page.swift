@@ -169,8 +169,9 @@ enum PageTemplates {
         <span class="progress-text">{{done}}/{{total}} ({{percent}}%)</span> · {{rate}} a minute · finishes in {{eta}}
         {{> actions}}</p>
         <div class="cards">{{#counts}}<div class="card"><span class="badge {{status}}">{{status}}</span>
-        <b>{{count}}</b></div>{{/counts}}{{#hasInDoubt}}<div class="card">in doubt <b>{{inDoubt}}</b></div>\
-        {{/hasInDoubt}}</div>
+        <b>{{count}}</b></div>{{/counts}}</div>
+        {{#hasInDoubt}}<p class="waiting">Items marked <i>in doubt</i> below were in flight when the process
+        sending them ended: the server may already have taken them once.</p>{{/hasInDoubt}}
         <h2>Why items failed</h2>
         {{#hasFailures}}<table id="failures"><thead><tr><th>Items</th><th>Reason</th></tr></thead><tbody>
         {{#failures}}<tr><td class="n">{{count}}</td><td>{{reason}}</td></tr>{{/failures}}</tbody></table>
