@@ -46,6 +46,8 @@ public struct HTTPResponse: Sendable {
     /// The body, cut at the request's `maxResponseBytes`.
     public var body: [UInt8]
     public var bodyTruncated: Bool
+    /// The protocol the answer came over: "1.1", "2".
+    public var httpVersion: String = ""
 
     /// The first header of that name (case-insensitive).
     public func header(_ name: String) -> String? {
@@ -68,8 +70,11 @@ public final class HTTPTransfer {
 
     public init() throws(CurlError) {
         handle = try EasyHandle()
-        // HTTP/2 where a TLS server offers it, HTTP/1.1 otherwise.
+        // HTTP/2 where a TLS server offers it, HTTP/1.1 otherwise; in a pool, a request waits to
+        // share a connection that is being opened rather than opening its own (streams over few
+        // connections: APNs treats connection storms as an attack).
         try handle.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
+        try handle.set(CURLOPT_PIPEWAIT, 1)
     }
 
     /// Only resolves and connects (and does the TLS handshake for https) to the URL's server.
@@ -151,7 +156,8 @@ public final class HTTPTransfer {
         }
         return .success(
             HTTPResponse(
-                status: handle.responseCode, headers: headers, body: state.body, bodyTruncated: state.bodyTruncated))
+                status: handle.responseCode, headers: headers, body: state.body, bodyTruncated: state.bodyTruncated,
+                httpVersion: handle.httpVersion))
     }
 }
 

@@ -193,7 +193,7 @@ struct WalletProcessJobsCommand: ParsableCommand {
             untilDone: tick.untilDone,
             verbose: logging.verbose
         ) { logger in
-            WalletDeliverer(settings: wallet, logger: logger)
+            WalletDeliverer(settings: wallet, logger: logger, tokenCache: MariaDBTokenCache(configuration: database))
         }
     }
 }

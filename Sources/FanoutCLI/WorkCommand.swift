@@ -108,7 +108,9 @@ struct WorkCommand: ParsableCommand {
         func deliverer(_ kind: JobKind, _ logger: Logger) -> any Deliverer {
             switch kind {
             case .email: EmailDeliverer(settings: email!, logger: logger)
-            case .wallet: WalletDeliverer(settings: wallet!, logger: logger)
+            case .wallet:
+                WalletDeliverer(
+                    settings: wallet!, logger: logger, tokenCache: MariaDBTokenCache(configuration: database))
             }
         }
         if once {

@@ -62,7 +62,13 @@ public struct JobFailure: Error, Sendable, CustomStringConvertible {
 /// The server cannot be used (connect, TLS, AUTH, closed before MAIL FROM): not the items' fault.
 public struct DeliveryUnavailable: Error, Sendable, CustomStringConvertible {
     public var message: String
-    public init(message: String) { self.message = message }
+    /// Set when the job itself cannot go on (a platform refused the credential or its
+    /// configuration): the job fails with this reason, its unsent items uncharged.
+    public var jobFailure: String?
+    public init(message: String, jobFailure: String? = nil) {
+        self.message = message
+        self.jobFailure = jobFailure
+    }
     public var description: String { message }
 }
 
@@ -106,4 +112,13 @@ public protocol Deliverer: AnyObject {
     /// without an outcome are put back.
     /// - Throws: `DeliveryUnavailable` when the server itself cannot be used.
     func deliver(_ job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable)
+}
+
+/// Where access tokens minted for a platform credential are kept between runs (the database, so
+/// every process on every host reuses one token until it nearly expires).
+public protocol AccessTokenCache: AnyObject {
+    /// The token kept for `credential` and when it expires (Unix seconds), if any.
+    func token(for credential: String) throws -> (token: String, expiresAt: Double)?
+    /// Keeps a new token for `credential`, replacing the old one.
+    func store(_ token: String, expiresAt: Double, for credential: String) throws
 }

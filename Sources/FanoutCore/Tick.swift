@@ -123,10 +123,11 @@ public final class Tick {
         if anyDue {
             // A batch that claimed something (a job whose items all wait for a retry is not one).
             summary.jobsAdvanced += 1
+            var jobFailure: String?
             do {
                 try deliverer.deliver(job, control: control)
             } catch {
-                summary.unavailable = error.message
+                if let reason = error.jobFailure { jobFailure = reason } else { summary.unavailable = error.message }
             }
             try control.finish()
             outcome = control.outcome
@@ -134,6 +135,14 @@ public final class Tick {
                 try store.unclaim(job: job, lease: lease)
             }
             if outcome.leaseLost { return lostLease(&summary, job) }
+            if let jobFailure {
+                summary.delivered += outcome.delivered
+                summary.failed += outcome.failed
+                try store.finish(job, status: .failed, reason: jobFailure, lease: lease)
+                summary.jobsFailed += 1
+                logger.error("job failed: \(jobFailure)", metadata: metadata(job))
+                return
+            }
             summary.delivered += outcome.delivered
             summary.failed += outcome.failed
             summary.retrying += outcome.retrying

@@ -32,6 +32,7 @@ func deliverPooled<Message: Sendable, Output>(
     ) throws(CurlError) -> Void
 ) throws(DeliveryUnavailable) {
     var sessionFailure: CurlError?
+    var jobFailure: String?
     let messages = Prefetcher(source: { control.nextItem() }, capacity: 256, transform: render)
     defer { messages.stop() }
     // Each write wakes the transfer threads waiting for their last outcome to be recorded.
@@ -39,7 +40,9 @@ func deliverPooled<Message: Sendable, Output>(
     do {
         try run(
             {
-                while sessionFailure == nil, control.shouldContinue(), let (item, rendered) = messages.next() {
+                while sessionFailure == nil, jobFailure == nil, control.shouldContinue(),
+                    let (item, rendered) = messages.next()
+                {
                     switch rendered {
                     case .success(let message):
                         guard control.handOver(item.id) else { return nil }
@@ -56,17 +59,23 @@ func deliverPooled<Message: Sendable, Output>(
                     control.report(ItemOutcome(itemID: UInt64(tag), result: outcome, code: code, detail: detail))
                 case .session(let error):
                     if sessionFailure == nil { sessionFailure = error }
+                case .stopJob(let reason):
+                    if jobFailure == nil { jobFailure = reason }
                 }
             },
             Settlement(
                 ticket: { control.recordTicket() }, settled: { control.isRecorded($0) },
                 proceed: { control.shouldContinue() }, abandon: { control.leaseLost() }),
-            { sessionFailure == nil && control.shouldContinue() }
+            { sessionFailure == nil && jobFailure == nil && control.shouldContinue() }
         )
     } catch {
         // Transfers of a failed multi handle may still be attached to it: start afresh.
         dropPool()
         throw DeliveryUnavailable(message: "\(server): transfer engine failed: \(error)")
+    }
+    if let jobFailure {
+        dropPool()
+        throw DeliveryUnavailable(message: "\(server): \(jobFailure)", jobFailure: jobFailure)
     }
     if let sessionFailure {
         logger.debug(

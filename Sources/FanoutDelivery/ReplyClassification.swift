@@ -8,6 +8,9 @@ import FanoutCore
 enum ReplyClassification {
     case outcome(ItemOutcome.Result, code: Int?, detail: String)
     case session(CurlError)
+    /// The platform refused the configuration, not this item (a credential it does not accept):
+    /// the job stops with this reason; this item and the batch's unsent ones stay uncharged.
+    case stopJob(String)
 
     /// A libcurl failure as every kind reads it: no connection, TLS, login or unusable settings
     /// fail the session; anything else (a timeout, a broken connection) is tried again later.

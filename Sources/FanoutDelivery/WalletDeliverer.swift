@@ -16,6 +16,8 @@ public struct WalletSettings: Sendable {
     public var followRedirects: Bool
     /// `WALLET_*` settings (only those), visible to templates as `env.WALLET_…`.
     public var environment: [String: String]
+    /// The platforms' credentials as configured (files are read when a job first needs them).
+    public var credentials: WalletCredentialSettings = WalletCredentialSettings()
 
     public init(
         templatesFolder: String, parallel: Int = 8, rate: Double? = nil, tls: TLSOptions = TLSOptions(),
@@ -33,32 +35,84 @@ public struct WalletSettings: Sendable {
     }
 }
 
-/// Delivers wallet items: one HTTP request per item from the job's `.http` template, several at
-/// once over kept-alive connections.
+/// Where the platforms' credentials are: `WALLET_GOOGLE_KEY_FILE`; `WALLET_APNS_CERT` +
+/// `WALLET_APNS_KEY` (+ `WALLET_APNS_KEY_PASSWORD`) or `WALLET_APNS_P12`, and `WALLET_APNS_TOPIC`.
+public struct WalletCredentialSettings: Sendable {
+    public var googleKeyFile: String?
+    public var apnsCertificate: String?
+    public var apnsKey: String?
+    public var apnsKeyPassword: String?
+    public var apnsP12: String?
+    public var apnsTopic: String?
+
+    public init(
+        googleKeyFile: String? = nil, apnsCertificate: String? = nil, apnsKey: String? = nil,
+        apnsKeyPassword: String? = nil, apnsP12: String? = nil, apnsTopic: String? = nil
+    ) {
+        self.googleKeyFile = googleKeyFile
+        self.apnsCertificate = apnsCertificate
+        self.apnsKey = apnsKey
+        self.apnsKeyPassword = apnsKeyPassword
+        self.apnsP12 = apnsP12
+        self.apnsTopic = apnsTopic
+    }
+
+    public var hasGoogle: Bool { googleKeyFile != nil }
+    public var hasAPNs: Bool { apnsCertificate != nil || apnsP12 != nil }
+}
+
+/// Delivers wallet items: one HTTP request per item from the template for its platform, several
+/// at once over kept-alive connections (HTTP/2 streams where the server offers it). Templates
+/// marked `# @auth google` get an OAuth access token (minted from the service-account key, kept
+/// in the database across runs, minted again once on a 401); `# @auth apns` ones go out with the
+/// Pass Type ID certificate. Each platform's answers are read as its documentation says.
 public final class WalletDeliverer: Deliverer {
     private let settings: WalletSettings
     private let logger: Logger
-    private var templates: [String: WalletTemplate] = [:]
+    private let tokenCache: (any AccessTokenCache)?
+    private var templates: [String: WalletTemplateSet] = [:]
     private var pool: HTTPPool?
+    private var google: GoogleTokenHolder?
+    private var apns: APNsCredential?
 
-    public init(settings: WalletSettings, logger: Logger) {
+    public init(settings: WalletSettings, logger: Logger, tokenCache: (any AccessTokenCache)? = nil) {
         self.settings = settings
         self.logger = logger
+        self.tokenCache = tokenCache
     }
 
     public func prepare(_ job: JobRecord) throws(JobFailure) {
         if templates[job.template] == nil {
             do {
-                templates[job.template] = try WalletTemplate.load(name: job.template, folder: settings.templatesFolder)
+                templates[job.template] = try WalletTemplateSet.load(
+                    name: job.template, folder: settings.templatesFolder)
                 logger.debug("template loaded", metadata: ["template": "\(job.template)", "job.id": "\(job.id)"])
             } catch {
                 throw JobFailure(reason: "Template '\(job.template)' cannot be used: \(error)")
             }
         }
+        guard let set = templates[job.template] else { return }
         // A URL that no item could make valid (a setting or the template is wrong) fails the
         // job once instead of every item.
-        if let problem = templates[job.template]?.urlProblem(environment: settings.environment) {
-            throw JobFailure(reason: "Template '\(job.template)' cannot be used: \(problem)")
+        for template in set.all {
+            if let problem = template.urlProblem(environment: settings.environment) {
+                throw JobFailure(reason: "Template '\(job.template)' cannot be used: \(problem)")
+            }
+        }
+        // A credential that is configured but cannot be used fails the job before anything is
+        // sent; one that is not configured at all fails only the items that need it.
+        let credentials = settings.credentials
+        do throws(CredentialError) {
+            if set.uses(.google), google == nil, let file = credentials.googleKeyFile {
+                google = GoogleTokenHolder(account: try GoogleServiceAccount.load(path: file), tls: settings.tls)
+            }
+            if set.uses(.apns), apns == nil, credentials.hasAPNs {
+                apns = try APNsCredential.load(
+                    certificateFile: credentials.apnsCertificate, keyFile: credentials.apnsKey,
+                    password: credentials.apnsKeyPassword, p12File: credentials.apnsP12, topic: credentials.apnsTopic)
+            }
+        } catch {
+            throw JobFailure(reason: "\(error.description): nothing was sent")
         }
     }
 
@@ -82,8 +136,15 @@ public final class WalletDeliverer: Deliverer {
     }
 
     public func deliver(_ job: JobRecord, control: any DeliveryControl) throws(DeliveryUnavailable) {
-        guard let template = templates[job.template] else {
+        guard let set = templates[job.template] else {
             preconditionFailure("deliver called before prepare for template \(job.template)")
+        }
+        if set.uses(.google), let google {
+            do {
+                try google.load(from: tokenCache)
+            } catch {
+                throw DeliveryUnavailable(message: error.message, jobFailure: error.permanent ? error.message : nil)
+            }
         }
         let pool: HTTPPool
         do {
@@ -92,56 +153,128 @@ public final class WalletDeliverer: Deliverer {
             throw DeliveryUnavailable(message: "cannot set up HTTP: \(error)")
         }
         self.pool = pool
-        let environment = settings.environment
+        defer {
+            // A token minted again during the batch (after a 401) is kept for the next runs.
+            if let google, let cache = tokenCache { google.save(to: cache, logger: logger) }
+        }
+        let factory = WalletMessageFactory(
+            set: set, job: job, settings: settings, google: google, apns: apns)
+        let exchange = WalletExchange(google: google)
         try deliverPooled(
             control: control, server: "wallet API",
             jobID: job.id, logger: logger, waker: pool.waker, dropPool: { self.pool = nil },
-            render: { [settings] item in
-                let values: [String: Any]
-                do throws(ItemDataError) {
-                    values = try Self.context(for: item, of: job, environment: environment)
-                } catch {
-                    return .failure(ItemRejection(reason: error.reason))
-                }
-                return template.render(values).map { request in
-                    HTTPRequest(
-                        method: request.method, url: request.url, headers: request.headers,
-                        body: Array(request.body.utf8),
-                        connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds,
-                        timeoutMilliseconds: settings.timeoutMilliseconds,
-                        followRedirects: settings.followRedirects, maxResponseBytes: 16 * 1024, tls: settings.tls
-                    )
-                }
-            },
+            render: { item in factory.message(for: item) },
             classify: Self.classify,
             run: { next, completed, settlement, tick throws(CurlError) in
                 try pool.run(
-                    next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
+                    next: { exchange.next(next, completed) }, completed: { exchange.completed($0, $1, completed) },
+                    settlement: settlement, tick: tick)
             }
         )
     }
 
-    /// 2xx delivered; 408, 429 and 5xx later (after Retry-After when given); other statuses fail
-    /// the item with the status and an excerpt of the answer. Connect and TLS failures are the
-    /// server's, not the item's; a timeout or a broken connection is retried later.
-    static func classify(_ result: Result<HTTPResponse, CurlError>) -> ReplyClassification {
+    /// An answer as its platform means it (the platform's own words go to the reason).
+    static func classify(_ result: Result<WalletResponse, CurlError>) -> ReplyClassification {
         switch result {
-        case .success(let response):
-            let answer = excerpt(response.bodyText)
-            let detail = "HTTP \(response.status)" + (answer.isEmpty ? "" : ": \(answer)")
-            switch response.status {
-            case 200..<300:
-                return .outcome(.delivered, code: response.status, detail: detail)
-            case 408, 429, 500..<600:
-                return .outcome(
-                    .transient(retryAfter: retryAfter(response.header("Retry-After"))), code: response.status,
-                    detail: detail)
-            default:
-                return .outcome(.failed, code: response.status, detail: detail)
-            }
+        case .success(let answer):
+            let classification: ReplyClassification =
+                switch answer.auth {
+                case .google: classifyGoogle(answer.response)
+                case .apns: classifyAPNs(answer.response, attempts: answer.attempts)
+                case nil: classifyHTTP(answer.response)
+                }
+            guard let carrier = answer.sharedWith, case .outcome(let result, let code, let detail) = classification
+            else { return classification }
+            return .outcome(result, code: code, detail: "one push for this device, sent for item \(carrier): \(detail)")
         case .failure(let error):
+            // A client certificate libcurl cannot use is the configuration's fault, not a server's.
+            if error.curlCode == 58 {
+                return .stopJob("the APNs client certificate cannot be used (WALLET_APNS_CERT/KEY/P12): \(error)")
+            }
             return .transferFailure(error)
         }
+    }
+
+    /// 2xx delivered; 408, 429 and 5xx later (after Retry-After when given); other statuses fail
+    /// the item with the status and an excerpt of the answer.
+    static func classifyHTTP(_ response: HTTPResponse) -> ReplyClassification {
+        let detail = describe(response)
+        switch response.status {
+        case 200..<300:
+            return .outcome(.delivered, code: response.status, detail: detail)
+        case 408, 429, 500..<600:
+            return .outcome(
+                .transient(retryAfter: retryAfter(response.header("Retry-After"))), code: response.status,
+                detail: detail)
+        default:
+            return .outcome(.failed, code: response.status, detail: detail)
+        }
+    }
+
+    /// Google Wallet: 403 permissionDenied is the configuration's (the service account is not
+    /// on the issuer): the job stops; 403 quotaExceeded is a wait; a 401 left after minting again
+    /// is the credential's.
+    static func classifyGoogle(_ response: HTTPResponse) -> ReplyClassification {
+        let error = GoogleError(response.body)
+        switch response.status {
+        case 401:
+            return .stopJob(
+                "Google Wallet refused the access token of WALLET_GOOGLE_KEY_FILE even when minted again "
+                    + "(HTTP 401: \(error.message ?? excerpt(response.bodyText)))")
+        case 403 where error.reason == "quotaExceeded" || error.reason == "rateLimitExceeded":
+            return .outcome(
+                .transient(retryAfter: retryAfter(response.header("Retry-After")) ?? .seconds(60)), code: 403,
+                detail: describe(response))
+        case 403:
+            return .stopJob(
+                "Google Wallet refused the service account (HTTP 403 \(error.reason ?? error.status ?? "")"
+                    + ": \(error.message ?? excerpt(response.bodyText))): add its client_email as a user of the "
+                    + "issuer in the Google Pay & Wallet console")
+        default:
+            return classifyHTTP(response)
+        }
+    }
+
+    /// APNs: 410 is a device that is gone (never retried; the host app deletes the registration);
+    /// a bad or foreign token fails its item; other 400s and 403s are the configuration's; 429
+    /// waits for that device, a minute doubling to an hour.
+    static func classifyAPNs(_ response: HTTPResponse, attempts: Int) -> ReplyClassification {
+        let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
+        let reason = object?["reason"] as? String ?? ""
+        switch response.status {
+        case 200..<300:
+            return .outcome(.delivered, code: response.status, detail: "HTTP \(response.status)")
+        case 410:
+            var since = ""
+            if let stamp = object?["timestamp"] as? Double ?? (object?["timestamp"] as? Int).map(Double.init) {
+                since = " since " + ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: stamp / 1000))
+            }
+            return .outcome(
+                .failed, code: 410,
+                detail: "unregistered: APNs 410 \(reason.isEmpty ? "Unregistered" : reason)"
+                    + "\(since): delete this device's registration")
+        case 400 where reason == "BadDeviceToken" || reason == "DeviceTokenNotForTopic":
+            return .outcome(.failed, code: 400, detail: "APNs 400 \(reason)")
+        case 400, 403:
+            return .stopJob(
+                "APNs refused the push configuration (HTTP \(response.status) \(reason)): check WALLET_APNS_TOPIC "
+                    + "and the certificate (WALLET_APNS_CERT or WALLET_APNS_P12)")
+        case 429:
+            let wait = min(3600, 60 << min(attempts, 6))
+            return .outcome(
+                .transient(retryAfter: .seconds(wait)), code: 429, detail: "APNs 429 \(reason): this device waits")
+        case 500..<600:
+            return .outcome(
+                .transient(retryAfter: retryAfter(response.header("Retry-After"))), code: response.status,
+                detail: "APNs \(response.status) \(reason)")
+        default:
+            return .outcome(.failed, code: response.status, detail: "APNs \(response.status) \(reason)")
+        }
+    }
+
+    static func describe(_ response: HTTPResponse) -> String {
+        let answer = excerpt(response.bodyText)
+        return "HTTP \(response.status)" + (answer.isEmpty ? "" : ": \(answer)")
     }
 
     /// `Retry-After` as seconds or an HTTP date.

@@ -10,33 +10,126 @@ public struct RenderedRequest: Sendable {
     public var body: String
 }
 
-/// A wallet API request template: `wallet/NAME.http.mustache` in the common `.http` form:
-/// `METHOD URL`, header lines, a blank line, an optional body. `#` comment lines before the
-/// request line are skipped.
+/// Who signs a wallet template's requests: Fanout adds the credential itself (`# @auth google`:
+/// an OAuth access token; `# @auth apns`: the TLS client certificate), never the template.
+public enum WalletAuth: String, Sendable, CaseIterable {
+    case google, apns
+}
+
+/// A wallet template file: `wallet/NAME.http.mustache`, or `wallet/NAME.PLATFORM.http.mustache`
+/// for the items of one platform. An optional first line `# @auth google|apns` names the
+/// credential; then one request in the common `.http` form, or two separated by a `###` line:
+/// an update, and the insert sent when the update answers 404 (the REST Client convention).
+public struct WalletTemplate: Sendable {
+    public let name: String
+    public let auth: WalletAuth?
+    /// The request; for an update/insert pair, the update first.
+    let requests: [WalletRequestTemplate]
+    /// The file, relative to the templates folder.
+    public let relative: String
+
+    public var isJSON: Bool { requests[0].isJSON }
+    /// Whether the file holds an insert to send when the update answers 404.
+    public var hasInsert: Bool { requests.count > 1 }
+
+    /// `wallet/NAME.http.mustache`; an error when it does not exist.
+    public static func load(name: String, folder: String) throws(TemplateError) -> WalletTemplate {
+        guard let template = try read(name: name, platform: nil, folder: folder) else {
+            let path = (folder as NSString).appendingPathComponent("wallet/\(name).http.mustache")
+            throw TemplateError(template: name, message: "no such template: \(path) does not exist")
+        }
+        return template
+    }
+
+    /// `wallet/NAME.PLATFORM.http.mustache` (or `wallet/NAME.http.mustache` without a platform);
+    /// nil when that file does not exist.
+    public static func read(name: String, platform: String?, folder: String) throws(TemplateError) -> WalletTemplate? {
+        try TemplateSource.checkName(name)
+        let relative = "wallet/\(name)\(platform.map { ".\($0)" } ?? "").http.mustache"
+        guard let source = try TemplateSource.read(relative, in: folder, template: name) else { return nil }
+        var lines = source.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\n")[...]
+        var auth: WalletAuth?
+        if let first = lines.first?.trimmingCharacters(in: .whitespaces), first.hasPrefix("#"),
+            first.dropFirst().trimmingCharacters(in: .whitespaces).hasPrefix("@auth")
+        {
+            let value = first.dropFirst().trimmingCharacters(in: .whitespaces).dropFirst("@auth".count)
+                .trimmingCharacters(in: .whitespaces)
+            guard let named = WalletAuth(rawValue: value.lowercased()) else {
+                throw TemplateError(
+                    template: name,
+                    message: "\(relative): '# @auth \(value)' names no credential Fanout knows (google or apns)")
+            }
+            auth = named
+            lines = lines.dropFirst()
+        }
+        var blocks: [ArraySlice<String>] = []
+        var block: [String] = []
+        for line in lines {
+            if line.trimmingCharacters(in: .whitespaces).hasPrefix("###") {
+                blocks.append(block[...])
+                block = []
+            } else {
+                block.append(line)
+            }
+        }
+        blocks.append(block[...])
+        blocks.removeAll { $0.allSatisfy { $0.trimmingCharacters(in: .whitespaces).isEmpty } }
+        guard (1...2).contains(blocks.count) else {
+            throw TemplateError(
+                template: name,
+                message: blocks.isEmpty
+                    ? "\(relative) has no request line (METHOD URL)"
+                    : "\(relative) holds \(blocks.count) requests: one, or an update and an insert separated by ###")
+        }
+        var requests: [WalletRequestTemplate] = []
+        for (index, block) in blocks.enumerated() {
+            let place = blocks.count == 1 ? relative : "\(relative) (\(index == 0 ? "update" : "insert"))"
+            requests.append(try WalletRequestTemplate.parse(block, name: name, place: place))
+        }
+        return WalletTemplate(name: name, auth: auth, requests: requests, relative: relative)
+    }
+
+    /// Why no item of this template could get a valid URL with these settings, naming the
+    /// setting or the template; nil when every request's URL start is fine.
+    public func urlProblem(environment: [String: String]) -> String? {
+        requests.lazy.compactMap { $0.urlProblem(environment: environment) }.first
+    }
+
+    /// Renders the request (and the insert, when the file has one) for one item.
+    public func render(_ context: [String: Any]) -> Result<[RenderedRequest], ItemRejection> {
+        var rendered: [RenderedRequest] = []
+        for request in requests {
+            switch request.render(context) {
+            case .success(let one): rendered.append(one)
+            case .failure(let rejection): return .failure(rejection)
+            }
+        }
+        return .success(rendered)
+    }
+}
+
+/// One request of a wallet template in the common `.http` form: `METHOD URL`, header lines, a
+/// blank line, an optional body. `#` comment lines before the request line are skipped.
 ///
 /// Each part is its own mustache template with the escaping its place needs, so no item can
 /// change the shape of a request: values in the URL are percent-encoded (`{{{x}}}` inserts a
 /// trusted setting raw, e.g. a base URL), header values are taken as text and a line break in one
 /// fails the item, values in a JSON body are JSON-string-escaped, and the rendered JSON must parse.
-public struct WalletTemplate: Sendable {
-    public let name: String
-    private let method: String
+struct WalletRequestTemplate: Sendable {
+    let name: String
+    let method: String
     private let url: TemplatePart
     private let headers: [(name: String, value: TemplatePart)]
     private let body: TemplatePart?
-    public let isJSON: Bool
-    /// What every item's URL starts with, and the file the template came from.
+    let isJSON: Bool
+    /// What every item's URL starts with, and where the request came from.
     private let urlStart: URLStart
     private let relative: String
 
-    public static func load(name: String, folder: String) throws(TemplateError) -> WalletTemplate {
-        try TemplateSource.checkName(name)
-        let relative = "wallet/\(name).http.mustache"
-        guard let source = try TemplateSource.read(relative, in: folder, template: name) else {
-            let path = (folder as NSString).appendingPathComponent(relative)
-            throw TemplateError(template: name, message: "no such template: \(path) does not exist")
-        }
-        var lines = source.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\n")[...]
+    static func parse(_ block: ArraySlice<String>, name: String, place relative: String) throws(TemplateError)
+        -> WalletRequestTemplate
+    {
+        var lines = block
         while let first = lines.first,
             first.trimmingCharacters(in: .whitespaces).isEmpty || first.hasPrefix("#") || first.hasPrefix("//")
         {
@@ -84,7 +177,7 @@ public struct WalletTemplate: Sendable {
             headers.append(("Content-Type", try compile("application/json", .text, "header")))
         }
         let body = bodyText.isEmpty ? nil : try compile(bodyText, isJSON ? .json : .text, "body")
-        return WalletTemplate(
+        return WalletRequestTemplate(
             name: name, method: parts[0].uppercased(), url: url, headers: headers, body: body, isJSON: isJSON,
             urlStart: URLStart(urlTags), relative: relative
         )
@@ -92,7 +185,7 @@ public struct WalletTemplate: Sendable {
 
     /// Why no item of this template could get a valid URL with these settings, naming the
     /// setting or the template; nil when the URL's start is fine (or depends on each item).
-    public func urlProblem(environment: [String: String]) -> String? {
+    func urlProblem(environment: [String: String]) -> String? {
         let start = urlStart.render(environment)
         let settings = urlStart.settings
         if start.hasPrefix("http://") || start.hasPrefix("https://") {
@@ -120,7 +213,7 @@ public struct WalletTemplate: Sendable {
     }
 
     /// Renders the request for one item; a reason when the result cannot be sent as it is.
-    public func render(_ context: [String: Any]) -> Result<RenderedRequest, ItemRejection> {
+    func render(_ context: [String: Any]) -> Result<RenderedRequest, ItemRejection> {
         let url = self.url.render(context)
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
             return .failure(ItemRejection(reason: "the rendered URL is not http(s): \(excerpt(url, limit: 80))"))

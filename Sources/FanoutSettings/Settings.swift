@@ -167,17 +167,31 @@ public struct Settings: Sendable {
     public func wallet(parallel: Int?, rate: Double?) throws(ConfigurationError) -> WalletSettings {
         let timeout = try integer("FANOUT_HTTP_TIMEOUT", default: 30, range: 1...3600)
         let fromEnvironment = try integer("FANOUT_HTTP_CONNECTIONS", default: 8, range: 1...256)
-        return WalletSettings(
+        var environment = values.filter { $0.key.hasPrefix("WALLET_") && !$0.value.isEmpty }
+        // Settings with a documented default render it in templates when unset.
+        for (name, value) in Self.walletDefaults where environment[name] == nil { environment[name] = value }
+        var settings = WalletSettings(
             templatesFolder: self["FANOUT_TEMPLATES"] ?? "./templates",
             parallel: parallel ?? fromEnvironment,
             rate: rate,
-            tls: TLSOptions(verifyPeer: true, caFile: self["FANOUT_HTTP_CA_FILE"]),
+            tls: TLSOptions(verifyPeer: true, caFile: self["FANOUT_HTTP_CA_FILE"], extraCAFile: self["WALLET_TLS_CA"]),
             connectTimeoutMilliseconds: 10_000,
             timeoutMilliseconds: timeout * 1000,
             followRedirects: ["1", "true", "yes"].contains(self["FANOUT_HTTP_FOLLOW_REDIRECTS"]?.lowercased() ?? ""),
-            environment: values.filter { $0.key.hasPrefix("WALLET_") }
+            environment: environment
         )
+        settings.credentials = WalletCredentialSettings(
+            googleKeyFile: self["WALLET_GOOGLE_KEY_FILE"], apnsCertificate: self["WALLET_APNS_CERT"],
+            apnsKey: self["WALLET_APNS_KEY"], apnsKeyPassword: self["WALLET_APNS_KEY_PASSWORD"],
+            apnsP12: self["WALLET_APNS_P12"], apnsTopic: self["WALLET_APNS_TOPIC"])
+        return settings
     }
+
+    /// Wallet settings with a documented default (contract, "Wallet platforms").
+    static let walletDefaults = [
+        "WALLET_GOOGLE_API_BASE": "https://walletobjects.googleapis.com/walletobjects/v1",
+        "WALLET_APNS_BASE": "https://api.push.apple.com",
+    ]
 
     /// Where a setting's value comes from: `environment`, the `.env` file's path, or nil (unset).
     public func source(of name: String) -> String? {

@@ -211,12 +211,16 @@ struct JobSQL: KindStatements {
     /// status, ids again (IN), job id, owner.
     func recordDetailed(count: Int) -> String {
         let place = "FIELD(id, \(list(count)))"
+        // Wallet: APNs said the device is gone (410): the reason says so first, and when.
+        let unregistered =
+            kind == .wallet
+            ? ",\n  unregistered_at = IF(status = 'failed' AND reason LIKE 'unregistered%', NOW(), NULL)" : ""
         return """
             UPDATE \(items) SET reason = ELT(@place := \(place), \(list(count))),
               \(codeColumn) = ELT(@place, \(list(count))),
               next_attempt_at = NOW(6) + INTERVAL ELT(@place, \(list(count))) MICROSECOND,
               status = ?, attempts = attempts + 1,
-              processed_at = IF(status = 'pending', NULL, NOW()), claimed_by = NULL, updated_at = NOW()
+              processed_at = IF(status = 'pending', NULL, NOW()), claimed_by = NULL, updated_at = NOW()\(unregistered)
             WHERE id IN (\(list(count))) AND \(fk) = ? AND claimed_by = ? AND status = 'processing'
             """
     }
