@@ -80,12 +80,15 @@ public struct ItemOutcome: Sendable, Hashable {
     public var code: Int?
     /// A line a person can act on: the server's reply, or why the item could not be sent.
     public var detail: String
+    /// A reason kept even for a delivered item (one push shared by several items).
+    public var note: String?
 
-    public init(itemID: UInt64, result: Result, code: Int? = nil, detail: String) {
+    public init(itemID: UInt64, result: Result, code: Int? = nil, detail: String, note: String? = nil) {
         self.itemID = itemID
         self.result = result
         self.code = code
         self.detail = detail
+        self.note = note
     }
 }
 

@@ -75,7 +75,8 @@ public struct TickPolicy: Sendable {
         switch outcome.result {
         case .delivered:
             return ItemUpdate(
-                itemID: outcome.itemID, status: kind.deliveredStatus, reason: nil, code: outcome.code, retryDelay: nil)
+                itemID: outcome.itemID, status: kind.deliveredStatus, reason: outcome.note, code: outcome.code,
+                retryDelay: nil)
         case .failed:
             return ItemUpdate(
                 itemID: outcome.itemID, status: .failed, reason: outcome.detail, code: outcome.code, retryDelay: nil)

@@ -55,8 +55,9 @@ func deliverPooled<Message: Sendable, Output>(
             },
             { tag, result in
                 switch classify(result) {
-                case .outcome(let outcome, let code, let detail):
-                    control.report(ItemOutcome(itemID: UInt64(tag), result: outcome, code: code, detail: detail))
+                case .outcome(let outcome, let code, let detail, let note):
+                    control.report(
+                        ItemOutcome(itemID: UInt64(tag), result: outcome, code: code, detail: detail, note: note))
                 case .session(let error):
                     if sessionFailure == nil { sessionFailure = error }
                 case .stopJob(let reason):

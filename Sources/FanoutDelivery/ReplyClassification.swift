@@ -6,7 +6,8 @@ import FanoutCore
 /// Each kind reads its own replies (SMTP codes, HTTP statuses) and hands the rest to
 /// `transferFailure`.
 enum ReplyClassification {
-    case outcome(ItemOutcome.Result, code: Int?, detail: String)
+    /// `note`: a reason kept even when the item was delivered (a push it shared with another).
+    case outcome(ItemOutcome.Result, code: Int?, detail: String, note: String? = nil)
     case session(CurlError)
     /// The platform refused the configuration, not this item (a credential it does not accept):
     /// the job stops with this reason; this item and the batch's unsent ones stay uncharged.

@@ -183,9 +183,10 @@ public final class WalletDeliverer: Deliverer {
                 case .apns: classifyAPNs(answer.response, attempts: answer.attempts)
                 case nil: classifyHTTP(answer.response)
                 }
-            guard let carrier = answer.sharedWith, case .outcome(let result, let code, let detail) = classification
+            guard let carrier = answer.sharedWith, case .outcome(let result, let code, let detail, _) = classification
             else { return classification }
-            return .outcome(result, code: code, detail: "one push for this device, sent for item \(carrier): \(detail)")
+            let shared = "one push for this device, sent for item \(carrier): \(detail)"
+            return .outcome(result, code: code, detail: shared, note: shared)
         case .failure(let error):
             // A client certificate libcurl cannot use is the configuration's fault, not a server's.
             if error.curlCode == 58 {

@@ -170,11 +170,18 @@ public final class MariaDBJobStore: JobStore {
         var delivered: [Int?: [UInt64]] = [:]
         var failures: [ItemUpdate] = []
         var retries: [ItemUpdate] = []
+        /// Delivered with a reason to keep (a push shared with another item): written one by one.
+        var noted: [ItemUpdate] = []
         for update in updates {
             switch update.status {
             case .pending: retries.append(update)
             case .failed: failures.append(update)
-            default: delivered[update.code, default: []].append(update.itemID)
+            default:
+                if update.reason != nil {
+                    noted.append(update)
+                } else {
+                    delivered[update.code, default: []].append(update.itemID)
+                }
             }
         }
         for (code, itemIDs) in delivered {
@@ -185,12 +192,10 @@ public final class MariaDBJobStore: JobStore {
                     [job.kind.deliveredStatus.rawValue, code] + ids + [job.id, lease.owner]
                 ).affectedRows)
         }
-        for group in [failures, retries] where !group.isEmpty {
+        for group in [failures, retries, noted] where !group.isEmpty {
             let written = try recordDetailed(group, job: job, lease: lease)
-            if group[0].status == .failed {
-                terminal += written
-                failed += written
-            }
+            if group[0].status != .pending { terminal += written }
+            if group[0].status == .failed { failed += written }
         }
         // The job's counters move by what was written, in the same round as the items.
         let result = try execute(
