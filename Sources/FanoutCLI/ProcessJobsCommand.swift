@@ -193,7 +193,7 @@ struct WalletProcessJobsCommand: ParsableCommand {
             untilDone: tick.untilDone,
             verbose: logging.verbose
         ) { logger in
-            WalletDeliverer(settings: wallet, logger: logger, tokenCache: MariaDBTokenCache(configuration: database))
+            WalletDeliverer.platformReady(settings: wallet, logger: logger, database: database)
         }
     }
 }
@@ -289,5 +289,15 @@ enum TickRunner {
         var random = SystemRandomNumberGenerator()
         let suffix = String(random.next() & 0xFFFF_FFFF, radix: 36)
         return "\(MariaDBJobStore.hostName.prefix(30)):\(getpid()):\(suffix)"
+    }
+}
+
+extension WalletDeliverer {
+    /// A wallet deliverer whose access tokens and Google rate are shared through the database.
+    static func platformReady(settings: WalletSettings, logger: Logger, database: ConnectionConfiguration)
+        -> WalletDeliverer
+    {
+        let shared = MariaDBTokenCache(configuration: database)
+        return WalletDeliverer(settings: settings, logger: logger, tokenCache: shared, sharedRate: shared)
     }
 }

@@ -109,8 +109,7 @@ struct WorkCommand: ParsableCommand {
             switch kind {
             case .email: EmailDeliverer(settings: email!, logger: logger)
             case .wallet:
-                WalletDeliverer(
-                    settings: wallet!, logger: logger, tokenCache: MariaDBTokenCache(configuration: database))
+                WalletDeliverer.platformReady(settings: wallet!, logger: logger, database: database)
             }
         }
         if once {

@@ -122,3 +122,12 @@ public protocol AccessTokenCache: AnyObject {
     /// Keeps a new token for `credential`, replacing the old one.
     func store(_ token: String, expiresAt: Double, for credential: String) throws
 }
+
+/// A request rate shared by every process on every host (kept in the database).
+public protocol SharedRate: AnyObject {
+    /// Reserves `count` request starts at `perSecond` under `name`; returns when the first may
+    /// start (Unix seconds, the database's clock) and the database's time now.
+    func reserve(_ name: String, count: Int, perSecond: Double) throws -> (start: Double, now: Double)
+    /// Lets no request start under `name` for `seconds` from now.
+    func pause(_ name: String, seconds: Double) throws
+}

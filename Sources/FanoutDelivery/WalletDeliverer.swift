@@ -44,6 +44,8 @@ public struct WalletCredentialSettings: Sendable {
     public var apnsKeyPassword: String?
     public var apnsP12: String?
     public var apnsTopic: String?
+    /// Requests a second per Google service-account key, all processes together (0: no cap).
+    public var googleRate: Double = 20
 
     public init(
         googleKeyFile: String? = nil, apnsCertificate: String? = nil, apnsKey: String? = nil,
@@ -70,15 +72,20 @@ public final class WalletDeliverer: Deliverer {
     private let settings: WalletSettings
     private let logger: Logger
     private let tokenCache: (any AccessTokenCache)?
+    private let sharedRate: (any SharedRate)?
     private var templates: [String: WalletTemplateSet] = [:]
     private var pool: HTTPPool?
     private var google: GoogleTokenHolder?
     private var apns: APNsCredential?
 
-    public init(settings: WalletSettings, logger: Logger, tokenCache: (any AccessTokenCache)? = nil) {
+    public init(
+        settings: WalletSettings, logger: Logger, tokenCache: (any AccessTokenCache)? = nil,
+        sharedRate: (any SharedRate)? = nil
+    ) {
         self.settings = settings
         self.logger = logger
         self.tokenCache = tokenCache
+        self.sharedRate = sharedRate
     }
 
     public func prepare(_ job: JobRecord) throws(JobFailure) {
@@ -159,7 +166,14 @@ public final class WalletDeliverer: Deliverer {
         }
         let factory = WalletMessageFactory(
             set: set, job: job, settings: settings, google: google, apns: apns)
-        let exchange = WalletExchange(google: google)
+        let googleRate = settings.credentials.googleRate
+        let pacer = google.flatMap { google in
+            googleRate > 0
+                ? SharedRatePacer(
+                    rate: sharedRate, name: google.account.credentialName, perSecond: googleRate, logger: logger)
+                : nil
+        }
+        let exchange = WalletExchange(google: google, pacer: pacer)
         try deliverPooled(
             control: control, server: "wallet API",
             jobID: job.id, logger: logger, waker: pool.waker, dropPool: { self.pool = nil },

@@ -100,9 +100,12 @@ final class WalletExchange {
     /// Devices pushed in this batch: the item that carried it and its answer.
     private var pushed: [String: (carrier: UInt64, result: Result<HTTPResponse, CurlError>)] = [:]
     private var followUp: HTTPTransfer?
+    /// The Google credential's rate, shared with every process; nil: no cap.
+    private let pacer: SharedRatePacer?
 
-    init(google: GoogleTokenHolder?) {
+    init(google: GoogleTokenHolder?, pacer: SharedRatePacer?) {
         self.google = google
+        self.pacer = pacer
     }
 
     func next(
@@ -120,6 +123,7 @@ final class WalletExchange {
                 }
                 carriers[device] = tag
             }
+            if message.auth == .google { pacer?.waitForSlot() }
             let token = message.auth == .google ? google?.current : nil
             inFlight[tag] = (message, token)
             return (tag, message.request(0, token: token))
@@ -133,6 +137,10 @@ final class WalletExchange {
     ) {
         guard let (message, token) = inFlight.removeValue(forKey: tag) else { return }
         let final = settle(message, token: token, result)
+        if message.auth == .google, case .success(let response) = final, response.status == 429 {
+            // Google's limit is per project: everybody waits, not just this process.
+            pacer?.pause(seconds: WalletDeliverer.retryAfter(response.header("Retry-After")).map { $0.seconds } ?? 1)
+        }
         report(tag, Self.answer(message, final, sharedWith: nil))
         guard let device = message.device else { return }
         carriers[device] = nil
@@ -149,18 +157,23 @@ final class WalletExchange {
         var token = token
         if message.auth == .google, response.status == 401, let google, let fresh = google.refresh(stale: token) {
             token = fresh
+            pacer?.waitForSlot()
             switch send(message.request(0, token: token)) {
             case .success(let again): response = again
             case .failure(let error): return .failure(error)
             }
         }
         if message.requests.count > 1, response.status == 404 {
+            if message.auth == .google { pacer?.waitForSlot() }
             switch send(message.request(1, token: token)) {
             case .success(let inserted): response = inserted
             case .failure(let error): return .failure(error)
             }
             // Inserted by someone else meanwhile: update it after all.
-            if response.status == 409 { return send(message.request(0, token: token)) }
+            if response.status == 409 {
+                if message.auth == .google { pacer?.waitForSlot() }
+                return send(message.request(0, token: token))
+            }
         }
         return .success(response)
     }

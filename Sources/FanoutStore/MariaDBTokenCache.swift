@@ -1,9 +1,9 @@
 import FanoutCore
 import MariaDB
 
-/// `fanout_access_tokens` over a connection of its own, opened on first use (only jobs whose
-/// templates use `# @auth google` need it).
-public final class MariaDBTokenCache: AccessTokenCache {
+/// `fanout_access_tokens` and `fanout_rates` over a connection of its own, opened on first use
+/// (only jobs whose templates use `# @auth google` need it).
+public final class MariaDBTokenCache: AccessTokenCache, SharedRate {
     private let configuration: ConnectionConfiguration
     private var connection: Connection?
 
@@ -28,6 +28,21 @@ public final class MariaDBTokenCache: AccessTokenCache {
     public func store(_ token: String, expiresAt: Double, for credential: String) throws {
         try open().execute(TokenSQL.write, [credential, token, expiresAt])
     }
+
+    public func reserve(_ name: String, count: Int, perSecond: Double) throws -> (start: Double, now: Double) {
+        let connection = try open()
+        try connection.execute(TokenSQL.ensureRate, [name])
+        // One statement moves the shared clock on and remembers where this reservation starts.
+        try connection.execute(TokenSQL.reserve, [1.0, Double(count) / perSecond, name])
+        guard let row = try connection.queryFirst(TokenSQL.reserved) else { return (0, 0) }
+        return (Double(sqlValue: row["start"]) ?? 0, Double(sqlValue: row["now"]) ?? 0)
+    }
+
+    public func pause(_ name: String, seconds: Double) throws {
+        let connection = try open()
+        try connection.execute(TokenSQL.ensureRate, [name])
+        try connection.execute(TokenSQL.pause, [seconds, name])
+    }
 }
 
 @available(*, unavailable)
@@ -39,4 +54,12 @@ enum TokenSQL {
         INSERT INTO fanout_access_tokens (credential, access_token, expires_at) VALUES (?, ?, ?)
         ON DUPLICATE KEY UPDATE access_token = VALUES(access_token), expires_at = VALUES(expires_at)
         """
+    static let ensureRate = "INSERT IGNORE INTO fanout_rates (name, next_at) VALUES (?, 0)"
+    /// Parameters: burst (seconds of starts that may happen at once), seconds reserved, name.
+    static let reserve = """
+        UPDATE fanout_rates SET next_at = (@fanout_start := GREATEST(next_at, UNIX_TIMESTAMP(NOW(6)) - ?)) + ?
+        WHERE name = ?
+        """
+    static let reserved = "SELECT @fanout_start AS start, UNIX_TIMESTAMP(NOW(6)) AS now"
+    static let pause = "UPDATE fanout_rates SET next_at = GREATEST(next_at, UNIX_TIMESTAMP(NOW(6)) + ?) WHERE name = ?"
 }

@@ -230,4 +230,36 @@ struct WalletPlatformTests {
             }
         }
     }
+
+    /// WALLET_GOOGLE_RATE holds for all processes together: two overlapping ticks on two
+    /// companies share one service account's 10 requests a second (counted at the double).
+    @Test func twoOverlappingTicksShareTheCredentialsRate() throws {
+        try withPlatforms { setup in
+            var env = setup.env
+            env["WALLET_GOOGLE_RATE"] = "10"
+            let first = try setup.fixture.walletJob(
+                company: 1, template: "card", cards: (1...30).map { googleCard("a-\($0)") })
+            let second = try setup.fixture.walletJob(
+                company: 2, template: "card", cards: (1...30).map { googleCard("b-\($0)") })
+            let output = TestEnvironment.scratchDirectory.appendingPathComponent("rate-\(UUID().uuidString)")
+            let ticks = try (0..<2).map { n in
+                try startFanout(
+                    ["wallet:process-jobs", "--batch-size", "30"], environment: env,
+                    output: output.appendingPathExtension("\(n)"))
+            }
+            #expect(ticks.map { $0.wait(seconds: 120) } == [0, 0])
+            #expect(try setup.fixture.walletJobRow(first).status == "completed")
+            #expect(try setup.fixture.walletJobRow(second).status == "completed")
+            let times = setup.google.requests(kind: "api").compactMap { $0["t"] as? Double }.sorted()
+            #expect(times.count == 60)
+            // Any second: at most a second's worth at once (the burst) plus a second's worth of
+            // rate; any three seconds: three seconds' worth plus the burst. Two processes pacing
+            // alone would reach twice that.
+            func most(within seconds: Double) -> Int {
+                times.map { start in times.filter { $0 >= start && $0 < start + seconds }.count }.max() ?? 0
+            }
+            #expect(most(within: 1) <= 21, "\(most(within: 1)) in one second")
+            #expect(most(within: 3) <= 41, "\(most(within: 3)) in three seconds")
+        }
+    }
 }

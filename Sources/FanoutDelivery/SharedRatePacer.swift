@@ -1,0 +1,62 @@
+import FanoutCore
+import Foundation
+import Logging
+
+/// Paces request starts to a rate shared by every process on every host (`SharedRate`, kept in
+/// the database): reserves a quarter second's worth of starts at a time and waits for each one's
+/// moment. When the database cannot be asked, it paces this process alone at the same rate.
+final class SharedRatePacer {
+    private let rate: (any SharedRate)?
+    private let name: String
+    private let perSecond: Double
+    private let logger: Logger
+    /// Reserved start moments not used yet, on this machine's clock (seconds since 1970).
+    private var slots: [Double] = []
+    private var last: Double = 0
+
+    init(rate: (any SharedRate)?, name: String, perSecond: Double, logger: Logger) {
+        self.rate = rate
+        self.name = name
+        self.perSecond = perSecond
+        self.logger = logger
+    }
+
+    /// Waits until this process may start its next request.
+    func waitForSlot() {
+        if slots.isEmpty { reserve() }
+        let moment = slots.removeFirst()
+        let wait = moment - Date().timeIntervalSince1970
+        if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+        last = max(moment, Date().timeIntervalSince1970)
+    }
+
+    /// No start for anybody for `seconds` (the platform answered 429).
+    func pause(seconds: Double) {
+        slots.removeAll()
+        do {
+            try rate?.pause(name, seconds: seconds)
+        } catch {
+            logger.debug("shared rate pause not written: \(error)")
+        }
+        last = max(last, Date().timeIntervalSince1970 + seconds)
+    }
+
+    private func reserve() {
+        let count = max(1, Int(perSecond / 4))
+        let local = Date().timeIntervalSince1970
+        var start = max(local, last + 1 / perSecond)
+        if let rate {
+            do {
+                let reserved = try rate.reserve(name, count: count, perSecond: perSecond)
+                // The database's moment on this machine's clock.
+                start = reserved.start + (local - reserved.now)
+            } catch {
+                logger.debug("shared rate not reserved, pacing this process alone: \(error)")
+            }
+        }
+        slots = (0..<count).map { start + Double($0) / perSecond }
+    }
+}
+
+@available(*, unavailable)
+extension SharedRatePacer: Sendable {}
