@@ -98,10 +98,12 @@ struct DoctorCommand: ParsableCommand {
             (try? FileManager.default.contentsOfDirectory(atPath: folder + "/email"))?.filter {
                 !$0.hasPrefix(".") && !$0.hasSuffix(".md")
             }.sorted() ?? []
-        let walletNames =
-            (try? FileManager.default.contentsOfDirectory(atPath: folder + "/wallet"))?.filter {
+        // Wallet templates by job template name: NAME.http.mustache and NAME.PLATFORM.http.mustache.
+        let walletNames = Set(
+            ((try? FileManager.default.contentsOfDirectory(atPath: folder + "/wallet")) ?? []).filter {
                 $0.hasSuffix(".http.mustache")
-            }.map { String($0.dropLast(".http.mustache".count)) }.sorted() ?? []
+            }.map { String($0.dropLast(".http.mustache".count).split(separator: ".")[0]) }
+        ).sorted()
         if emailNames.isEmpty && walletNames.isEmpty {
             report(
                 false, "templates",
@@ -112,18 +114,60 @@ struct DoctorCommand: ParsableCommand {
                 _ = try EmailTemplate.load(name: name, folder: folder); report(true, "template", "email/\(name)")
             } catch { report(false, "template", "\(error)") }
         }
-        let walletEnvironment = (try? settings.wallet(parallel: 1, rate: nil))?.environment ?? [:]
+        let wallet = try? settings.wallet(parallel: 1, rate: nil)
+        let walletEnvironment = wallet?.environment ?? [:]
+        var authsUsed: Set<WalletAuth> = []
         for name in walletNames {
             do {
-                let template = try WalletTemplate.load(name: name, folder: folder)
-                // The same check a wallet job makes before it sends anything.
-                if let problem = template.urlProblem(environment: walletEnvironment) {
-                    report(false, "template", problem)
-                } else {
-                    report(true, "template", "wallet/\(name)")
+                let set = try WalletTemplateSet.load(name: name, folder: folder)
+                for template in set.all {
+                    if let auth = template.auth { authsUsed.insert(auth) }
+                    // The same check a wallet job makes before it sends anything.
+                    if let problem = template.urlProblem(environment: walletEnvironment) {
+                        report(false, "template", problem)
+                    } else {
+                        report(true, "template", template.relative + (template.auth.map { " (@auth \($0))" } ?? ""))
+                    }
                 }
             } catch {
                 report(false, "template", "\(error)")
+            }
+        }
+        // The platforms' credentials, for real: the key mints a token; the certificate fits.
+        if let wallet {
+            let credentials = wallet.credentials
+            if let file = credentials.googleKeyFile {
+                do {
+                    let account = try GoogleServiceAccount.load(path: file)
+                    do {
+                        let minted = try account.mint(tls: wallet.tls)
+                        let minutes = Int((minted.expiresAt - Date().timeIntervalSince1970) / 60)
+                        report(
+                            true, "google",
+                            "WALLET_GOOGLE_KEY_FILE (\(account.clientEmail)) minted an access token valid \(minutes) min")
+                    } catch {
+                        report(false, "google", error.message)
+                    }
+                } catch {
+                    report(false, "google", error.description)
+                }
+            } else if authsUsed.contains(.google) {
+                report(false, "google", "a template is signed '# @auth google' but WALLET_GOOGLE_KEY_FILE is not set")
+            }
+            if credentials.hasAPNs {
+                do {
+                    let apns = try APNsCredential.load(
+                        certificateFile: credentials.apnsCertificate, keyFile: credentials.apnsKey,
+                        password: credentials.apnsKeyPassword, p12File: credentials.apnsP12,
+                        topic: credentials.apnsTopic)
+                    report(true, "apns", "the certificate fits WALLET_APNS_TOPIC \(apns.topic) and is not expired")
+                } catch {
+                    report(false, "apns", error.description)
+                }
+            } else if authsUsed.contains(.apns) {
+                report(
+                    false, "apns",
+                    "a template is signed '# @auth apns' but neither WALLET_APNS_CERT nor WALLET_APNS_P12 is set")
             }
         }
         // The wallet API's server, when a base URL is configured.

@@ -262,4 +262,21 @@ struct WalletPlatformTests {
             #expect(most(within: 3) <= 41, "\(most(within: 3)) in three seconds")
         }
     }
+
+    @Test func doctorChecksEachCredentialForReal() throws {
+        try withPlatforms { setup in
+            let good = try runFanout(["doctor"], environment: setup.env)
+            #expect(good.stdout.contains("minted an access token valid"), "\(good.stdout)")
+            #expect(good.stdout.contains("the certificate fits WALLET_APNS_TOPIC pass.test.fanout"))
+            #expect(good.stdout.contains("wallet/card.google.http.mustache (@auth google)"))
+            var env = setup.env
+            env["WALLET_GOOGLE_KEY_FILE"] = setup.google.wrongKeyFile
+            env["WALLET_APNS_CERT"] = setup.apns.file("expired.pem")
+            env["WALLET_APNS_KEY"] = setup.apns.file("expired.key")
+            let bad = try runFanout(["doctor"], environment: env)
+            #expect(bad.status == 1)
+            #expect(bad.stdout.contains("invalid_grant: Invalid JWT Signature."), "\(bad.stdout)")
+            #expect(bad.stdout.contains("expired on"), "\(bad.stdout)")
+        }
+    }
 }
