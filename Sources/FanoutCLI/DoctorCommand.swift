@@ -142,9 +142,8 @@ struct DoctorCommand: ParsableCommand {
                     do {
                         let minted = try account.mint(tls: wallet.tls)
                         let minutes = Int((minted.expiresAt - Date().timeIntervalSince1970) / 60)
-                        report(
-                            true, "google",
-                            "WALLET_GOOGLE_KEY_FILE (\(account.clientEmail)) minted an access token valid \(minutes) min")
+                        let what = "WALLET_GOOGLE_KEY_FILE (\(account.clientEmail))"
+                        report(true, "google", "\(what) minted an access token valid \(minutes) min")
                     } catch {
                         report(false, "google", error.message)
                     }
