@@ -77,6 +77,9 @@ public final class WalletDeliverer: Deliverer {
     private var pool: HTTPPool?
     private var google: GoogleTokenHolder?
     private var apns: APNsCredential?
+    /// The APNs devices this process pushed for the job it works on: one push per device per
+    /// job across its batches (a job's later batches in another process may push a device again).
+    private var pushed: (job: UInt64, devices: PushedDevices) = (0, [:])
 
     public init(
         settings: WalletSettings, logger: Logger, tokenCache: (any AccessTokenCache)? = nil,
@@ -173,7 +176,9 @@ public final class WalletDeliverer: Deliverer {
                     rate: sharedRate, name: google.account.credentialName, perSecond: googleRate, logger: logger)
                 : nil
         }
-        let exchange = WalletExchange(google: google, pacer: pacer)
+        if pushed.job != job.id { pushed = (job.id, [:]) }
+        let exchange = WalletExchange(google: google, pacer: pacer, pushed: pushed.devices)
+        defer { pushed.devices = exchange.pushed }
         try deliverPooled(
             control: control, server: "wallet API",
             jobID: job.id, logger: logger, waker: pool.waker, dropPool: { self.pool = nil },

@@ -4,6 +4,9 @@ import Foundation
 import Logging
 import Synchronization
 
+/// Devices already pushed for a job: the item that carried each push and its answer.
+typealias PushedDevices = [String: (carrier: UInt64, result: Result<HTTPResponse, CurlError>)]
+
 /// One wallet item, ready to send: its request (and the insert an update falls back to), who
 /// signs it, and the device it pushes to (APNs items of one job share a push per device).
 struct WalletMessage: Sendable {
@@ -97,15 +100,17 @@ final class WalletExchange {
     /// Devices with a push in flight, and the items waiting for its answer.
     private var carriers: [String: Int] = [:]
     private var waiting: [Int: [(tag: Int, message: WalletMessage)]] = [:]
-    /// Devices pushed in this batch: the item that carried it and its answer.
-    private var pushed: [String: (carrier: UInt64, result: Result<HTTPResponse, CurlError>)] = [:]
+    /// Devices pushed for this job by this process (this batch and the earlier ones): the item
+    /// that carried the push and its answer.
+    private(set) var pushed: PushedDevices
     private var followUp: HTTPTransfer?
     /// The Google credential's rate, shared with every process; nil: no cap.
     private let pacer: SharedRatePacer?
 
-    init(google: GoogleTokenHolder?, pacer: SharedRatePacer?) {
+    init(google: GoogleTokenHolder?, pacer: SharedRatePacer?, pushed: PushedDevices) {
         self.google = google
         self.pacer = pacer
+        self.pushed = pushed
     }
 
     func next(
@@ -144,7 +149,10 @@ final class WalletExchange {
         report(tag, Self.answer(message, final, sharedWith: nil))
         guard let device = message.device else { return }
         carriers[device] = nil
-        pushed[device] = (message.itemID, final)
+        // A final answer stands for the device's later items; one to try again does not.
+        if case .success(let response) = final, response.status < 500, response.status != 429 {
+            pushed[device] = (message.itemID, final)
+        }
         for duplicate in waiting.removeValue(forKey: tag) ?? [] {
             report(duplicate.tag, Self.answer(duplicate.message, final, sharedWith: message.itemID))
         }

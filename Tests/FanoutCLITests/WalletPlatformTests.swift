@@ -279,4 +279,18 @@ struct WalletPlatformTests {
             #expect(bad.stdout.contains("expired on"), "\(bad.stdout)")
         }
     }
+
+    /// One push per device per job, across the batches one process runs.
+    @Test func aDeviceIsPushedOnceAcrossBatches() throws {
+        try withPlatforms { setup in
+            let job = try setup.fixture.walletJob(
+                company: 1, template: "card", cards: [appleCard("dev2"), appleCard("dev3"), appleCard("dev2")])
+            let result = try tick(setup.env, ["--batch-size", "1", "--until-done"])
+            #expect(result.status == 0, "\(result.stderr)")
+            let items = try setup.fixture.walletItems(job: job)
+            #expect(items.map(\.status) == ["completed", "completed", "completed"])
+            #expect(items[2].reason?.contains("sent for item \(items[0].id)") == true, "\(items[2])")
+            #expect(setup.apns.requests.compactMap { $0["token"] as? String }.sorted() == ["dev2", "dev3"])
+        }
+    }
 }
