@@ -43,13 +43,16 @@ public struct WorkItem: Sendable, Hashable {
     public var platform: String?
     /// The item's `data` column: JSON text, untrusted.
     public var data: String?
+    /// Wallet items: the reason its last try left (how long it has been waiting, and why).
+    public var reason: String?
     /// The item may have been delivered already by a tick that died.
     public var inDoubt: Bool
 
     public init(
         id: UInt64, jobID: UInt64, attempts: Int = 0, email: String? = nil, name: String? = nil, cardID: UInt64? = nil,
-        platform: String? = nil, data: String? = nil, inDoubt: Bool = false
+        platform: String? = nil, data: String? = nil, reason: String? = nil, inDoubt: Bool = false
     ) {
+        self.reason = reason
         self.id = id
         self.jobID = jobID
         self.attempts = attempts
@@ -72,6 +75,9 @@ public struct ItemOutcome: Sendable, Hashable {
         /// Refused for now (SMTP 4xx, HTTP 408/429/5xx, timeout, broken connection): try again
         /// later, not before `retryAfter` when the server said so.
         case transient(retryAfter: Duration?)
+        /// Not taken, and not the item's fault: the platform asked this item to wait (APNs 429
+        /// for its device). Back to pending for this long; no attempt charged.
+        case waiting(Duration)
     }
 
     public var itemID: UInt64
@@ -101,13 +107,18 @@ public struct ItemUpdate: Sendable, Hashable {
     /// For `pending` (retry): how long from now until the next attempt may start (the store
     /// adds it to the database's clock).
     public var retryDelay: Duration?
+    /// Whether this try counts as an attempt (a wait the platform asked for does not).
+    public var charged: Bool
 
-    public init(itemID: UInt64, status: ItemStatus, reason: String?, code: Int?, retryDelay: Duration?) {
+    public init(
+        itemID: UInt64, status: ItemStatus, reason: String?, code: Int?, retryDelay: Duration?, charged: Bool = true
+    ) {
         self.itemID = itemID
         self.status = status
         self.reason = reason
         self.code = code
         self.retryDelay = retryDelay
+        self.charged = charged
     }
 }
 

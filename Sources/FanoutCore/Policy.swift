@@ -80,6 +80,10 @@ public struct TickPolicy: Sendable {
         case .failed:
             return ItemUpdate(
                 itemID: outcome.itemID, status: .failed, reason: outcome.detail, code: outcome.code, retryDelay: nil)
+        case .waiting(let wait):
+            return ItemUpdate(
+                itemID: outcome.itemID, status: .pending, reason: outcome.detail, code: outcome.code, retryDelay: wait,
+                charged: false)
         case .transient(let retryAfter):
             let made = attempts + 1
             if made >= maxAttempts {

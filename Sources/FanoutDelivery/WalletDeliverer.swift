@@ -199,7 +199,7 @@ public final class WalletDeliverer: Deliverer {
             let classification: ReplyClassification =
                 switch answer.auth {
                 case .google: classifyGoogle(answer.response)
-                case .apns: classifyAPNs(answer.response, attempts: answer.attempts)
+                case .apns: classifyAPNs(answer.response, previousReason: answer.previousReason)
                 case nil: classifyHTTP(answer.response)
                 }
             guard let carrier = answer.sharedWith, case .outcome(let result, let code, let detail, _) = classification
@@ -257,8 +257,11 @@ public final class WalletDeliverer: Deliverer {
 
     /// APNs: 410 is a device that is gone (never retried; the host app deletes the registration);
     /// a bad or foreign token fails its item; other 400s and 403s are the configuration's; 429
-    /// waits for that device, a minute doubling to an hour.
-    static func classifyAPNs(_ response: HTTPResponse, attempts: Int) -> ReplyClassification {
+    /// makes that device wait, uncharged, a minute doubling to an hour, and fails it after six
+    /// hours of it (`previousReason` says since when and how long the last wait was).
+    static func classifyAPNs(_ response: HTTPResponse, previousReason: String?, now: Date = Date())
+        -> ReplyClassification
+    {
         let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
         let reason = object?["reason"] as? String ?? ""
         switch response.status {
@@ -280,9 +283,18 @@ public final class WalletDeliverer: Deliverer {
                 "APNs refused the push configuration (HTTP \(response.status) \(reason)): check WALLET_APNS_TOPIC "
                     + "and the certificate (WALLET_APNS_CERT or WALLET_APNS_P12)")
         case 429:
-            let wait = min(3600, 60 << min(attempts, 6))
+            let throttled = reason.isEmpty ? "TooManyRequests" : reason
+            let last = DeviceWait(previousReason)
+            let since = last?.since ?? now
+            if now.timeIntervalSince(since) >= DeviceWait.giveUpAfter {
+                return .outcome(
+                    .failed, code: 429,
+                    detail: "APNs 429 \(throttled) for this device for 6 hours since \(DeviceWait.format(since))")
+            }
+            let wait = min(3600, (last?.seconds ?? 30) * 2)
             return .outcome(
-                .transient(retryAfter: .seconds(wait)), code: 429, detail: "APNs 429 \(reason): this device waits")
+                .waiting(.seconds(wait)), code: 429, detail: DeviceWait.describe(throttled, since: since, seconds: wait)
+            )
         case 500..<600:
             return .outcome(
                 .transient(retryAfter: retryAfter(response.header("Retry-After"))), code: response.status,
@@ -312,3 +324,29 @@ public final class WalletDeliverer: Deliverer {
 
 @available(*, unavailable)
 extension WalletDeliverer: Sendable {}
+
+/// How long an APNs device has been answered 429, kept in its item's reason between tries:
+/// "Waiting: APNs 429 TooManyRequests since 2026-12-06T03:10:00Z; next push in 120 s".
+struct DeviceWait {
+    static let giveUpAfter: TimeInterval = 6 * 3600
+    var since: Date
+    var seconds: Int
+
+    init?(_ reason: String?) {
+        guard let reason, reason.hasPrefix("Waiting: APNs 429"),
+            let sinceRange = reason.range(of: " since "), let nextRange = reason.range(of: "; next push in ")
+        else { return nil }
+        let stamp = String(reason[sinceRange.upperBound..<nextRange.lowerBound])
+        guard let date = ISO8601DateFormatter().date(from: stamp),
+            let seconds = Int(reason[nextRange.upperBound...].prefix { $0.isNumber })
+        else { return nil }
+        since = date
+        self.seconds = seconds
+    }
+
+    static func format(_ date: Date) -> String { ISO8601DateFormatter().string(from: date) }
+
+    static func describe(_ reason: String, since: Date, seconds: Int) -> String {
+        "Waiting: APNs 429 \(reason) since \(format(since)); next push in \(seconds) s"
+    }
+}

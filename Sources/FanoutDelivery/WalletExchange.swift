@@ -12,6 +12,8 @@ typealias PushedDevices = [String: (carrier: UInt64, result: Result<HTTPResponse
 struct WalletMessage: Sendable {
     var itemID: UInt64
     var attempts: Int
+    /// The reason the item's last try left (a device that has been waiting, and since when).
+    var previousReason: String?
     var auth: WalletAuth?
     var requests: [HTTPRequest]
     /// The push's address (APNs: the device token's URL); nil when every item is its own.
@@ -30,6 +32,7 @@ struct WalletResponse: Sendable {
     var response: HTTPResponse
     var auth: WalletAuth?
     var attempts: Int
+    var previousReason: String?
     /// The item whose push this item shared (same device).
     var sharedWith: UInt64?
 }
@@ -83,7 +86,8 @@ struct WalletMessageFactory: Sendable {
                     maxResponseBytes: 16 * 1024, tls: tls)
             }
             return WalletMessage(
-                itemID: item.id, attempts: item.attempts, auth: template.auth, requests: requests,
+                itemID: item.id, attempts: item.attempts, previousReason: item.reason, auth: template.auth,
+                requests: requests,
                 device: template.auth == .apns ? requests[0].url : nil)
         }
     }
@@ -201,7 +205,9 @@ final class WalletExchange {
         _ message: WalletMessage, _ result: Result<HTTPResponse, CurlError>, sharedWith: UInt64?
     ) -> Result<WalletResponse, CurlError> {
         result.map {
-            WalletResponse(response: $0, auth: message.auth, attempts: message.attempts, sharedWith: sharedWith)
+            WalletResponse(
+                response: $0, auth: message.auth, attempts: message.attempts,
+                previousReason: message.previousReason, sharedWith: sharedWith)
         }
     }
 }

@@ -124,6 +124,7 @@ public final class MariaDBJobStore: JobStore {
                 cardID: try row.decodeIfPresent("card_id"),
                 platform: try row.decodeIfPresent("platform"),
                 data: try row.decodeIfPresent("data"),
+                reason: try row.decodeIfPresent("reason"),
                 inDoubt: try row.decode("in_doubt", as: Bool.self)
             )
         }
@@ -192,7 +193,10 @@ public final class MariaDBJobStore: JobStore {
                     [job.kind.deliveredStatus.rawValue, code] + ids + [job.id, lease.owner]
                 ).affectedRows)
         }
-        for group in [failures, retries, noted] where !group.isEmpty {
+        // A wait the platform asked for is written apart: it charges no attempt.
+        let waits = retries.filter { !$0.charged }
+        retries.removeAll { !$0.charged }
+        for group in [failures, retries, waits, noted] where !group.isEmpty {
             let written = try recordDetailed(group, job: job, lease: lease)
             if group[0].status != .pending { terminal += written }
             if group[0].status == .failed { failed += written }
@@ -234,7 +238,9 @@ public final class MariaDBJobStore: JobStore {
             parameters.append(contentsOf: padded.map { $0 as any SQLEncodable })
             parameters.append(job.id)
             parameters.append(lease.owner)
-            written += Int(try execute(sql.recordDetailed(count: padded.count), parameters).affectedRows)
+            written += Int(
+                try execute(sql.recordDetailed(count: padded.count, charged: chunk[0].charged), parameters)
+                    .affectedRows)
         }
         return written
     }

@@ -150,7 +150,8 @@ struct JobSQL: KindStatements {
             kind == .email
             ? "email, name, NULL AS card_id, NULL AS platform" : "NULL AS email, NULL AS name, card_id, platform"
         return """
-            SELECT id, attempts, \(columns), data, in_doubt FROM \(items) FORCE INDEX (\(items)_job_status_id)
+            SELECT id, attempts, \(columns), data, in_doubt, \(kind == .wallet ? "reason" : "NULL AS reason")
+            FROM \(items) FORCE INDEX (\(items)_job_status_id)
             WHERE \(fk) = ? AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))
             ORDER BY id LIMIT ?
             """
@@ -209,7 +210,7 @@ struct JobSQL: KindStatements {
     /// (picked by the item's place in the list). An item the host cancelled meanwhile stays
     /// cancelled. Parameters: ids, reasons, codes, retry µs (each `count` long, for FIELD/ELT),
     /// status, ids again (IN), job id, owner.
-    func recordDetailed(count: Int) -> String {
+    func recordDetailed(count: Int, charged: Bool = true) -> String {
         let place = "FIELD(id, \(list(count)))"
         // Wallet: APNs said the device is gone (410): the reason says so first, and when.
         let unregistered =
@@ -219,7 +220,7 @@ struct JobSQL: KindStatements {
             UPDATE \(items) SET reason = ELT(@place := \(place), \(list(count))),
               \(codeColumn) = ELT(@place, \(list(count))),
               next_attempt_at = NOW(6) + INTERVAL ELT(@place, \(list(count))) MICROSECOND,
-              status = ?, attempts = attempts + 1,
+              status = ?, attempts = attempts + \(charged ? 1 : 0),
               processed_at = IF(status = 'pending', NULL, NOW()), claimed_by = NULL, updated_at = NOW()\(unregistered)
             WHERE id IN (\(list(count))) AND \(fk) = ? AND claimed_by = ? AND status = 'processing'
             """

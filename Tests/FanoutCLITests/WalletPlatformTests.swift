@@ -293,4 +293,43 @@ struct WalletPlatformTests {
             #expect(setup.apns.requests.compactMap { $0["token"] as? String }.sorted() == ["dev2", "dev3"])
         }
     }
+
+    /// APNs 429: that device waits, uncharged, a minute doubling to an hour; after six hours of
+    /// it the item fails with that reason.
+    @Test func aThrottledDeviceWaitsUnchargedAndGivesUpAfterSixHours() throws {
+        try withPlatforms { setup in
+            let job = try setup.fixture.walletJob(company: 1, template: "card", cards: [appleCard("busy1")])
+            let itemSQL =
+                "SELECT status, attempts, reason, next_attempt_at > NOW() AS later FROM "
+                + "bulk_wallet_api_job_items WHERE bulk_wallet_api_job_id = ?"
+            func item() throws -> (status: String, attempts: Int, reason: String, later: Bool) {
+                let row = try #require(try setup.fixture.db.queryFirst(itemSQL, [job]))
+                return (
+                    try row.decode("status"), try row.decode("attempts"), try row.decodeIfPresent("reason") ?? "",
+                    try row.decodeIfPresent("later", as: Bool.self) ?? false
+                )
+            }
+            #expect(try tick(setup.env).status == 0)
+            let first = try item()
+            #expect(first.status == "pending" && first.attempts == 0 && first.later, "\(first)")
+            #expect(first.reason.hasPrefix("Waiting: APNs 429 TooManyRequests since "), "\(first.reason)")
+            #expect(first.reason.hasSuffix("; next push in 60 s"))
+            // Due again (as if the minute had passed): the wait doubles, still uncharged.
+            let due = "UPDATE bulk_wallet_api_job_items SET next_attempt_at = NULL WHERE bulk_wallet_api_job_id = ?"
+            try setup.fixture.db.execute(due, [job])
+            #expect(try tick(setup.env).status == 0)
+            let second = try item()
+            #expect(second.attempts == 0 && second.reason.hasSuffix("; next push in 120 s"), "\(second)")
+            #expect(second.reason.prefix(60) == first.reason.prefix(60), "the same 'since'")
+            // Six hours of 429s: the item fails with that reason.
+            try setup.fixture.db.execute(
+                "UPDATE bulk_wallet_api_job_items SET next_attempt_at = NULL, reason = ? WHERE bulk_wallet_api_job_id = ?",
+                ["Waiting: APNs 429 TooManyRequests since 2020-01-01T00:00:00Z; next push in 3600 s", job])
+            #expect(try tick(setup.env).status == 0)
+            let last = try item()
+            #expect(last.status == "failed", "\(last)")
+            #expect(last.reason.contains("for 6 hours since 2020-01-01T00:00:00Z"))
+            #expect(setup.apns.requests.count == 3)
+        }
+    }
 }
