@@ -323,7 +323,8 @@ struct WalletPlatformTests {
             #expect(second.reason.prefix(60) == first.reason.prefix(60), "the same 'since'")
             // Six hours of 429s: the item fails with that reason.
             try setup.fixture.db.execute(
-                "UPDATE bulk_wallet_api_job_items SET next_attempt_at = NULL, reason = ? WHERE bulk_wallet_api_job_id = ?",
+                "UPDATE bulk_wallet_api_job_items SET next_attempt_at = NULL, reason = ? "
+                    + "WHERE bulk_wallet_api_job_id = ?",
                 ["Waiting: APNs 429 TooManyRequests since 2020-01-01T00:00:00Z; next push in 3600 s", job])
             #expect(try tick(setup.env).status == 0)
             let last = try item()
