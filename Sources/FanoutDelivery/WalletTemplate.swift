@@ -81,6 +81,12 @@ public struct WalletTemplate: Sendable {
                     ? "\(relative) has no request line (METHOD URL)"
                     : "\(relative) holds \(blocks.count) requests: one, or an update and an insert separated by ###")
         }
+        if blocks.count > 1 && auth != .google {
+            throw TemplateError(
+                template: name,
+                message: "\(relative) holds two requests: only a Google template ('# @auth google') has an update and "
+                    + "an insert")
+        }
         var requests: [WalletRequestTemplate] = []
         for (index, block) in blocks.enumerated() {
             let place = blocks.count == 1 ? relative : "\(relative) (\(index == 0 ? "update" : "insert"))"
