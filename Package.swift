@@ -32,8 +32,10 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        .systemLibrary(name: "CDKIM", pkgConfig: "opendkim", providers: [.apt(["libopendkim-dev"])]),
         .target(name: "MariaDB", dependencies: ["CMariaDB"]),
         .target(name: "Curl", dependencies: ["CCurl"]),
+        .target(name: "DKIM", dependencies: ["CDKIM"]),
         .target(name: "FanoutCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(
             name: "FanoutStore",
@@ -45,7 +47,7 @@ let package = Package(
         .target(
             name: "FanoutDelivery",
             dependencies: [
-                "FanoutCore", "Curl",
+                "FanoutCore", "Curl", "DKIM",
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -73,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "FanoutWeb",
             dependencies: [
-                "FanoutCore", "FanoutStore", "FanoutReports", "FanoutSettings", "MariaDB",
+                "FanoutCore", "FanoutStore", "FanoutReports", "FanoutSettings", "FanoutDelivery", "MariaDB",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -84,6 +86,7 @@ let package = Package(
         ),
         .testTarget(name: "MariaDBTests", dependencies: ["MariaDB", "TestSupport"]),
         .testTarget(name: "CurlTests", dependencies: ["Curl", "TestSupport"]),
+        .testTarget(name: "DKIMTests", dependencies: ["DKIM", "TestSupport"]),
         .testTarget(
             name: "FanoutCoreTests", dependencies: ["FanoutCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FanoutDeliveryTests", dependencies: ["FanoutDelivery", "TestSupport"]),

@@ -96,6 +96,19 @@ struct DoctorCommand: ParsableCommand {
         } else {
             print("skip smtp       MAIL_HOST is not set (only needed for email jobs)")
         }
+        // Marketing mail's one-click unsubscribe (Gmail and Yahoo require it of bulk senders).
+        do {
+            if let unsubscribe = try settings.unsubscribe() {
+                report(true, "unsubscribe", "marketing mail carries List-Unsubscribe: \(unsubscribe.urlTemplate)")
+            } else {
+                note(
+                    "unsubscribe",
+                    "FANOUT_UNSUBSCRIBE_URL is not set: marketing mail goes out without List-Unsubscribe "
+                        + "(Gmail and Yahoo require one-click unsubscribe from bulk senders)")
+            }
+        } catch {
+            report(false, "unsubscribe", error.description)
+        }
         // Templates.
         let folder = settings["FANOUT_TEMPLATES"] ?? "./templates"
         let emailNames =

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FanoutCore
+import FanoutReports
 import FanoutSettings
 import FanoutStore
 import MariaDB
@@ -143,6 +144,9 @@ struct JobsCommand: ParsableCommand {
         }
         return ([line(header)] + rows.map(line)).joined(separator: "\n")
     }
+
+    /// Unix seconds as a UTC day: "2026-12-06".
+    static func isoDate(_ unix: Double) -> String { String(ReportTime.iso(unix).prefix(10)) }
 
     static func bar(done: Int, total: Int) -> String {
         guard total > 0 else { return "[" + String(repeating: "·", count: 10) + "]   -" }

@@ -14,11 +14,17 @@ public struct JobRecord: Sendable, Hashable {
     public var reason: String?
     /// The last time an item of the job changed, or when it was started, whichever is later.
     public var lastProgressAt: Date?
+    /// Email jobs: `marketing` or `transactional`.
+    public var mailType: String?
+    /// The database's installation id (`fanout migrate` makes it), carried in Message-IDs.
+    public var installationID: String?
 
     public init(
         kind: JobKind, id: UInt64, companyID: UInt64, template: String, status: JobStatus, reason: String? = nil,
-        lastProgressAt: Date? = nil
+        lastProgressAt: Date? = nil, mailType: String? = nil, installationID: String? = nil
     ) {
+        self.mailType = mailType
+        self.installationID = installationID
         self.kind = kind
         self.id = id
         self.companyID = companyID
@@ -45,6 +51,9 @@ public struct WorkItem: Sendable, Hashable {
     public var data: String?
     /// Wallet items: the reason its last try left (how long it has been waiting, and why).
     public var reason: String?
+    /// Email items: why the recipient must not be mailed ("unsubscribe (one-click) since …"),
+    /// from the company's suppressions when the item was claimed.
+    public var suppression: String?
     /// The item may have been delivered already by a tick that died.
     public var inDoubt: Bool
 

@@ -30,9 +30,17 @@ public struct EmailComposer: Sendable {
     }
 
     /// The deterministic Message-ID of an item: a resend after a crash carries the same one, so
-    /// receivers can drop the duplicate.
-    public static func messageID(jobID: UInt64, itemID: UInt64, domain: String) -> String {
-        "<fanout.email.\(jobID).\(itemID)@\(domain)>"
+    /// receivers can drop the duplicate; the installation id keeps two databases' apart.
+    public static func messageID(jobID: UInt64, itemID: UInt64, domain: String, installation: String? = nil) -> String {
+        "<fanout.email.\(jobID).\(itemID)\(installation.map { ".\($0)" } ?? "")@\(domain)>"
+    }
+
+    /// What a job's mail carries besides its template: the installation id for Message-IDs, and
+    /// for marketing mail the one-click unsubscribe (nil: none configured, or transactional).
+    struct JobMail: Sendable {
+        var installationID: String?
+        var unsubscribe: UnsubscribeSettings?
+        var feedbackID: String?
     }
 
     public func compose(
@@ -46,7 +54,7 @@ public struct EmailComposer: Sendable {
     /// `compose(…date:)` with the `Date` header's value already made (one per batch).
     func compose(
         jobID: UInt64, companyID: UInt64, itemID: UInt64, email: String, name: String?, dataJSON: String?,
-        dateField: String
+        dateField: String, mail: JobMail = JobMail()
     ) -> Result<ComposedEmail, ItemRejection> {
         let recipient: String
         switch EmailAddress.validate(email) {
@@ -56,16 +64,24 @@ public struct EmailComposer: Sendable {
         let variables: ItemVariables
         do {
             variables = try EmailContext.variables(
-                email: recipient, name: name, dataJSON: dataJSON, jobID: jobID, companyID: companyID, itemID: itemID)
+                email: recipient, name: name, dataJSON: dataJSON, jobID: jobID, companyID: companyID, itemID: itemID,
+                unsubscribeURL: mail.unsubscribe?.url(itemID: itemID) ?? "")
         } catch {
             return .failure(ItemRejection(reason: error.reason))
         }
         let rendered = template.render(variables)
-        let messageID = Self.messageID(jobID: jobID, itemID: itemID, domain: messageIDDomain)
+        let messageID = Self.messageID(
+            jobID: jobID, itemID: itemID, domain: messageIDDomain, installation: mail.installationID)
+        var extra: [(name: String, value: String)] = []
+        if let unsubscribe = mail.unsubscribe {
+            extra.append(("List-Unsubscribe", unsubscribe.header(itemID: itemID)))
+            extra.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        }
+        if let feedbackID = mail.feedbackID { extra.append(("Feedback-ID", feedbackID)) }
         let bytes = MIMEMessage.build(
             fromField: fromField, to: Mailbox(address: recipient, name: name),
             subject: rendered.subject, text: rendered.textBytes, html: rendered.htmlBytes,
-            messageID: messageID, dateField: dateField
+            messageID: messageID, dateField: dateField, extraHeaders: extra
         )
         return .success(
             ComposedEmail(envelopeFrom: from.address, recipient: recipient, messageID: messageID, bytes: bytes))

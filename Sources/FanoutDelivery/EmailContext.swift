@@ -10,11 +10,12 @@ public struct ItemDataError: Error, Sendable, CustomStringConvertible {
 /// own columns, `job.id`, `job.company_id` and `item.id`.
 public enum EmailContext {
     static func variables(
-        email: String, name: String?, dataJSON: String?, jobID: UInt64, companyID: UInt64, itemID: UInt64
+        email: String, name: String?, dataJSON: String?, jobID: UInt64, companyID: UInt64, itemID: UInt64,
+        unsubscribeURL: String = ""
     ) throws(ItemDataError) -> ItemVariables {
         ItemVariables(
             data: try dataObject(dataJSON), email: email, name: name ?? "", jobID: jobID, companyID: companyID,
-            itemID: itemID)
+            itemID: itemID, unsubscribeURL: unsubscribeURL)
     }
 
     /// The `data` column as a dictionary: empty for NULL or blank; an error for anything but a
@@ -44,6 +45,8 @@ struct ItemVariables {
     let jobID: UInt64
     let companyID: UInt64
     let itemID: UInt64
+    /// The recipient's one-click unsubscribe link (empty when the mail carries none).
+    let unsubscribeURL: String
 
     /// What `dictionary` holds at `path` (nil where it holds nothing).
     func value(at path: [String]) -> Any? {
@@ -51,6 +54,7 @@ struct ItemVariables {
         switch first {
         case "email": return path.count == 1 ? email : nil
         case "name": return path.count == 1 ? name : nil
+        case "unsubscribe_url": return path.count == 1 ? unsubscribeURL : nil
         case "job" where path.count == 2:
             return path[1] == "id" ? jobID : path[1] == "company_id" ? companyID : nil
         case "item" where path.count == 2:
@@ -68,6 +72,7 @@ struct ItemVariables {
         var context = data
         context["email"] = email
         context["name"] = name
+        context["unsubscribe_url"] = unsubscribeURL
         context["job"] = ["id": jobID, "company_id": companyID] as [String: Any]
         context["item"] = ["id": itemID] as [String: Any]
         return context

@@ -15,6 +15,8 @@ public struct EmailSettings: Sendable {
     public var templatesFolder: String
     /// Parallel SMTP connections.
     public var connections: Int
+    /// Marketing mail's one-click unsubscribe (`FANOUT_UNSUBSCRIBE_URL`); nil: none.
+    public var unsubscribe: UnsubscribeSettings?
 
     public init(smtp: SMTPConfiguration, from: Mailbox, templatesFolder: String, connections: Int = 4) {
         self.smtp = smtp
@@ -36,6 +38,8 @@ public final class EmailDeliverer: Deliverer {
         self.settings = settings
         self.logger = logger
     }
+
+    private var saidNoUnsubscribe = false
 
     public func prepare(_ job: JobRecord) throws(JobFailure) {
         if composers[job.template] != nil { return }
@@ -61,13 +65,21 @@ public final class EmailDeliverer: Deliverer {
         }
         self.pool = pool
         let dateField = MIMEMessage.rfc5322Date(Date())
+        let marketing = (job.mailType ?? "marketing") != "transactional"
+        let mail = EmailComposer.JobMail(
+            installationID: job.installationID, unsubscribe: marketing ? settings.unsubscribe : nil,
+            feedbackID: "\(job.id):\(job.companyID):\(marketing ? "marketing" : "transactional"):fanout")
         try deliverPooled(
             control: control, server: "SMTP server \(settings.smtp.host):\(settings.smtp.port)",
             jobID: job.id, logger: logger, waker: pool.waker, dropPool: { self.pool = nil },
             render: { item in
-                composer.compose(
+                // The company's suppression, read when the batch was claimed: never sent.
+                if let suppression = item.suppression {
+                    return .failure(ItemRejection(reason: "suppressed: \(suppression)"))
+                }
+                return composer.compose(
                     jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name,
-                    dataJSON: item.data, dateField: dateField
+                    dataJSON: item.data, dateField: dateField, mail: mail
                 ).map { SMTPMessage(from: $0.envelopeFrom, recipients: [$0.recipient], content: $0.bytes) }
             },
             classify: Self.classify,
@@ -76,6 +88,14 @@ public final class EmailDeliverer: Deliverer {
                     next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
             }
         )
+        // Once a tick, when marketing mail went out without the header Gmail and Yahoo require.
+        if settings.unsubscribe == nil, marketing, !saidNoUnsubscribe {
+            saidNoUnsubscribe = true
+            let line =
+                "marketing mail goes out without List-Unsubscribe: FANOUT_UNSUBSCRIBE_URL is not set "
+                + "(Gmail and Yahoo require one-click unsubscribe from bulk senders)"
+            logger.warning("\(line)", metadata: ["job.id": "\(job.id)"])
+        }
     }
 
     /// By the SMTP reply, not libcurl's code: 2xx delivered, 5xx failed, 4xx later; failures of

@@ -31,13 +31,16 @@ public enum MIMEMessage {
     /// (they are the same for every message of a batch).
     static func build(
         fromField: String, to: Mailbox, subject: String, text: [UInt8]?, html: [UInt8]?, messageID: String,
-        dateField: String
+        dateField: String, extraHeaders: [(name: String, value: String)] = []
     ) -> [UInt8] {
         var head = [
             "Date: ", dateField, "\r\nFrom: ", fromField, "\r\nTo: ", mailbox(to), "\r\nSubject: ",
             encodedText(singleLine(subject)),
-            "\r\nMessage-ID: ", messageID, "\r\nMIME-Version: 1.0\r\n",
+            "\r\nMessage-ID: ", messageID, "\r\n",
         ]
+        // Values Fanout makes itself (no item text): one line each.
+        for header in extraHeaders { head += [header.name, ": ", singleLine(header.value), "\r\n"] }
+        head.append("MIME-Version: 1.0\r\n")
         let plain = "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
         let rich = "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
         let parts: [(header: String, body: [UInt8])]

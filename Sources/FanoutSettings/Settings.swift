@@ -155,12 +155,32 @@ public struct Settings: Sendable {
         )
         let fromEnvironment = try integer("FANOUT_SMTP_CONNECTIONS", default: 4, range: 1...64)
         let connections = connections ?? fromEnvironment
-        return EmailSettings(
+        var settings = EmailSettings(
             smtp: smtp,
             from: Mailbox(address: fromAddress, name: self["MAIL_FROM_NAME"]),
             templatesFolder: self["FANOUT_TEMPLATES"] ?? "./templates",
             connections: connections
         )
+        settings.unsubscribe = try unsubscribe()
+        return settings
+    }
+
+    /// Marketing mail's one-click unsubscribe: `FANOUT_UNSUBSCRIBE_URL` (with `{token}`),
+    /// `FANOUT_UNSUBSCRIBE_SECRET` (the HMAC key, 16 characters or more), `FANOUT_UNSUBSCRIBE_MAILTO`.
+    public func unsubscribe() throws(ConfigurationError) -> UnsubscribeSettings? {
+        guard let url = self["FANOUT_UNSUBSCRIBE_URL"] else { return nil }
+        guard url.contains("{token}"), url.hasPrefix("https://") || url.hasPrefix("http://") else {
+            throw ConfigurationError(
+                description: "FANOUT_UNSUBSCRIBE_URL is '\(url)': expected an http(s) URL with {token} in it, "
+                    + "such as https://app.example.com/unsubscribe/{token}")
+        }
+        guard let secret = self["FANOUT_UNSUBSCRIBE_SECRET"], secret.count >= 16 else {
+            throw ConfigurationError(
+                description:
+                    "FANOUT_UNSUBSCRIBE_SECRET must be set, 16 characters or more, with FANOUT_UNSUBSCRIBE_URL "
+                    + "(the key that signs unsubscribe links; e.g. openssl rand -base64 32)")
+        }
+        return UnsubscribeSettings(urlTemplate: url, secret: secret, mailto: self["FANOUT_UNSUBSCRIBE_MAILTO"])
     }
 
     /// The wallet API settings: templates, TLS, timeouts and every `WALLET_*` variable.

@@ -56,7 +56,9 @@ public final class MariaDBJobStore: JobStore {
                 template: try row.decode("template"),
                 status: JobStatus(rawValue: try row.decode("status", as: String.self)) ?? .processing,
                 reason: try row.decodeIfPresent("reason"),
-                lastProgressAt: Double(sqlValue: row["progress_at"]).map { Date(timeIntervalSince1970: $0) }
+                lastProgressAt: Double(sqlValue: row["progress_at"]).map { Date(timeIntervalSince1970: $0) },
+                mailType: try row.decodeIfPresent("mail_type"),
+                installationID: try row.decodeIfPresent("installation")
             )
             let holder = Double(sqlValue: row["held_since"]).map { since in
                 LeaseHolder(
@@ -114,8 +116,10 @@ public final class MariaDBJobStore: JobStore {
     }
 
     public func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem] {
-        let due = try query(sql.duePending, [job.id, limit]).map { row in
-            WorkItem(
+        let parameters: [any SQLEncodable] =
+            job.kind == .email ? [job.companyID, job.mailType ?? "marketing", job.id, limit] : [job.id, limit]
+        let due = try query(sql.duePending, parameters).map { row in
+            var item = WorkItem(
                 id: try row.decode("id"),
                 jobID: job.id,
                 attempts: try row.decode("attempts"),
@@ -127,6 +131,12 @@ public final class MariaDBJobStore: JobStore {
                 reason: try row.decodeIfPresent("reason"),
                 inDoubt: try row.decode("in_doubt", as: Bool.self)
             )
+            if let why = try row.decodeIfPresent("suppressed", as: String.self) {
+                let source = try row.decodeIfPresent("suppressed_source", as: String.self).map { " (\($0))" } ?? ""
+                let since = try row.decodeIfPresent("suppressed_since", as: String.self).map { " since \($0)" } ?? ""
+                item.suppression = "\(why)\(source)\(since)"
+            }
+            return item
         }
         if due.isEmpty { return [] }
         let ids = Self.padded(due.map(\.id))

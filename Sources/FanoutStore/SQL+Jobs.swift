@@ -27,7 +27,8 @@ struct JobSQL: KindStatements {
     /// cancelled or failed outside Fanout whose items still need ending (first of all).
     var companiesWithWork: String {
         """
-        SELECT 0 AS finalise, j.id, j.company_id, j.template, j.status, j.reason,
+        SELECT 0 AS finalise, j.id, j.company_id, j.template, j.status, j.reason, \(mailType) AS mail_type,
+               (SELECT id FROM fanout_installation LIMIT 1) AS installation,
                UNIX_TIMESTAMP(IF(j.started_at IS NULL, NULL,
                  GREATEST(COALESCE(j.last_processed_at, j.started_at), j.started_at))) AS progress_at,
                l.served_at, UNIX_TIMESTAMP(NOW(6)) AS db_now,
@@ -37,7 +38,8 @@ struct JobSQL: KindStatements {
         JOIN \(jobs) j ON j.id = h.id
         LEFT JOIN fanout_leases l ON l.kind = ? AND l.company_id = j.company_id
         UNION ALL
-        SELECT 1, id, company_id, template, status, reason, NULL, NULL, UNIX_TIMESTAMP(NOW(6)), NULL, NULL
+        SELECT 1, id, company_id, template, status, reason, NULL, NULL, NULL, NULL, UNIX_TIMESTAMP(NOW(6)), NULL,
+          NULL
         FROM \(jobs) WHERE \(JobTables.endedOutside)
         ORDER BY finalise DESC, served_at IS NOT NULL, served_at, id
         """
@@ -145,15 +147,32 @@ struct JobSQL: KindStatements {
     /// The next due pending items, read through the (job, status, id) index: 50 index entries
     /// whatever the job's size. (An `UPDATE … ORDER BY id LIMIT n` was seen to examine every
     /// pending row of a 1,000,000-item job before applying the limit: 1.1 s a tick.)
+    /// Email jobs' mail type, for the jobs query (wallet jobs have none).
+    private var mailType: String { kind == .email ? "j.mail_type" : "NULL" }
+
+    /// Items due now, in id order. Email: each with the company's suppression of its recipient,
+    /// when one holds for this job's mail type (unsubscribe and complaint hold back marketing
+    /// mail; hard bounce and manual every mail). Parameters: (email: company, mail type,) job,
+    /// limit.
     var duePending: String {
-        let columns =
-            kind == .email
-            ? "email, name, NULL AS card_id, NULL AS platform" : "NULL AS email, NULL AS name, card_id, platform"
+        guard kind == .email else {
+            return """
+                SELECT id, attempts, NULL AS email, NULL AS name, card_id, platform, data, in_doubt, reason
+                FROM \(items) FORCE INDEX (\(items)_job_status_id)
+                WHERE \(fk) = ? AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))
+                ORDER BY id LIMIT ?
+                """
+        }
         return """
-            SELECT id, attempts, \(columns), data, in_doubt, \(kind == .wallet ? "reason" : "NULL AS reason")
-            FROM \(items) FORCE INDEX (\(items)_job_status_id)
-            WHERE \(fk) = ? AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))
-            ORDER BY id LIMIT ?
+            SELECT i.id, i.attempts, i.email, i.name, NULL AS card_id, NULL AS platform, i.data, i.in_doubt,
+                   NULL AS reason, s.reason AS suppressed, s.source AS suppressed_source,
+                   DATE_FORMAT(s.created_at, '%Y-%m-%d') AS suppressed_since
+            FROM \(items) i FORCE INDEX (\(items)_job_status_id)
+            LEFT JOIN fanout_suppressions s ON s.company_id = ? AND s.email = LOWER(TRIM(i.email))
+              AND (s.expires_at IS NULL OR s.expires_at > NOW(6))
+              AND (s.reason IN ('hard_bounce', 'manual') OR ? = 'marketing')
+            WHERE i.\(fk) = ? AND i.status = 'pending' AND (i.next_attempt_at IS NULL OR i.next_attempt_at <= NOW(6))
+            ORDER BY i.id LIMIT ?
             """
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FanoutDelivery
 import FanoutSettings
 import Foundation
 import Hummingbird
@@ -16,6 +17,8 @@ struct WebSettings: Sendable {
     var credentials: Credentials?
     /// The per-process token every form carries (CSRF protection without a session store).
     var formToken: String
+    /// What signs recipients' unsubscribe links (nil: `/unsubscribe/…` answers 404).
+    var unsubscribe: UnsubscribeSettings?
 }
 
 @main
@@ -99,7 +102,8 @@ struct FanoutWeb: AsyncParsableCommand {
                         + "FANOUT_WEB_PASSWORD first (anyone who reaches the page could cancel mail)")
             }
             let web = WebSettings(
-                host: host, port: port, readOnly: readOnly, credentials: credentials, formToken: randomToken(bytes: 32))
+                host: host, port: port, readOnly: readOnly, credentials: credentials, formToken: randomToken(bytes: 32),
+                unsubscribe: try settings.unsubscribe())
             let app = WebApplication(settings: web, database: WebDatabase(configuration: database), logger: logger)
             try await app.run()
         } catch let error as ConfigurationError {

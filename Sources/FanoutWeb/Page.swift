@@ -10,7 +10,7 @@ enum Page {
         for (name, text) in [
             ("layout", PageTemplates.layout), ("jobs", PageTemplates.jobs), ("job", PageTemplates.job),
             ("actions", PageTemplates.actions), ("workers", PageTemplates.workers), ("confirm", PageTemplates.confirm),
-            ("message", PageTemplates.message),
+            ("message", PageTemplates.message), ("unsubscribe", PageTemplates.unsubscribe),
         ] {
             // The templates are part of the program: one that does not parse is a bug found by every test.
             try! library.register(text, named: name)
@@ -21,12 +21,12 @@ enum Page {
     /// A whole page: `template` rendered with `values`, inside the layout.
     static func html(
         _ template: String, title: String, values: [String: Any], context: WebContext, running: Bool = false,
-        status: HTTPResponse.Status = .ok
+        status: HTTPResponse.Status = .ok, forOperators: Bool = true
     ) -> Response {
         let content = library.render(withoutEmptyText(values), withTemplate: template) ?? ""
         let page: [String: Any] = [
             "title": title, "content": content, "nonce": context.nonce, "running": running ? "1" : "0",
-            "metaRefresh": running,
+            "metaRefresh": running, "operators": forOperators,
         ]
         var layout = page
         layout["user"] = context.user
@@ -81,8 +81,8 @@ enum PageTemplates {
         padding:1px 6px;border-radius:4px}.notice{background:#d1f0d8;padding:6px 10px;border-radius:4px}
         </style></head>
         <body data-running="{{running}}">
-        <header><a href="/">Jobs</a><a href="/workers">Workers</a>
-        <span class="who">{{#user}}signed in as {{user}}{{/user}}</span></header>
+        {{#operators}}<header><a href="/">Jobs</a><a href="/workers">Workers</a>
+        <span class="who">{{#user}}signed in as {{user}}{{/user}}</span></header>{{/operators}}
         <main>{{{content}}}</main>
         <script nonce="{{nonce}}">
         (function () {
@@ -224,6 +224,15 @@ enum PageTemplates {
         <input type="hidden" name="confirmed" value="1"><input type="hidden" name="back" value="{{back}}">
         {{#type}}<input type="hidden" name="type" value="{{type}}">{{/type}}
         <button class="danger">Yes</button> <a href="{{back}}">No, go back</a></form>
+        """
+
+    /// The recipient's page before unsubscribing (a GET changes nothing: link scanners follow links).
+    static let unsubscribe = """
+        <h1>Unsubscribe {{address}}?</h1>
+        <p>You will get no more marketing mail from this sender. Messages you asked for (receipts, password
+        resets) still reach you.</p>
+        <form method="post" action="/unsubscribe/{{token}}"><input type="hidden" name="confirmed" value="1">
+        <button class="danger">Unsubscribe</button></form>
         """
 
     static let message = """

@@ -34,6 +34,9 @@ struct WebApplication: Sendable {
         router.get("/api/jobs") { request, context in try await api.jobs(request, context) }
         router.get("/api/jobs/:kind/:id") { request, context in try await api.job(request, context) }
         router.get("/healthz") { _, _ in try await health() }
+        let unsubscribe = UnsubscribePage(settings: settings, database: database, logger: logger)
+        router.get("/unsubscribe/:token") { request, context in try await unsubscribe.confirm(request, context) }
+        router.post("/unsubscribe/:token") { request, context in try await unsubscribe.unsubscribe(request, context) }
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "fanout-web"),

@@ -204,7 +204,7 @@ struct EmailTickTests {
                 #expect(
                     Set(names).isSubset(of: [
                         "Date", "From", "To", "Subject", "Message-ID", "MIME-Version", "Content-Type",
-                        "Content-Transfer-Encoding",
+                        "Content-Transfer-Encoding", "Feedback-ID",
                     ]), "\(header)")
             }
             let recipients = smtp.deliveredRecipients
@@ -479,7 +479,8 @@ struct EmailTickTests {
         try withEmailSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 200)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("killed-\(UUID().uuidString)")
-            let tick = try startFanout(["emails:process-jobs", "--batch-size", "200"], environment: env, output: output)
+            let tick = try startFanout(
+                ["emails:process-jobs", "--batch-size", "200"], environment: env, output: output)
             #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 10 })
             let mine = try fixture.db.queryFirst("SELECT CONNECTION_ID() AS id")!.decode("id", as: UInt64.self)
             let theirs = try fixture.db.query(

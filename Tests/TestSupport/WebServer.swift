@@ -8,13 +8,14 @@ public final class WebServer {
     public var base: String { "http://127.0.0.1:\(port)" }
 
     /// Starts the server and waits until `/healthz` answers (whatever it says).
-    public init(_ arguments: [String] = [], environment: [String: String]) throws {
-        port = try unusedLocalPort()
+    public init(_ arguments: [String] = [], environment: [String: String], port: Int? = nil) throws {
+        self.port = try port ?? unusedLocalPort()
         output = TestEnvironment.scratchDirectory.appendingPathComponent("web-\(UUID().uuidString)")
         var env = ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin"]
         for (key, value) in environment { env[key] = value }
         process = try ChildProcess(
-            TestEnvironment.fanoutWebBinary.path, ["--listen", "127.0.0.1:\(port)"] + arguments, environment: env,
+            TestEnvironment.fanoutWebBinary.path, ["--listen", "127.0.0.1:\(self.port)"] + arguments,
+            environment: env,
             directory: TestEnvironment.repositoryRoot.path, stdout: output.path + ".out",
             stderr: output.path + ".err")
         let url = "\(base)/healthz"

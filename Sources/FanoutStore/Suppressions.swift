@@ -1,0 +1,84 @@
+import FanoutCore
+import MariaDB
+
+/// Why an address is suppressed: unsubscribe and complaint hold back marketing mail, hard bounce
+/// and manual every mail.
+public enum SuppressionReason: String, Sendable, CaseIterable {
+    case unsubscribe, complaint
+    case hardBounce = "hard_bounce"
+    case manual
+}
+
+/// One suppressed address of a company.
+public struct Suppression: Sendable {
+    public var companyID: UInt64
+    public var email: String
+    public var reason: String
+    public var source: String?
+    public var createdAt: Double?
+    public var expiresAt: Double?
+}
+
+/// `fanout_suppressions`: the addresses a company must not mail (compared in lower case).
+public struct Suppressions {
+    private let connection: Connection
+
+    public init(connection: Connection) {
+        self.connection = connection
+    }
+
+    /// The address as it is kept and compared: trimmed, lower case.
+    public static func normalised(_ email: String) -> String {
+        email.trimming(where: \.isWhitespace).lowercased()
+    }
+
+    /// Suppresses an address (or changes why); returns whether it was new.
+    @discardableResult
+    public func add(
+        companyID: UInt64, email: String, reason: SuppressionReason, source: String?, expiresInDays: Int? = nil
+    ) throws -> Bool {
+        let result = try connection.execute(
+            SuppressionSQL.add,
+            [companyID, Self.normalised(email), reason.rawValue, source, expiresInDays, expiresInDays])
+        return result.affectedRows == 1
+    }
+
+    /// Lifts a suppression; returns whether there was one.
+    @discardableResult
+    public func remove(companyID: UInt64, email: String) throws -> Bool {
+        try connection.execute(SuppressionSQL.remove, [companyID, Self.normalised(email)]).affectedRows > 0
+    }
+
+    public func list(companyID: UInt64) throws -> [Suppression] {
+        try connection.query(SuppressionSQL.list, [companyID]).map { row in
+            Suppression(
+                companyID: companyID, email: try row.decode("email"), reason: try row.decode("reason"),
+                source: try row.decodeIfPresent("source"), createdAt: Double(sqlValue: row["created"]),
+                expiresAt: Double(sqlValue: row["expires"]))
+        }
+    }
+
+    /// The recipient and company of an email item (what an unsubscribe token names).
+    public func recipient(ofItem itemID: UInt64) throws -> (companyID: UInt64, email: String)? {
+        guard let row = try connection.queryFirst(SuppressionSQL.itemRecipient, [itemID]) else { return nil }
+        return (try row.decode("company_id"), try row.decode("email"))
+    }
+}
+
+enum SuppressionSQL {
+    /// Parameters: company, email, reason, source, days until it expires twice (NULL: never).
+    static let add = """
+        INSERT INTO fanout_suppressions (company_id, email, reason, source, created_at, expires_at)
+        VALUES (?, ?, ?, ?, NOW(6), IF(? IS NULL, NULL, NOW(6) + INTERVAL ? DAY))
+        ON DUPLICATE KEY UPDATE reason = VALUES(reason), source = VALUES(source), expires_at = VALUES(expires_at)
+        """
+    static let remove = "DELETE FROM fanout_suppressions WHERE company_id = ? AND email = ?"
+    static let list = """
+        SELECT email, reason, source, UNIX_TIMESTAMP(created_at) AS created, UNIX_TIMESTAMP(expires_at) AS expires
+        FROM fanout_suppressions WHERE company_id = ? ORDER BY email
+        """
+    static let itemRecipient = """
+        SELECT j.company_id, i.email FROM bulk_email_job_items i
+        JOIN bulk_email_jobs j ON j.id = i.bulk_email_job_id WHERE i.id = ?
+        """
+}

@@ -1,0 +1,187 @@
+import Foundation
+import MariaDB
+import Testing
+import TestSupport
+
+/// One-click unsubscribe (RFC 8058), suppressions and Message-IDs, through the built binaries
+/// against the real MariaDB, SMTP sink and fanout-web.
+@Suite(.enabled(if: TestEnvironment.hasDatabase && TestEnvironment.canStartServers))
+struct DeliverabilityTests {
+    static let secret = "unsubscribe-secret-for-tests-0123456789"
+
+    struct Setup {
+        var fixture: JobFixture
+        var smtp: TestServer
+        var web: WebServer
+        var env: [String: String]
+    }
+
+    /// The page runs signed-in and read-only: the recipient's link must need neither.
+    func withUnsubscribe(_ body: (Setup) throws -> Void) throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let smtp = try TestServer.smtp()
+            let port = try unusedLocalPort()
+            var env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+            env["FANOUT_UNSUBSCRIBE_URL"] = "http://127.0.0.1:\(port)/unsubscribe/{token}"
+            env["FANOUT_UNSUBSCRIBE_SECRET"] = Self.secret
+            env["FANOUT_UNSUBSCRIBE_MAILTO"] = "unsubscribe@example.test"
+            var webEnv = env
+            webEnv["FANOUT_WEB_USER"] = "ops"
+            webEnv["FANOUT_WEB_PASSWORD"] = "ops-password"
+            let web = try WebServer(["--read-only"], environment: webEnv, port: port)
+            try body(Setup(fixture: fixture, smtp: smtp, web: web, env: env))
+        }
+    }
+
+    /// The header lines of the message sent to `recipient` (unfolded).
+    func headers(_ smtp: TestServer, to recipient: String) throws -> [String: String] {
+        for file in smtp.messageFiles {
+            let text = try String(contentsOf: file, encoding: .utf8)
+            let head = text.components(separatedBy: "\r\n\r\n")[0].replacingOccurrences(of: "\r\n ", with: " ")
+            var fields: [String: String] = [:]
+            for line in head.components(separatedBy: "\r\n") {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                fields[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+            if fields["To"]?.contains(recipient) == true { return fields }
+        }
+        throw TestServerError(message: "no message to \(recipient)")
+    }
+
+    @Test func marketingMailCarriesOneClickUnsubscribeThatWorksWithoutLogin() throws {
+        try withUnsubscribe { setup in
+            let job = try setup.fixture.emailJob(company: 1, count: 3)
+            #expect(try runFanout(["emails:process-jobs"], environment: setup.env).status == 0)
+            let recipient = "user-c1-j\(job)-2@example.test"
+            let fields = try headers(setup.smtp, to: recipient)
+            let list = try #require(fields["List-Unsubscribe"])
+            #expect(fields["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click")
+            #expect(list.hasSuffix(", <mailto:unsubscribe@example.test?subject=unsubscribe>"), "\(list)")
+            #expect(!list.contains(recipient), "the address is never in the link")
+            #expect(fields["Feedback-ID"] == "\(job):1:marketing:fanout")
+            // The Message-ID carries this database's installation id.
+            let installation = try #require(
+                try setup.fixture.db.queryFirst("SELECT id FROM fanout_installation")?.decode("id", as: String.self))
+            #expect(installation.count == 16)
+            #expect(fields["Message-ID"]?.contains(".\(installation)@") == true, "\(fields["Message-ID"] ?? "")")
+            let url = try #require(list.firstMatch(of: /<(http[^>]+)>/)?.1).description
+            let path = String(url.dropFirst("http://127.0.0.1:\(setup.web.port)".count))
+            // A forged or altered token changes nothing.
+            let altered = String(path.dropLast()) + (path.hasSuffix("A") ? "B" : "A")
+            for forged in [altered, "/unsubscribe/1.1.AAAAAAAAAAAAAAAAAAAAAA", "/unsubscribe/nonsense"] {
+                let answer = try setup.web.request(forged, method: "POST", form: ["List-Unsubscribe": "One-Click"])
+                #expect(answer.status == 404, "\(forged)")
+            }
+            // GET asks (link scanners follow links) and changes nothing.
+            let page = try setup.web.request(path)
+            #expect(page.status == 200 && page.body.contains("Unsubscribe u***@example.test?"), "\(page.body)")
+            #expect(try setup.fixture.db.query("SELECT email FROM fanout_suppressions").isEmpty)
+            // The mailbox provider's one-click POST: no login, no form token, read-only page.
+            let done = try setup.web.request(path, method: "POST", form: ["List-Unsubscribe": "One-Click"])
+            #expect(done.status == 200, "\(done.body)")
+            let row = try #require(try setup.fixture.db.queryFirst("SELECT * FROM fanout_suppressions"))
+            #expect(try row.decode("email", as: String.self) == recipient)
+            #expect(try row.decode("reason", as: String.self) == "unsubscribe")
+            #expect(try row.decode("company_id", as: UInt64.self) == 1)
+            #expect(try row.decodeIfPresent("source", as: String.self)?.hasPrefix("one-click") == true)
+        }
+    }
+
+    @Test func theNextTickSkipsSuppressedRecipientsMidJob() throws {
+        try withUnsubscribe { setup in
+            let marketing = try setup.fixture.emailJob(company: 1, count: 80)
+            #expect(try runFanout(["emails:process-jobs"], environment: setup.env).status == 0)
+            // An unsubscribe (one-click) and a hard bounce arrive while the job runs.
+            let unsubscribed = "user-c1-j\(marketing)-60@example.test"
+            let bounced = "USER-C1-J\(marketing)-70@example.test"
+            let item60 = try #require(try setup.fixture.items(job: marketing).first { $0.email == unsubscribed }?.id)
+            // Item 60's link, made as the README documents it (a host app can do the same).
+            let mac = try runProcess(
+                URL(fileURLWithPath: "/bin/sh"),
+                [
+                    "-c",
+                    "printf 'fanout-unsubscribe.1.\(item60)' | openssl dgst -sha256 -hmac '\(Self.secret)' -binary "
+                        + "| head -c 16 | base64 | tr '+/' '-_' | tr -d '=\n'",
+                ]
+            ).stdout
+            let oneClick = try setup.web.request(
+                "/unsubscribe/1.\(item60).\(mac)", method: "POST", form: ["List-Unsubscribe": "One-Click"])
+            #expect(oneClick.status == 200, "\(oneClick.body)")
+            let made = try runFanout(
+                ["suppress", "add", "--company", "1", bounced, "--reason", "hard_bounce"],
+                environment: setup.env)
+            #expect(made.status == 0, "\(made.stderr)")
+            // A transactional job to the same people: the unsubscribe does not hold it back.
+            let transactional = try setup.fixture.emailJob(
+                company: 1, recipients: [(unsubscribed, nil, nil), (bounced.lowercased(), nil, nil)])
+            try setup.fixture.db.execute(
+                "UPDATE bulk_email_jobs SET mail_type = 'transactional' WHERE id = ?", [transactional])
+            for _ in 0..<3 { #expect(try runFanout(["emails:process-jobs"], environment: setup.env).status == 0) }
+            let items = try setup.fixture.items(job: marketing)
+            #expect(items.filter { $0.status == "failed" }.map(\.email) == [unsubscribed, bounced.lowercased()])
+            let reasons = items.filter { $0.status == "failed" }.compactMap(\.reason)
+            #expect(reasons[0].hasPrefix("suppressed: unsubscribe (one-click (item \(item60))) since "), "\(reasons)")
+            #expect(reasons[1].hasPrefix("suppressed: hard_bounce (cli) since "), "\(reasons)")
+            let delivered = setup.smtp.messageFiles.compactMap { try? String(contentsOf: $0, encoding: .utf8) }
+            #expect(
+                delivered.filter { $0.contains("To: <\(unsubscribed)>") || $0.contains(unsubscribed + ">") }
+                    .count == 1, "only the transactional message reached the unsubscribed recipient")
+            let after = try setup.fixture.items(job: transactional)
+            #expect(after.map(\.status) == ["sent", "failed"], "\(after.map { $0.reason ?? "" })")
+            // Transactional mail carries no unsubscribe link.
+            #expect(delivered.filter { $0.contains("List-Unsubscribe") }.count == 78)
+        }
+    }
+
+    @Test func suppressAddListRemoveImport() throws {
+        try withTestDatabase { database, db in
+            _ = try JobFixture(database: database, db: db)
+            let env = database.environment
+            #expect(
+                try runFanout(["suppress", "add", "--company", "3", " Ann@Example.TEST "], environment: env).status
+                    == 0)
+            let file = TestEnvironment.makeTemporaryDirectory("suppress").appendingPathComponent("list.csv")
+            try "name,email\nBob,bob@example.test\nBad,not-an-address\nCy,CY@example.test\n".write(
+                to: file, atomically: true, encoding: .utf8)
+            let imported = try runFanout(
+                ["suppress", "import", "--company", "3", file.path, "--reason", "complaint"], environment: env)
+            #expect(imported.status == 0, "\(imported.stderr)")
+            #expect(imported.stdout.contains("Suppressed 2 new addresses"), "\(imported.stdout)")
+            #expect(imported.stdout.contains("line 3: 'not-an-address'"))
+            let list = try runFanout(["suppress", "list", "--company", "3"], environment: env)
+            #expect(
+                list.stdout.split(separator: "\n").map { String($0.split(separator: "\t")[0]) }
+                    == ["ann@example.test", "bob@example.test", "cy@example.test"])
+            #expect(
+                try runFanout(["suppress", "remove", "--company", "3", "ANN@example.test"], environment: env).status
+                    == 0)
+            let again = try runFanout(["suppress", "remove", "--company", "3", "ann@example.test"], environment: env)
+            #expect(again.status == 1 && again.stderr.contains("is not suppressed"))
+            #expect(
+                try runFanout(["suppress", "list", "--company", "4"], environment: env).stdout
+                    .contains("No suppressed addresses"))
+        }
+    }
+
+    @Test func withoutAnUnsubscribeURLMarketingMailSaysSoOnce() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let smtp = try TestServer.smtp()
+            let env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+            try fixture.emailJob(company: 1, count: 3)
+            let tick = try runFanout(["emails:process-jobs"], environment: env)
+            #expect(tick.status == 0)
+            #expect(tick.stderr.components(separatedBy: "FANOUT_UNSUBSCRIBE_URL is not set").count - 1 == 1)
+            #expect(
+                smtp.messageFiles.allSatisfy {
+                    !((try? String(contentsOf: $0, encoding: .utf8)) ?? "List-Unsubscribe").contains("List-Unsubscribe")
+                })
+            var bad = env
+            bad["FANOUT_UNSUBSCRIBE_URL"] = "https://example.test/u/{token}"
+            bad["FANOUT_UNSUBSCRIBE_SECRET"] = "short"
+            let refused = try runFanout(["emails:process-jobs"], environment: bad)
+            #expect(refused.status == 78 && refused.stderr.contains("FANOUT_UNSUBSCRIBE_SECRET"))
+        }
+    }
+}
