@@ -59,7 +59,7 @@ let package = Package(
         .target(
             name: "FanoutSettings",
             dependencies: [
-                "FanoutCore", "FanoutDelivery", "MariaDB", "Curl",
+                "FanoutCore", "FanoutDelivery", "MariaDB", "Curl", "DKIM",
                 .product(name: "Configuration", package: "swift-configuration"),
             ]
         ),
@@ -67,7 +67,10 @@ let package = Package(
             name: "FanoutCLI",
             dependencies: [
                 "FanoutCore", "FanoutStore", "FanoutDelivery", "FanoutReports", "FanoutSettings", "MariaDB", "Curl",
+                "DKIM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

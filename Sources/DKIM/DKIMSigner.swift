@@ -100,9 +100,9 @@ public struct DKIMKey: Sendable, CustomStringConvertible, CustomReflectable {
                 message: "this libopendkim was built without Ed25519: sign with rsa-sha256",
                 function: "dkim_libfeature")
         }
-        let signer = SigningStrings(self)
+        let strings = SigningStrings(self)
         var status = DKIM_STAT(DKIM_STAT_OK)
-        guard let handle = signer.newHandle(lib, &status) else {
+        guard let handle = strings.newHandle(lib, &status) else {
             throw DKIMError(code: .other, status: status, handle: nil, function: "dkim_sign")
         }
         defer { _ = dkim_free(handle) }
@@ -175,6 +175,13 @@ public final class DKIMSigner {
         guard !message.isEmpty else {
             throw DKIMError(code: .invalidMessage, message: "the message is empty", function: "DKIMSigner.signature")
         }
+        if let offset = Self.bareLineFeed(in: message) {
+            throw DKIMError(
+                code: .invalidMessage,
+                message: "the message has a line feed without a carriage return at byte \(offset): "
+                    + "DKIM signs the bytes as sent, which end their lines with CRLF",
+                function: "DKIMSigner.signature")
+        }
         var status = DKIM_STAT(DKIM_STAT_OK)
         guard let handle = strings.newHandle(lib, &status) else {
             throw DKIMError(code: .other, status: status, handle: nil, function: "dkim_sign")
@@ -197,6 +204,20 @@ public final class DKIMSigner {
     }
 
     private static let fieldName = "DKIM-Signature"
+
+    /// Where the first LF not preceded by CR is. libopendkim (without DKIM_LIBFLAGS_FIXCRLF, which
+    /// would sign other bytes than the ones sent) takes such a message and signs something no
+    /// verifier reproduces.
+    private static func bareLineFeed(in message: [UInt8]) -> Int? {
+        message.withUnsafeBufferPointer { bytes in
+            var previous: UInt8 = 0
+            for (offset, byte) in bytes.enumerated() {
+                if byte == 10 && previous != 13 { return offset }
+                previous = byte
+            }
+            return nil
+        }
+    }
 
     private func check(_ status: DKIM_STAT, _ handle: OpaquePointer, _ function: String) throws(DKIMError) {
         guard status != DKIM_STAT_OK else { return }

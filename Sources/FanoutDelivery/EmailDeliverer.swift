@@ -1,4 +1,5 @@
 import Curl
+import DKIM
 import FanoutCore
 import Logging
 #if canImport(FoundationEssentials)
@@ -17,6 +18,8 @@ public struct EmailSettings: Sendable {
     public var connections: Int
     /// Marketing mail's one-click unsubscribe (`FANOUT_UNSUBSCRIBE_URL`); nil: none.
     public var unsubscribe: UnsubscribeSettings?
+    /// The DKIM key messages are signed with (`MAIL_DKIM_*`); nil: unsigned.
+    public var dkim: DKIMKey?
 
     public init(smtp: SMTPConfiguration, from: Mailbox, templatesFolder: String, connections: Int = 4) {
         self.smtp = smtp
@@ -65,6 +68,14 @@ public final class EmailDeliverer: Deliverer {
         }
         self.pool = pool
         let dateField = MIMEMessage.rfc5322Date(Date())
+        let signer: RenderingSigner?
+        do {
+            signer = try settings.dkim.map { key throws(DKIMError) in
+                RenderingSigner(try DKIMSigner(key: key, signedHeaders: Self.signedHeaders))
+            }
+        } catch {
+            throw DeliveryUnavailable(message: "cannot sign with MAIL_DKIM_KEY_FILE: \(error)", jobFailure: nil)
+        }
         let marketing = (job.mailType ?? "marketing") != "transactional"
         let mail = EmailComposer.JobMail(
             installationID: job.installationID, unsubscribe: marketing ? settings.unsubscribe : nil,
@@ -80,7 +91,9 @@ public final class EmailDeliverer: Deliverer {
                 return composer.compose(
                     jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name,
                     dataJSON: item.data, dateField: dateField, mail: mail
-                ).map { SMTPMessage(from: $0.envelopeFrom, recipients: [$0.recipient], content: $0.bytes) }
+                ).flatMap { email in signer.map { $0.signed(email) } ?? .success(email) }.map {
+                    SMTPMessage(from: $0.envelopeFrom, recipients: [$0.recipient], content: $0.bytes)
+                }
             },
             classify: Self.classify,
             run: { next, completed, settlement, tick throws(CurlError) in
@@ -136,5 +149,36 @@ extension EmailDeliverer: Sendable {}
 extension String {
     func replacingPrefix(_ prefix: String, with replacement: String) -> String {
         hasPrefix(prefix) ? replacement + dropFirst(prefix.count) : self
+    }
+}
+
+extension EmailDeliverer {
+    /// The header fields a DKIM signature covers, when present: what Gmail and Yahoo check,
+    /// and the unsubscribe headers (a signature that does not cover them lets them be changed).
+    static let signedHeaders = [
+        "From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+        "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID",
+    ]
+}
+
+/// A DKIM signer for the rendering thread: `deliverPooled` renders on one thread, one item after
+/// another, which is all a libopendkim handle asks (one thread at a time).
+final class RenderingSigner: @unchecked Sendable {
+    private let signer: DKIMSigner
+
+    init(_ signer: DKIMSigner) {
+        self.signer = signer
+    }
+
+    /// The message with its `DKIM-Signature` field first.
+    func signed(_ email: ComposedEmail) -> Result<ComposedEmail, ItemRejection> {
+        do {
+            let field = try signer.signature(for: email.bytes)
+            var signed = email
+            signed.bytes = Array((field + "\r\n").utf8) + email.bytes
+            return .success(signed)
+        } catch {
+            return .failure(ItemRejection(reason: "DKIM signing failed: \(error)"))
+        }
     }
 }

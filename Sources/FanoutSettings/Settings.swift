@@ -1,5 +1,6 @@
 import Configuration
 import Curl
+import DKIM
 import FanoutDelivery
 import MariaDB
 #if canImport(FoundationEssentials)
@@ -162,7 +163,32 @@ public struct Settings: Sendable {
             connections: connections
         )
         settings.unsubscribe = try unsubscribe()
+        settings.dkim = try dkim()
         return settings
+    }
+
+    /// The DKIM key (`MAIL_DKIM_DOMAIN`, `MAIL_DKIM_SELECTOR`, `MAIL_DKIM_KEY_FILE`,
+    /// `MAIL_DKIM_ALGORITHM`), checked now: a key that cannot sign stops the command before
+    /// anything is sent.
+    public func dkim() throws(ConfigurationError) -> DKIMKey? {
+        guard let file = self["MAIL_DKIM_KEY_FILE"] else { return nil }
+        let domain = try required("MAIL_DKIM_DOMAIN", "the domain DKIM signatures are made for (d=)")
+        let selector = try required("MAIL_DKIM_SELECTOR", "the DNS selector of the DKIM key (s=)")
+        let algorithmText = self["MAIL_DKIM_ALGORITHM"] ?? "rsa-sha256"
+        guard let algorithm = DKIMAlgorithm(rawValue: algorithmText.lowercased()) else {
+            throw ConfigurationError(
+                description: "MAIL_DKIM_ALGORITHM is '\(algorithmText)': expected rsa-sha256 or ed25519-sha256")
+        }
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ConfigurationError(description: "MAIL_DKIM_KEY_FILE \(file) cannot be read")
+        }
+        do {
+            return try DKIMKey(
+                domain: domain, selector: selector, privateKeyPEM: String(decoding: data, as: UTF8.self),
+                algorithm: algorithm)
+        } catch {
+            throw ConfigurationError(description: "MAIL_DKIM_KEY_FILE \(file): \(error)")
+        }
     }
 
     /// Marketing mail's one-click unsubscribe: `FANOUT_UNSUBSCRIBE_URL` (with `{token}`),

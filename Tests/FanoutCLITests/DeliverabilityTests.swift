@@ -184,4 +184,60 @@ struct DeliverabilityTests {
             #expect(refused.status == 78 && refused.stderr.contains("FANOUT_UNSUBSCRIBE_SECRET"))
         }
     }
+
+    /// dkimpy's verdict on a message file, with the TXT record served for `name` (a test DNS).
+    func dkimVerifies(_ file: URL, record: String, name: String) throws -> Bool {
+        let script = """
+            import sys, dkim
+            message = open(sys.argv[1], 'rb').read()
+            record, expected = sys.argv[2].encode(), sys.argv[3].encode()
+            def dnsfunc(name, timeout=5):
+                name = name if isinstance(name, bytes) else name.encode()
+                return record if name.lower() == expected else None
+            print(dkim.verify(message, dnsfunc=dnsfunc))
+            """
+        let result = try runProcess(URL(fileURLWithPath: "/usr/bin/python3"), ["-c", script, file.path, record, name])
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "True"
+    }
+
+    @Test func signedMailVerifiesOfflineAndCoversTheUnsubscribeHeaders() throws {
+        try withUnsubscribe { setup in
+            let key = TestEnvironment.makeTemporaryDirectory("dkim").appendingPathComponent("dkim.pem").path
+            let made = try runFanout(
+                ["dkim", "keygen", "--domain", "example.test", "--selector", "s1", "--out", key], environment: setup.env
+            )
+            #expect(made.status == 0, "\(made.stderr)")
+            let record = try #require(made.stdout.firstMatch(of: /IN TXT "([^"]+)"/)?.1).description
+            var env = setup.env
+            env["MAIL_DKIM_DOMAIN"] = "example.test"
+            env["MAIL_DKIM_SELECTOR"] = "s1"
+            env["MAIL_DKIM_KEY_FILE"] = key
+            try setup.fixture.emailJob(company: 1, count: 3)
+            #expect(try runFanout(["emails:process-jobs"], environment: env).status == 0)
+            #expect(setup.smtp.messageFiles.count == 3)
+            for file in setup.smtp.messageFiles {
+                #expect(try dkimVerifies(file, record: record, name: "s1._domainkey.example.test."), "\(file)")
+                let text = try String(contentsOf: file, encoding: .utf8)
+                let head = text.components(separatedBy: "\r\n\r\n")[0].lowercased()
+                let signed = head.filter { !$0.isWhitespace }.firstMatch(of: /;h=([^;]+);/)?.1.split(separator: ":")
+                #expect(signed?.contains("list-unsubscribe") == true, "\(head)")
+                #expect(signed?.contains("list-unsubscribe-post") == true)
+                // A changed body no longer verifies.
+                let changed = file.deletingLastPathComponent().appendingPathComponent("changed.txt")
+                try text.replacingOccurrences(of: "Hi ", with: "Hey ").write(
+                    to: changed, atomically: true, encoding: .utf8)
+                #expect(try !dkimVerifies(changed, record: record, name: "s1._domainkey.example.test."))
+                try FileManager.default.removeItem(at: changed)
+            }
+            // A key that cannot sign stops the tick before anything is sent.
+            let garbage = key + ".bad"
+            try "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----\n".write(
+                toFile: garbage, atomically: true, encoding: .utf8)
+            env["MAIL_DKIM_KEY_FILE"] = garbage
+            try setup.fixture.emailJob(company: 2, count: 2)
+            let refused = try runFanout(["emails:process-jobs"], environment: env)
+            #expect(refused.status == 78 && refused.stderr.contains("MAIL_DKIM_KEY_FILE"), "\(refused.stderr)")
+            #expect(setup.smtp.messageFiles.count == 3)
+        }
+    }
 }
