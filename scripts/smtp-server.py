@@ -176,6 +176,9 @@ class Handler:
             return "451 4.3.0 <%s>: Temporary failure, try again later" % address
         if local.startswith("tempfail-once") and self.tempfail_seen.first_time(address):
             return "451 4.3.0 <%s>: Temporary failure, try again later" % address
+        if local.startswith("throttle-once") and self.tempfail_seen.first_time(address):
+            # Postfix's answer to a sender over its rate: a throttle, not a refusal.
+            return "450 4.7.1 <%s>: Error: too much mail from 127.0.0.1" % address
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"

@@ -154,7 +154,7 @@ struct EmailsProcessJobsCommand: ParsableCommand {
             untilDone: tick.untilDone,
             verbose: logging.verbose
         ) { logger in
-            EmailDeliverer(settings: email, logger: logger)
+            EmailDeliverer(settings: email, logger: logger, sharedRate: MariaDBTokenCache(configuration: database))
         }
     }
 }
@@ -239,6 +239,7 @@ enum TickRunner {
                 if verbose { log(summary, logger: logger, verbose: verbose) }
                 throw ServiceUnavailable(description: unavailable)
             }
+            if let paused = summary.paused { logger.notice("\(paused)") }
             log(summary, logger: logger, verbose: verbose)
             totals.ticks += 1
             totals.delivered += summary.delivered

@@ -107,7 +107,8 @@ struct WorkCommand: ParsableCommand {
         func connections(_ kind: JobKind) -> Int { kind == .email ? email!.connections : wallet!.parallel }
         func deliverer(_ kind: JobKind, _ logger: Logger) -> any Deliverer {
             switch kind {
-            case .email: EmailDeliverer(settings: email!, logger: logger)
+            case .email:
+                EmailDeliverer(settings: email!, logger: logger, sharedRate: MariaDBTokenCache(configuration: database))
             case .wallet:
                 WalletDeliverer.platformReady(settings: wallet!, logger: logger, database: database)
             }

@@ -18,11 +18,17 @@ public struct JobRecord: Sendable, Hashable {
     public var mailType: String?
     /// The database's installation id (`fanout migrate` makes it), carried in Message-IDs.
     public var installationID: String?
+    /// Email: seconds left of a pause the SMTP server asked for (a throttle reply), and its words.
+    public var pauseLeft: Double?
+    public var pauseReason: String?
 
     public init(
         kind: JobKind, id: UInt64, companyID: UInt64, template: String, status: JobStatus, reason: String? = nil,
-        lastProgressAt: Date? = nil, mailType: String? = nil, installationID: String? = nil
+        lastProgressAt: Date? = nil, mailType: String? = nil, installationID: String? = nil,
+        pauseLeft: Double? = nil, pauseReason: String? = nil
     ) {
+        self.pauseLeft = pauseLeft
+        self.pauseReason = pauseReason
         self.mailType = mailType
         self.installationID = installationID
         self.kind = kind

@@ -65,9 +65,13 @@ public struct DeliveryUnavailable: Error, Sendable, CustomStringConvertible {
     /// Set when the job itself cannot go on (a platform refused the credential or its
     /// configuration): the job fails with this reason, its unsent items uncharged.
     public var jobFailure: String?
-    public init(message: String, jobFailure: String? = nil) {
+    /// Set when the server asked to wait (a throttle reply, a quota reached): not an outage;
+    /// the tick ends normally and says how long (`message`).
+    public var paused: Bool
+    public init(message: String, jobFailure: String? = nil, paused: Bool = false) {
         self.message = message
         self.jobFailure = jobFailure
+        self.paused = paused
     }
     public var description: String { message }
 }
@@ -130,4 +134,12 @@ public protocol SharedRate: AnyObject {
     func reserve(_ name: String, count: Int, perSecond: Double) throws -> (start: Double, now: Double)
     /// Lets no request start under `name` for `seconds` from now.
     func pause(_ name: String, seconds: Double) throws
+    /// Reserves with a burst of `burst` seconds' worth (the default reservation allows one).
+    func reserve(_ name: String, count: Int, perSecond: Double, burst: Double) throws -> (start: Double, now: Double)
+    /// Unix seconds until which `name` is paused (the database's clock), the database's now, and
+    /// the server's words that paused it.
+    func pausedUntil(_ name: String) throws -> (until: Double, now: Double, reason: String?)
+    /// Pauses `name` for everybody after a throttle reply: 1 minute, doubling to 1 hour while
+    /// throttles repeat, back to 1 minute after an hour without one. Returns until when.
+    func throttled(_ name: String, reason: String) throws -> Double
 }

@@ -52,11 +52,14 @@ public final class Tick {
                 break
             }
             try advance(company, summary: &summary)
-            if summary.unavailable != nil { break }
+            // The server is gone, or asked the account to wait: the other companies wait too.
+            if summary.unavailable != nil || summary.paused != nil { break }
         }
         // The record of ticks only serves to tell a stalled job from a stopped Fanout: a tick in
         // which every company moved needs none (and saves a statement).
-        if summary.busy + summary.stalled > 0 || summary.unavailable != nil || summary.leaseLost {
+        if summary.busy + summary.stalled > 0 || summary.unavailable != nil || summary.paused != nil
+            || summary.leaseLost
+        {
             try store.recordTick(summary, owner: owner)
         }
         return summary
@@ -127,7 +130,13 @@ public final class Tick {
             do {
                 try deliverer.deliver(job, control: control)
             } catch {
-                if let reason = error.jobFailure { jobFailure = reason } else { summary.unavailable = error.message }
+                if let reason = error.jobFailure {
+                    jobFailure = reason
+                } else if error.paused {
+                    summary.paused = error.message
+                } else {
+                    summary.unavailable = error.message
+                }
             }
             try control.finish()
             outcome = control.outcome

@@ -25,6 +25,8 @@ public struct TickSummary: Sendable, Hashable {
     public var leaseLost = false
     /// Set when the delivery server could not be used: the tick ends with exit 69.
     public var unavailable: String?
+    /// Set when the server asked to wait (throttle, quota): "paused by the server until 14:05 (…)".
+    public var paused: String?
 
     public init(kind: JobKind, startedAt: Date) {
         self.kind = kind

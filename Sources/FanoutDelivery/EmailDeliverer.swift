@@ -7,6 +7,9 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where email goes and who it comes from.
 public struct EmailSettings: Sendable {
@@ -20,6 +23,15 @@ public struct EmailSettings: Sendable {
     public var unsubscribe: UnsubscribeSettings?
     /// The DKIM key messages are signed with (`MAIL_DKIM_*`); nil: unsigned.
     public var dkim: DKIMKey?
+    /// Messages a second through this account, all processes together (`MAIL_RATE_PER_SECOND`,
+    /// 10; 0: no pacing), and how many may go at once after a quiet spell (`MAIL_RATE_BURST`).
+    public var ratePerSecond: Double = 10
+    public var rateBurst: Double?
+
+    /// The sending account, as pauses and pacing are shared under: server, port and user.
+    public var account: String {
+        "smtp:\(smtp.host):\(smtp.port):\(smtp.username ?? "")"
+    }
 
     public init(smtp: SMTPConfiguration, from: Mailbox, templatesFolder: String, connections: Int = 4) {
         self.smtp = smtp
@@ -37,9 +49,37 @@ public final class EmailDeliverer: Deliverer {
     private var composers: [String: EmailComposer] = [:]
     private var pool: SMTPPool?
 
-    public init(settings: EmailSettings, logger: Logger) {
+    private let sharedRate: (any SharedRate)?
+
+    public init(settings: EmailSettings, logger: Logger, sharedRate: (any SharedRate)? = nil) {
         self.settings = settings
         self.logger = logger
+        self.sharedRate = sharedRate
+    }
+
+    /// A paused account (the server throttled it) sends nothing until the pause ends: read with
+    /// the job (`pauseLeft`), or from the shared rate after this process's own batch met one.
+    private func checkPause(_ job: JobRecord, afterBatch: Bool = false) throws(DeliveryUnavailable) {
+        if !afterBatch, let left = job.pauseLeft, left > 1 {
+            throw DeliveryUnavailable(
+                message: Self.pauseText(until: Date().timeIntervalSince1970 + left, reason: job.pauseReason),
+                paused: true)
+        }
+        guard afterBatch, let sharedRate, let paused = try? sharedRate.pausedUntil(settings.account),
+            paused.until - paused.now > 1
+        else { return }
+        let until = Date().timeIntervalSince1970 + (paused.until - paused.now)
+        throw DeliveryUnavailable(message: Self.pauseText(until: until, reason: paused.reason), paused: true)
+    }
+
+    /// "paused by the server until 14:05 (421 4.7.28 …)", in this machine's local time.
+    static func pauseText(until: Double, reason: String?) -> String {
+        var seconds = time_t(until)
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let clock = "\(two(parts.tm_hour)):\(two(parts.tm_min))"
+        return "paused by the server until \(clock)" + (reason.map { " (\(excerpt($0, limit: 120)))" } ?? "")
     }
 
     private var saidNoUnsubscribe = false
@@ -80,10 +120,45 @@ public final class EmailDeliverer: Deliverer {
         let mail = EmailComposer.JobMail(
             installationID: job.installationID, unsubscribe: marketing ? settings.unsubscribe : nil,
             feedbackID: "\(job.id):\(job.companyID):\(marketing ? "marketing" : "transactional"):fanout")
+        try checkPause(job)
+        let pacer =
+            settings.ratePerSecond > 0
+            ? SharedRatePacer(
+                rate: sharedRate, name: settings.account, perSecond: settings.ratePerSecond,
+                burst: (settings.rateBurst ?? settings.ratePerSecond) / settings.ratePerSecond, logger: logger) : nil
+        var pausedMidBatch = false
+        do {
+            try deliverBatch(
+                job, control: control, pool: pool, composer: composer, dateField: dateField, mail: mail,
+                signer: signer, pacer: pacer, pausedMidBatch: &pausedMidBatch)
+        } catch let error where error.paused {
+            // A throttle reply: the account pauses for everybody; the unsent items wait, uncharged.
+            let until = (try? sharedRate?.throttled(settings.account, reason: error.message)) ?? nil
+            throw DeliveryUnavailable(
+                message: Self.pauseText(until: until ?? Date().timeIntervalSince1970 + 60, reason: error.message),
+                paused: true)
+        }
+        if pausedMidBatch { try checkPause(job, afterBatch: true) }
+        // Once a tick, when marketing mail went out without the header Gmail and Yahoo require.
+        if settings.unsubscribe == nil, marketing, !saidNoUnsubscribe {
+            saidNoUnsubscribe = true
+            let line =
+                "marketing mail goes out without List-Unsubscribe: FANOUT_UNSUBSCRIBE_URL is not set "
+                + "(Gmail and Yahoo require one-click unsubscribe from bulk senders)"
+            logger.warning("\(line)", metadata: ["job.id": "\(job.id)"])
+        }
+    }
+
+    private func deliverBatch(
+        _ job: JobRecord, control: any DeliveryControl, pool: SMTPPool, composer: EmailComposer, dateField: String,
+        mail: EmailComposer.JobMail, signer: RenderingSigner?, pacer: SharedRatePacer?, pausedMidBatch: inout Bool
+    ) throws(DeliveryUnavailable) {
+        var paused = false
+        defer { pausedMidBatch = paused }
         try deliverPooled(
             control: control, server: "SMTP server \(settings.smtp.host):\(settings.smtp.port)",
             jobID: job.id, logger: logger, waker: pool.waker, dropPool: { self.pool = nil },
-            render: { item in
+            render: { item -> Result<SMTPMessage, ItemRejection> in
                 // The company's suppression, read when the batch was claimed: never sent.
                 if let suppression = item.suppression {
                     return .failure(ItemRejection(reason: "suppressed: \(suppression)"))
@@ -98,17 +173,30 @@ public final class EmailDeliverer: Deliverer {
             classify: Self.classify,
             run: { next, completed, settlement, tick throws(CurlError) in
                 try pool.run(
-                    next: { next().map { ($0.0, $0.1) } }, completed: completed, settlement: settlement, tick: tick)
+                    next: { () -> (tag: Int, message: SMTPMessage)? in
+                        // Paced for the account, all processes together; a pause stops the batch.
+                        if let pacer, !pacer.waitForSlot(maxWait: 2) {
+                            paused = true
+                            return nil
+                        }
+                        return next().map { ($0.0, $0.1) }
+                    }, completed: completed, settlement: settlement, tick: tick)
             }
         )
-        // Once a tick, when marketing mail went out without the header Gmail and Yahoo require.
-        if settings.unsubscribe == nil, marketing, !saidNoUnsubscribe {
-            saidNoUnsubscribe = true
-            let line =
-                "marketing mail goes out without List-Unsubscribe: FANOUT_UNSUBSCRIBE_URL is not set "
-                + "(Gmail and Yahoo require one-click unsubscribe from bulk senders)"
-            logger.warning("\(line)", metadata: ["job.id": "\(job.id)"])
-        }
+    }
+
+    /// A temporary refusal that asks the sender to slow down: 421, 450, 451, 452 or 454 with
+    /// rate-limit words or an enhanced code of policy (4.7.x: Gmail's 4.7.28, Postfix's 4.7.1
+    /// "too much mail"). Greylisting (4.2.0, "greylisted") and a full mailbox are not.
+    static func isThrottle(code: Int, text: String) -> Bool {
+        guard [421, 450, 451, 452, 454].contains(code) else { return false }
+        let lower = text.lowercased()
+        if lower.contains("greylist") || lower.contains("graylist") { return false }
+        let words = [
+            "rate limit", "rate-limit", "ratelimit", "too many", "too much mail", "throttl", "slow down",
+            "limit exceeded", "exceeded the", "sending limit", "quota",
+        ]
+        return lower.contains(" 4.7.") || lower.hasPrefix("4.7.") || words.contains { lower.contains($0) }
     }
 
     /// By the SMTP reply, not libcurl's code: 2xx delivered, 5xx failed, 4xx later; failures of
@@ -117,6 +205,9 @@ public final class EmailDeliverer: Deliverer {
         switch result {
         case .success(let reply):
             return .outcome(.delivered, code: reply.code, detail: reply.text)
+        case .failure(let error) where isThrottle(code: error.responseCode, text: error.responseText):
+            // Wherever it came (greeting, MAIL FROM, after DATA): the account waits, nobody's item fails.
+            return .pause("\(error.responseCode) \(excerpt(error.responseText, limit: 200))")
         case .failure(let error):
             let step = error.function
             let beforeMessage =

@@ -33,6 +33,7 @@ func deliverPooled<Message: Sendable, Output>(
 ) throws(DeliveryUnavailable) {
     var sessionFailure: CurlError?
     var jobFailure: String?
+    var pause: String?
     let messages = Prefetcher(source: { control.nextItem() }, capacity: 256, transform: render)
     defer { messages.stop() }
     // Each write wakes the transfer threads waiting for their last outcome to be recorded.
@@ -40,7 +41,7 @@ func deliverPooled<Message: Sendable, Output>(
     do {
         try run(
             {
-                while sessionFailure == nil, jobFailure == nil, control.shouldContinue(),
+                while sessionFailure == nil, jobFailure == nil, pause == nil, control.shouldContinue(),
                     let (item, rendered) = messages.next()
                 {
                     switch rendered {
@@ -62,17 +63,22 @@ func deliverPooled<Message: Sendable, Output>(
                     if sessionFailure == nil { sessionFailure = error }
                 case .stopJob(let reason):
                     if jobFailure == nil { jobFailure = reason }
+                case .pause(let reason):
+                    if pause == nil { pause = reason }
                 }
             },
             Settlement(
                 ticket: { control.recordTicket() }, settled: { control.isRecorded($0) },
                 proceed: { control.shouldContinue() }, abandon: { control.leaseLost() }),
-            { sessionFailure == nil && jobFailure == nil && control.shouldContinue() }
+            { sessionFailure == nil && jobFailure == nil && pause == nil && control.shouldContinue() }
         )
     } catch {
         // Transfers of a failed multi handle may still be attached to it: start afresh.
         dropPool()
         throw DeliveryUnavailable(message: "\(server): transfer engine failed: \(error)")
+    }
+    if let pause {
+        throw DeliveryUnavailable(message: pause, paused: true)
     }
     if let jobFailure {
         dropPool()

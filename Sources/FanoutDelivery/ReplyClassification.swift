@@ -12,6 +12,9 @@ enum ReplyClassification {
     /// The platform refused the configuration, not this item (a credential it does not accept):
     /// the job stops with this reason; this item and the batch's unsent ones stay uncharged.
     case stopJob(String)
+    /// The server asked the account to slow down (a throttle reply): the batch stops, this item
+    /// and the unsent ones stay pending uncharged, and the account pauses for everybody.
+    case pause(String)
 
     /// A libcurl failure as every kind reads it: no connection, TLS, login or unusable settings
     /// fail the session; anything else (a timeout, a broken connection) is tried again later.

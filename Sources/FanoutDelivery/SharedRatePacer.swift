@@ -9,25 +9,32 @@ final class SharedRatePacer {
     private let rate: (any SharedRate)?
     private let name: String
     private let perSecond: Double
+    /// Seconds' worth of starts that may go at once after a quiet spell.
+    private let burst: Double
     private let logger: Logger
     /// Reserved start moments not used yet, on this machine's clock (seconds since 1970).
     private var slots: [Double] = []
     private var last: Double = 0
 
-    init(rate: (any SharedRate)?, name: String, perSecond: Double, logger: Logger) {
+    init(rate: (any SharedRate)?, name: String, perSecond: Double, burst: Double = 1, logger: Logger) {
         self.rate = rate
         self.name = name
         self.perSecond = perSecond
+        self.burst = burst
         self.logger = logger
     }
 
-    /// Waits until this process may start its next request.
-    func waitForSlot() {
+    /// Waits until this process may start its next request; false, at once, when that is more
+    /// than `maxWait` seconds away (the account is paused: the caller stops for now).
+    @discardableResult
+    func waitForSlot(maxWait: Double = .infinity) -> Bool {
         if slots.isEmpty { reserve() }
+        let wait = slots[0] - Date().timeIntervalSince1970
+        if wait > maxWait { return false }
         let moment = slots.removeFirst()
-        let wait = moment - Date().timeIntervalSince1970
         if wait > 0 { Thread.sleep(forTimeInterval: wait) }
         last = max(moment, Date().timeIntervalSince1970)
+        return true
     }
 
     /// No start for anybody for `seconds` (the platform answered 429).
@@ -47,7 +54,7 @@ final class SharedRatePacer {
         var start = max(local, last + 1 / perSecond)
         if let rate {
             do {
-                let reserved = try rate.reserve(name, count: count, perSecond: perSecond)
+                let reserved = try rate.reserve(name, count: count, perSecond: perSecond, burst: burst)
                 // The database's moment on this machine's clock.
                 start = reserved.start + (local - reserved.now)
             } catch {

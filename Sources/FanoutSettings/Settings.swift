@@ -164,7 +164,18 @@ public struct Settings: Sendable {
         )
         settings.unsubscribe = try unsubscribe()
         settings.dkim = try dkim()
+        settings.ratePerSecond = try number("MAIL_RATE_PER_SECOND", default: 10)
+        if self["MAIL_RATE_BURST"] != nil { settings.rateBurst = try number("MAIL_RATE_BURST", default: 0) }
         return settings
+    }
+
+    /// A number setting, 0 or more.
+    func number(_ name: String, default value: Double) throws(ConfigurationError) -> Double {
+        guard let text = self[name] else { return value }
+        guard let number = Double(text), number >= 0, number.isFinite else {
+            throw ConfigurationError(description: "\(name) is '\(text)': expected a number, 0 or more")
+        }
+        return number
     }
 
     /// The DKIM key (`MAIL_DKIM_DOMAIN`, `MAIL_DKIM_SELECTOR`, `MAIL_DKIM_KEY_FILE`,

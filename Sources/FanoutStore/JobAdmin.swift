@@ -312,7 +312,8 @@ struct AdminSQL: KindStatements {
     }
 
     /// Jobs, newest first, with what holds each unfinished one up. The job's times have whole
-    /// seconds: an outage met in the second of its last progress does not count (progress wins).
+    /// seconds: an outage met in the second of its last progress does not count (progress wins);
+    /// a pause the server asked for counts however recent the progress.
     /// Parameters: kind, then each filter twice (status, company, id, created from, created before), limit.
     var list: String {
         """
@@ -321,8 +322,8 @@ struct AdminSQL: KindStatements {
                UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.started_at, j.created_at)) AS active,
                UNIX_TIMESTAMP(NOW(6)) AS now,
                IF(j.status IN \(unfinished) AND o.last_seen >= NOW(6) - INTERVAL 3 MINUTE
-                    AND FLOOR(UNIX_TIMESTAMP(o.last_seen))
-                      > UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.created_at)),
+                    AND (o.reason LIKE 'paused %' OR FLOOR(UNIX_TIMESTAMP(o.last_seen))
+                      > UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.created_at))),
                   o.reason, NULL) AS outage,
                UNIX_TIMESTAMP(o.since) AS outage_since,
                IF(j.status = 'pending',

@@ -9,6 +9,10 @@ extension JobSummary {
         // Behind an earlier job it waits whatever the server does.
         if let behindJob { return "waiting behind job \(behindJob)" }
         guard var outage else { return nil }
+        // "paused by the server until 14:05 (421 4.7.28 …)" says itself when it ends.
+        if outage.hasPrefix("paused ") {
+            return short ? String(outage.prefix { $0 != "(" }).trimming(where: \.isWhitespace) : outage
+        }
         if short, let end = outage.range(of: " unavailable") { outage = String(outage[..<end.upperBound]) }
         let since = outageSince.map { " since \(Self.clockTime($0))" } ?? ""
         return "waiting: \(outage)\(since)"

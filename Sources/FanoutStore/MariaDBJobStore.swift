@@ -58,7 +58,9 @@ public final class MariaDBJobStore: JobStore {
                 reason: try row.decodeIfPresent("reason"),
                 lastProgressAt: Double(sqlValue: row["progress_at"]).map { Date(timeIntervalSince1970: $0) },
                 mailType: try row.decodeIfPresent("mail_type"),
-                installationID: try row.decodeIfPresent("installation")
+                installationID: try row.decodeIfPresent("installation"),
+                pauseLeft: Double(sqlValue: row["pause_left"]),
+                pauseReason: try row.decodeIfPresent("pause_reason")
             )
             let holder = Double(sqlValue: row["held_since"]).map { since in
                 LeaseHolder(
@@ -362,7 +364,7 @@ public final class MariaDBJobStore: JobStore {
                 summary.kind.rawValue, owner, Self.hostName, Int64(getpid()), summary.startedAt.timeIntervalSince1970,
                 summary.jobsAdvanced, summary.delivered, summary.failed, summary.retrying, exit,
             ])
-        if let unavailable = summary.unavailable {
+        if let unavailable = summary.unavailable ?? summary.paused {
             // For the people looking at the jobs: which server holds them up, since when.
             try execute(sql.recordOutage, [summary.kind.rawValue, String(unavailable.prefix(1000))])
         }

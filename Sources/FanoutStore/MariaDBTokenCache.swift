@@ -6,6 +6,8 @@ import MariaDB
 public final class MariaDBTokenCache: AccessTokenCache, SharedRate {
     private let configuration: ConnectionConfiguration
     private var connection: Connection?
+    /// Rate rows known to exist (made once per name and process).
+    private var rateRows: Set<String> = []
 
     public init(configuration: ConnectionConfiguration) {
         self.configuration = configuration
@@ -30,12 +32,33 @@ public final class MariaDBTokenCache: AccessTokenCache, SharedRate {
     }
 
     public func reserve(_ name: String, count: Int, perSecond: Double) throws -> (start: Double, now: Double) {
+        try reserve(name, count: count, perSecond: perSecond, burst: 1)
+    }
+
+    public func reserve(_ name: String, count: Int, perSecond: Double, burst: Double) throws -> (
+        start: Double, now: Double
+    ) {
         let connection = try open()
-        try connection.execute(TokenSQL.ensureRate, [name])
+        if rateRows.insert(name).inserted { try connection.execute(TokenSQL.ensureRate, [name]) }
         // One statement moves the shared clock on and remembers where this reservation starts.
-        try connection.execute(TokenSQL.reserve, [1.0, Double(count) / perSecond, name])
+        try connection.execute(TokenSQL.reserve, [burst, Double(count) / perSecond, name])
         guard let row = try connection.queryFirst(TokenSQL.reserved) else { return (0, 0) }
         return (Double(sqlValue: row["start"]) ?? 0, Double(sqlValue: row["now"]) ?? 0)
+    }
+
+    public func pausedUntil(_ name: String) throws -> (until: Double, now: Double, reason: String?) {
+        guard let row = try open().queryFirst(TokenSQL.pausedUntil, [name, name]) else { return (0, 0, nil) }
+        return (
+            Double(sqlValue: row["next_at"]) ?? 0, Double(sqlValue: row["now"]) ?? 0,
+            try row.decodeIfPresent("reason")
+        )
+    }
+
+    public func throttled(_ name: String, reason: String) throws -> Double {
+        let connection = try open()
+        try connection.execute(TokenSQL.ensureRate, [name])
+        try connection.execute(TokenSQL.throttled, [String(reason.prefix(300)), name])
+        return try pausedUntil(name).until
     }
 
     public func pause(_ name: String, seconds: Double) throws {
@@ -61,5 +84,18 @@ enum TokenSQL {
         WHERE name = ?
         """
     static let reserved = "SELECT @fanout_start AS start, UNIX_TIMESTAMP(NOW(6)) AS now"
+    static let pausedUntil = """
+        SELECT COALESCE((SELECT next_at FROM fanout_rates WHERE name = ?), 0) AS next_at, UNIX_TIMESTAMP(NOW(6)) AS now,
+               (SELECT pause_reason FROM fanout_rates WHERE name = ?) AS reason
+        """
+    /// Assignments run left to right: the new pause length is what `next_at` adds.
+    static let throttled = """
+        UPDATE fanout_rates SET
+          pause_seconds = IF(paused_at > UNIX_TIMESTAMP(NOW(6)) - 3600 - pause_seconds, LEAST(3600, pause_seconds * 2), 60),
+          paused_at = UNIX_TIMESTAMP(NOW(6)),
+          next_at = GREATEST(next_at, UNIX_TIMESTAMP(NOW(6)) + pause_seconds),
+          pause_reason = ?
+        WHERE name = ?
+        """
     static let pause = "UPDATE fanout_rates SET next_at = GREATEST(next_at, UNIX_TIMESTAMP(NOW(6)) + ?) WHERE name = ?"
 }

@@ -28,7 +28,7 @@ struct JobSQL: KindStatements {
     var companiesWithWork: String {
         """
         SELECT 0 AS finalise, j.id, j.company_id, j.template, j.status, j.reason, \(mailType) AS mail_type,
-               (SELECT id FROM fanout_installation LIMIT 1) AS installation,
+               (SELECT id FROM fanout_installation LIMIT 1) AS installation, \(pause),
                UNIX_TIMESTAMP(IF(j.started_at IS NULL, NULL,
                  GREATEST(COALESCE(j.last_processed_at, j.started_at), j.started_at))) AS progress_at,
                l.served_at, UNIX_TIMESTAMP(NOW(6)) AS db_now,
@@ -38,8 +38,8 @@ struct JobSQL: KindStatements {
         JOIN \(jobs) j ON j.id = h.id
         LEFT JOIN fanout_leases l ON l.kind = ? AND l.company_id = j.company_id
         UNION ALL
-        SELECT 1, id, company_id, template, status, reason, NULL, NULL, NULL, NULL, UNIX_TIMESTAMP(NOW(6)), NULL,
-          NULL
+        SELECT 1, id, company_id, template, status, reason, NULL, NULL, NULL, NULL, NULL, NULL, UNIX_TIMESTAMP(NOW(6)),
+          NULL, NULL
         FROM \(jobs) WHERE \(JobTables.endedOutside)
         ORDER BY finalise DESC, served_at IS NOT NULL, served_at, id
         """
@@ -149,6 +149,17 @@ struct JobSQL: KindStatements {
     /// pending row of a 1,000,000-item job before applying the limit: 1.1 s a tick.)
     /// Email jobs' mail type, for the jobs query (wallet jobs have none).
     private var mailType: String { kind == .email ? "j.mail_type" : "NULL" }
+
+    /// Email: the longest throttle pause of an SMTP account still running (seconds left), and its
+    /// reply, read with the jobs (no statement of its own).
+    private var pause: String {
+        guard kind == .email else { return "NULL AS pause_left, NULL AS pause_reason" }
+        let paused = "FROM fanout_rates WHERE name LIKE 'smtp:%' AND next_at > UNIX_TIMESTAMP(NOW(6))"
+        return """
+            (SELECT MAX(next_at) - UNIX_TIMESTAMP(NOW(6)) \(paused) AND pause_reason IS NOT NULL) AS pause_left,
+            (SELECT pause_reason \(paused) AND pause_reason IS NOT NULL ORDER BY next_at DESC LIMIT 1) AS pause_reason
+            """
+    }
 
     /// Items due now, in id order. Email: each with the company's suppression of its recipient,
     /// when one holds for this job's mail type (unsubscribe and complaint hold back marketing

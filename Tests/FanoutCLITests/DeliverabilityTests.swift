@@ -240,4 +240,69 @@ struct DeliverabilityTests {
             #expect(setup.smtp.messageFiles.count == 3)
         }
     }
+
+    /// A throttle reply pauses the account for everybody: the tick exits 0 and says until when,
+    /// the unsent items stay pending uncharged, another tick sends nothing, and after the pause
+    /// everything goes.
+    @Test func aThrottleReplyPausesTheAccountForEverybody() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let smtp = try TestServer.smtp()
+            let env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+            let job = try fixture.emailJob(
+                company: 1,
+                recipients: (1...6).map { n in
+                    (n == 3 ? "throttle-once-3@example.test" : "p\(n)@example.test", nil, nil)
+                })
+            let first = try runFanout(["emails:process-jobs", "--connections", "1"], environment: env)
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(first.stderr.contains("paused by the server until"), "\(first.stderr)")
+            #expect(first.stderr.contains("450 4.7.1"))
+            let items = try fixture.items(job: job)
+            #expect(items.map(\.status) == ["sent", "sent", "pending", "pending", "pending", "pending"])
+            #expect(items.filter { $0.status == "pending" }.allSatisfy { $0.attempts == 0 }, "nothing charged")
+            let jobs = try runFanout(["jobs"], environment: env)
+            #expect(jobs.stdout.contains("paused by the server until"), "\(jobs.stdout)")
+            // Another tick (any process, any host) waits too.
+            let second = try runFanout(["emails:process-jobs"], environment: env)
+            #expect(second.status == 0 && smtp.messageFiles.count == 2, "\(second.stderr)")
+            // The pause ends (here: cleared by hand, as an hour passing would): all of it goes.
+            try fixture.db.execute("UPDATE fanout_rates SET next_at = 0")
+            #expect(try runFanout(["emails:process-jobs"], environment: env).status == 0)
+            #expect(try fixture.statusCounts(job: job) == ["sent": 6])
+            let pause = try fixture.db.queryFirst("SELECT pause_seconds FROM fanout_rates")
+            #expect(try pause?.decode("pause_seconds", as: Double.self) == 60)
+        }
+    }
+
+    /// MAIL_RATE_PER_SECOND holds for two overlapping ticks together (times at the sink).
+    @Test func pacingPerAccountHoldsAcrossTwoTicks() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let smtp = try TestServer.smtp()
+            var env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+            env["MAIL_RATE_PER_SECOND"] = "20"
+            try fixture.emailJob(company: 1, count: 40)
+            try fixture.emailJob(company: 2, count: 40)
+            let output = TestEnvironment.scratchDirectory.appendingPathComponent("pace-\(UUID().uuidString)")
+            let ticks = try (0..<2).map { n in
+                try startFanout(
+                    ["emails:process-jobs", "--batch-size", "40"], environment: env,
+                    output: output.appendingPathExtension("\(n)"))
+            }
+            #expect(ticks.map { $0.wait(seconds: 120) } == [0, 0])
+            let times = smtp.messageFiles.compactMap { file -> Double? in
+                let meta = file.deletingPathExtension().appendingPathExtension("json")
+                guard let data = try? Data(contentsOf: meta) else { return nil }
+                return (try? JSONSerialization.jsonObject(with: data) as? [String: Any])?["received_at"] as? Double
+            }.sorted()
+            #expect(times.count == 80)
+            func most(within seconds: Double) -> Int {
+                times.map { start in times.filter { $0 >= start && $0 < start + seconds }.count }.max() ?? 0
+            }
+            // A second's worth at once (the burst) plus the rate; two processes alone would double it.
+            #expect(most(within: 1) <= 41, "\(most(within: 1))")
+            #expect(most(within: 3) <= 81 && most(within: 2) <= 61, "\(most(within: 2)) in two seconds")
+        }
+    }
 }

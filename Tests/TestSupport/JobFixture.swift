@@ -180,6 +180,8 @@ public func mailEnvironment(database: TestDatabase, smtp: TestServer, templates:
     env["MAIL_FROM_ADDRESS"] = "sender@example.test"
     env["MAIL_FROM_NAME"] = "Fanout Test"
     env["FANOUT_TEMPLATES"] = templates.path
+    // No pacing: the tests send as fast as the sink takes (DeliverabilityTests pace on purpose).
+    env["MAIL_RATE_PER_SECOND"] = "0"
     return env
 }
 
