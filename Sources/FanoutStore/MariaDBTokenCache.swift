@@ -91,7 +91,8 @@ enum TokenSQL {
     /// Assignments run left to right: the new pause length is what `next_at` adds.
     static let throttled = """
         UPDATE fanout_rates SET
-          pause_seconds = IF(paused_at > UNIX_TIMESTAMP(NOW(6)) - 3600 - pause_seconds, LEAST(3600, pause_seconds * 2), 60),
+          pause_seconds = IF(paused_at > UNIX_TIMESTAMP(NOW(6)) - 3600 - pause_seconds,
+            LEAST(3600, pause_seconds * 2), 60),
           paused_at = UNIX_TIMESTAMP(NOW(6)),
           next_at = GREATEST(next_at, UNIX_TIMESTAMP(NOW(6)) + pause_seconds),
           pause_reason = ?
