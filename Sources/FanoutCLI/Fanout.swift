@@ -23,7 +23,7 @@ struct Fanout: ParsableCommand {
             EmailsProcessJobsCommand.self, WalletProcessJobsCommand.self, WorkCommand.self, JobsCommand.self,
             ReportCommand.self, EnqueueCommand.self, CancelCommand.self, RetryCommand.self, WorkersCommand.self,
             WorkerRestartCommand.self, WorkerPauseCommand.self, WorkerContinueCommand.self, MigrateCommand.self,
-            DoctorCommand.self, SuppressCommand.self, DKIMCommand.self,
+            DoctorCommand.self, SuppressCommand.self, DKIMCommand.self, PreviewCommand.self, TestSendCommand.self,
         ]
     )
 

@@ -273,3 +273,29 @@ final class RenderingSigner: @unchecked Sendable {
         }
     }
 }
+
+extension EmailDeliverer {
+    /// One item's message exactly as a tick would send it (headers, MIME, DKIM signature), for
+    /// `fanout preview` and `fanout test-send`; only Date, boundaries and the signature's time differ.
+    public func message(for item: WorkItem, of job: JobRecord) throws(JobFailure) -> Result<
+        ComposedEmail, ItemRejection
+    > {
+        try prepare(job)
+        guard let composer = composers[job.template] else { throw JobFailure(reason: "no template") }
+        let marketing = (job.mailType ?? "marketing") != "transactional"
+        let mail = EmailComposer.JobMail(
+            installationID: job.installationID, unsubscribe: marketing ? settings.unsubscribe : nil,
+            feedbackID: "\(job.id):\(job.companyID):\(marketing ? "marketing" : "transactional"):fanout")
+        if let suppression = item.suppression { return .failure(ItemRejection(reason: "suppressed: \(suppression)")) }
+        let composed = composer.compose(
+            jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name,
+            dataJSON: item.data, dateField: MIMEMessage.rfc5322Date(Date()), mail: mail)
+        guard let key = settings.dkim else { return composed }
+        do {
+            let signer = RenderingSigner(try DKIMSigner(key: key, signedHeaders: Self.signedHeaders))
+            return composed.flatMap { signer.signed($0) }
+        } catch {
+            throw JobFailure(reason: "cannot sign with MAIL_DKIM_KEY_FILE: \(error)")
+        }
+    }
+}

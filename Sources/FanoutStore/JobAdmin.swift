@@ -337,3 +337,44 @@ struct AdminSQL: KindStatements {
         """
     }
 }
+
+extension JobAdmin {
+    /// An email job and one of its items (the given one, else its first), as a tick would claim
+    /// them: for `fanout preview` and `fanout test-send`.
+    public func emailItem(job id: UInt64, item itemID: UInt64?) throws -> (JobRecord, WorkItem) {
+        guard let row = try connection.queryFirst(PreviewSQL.job, [id]) else {
+            throw JobAdminError(description: "no email job \(id)")
+        }
+        let job = JobRecord(
+            kind: .email, id: id, companyID: try row.decode("company_id"), template: try row.decode("template"),
+            status: JobStatus(rawValue: try row.decode("status", as: String.self)) ?? .pending,
+            mailType: try row.decodeIfPresent("mail_type"), installationID: try row.decodeIfPresent("installation"))
+        let itemRow = try connection.queryFirst(
+            itemID == nil ? PreviewSQL.firstItem : PreviewSQL.item, itemID == nil ? [id] : [id, itemID])
+        guard let itemRow else {
+            throw JobAdminError(
+                description: itemID.map { "email job \(id) has no item \($0)" } ?? "email job \(id) has no items")
+        }
+        var item = WorkItem(
+            id: try itemRow.decode("id"), jobID: id, email: try itemRow.decodeIfPresent("email"),
+            name: try itemRow.decodeIfPresent("name"), data: try itemRow.decodeIfPresent("data"))
+        if let why = try itemRow.decodeIfPresent("suppressed", as: String.self) { item.suppression = why }
+        return (job, item)
+    }
+}
+
+enum PreviewSQL {
+    static let job = """
+        SELECT company_id, template, status, mail_type, (SELECT id FROM fanout_installation LIMIT 1) AS installation
+        FROM bulk_email_jobs WHERE id = ?
+        """
+    private static let columns = """
+        SELECT i.id, i.email, i.name, i.data,
+          (SELECT s.reason FROM fanout_suppressions s WHERE s.company_id = j.company_id
+             AND s.email = LOWER(TRIM(i.email)) AND (s.expires_at IS NULL OR s.expires_at > NOW(6))
+             AND (s.reason IN ('hard_bounce', 'manual') OR j.mail_type = 'marketing')) AS suppressed
+        FROM bulk_email_job_items i JOIN bulk_email_jobs j ON j.id = i.bulk_email_job_id
+        """
+    static let firstItem = columns + " WHERE i.bulk_email_job_id = ? ORDER BY i.id LIMIT 1"
+    static let item = columns + " WHERE i.bulk_email_job_id = ? AND i.id = ?"
+}

@@ -305,4 +305,24 @@ struct DeliverabilityTests {
             #expect(most(within: 3) <= 81 && most(within: 2) <= 61, "\(most(within: 2)) in two seconds")
         }
     }
+
+    @Test func previewPrintsTheMessageAndTestSendSendsItToSomeoneElse() throws {
+        try withUnsubscribe { setup in
+            let job = try setup.fixture.emailJob(company: 1, count: 3)
+            let second = try #require(try setup.fixture.items(job: job).dropFirst().first)
+            let preview = try runFanout(
+                ["preview", "email", String(job), "--item", String(second.id)], environment: setup.env)
+            #expect(preview.status == 0, "\(preview.stderr)")
+            #expect(preview.stdout.contains("RCPT TO: <\(second.email)>"))
+            #expect(preview.stdout.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"))
+            #expect(preview.stdout.contains("Message-ID: <fanout.email.\(job).\(second.id)."))
+            let sent = try runFanout(
+                ["test-send", "email", String(job), "--to", "me@example.test"], environment: setup.env)
+            #expect(sent.status == 0, "\(sent.stderr)")
+            #expect(setup.smtp.deliveredRecipients == ["me@example.test"])
+            #expect(try setup.fixture.statusCounts(job: job) == ["pending": 3], "the job did not change")
+            let missing = try runFanout(["preview", "email", "999"], environment: setup.env)
+            #expect(missing.status == 1 && missing.stderr.contains("no email job 999"), "\(missing.stderr)")
+        }
+    }
 }
