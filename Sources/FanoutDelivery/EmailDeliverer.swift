@@ -50,6 +50,8 @@ public final class EmailDeliverer: Deliverer {
     private var pool: SMTPPool?
 
     private let sharedRate: (any SharedRate)?
+    /// The permanent refusals of the job this process sends (across its batches).
+    private var refusals = RefusalWatch(jobID: 0)
 
     public init(settings: EmailSettings, logger: Logger, sharedRate: (any SharedRate)? = nil) {
         self.settings = settings
@@ -153,6 +155,8 @@ public final class EmailDeliverer: Deliverer {
         _ job: JobRecord, control: any DeliveryControl, pool: SMTPPool, composer: EmailComposer, dateField: String,
         mail: EmailComposer.JobMail, signer: RenderingSigner?, pacer: SharedRatePacer?, pausedMidBatch: inout Bool
     ) throws(DeliveryUnavailable) {
+        if refusals.jobID != job.id { refusals = RefusalWatch(jobID: job.id) }
+        let refusals = self.refusals
         var paused = false
         defer { pausedMidBatch = paused }
         try deliverPooled(
@@ -170,7 +174,12 @@ public final class EmailDeliverer: Deliverer {
                     SMTPMessage(from: $0.envelopeFrom, recipients: [$0.recipient], content: $0.bytes)
                 }
             },
-            classify: Self.classify,
+            classify: { [refusals] result in
+                let classification = Self.classify(result)
+                // A list that keeps being refused stops the job instead of burning the sender.
+                if let reason = refusals.note(classification) { return .stopJob(reason) }
+                return classification
+            },
             run: { next, completed, settlement, tick throws(CurlError) in
                 try pool.run(
                     next: { () -> (tag: Int, message: SMTPMessage)? in
@@ -297,5 +306,47 @@ extension EmailDeliverer {
         } catch {
             throw JobFailure(reason: "cannot sign with MAIL_DKIM_KEY_FILE: \(error)")
         }
+    }
+}
+
+/// Watches a job's permanent refusals: more than 20 % of the last 100 messages, or 10 policy
+/// refusals (5.7.x: spam, reputation, authentication) in a row, stop the job with a reason a
+/// person can act on, before the rest of the list burns the sender's reputation.
+final class RefusalWatch {
+    let jobID: UInt64
+    private var recent: [Bool] = []
+    private var policyInARow = 0
+    static let window = 100
+    static let share = 0.2
+    static let policyLimit = 10
+
+    init(jobID: UInt64) {
+        self.jobID = jobID
+    }
+
+    /// Notes an outcome; the reason to stop the job when a limit is passed.
+    func note(_ classification: ReplyClassification) -> String? {
+        guard case .outcome(let result, let code, let detail, _) = classification else { return nil }
+        let refused: Bool
+        switch result {
+        case .failed: refused = code.map { (500..<600).contains($0) } ?? false
+        case .delivered: refused = false
+        default: return nil
+        }
+        recent.append(refused)
+        if recent.count > Self.window { recent.removeFirst() }
+        let policy = refused && (detail.contains(" 5.7.") || detail.hasPrefix("5.7."))
+        policyInARow = policy ? policyInARow + 1 : 0
+        if policyInARow >= Self.policyLimit {
+            return "Stopped: \(policyInARow) messages in a row were refused for policy (\(code ?? 0) "
+                + "\(excerpt(detail, limit: 120))): the server blocks this sender or content. Fix that, then "
+                + "fanout retry email \(jobID)"
+        }
+        let failures = recent.filter { $0 }.count
+        if recent.count == Self.window, Double(failures) > Double(Self.window) * Self.share {
+            return "Stopped: \(failures) of the last \(Self.window) messages were refused permanently (last: "
+                + "\(code ?? 0) \(excerpt(detail, limit: 120))): check the list, then fanout retry email \(jobID)"
+        }
+        return nil
     }
 }

@@ -325,4 +325,26 @@ struct DeliverabilityTests {
             #expect(missing.status == 1 && missing.stderr.contains("no email job 999"), "\(missing.stderr)")
         }
     }
+
+    /// Ten policy refusals in a row stop the job with a reason, instead of burning the list.
+    @Test func aListThatKeepsBeingRefusedForPolicyStopsTheJob() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let smtp = try TestServer.smtp()
+            let env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+            let job = try fixture.emailJob(
+                company: 1, recipients: (1...14).map { ("reject-data554-\($0)@example.test", nil, nil) })
+            let tick = try runFanout(["emails:process-jobs", "--connections", "1"], environment: env)
+            #expect(tick.status == 0, "\(tick.stderr)")
+            let row = try fixture.job(job)
+            #expect(row.status == "failed")
+            #expect(
+                row.reason?.hasPrefix("Stopped: 10 messages in a row were refused for policy (554") == true,
+                "\(row.reason ?? "")")
+            let items = try fixture.items(job: job)
+            #expect(items.filter { $0.reason?.hasPrefix("554") == true }.count == 9)
+            #expect(items.filter { $0.reason == row.reason }.count == 5, "the rest were never tried")
+            #expect(items.filter { $0.reason == row.reason }.allSatisfy { $0.attempts == 0 })
+        }
+    }
 }
