@@ -24,6 +24,7 @@ struct Fanout: ParsableCommand {
             ReportCommand.self, EnqueueCommand.self, CancelCommand.self, RetryCommand.self, WorkersCommand.self,
             WorkerRestartCommand.self, WorkerPauseCommand.self, WorkerContinueCommand.self, MigrateCommand.self,
             DoctorCommand.self, SuppressCommand.self, DKIMCommand.self, PreviewCommand.self, TestSendCommand.self,
+            BouncesCommand.self,
         ]
     )
 

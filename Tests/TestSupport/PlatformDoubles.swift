@@ -107,3 +107,40 @@ public final class APNsDouble {
         }
     }
 }
+
+/// scripts/imap-double for one test: a private dovecot on loopback with the bounce mailbox
+/// (user `bounces`, password `bounce-secret`).
+public final class IMAPDouble {
+    public let directory: URL
+    public let port: Int
+    public var url: String { "imap://127.0.0.1:\(port)/INBOX" }
+    private var script: URL { TestEnvironment.scriptsDirectory.appendingPathComponent("imap-double") }
+
+    public init() throws {
+        // dovecot's socket paths must stay short: a folder under /tmp.
+        directory = URL(fileURLWithPath: "/tmp/fanout-imap-\(UUID().uuidString.prefix(8))")
+        let up = try runProcess(
+            URL(fileURLWithPath: "/bin/bash"),
+            [
+                TestEnvironment.scriptsDirectory.appendingPathComponent("imap-double").path, "up", directory.path,
+            ])
+        guard up.status == 0,
+            let port = Int(
+                (try? String(contentsOfFile: directory.appendingPathComponent("port").path, encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
+        else { throw TestServerError(message: "imap double did not start: \(up.stdout) \(up.stderr)") }
+        self.port = port
+    }
+
+    deinit {
+        _ = try? runProcess(URL(fileURLWithPath: "/bin/bash"), [script.path, "down", directory.path])
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Delivers the files into INBOX, in this order (UIDs ascending).
+    public func seed(_ files: [URL]) throws {
+        let result = try runProcess(
+            URL(fileURLWithPath: "/bin/bash"), [script.path, "seed", directory.path] + files.map(\.path))
+        guard result.status == 0 else { throw TestServerError(message: "seed: \(result.stderr)") }
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import MariaDB
+import Testing
+import TestSupport
+
+/// `fanout bounces` against a real IMAP server (Debian's dovecot) seeded with bounces of several
+/// MTAs' styles about messages the built binary sent.
+@Suite(.enabled(if: TestEnvironment.hasDatabase && TestEnvironment.canStartServers))
+struct BounceTests {
+    static let fixtures = [
+        "postfix-hard", "exim-hard", "gmail-hard", "exchange-hard", "postfix-soft", "mailbox-full", "arf-complaint",
+        "auto-reply", "unrelated",
+    ]
+
+    @Test func hardBouncesFailTheirItemsAndComplaintsSuppressNothingElseChanges() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let smtp = try TestServer.smtp()
+            var env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+            let job = try fixture.emailJob(company: 5, count: 8)
+            #expect(try runFanout(["emails:process-jobs"], environment: env).status == 0)
+            let items = try fixture.items(job: job)
+            #expect(items.allSatisfy { $0.status == "sent" })
+            let installation = try #require(
+                try db.queryFirst("SELECT id FROM fanout_installation")?.decode("id", as: String.self))
+            // Each fixture about one item (the last is about none of ours).
+            let folder = TestEnvironment.makeTemporaryDirectory("bounces")
+            var files: [URL] = []
+            for (index, name) in Self.fixtures.enumerated() {
+                let source = TestEnvironment.repositoryRoot.appendingPathComponent("Tests/fixtures/bounces/\(name).eml")
+                let item = items[min(index, items.count - 1)]
+                let text = try String(contentsOf: source, encoding: .utf8)
+                    .replacingOccurrences(
+                        of: "{{MESSAGE_ID}}", with: "fanout.email.\(job).\(item.id).\(installation)@example.test"
+                    )
+                    .replacingOccurrences(of: "{{RECIPIENT}}", with: item.email)
+                    .replacingOccurrences(of: "{{VERP}}", with: "j\(job)")
+                let file = folder.appendingPathComponent("\(name).eml")
+                try text.write(to: file, atomically: true, encoding: .utf8)
+                files.append(file)
+            }
+            let imap = try IMAPDouble()
+            try imap.seed(files)
+            env["BOUNCE_IMAP_URL"] = imap.url
+            env["BOUNCE_IMAP_USERNAME"] = "bounces"
+            env["BOUNCE_IMAP_PASSWORD"] = "bounce-secret"
+            let read = try runFanout(["bounces"], environment: env)
+            #expect(read.status == 0, "\(read.stderr)")
+            #expect(
+                read.stdout.contains("Read 9 new messages: 4 hard bounces") && read.stdout.contains("1 complaint")
+                    && read.stdout.contains("2 soft") && read.stdout.contains("2 not about"), "\(read.stdout)")
+            let after = try fixture.items(job: job)
+            #expect(after.map(\.status) == ["failed", "failed", "failed", "failed", "sent", "sent", "sent", "sent"])
+            #expect(
+                after.prefix(4).allSatisfy { $0.reason?.hasPrefix("bounced: 5.1.") == true }, "\(after.map(\.reason))")
+            #expect(after[6].reason?.hasPrefix("delivered, then reported as spam") == true)
+            #expect(after[4].reason == nil && after[5].reason == nil && after[7].reason == nil)
+            let suppressed = try db.query(
+                "SELECT email, reason FROM fanout_suppressions WHERE company_id = 5 ORDER BY email"
+            )
+            .map { "\(try $0.decode("email", as: String.self)) \(try $0.decode("reason", as: String.self))" }
+            #expect(
+                suppressed.sorted()
+                    == (items.prefix(4).map { "\($0.email) hard_bounce" } + ["\(items[6].email) complaint"]).sorted())
+            #expect(try fixture.countersMatchItems(job: job))
+            // Read again: nothing new, nothing changes.
+            let again = try runFanout(["bounces"], environment: env)
+            #expect(again.stdout.contains("Read 0 new messages"), "\(again.stdout)")
+            #expect(try fixture.items(job: job).map(\.status) == after.map(\.status))
+            // A wrong password: one line, exit 69, nothing changed.
+            env["BOUNCE_IMAP_PASSWORD"] = "wrong"
+            let refused = try runFanout(["bounces"], environment: env)
+            #expect(refused.status != 0 && refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
+            #expect(!refused.stderr.contains("wrong"))
+        }
+    }
+}
