@@ -142,4 +142,8 @@ public protocol SharedRate: AnyObject {
     /// Pauses `name` for everybody after a throttle reply: 1 minute, doubling to 1 hour while
     /// throttles repeat, back to 1 minute after an hour without one. Returns until when.
     func throttled(_ name: String, reason: String) throws -> Double
+    /// Takes up to `count` sends under `name`'s hourly and daily limits (rolling 60 minutes and
+    /// 24 hours, all processes together); returns how many were granted, and when the oldest
+    /// counted send leaves the window that is full (Unix seconds) when fewer were.
+    func takeSends(_ name: String, count: Int, perHour: Int?, perDay: Int?) throws -> (granted: Int, freeAt: Double?)
 }

@@ -27,6 +27,10 @@ public struct EmailSettings: Sendable {
     /// 10; 0: no pacing), and how many may go at once after a quiet spell (`MAIL_RATE_BURST`).
     public var ratePerSecond: Double = 10
     public var rateBurst: Double?
+    /// At most this many messages in any 60 minutes / 24 hours through this account, all
+    /// processes together (`MAIL_RATE_PER_HOUR`, `MAIL_RATE_PER_DAY`; nil: no limit).
+    public var perHour: Int?
+    public var perDay: Int?
 
     /// The sending account, as pauses and pacing are shared under: server, port and user.
     public var account: String {
@@ -50,6 +54,8 @@ public final class EmailDeliverer: Deliverer {
     private var pool: SMTPPool?
 
     private let sharedRate: (any SharedRate)?
+    /// Set by a batch that stopped at the hourly or daily limit: what the tick says.
+    private var quotaReached: String?
     /// The permanent refusals of the job this process sends (across its batches).
     private var refusals = RefusalWatch(jobID: 0)
 
@@ -82,6 +88,15 @@ public final class EmailDeliverer: Deliverer {
         func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
         let clock = "\(two(parts.tm_hour)):\(two(parts.tm_min))"
         return "paused by the server until \(clock)" + (reason.map { " (\(excerpt($0, limit: 120)))" } ?? "")
+    }
+
+    /// Unix seconds as local "14:05".
+    static func clockTime(_ unix: Double) -> String {
+        var seconds = time_t(unix)
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(two(parts.tm_hour)):\(two(parts.tm_min))"
     }
 
     private var saidNoUnsubscribe = false
@@ -140,6 +155,10 @@ public final class EmailDeliverer: Deliverer {
                 message: Self.pauseText(until: until ?? Date().timeIntervalSince1970 + 60, reason: error.message),
                 paused: true)
         }
+        if let reached = quotaReached {
+            quotaReached = nil
+            throw DeliveryUnavailable(message: reached, paused: true)
+        }
         if pausedMidBatch { try checkPause(job, afterBatch: true) }
         // Once a tick, when marketing mail went out without the header Gmail and Yahoo require.
         if settings.unsubscribe == nil, marketing, !saidNoUnsubscribe {
@@ -159,6 +178,10 @@ public final class EmailDeliverer: Deliverer {
         let refusals = self.refusals
         var paused = false
         defer { pausedMidBatch = paused }
+        let quota =
+            settings.perHour != nil || settings.perDay != nil
+            ? QuotaGate(rate: sharedRate, account: settings.account, perHour: settings.perHour, perDay: settings.perDay)
+            : nil
         try deliverPooled(
             control: control, server: "SMTP server \(settings.smtp.host):\(settings.smtp.port)",
             jobID: job.id, logger: logger, waker: pool.waker, dropPool: { self.pool = nil },
@@ -188,10 +211,16 @@ public final class EmailDeliverer: Deliverer {
                             paused = true
                             return nil
                         }
+                        // The hourly and daily limits, all processes together.
+                        if let quota, !quota.take() {
+                            paused = true
+                            return nil
+                        }
                         return next().map { ($0.0, $0.1) }
                     }, completed: completed, settlement: settlement, tick: tick)
             }
         )
+        if let quota, let reached = quota.reached { quotaReached = reached }
     }
 
     /// A temporary refusal that asks the sender to slow down: 421, 450, 451, 452 or 454 with
@@ -348,5 +377,47 @@ final class RefusalWatch {
                 + "\(code ?? 0) \(excerpt(detail, limit: 120))): check the list, then fanout retry email \(jobID)"
         }
         return nil
+    }
+}
+
+/// The hourly and daily limits of an SMTP account for one batch: takes sends from the shared
+/// count ten at a time; when a limit is reached, says until when.
+final class QuotaGate {
+    private let rate: (any SharedRate)?
+    private let account: String
+    private let perHour: Int?
+    private let perDay: Int?
+    private var allowance = 0
+    /// "hourly limit reached until 14:05 (MAIL_RATE_PER_HOUR=100)", once reached.
+    private(set) var reached: String?
+
+    init(rate: (any SharedRate)?, account: String, perHour: Int?, perDay: Int?) {
+        self.rate = rate
+        self.account = account
+        self.perHour = perHour
+        self.perDay = perDay
+    }
+
+    /// Whether one more message may go now.
+    func take() -> Bool {
+        if allowance == 0 {
+            guard let rate, reached == nil else { return reached == nil }
+            guard let taken = try? rate.takeSends(account, count: 10, perHour: perHour, perDay: perDay) else {
+                return true // the database cannot say: the batch goes on, the next one counts again
+            }
+            allowance = taken.granted
+            if taken.granted == 0 {
+                let daily =
+                    perDay != nil && (perHour == nil || (taken.freeAt ?? 0) - Date().timeIntervalSince1970 > 3600)
+                let until = EmailDeliverer.clockTime(taken.freeAt ?? Date().timeIntervalSince1970 + 60)
+                reached =
+                    daily
+                    ? "daily limit reached until \(until) (MAIL_RATE_PER_DAY=\(perDay ?? 0))"
+                    : "hourly limit reached until \(until) (MAIL_RATE_PER_HOUR=\(perHour ?? 0))"
+                return false
+            }
+        }
+        allowance -= 1
+        return true
     }
 }

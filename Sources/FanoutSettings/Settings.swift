@@ -166,6 +166,12 @@ public struct Settings: Sendable {
         settings.dkim = try dkim()
         settings.ratePerSecond = try number("MAIL_RATE_PER_SECOND", default: 10)
         if self["MAIL_RATE_BURST"] != nil { settings.rateBurst = try number("MAIL_RATE_BURST", default: 0) }
+        if self["MAIL_RATE_PER_HOUR"] != nil {
+            settings.perHour = try integer("MAIL_RATE_PER_HOUR", default: 0, range: 1...100_000_000)
+        }
+        if self["MAIL_RATE_PER_DAY"] != nil {
+            settings.perDay = try integer("MAIL_RATE_PER_DAY", default: 0, range: 1...100_000_000)
+        }
         return settings
     }
 

@@ -322,7 +322,8 @@ struct AdminSQL: KindStatements {
                UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.started_at, j.created_at)) AS active,
                UNIX_TIMESTAMP(NOW(6)) AS now,
                IF(j.status IN \(unfinished) AND o.last_seen >= NOW(6) - INTERVAL 3 MINUTE
-                    AND (o.reason LIKE 'paused %' OR FLOOR(UNIX_TIMESTAMP(o.last_seen))
+                    AND (o.reason LIKE 'paused %' OR o.reason LIKE '% limit reached until %'
+                      OR FLOOR(UNIX_TIMESTAMP(o.last_seen))
                       > UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.created_at))),
                   o.reason, NULL) AS outage,
                UNIX_TIMESTAMP(o.since) AS outage_since,

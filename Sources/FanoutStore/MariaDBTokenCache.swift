@@ -61,6 +61,34 @@ public final class MariaDBTokenCache: AccessTokenCache, SharedRate {
         return try pausedUntil(name).until
     }
 
+    public func takeSends(_ name: String, count: Int, perHour: Int?, perDay: Int?) throws -> (
+        granted: Int, freeAt: Double?
+    ) {
+        let connection = try open()
+        if rateRows.insert(name).inserted {
+            try connection.execute(TokenSQL.ensureRate, [name])
+            try connection.execute(TokenSQL.pruneSends, [name])
+        }
+        return try connection.transaction {
+            // The account's row lock: one process counts at a time.
+            _ = try connection.queryFirst(TokenSQL.lockRate, [name])
+            var granted = count
+            var freeAt: Double?
+            for (limit, minutes) in [(perHour, 60), (perDay, 1440)] {
+                guard let limit else { continue }
+                let row = try connection.queryFirst(TokenSQL.sentWithin, [name, minutes, name, minutes])
+                let sent = Int(try row?.decodeIfPresent("sent", as: Int64.self) ?? 0)
+                let room = max(0, limit - sent)
+                if room < granted {
+                    granted = room
+                    freeAt = row.flatMap { Double(sqlValue: $0["oldest"]) }.map { $0 * 60 + Double(minutes) * 60 }
+                }
+            }
+            if granted > 0 { try connection.execute(TokenSQL.countSends, [name, granted]) }
+            return (granted, freeAt)
+        }
+    }
+
     public func pause(_ name: String, seconds: Double) throws {
         let connection = try open()
         try connection.execute(TokenSQL.ensureRate, [name])
@@ -78,6 +106,21 @@ enum TokenSQL {
         ON DUPLICATE KEY UPDATE access_token = VALUES(access_token), expires_at = VALUES(expires_at)
         """
     static let ensureRate = "INSERT IGNORE INTO fanout_rates (name, next_at) VALUES (?, 0)"
+    static let pruneSends =
+        "DELETE FROM fanout_send_counts WHERE name = ? AND minute < FLOOR(UNIX_TIMESTAMP(NOW(6)) / 60) - 1440 "
+        + "LIMIT 10000"
+    static let lockRate = "SELECT next_at FROM fanout_rates WHERE name = ? FOR UPDATE"
+    /// Parameters: name, minutes, name, minutes.
+    static let sentWithin = """
+        SELECT SUM(sent) AS sent,
+               (SELECT MIN(minute) FROM fanout_send_counts
+                WHERE name = ? AND minute > FLOOR(UNIX_TIMESTAMP(NOW(6)) / 60) - ? AND sent > 0) AS oldest
+        FROM fanout_send_counts WHERE name = ? AND minute > FLOOR(UNIX_TIMESTAMP(NOW(6)) / 60) - ?
+        """
+    static let countSends = """
+        INSERT INTO fanout_send_counts (name, minute, sent) VALUES (?, FLOOR(UNIX_TIMESTAMP(NOW(6)) / 60), ?)
+        ON DUPLICATE KEY UPDATE sent = sent + VALUES(sent)
+        """
     /// Parameters: burst (seconds of starts that may happen at once), seconds reserved, name.
     static let reserve = """
         UPDATE fanout_rates SET next_at = (@fanout_start := GREATEST(next_at, UNIX_TIMESTAMP(NOW(6)) - ?)) + ?

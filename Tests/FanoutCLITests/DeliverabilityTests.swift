@@ -347,4 +347,33 @@ struct DeliverabilityTests {
             #expect(items.filter { $0.reason == row.reason }.allSatisfy { $0.attempts == 0 })
         }
     }
+
+    /// MAIL_RATE_PER_HOUR holds for two overlapping ticks together (counted at the sink); the
+    /// rest waits, uncharged, and says until when.
+    @Test func anHourlyLimitHoldsAcrossTwoTicks() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let smtp = try TestServer.smtp()
+            var env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+            env["MAIL_RATE_PER_HOUR"] = "25"
+            let first = try fixture.emailJob(company: 1, count: 20)
+            let second = try fixture.emailJob(company: 2, count: 20)
+            let output = TestEnvironment.scratchDirectory.appendingPathComponent("hourly-\(UUID().uuidString)")
+            let ticks = try (0..<2).map { n in
+                try startFanout(
+                    ["emails:process-jobs"], environment: env, output: output.appendingPathExtension("\(n)"))
+            }
+            #expect(ticks.map { $0.wait(seconds: 120) } == [0, 0])
+            #expect(smtp.messageFiles.count <= 25, "\(smtp.messageFiles.count) sent with a limit of 25 an hour")
+            #expect(smtp.messageFiles.count >= 15, "the limit was used, not wasted: \(smtp.messageFiles.count)")
+            let counts = [try fixture.statusCounts(job: first), try fixture.statusCounts(job: second)]
+            #expect(counts.map { $0["sent", default: 0] }.reduce(0, +) == smtp.messageFiles.count, "\(counts)")
+            let waiting = try fixture.items(job: first) + fixture.items(job: second)
+            #expect(waiting.filter { $0.status == "pending" }.allSatisfy { $0.attempts == 0 })
+            let jobs = try runFanout(["jobs"], environment: env)
+            #expect(jobs.stdout.contains("hourly limit reached until"), "\(jobs.stdout)")
+            let again = try runFanout(["emails:process-jobs"], environment: env)
+            #expect(again.status == 0 && smtp.messageFiles.count <= 25)
+        }
+    }
 }
