@@ -41,6 +41,7 @@ public struct EmailComposer: Sendable {
         var installationID: String?
         var unsubscribe: UnsubscribeSettings?
         var feedbackID: String?
+        var listID: String?
     }
 
     public func compose(
@@ -78,6 +79,7 @@ public struct EmailComposer: Sendable {
             extra.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         }
         if let feedbackID = mail.feedbackID { extra.append(("Feedback-ID", feedbackID)) }
+        if let listID = mail.listID { extra.append(("List-Id", listID)) }
         let bytes = MIMEMessage.build(
             fromField: fromField, to: Mailbox(address: recipient, name: name),
             subject: rendered.subject, text: rendered.textBytes, html: rendered.htmlBytes,

@@ -23,6 +23,8 @@ public struct EmailSettings: Sendable {
     public var unsubscribe: UnsubscribeSettings?
     /// The DKIM key messages are signed with (`MAIL_DKIM_*`); nil: unsigned.
     public var dkim: DKIMKey?
+    /// Marketing mail's `List-Id` (`FANOUT_LIST_ID`, e.g. `Newsletter <news.example.com>`).
+    public var listID: String?
     /// Messages a second through this account, all processes together (`MAIL_RATE_PER_SECOND`,
     /// 10; 0: no pacing), and how many may go at once after a quiet spell (`MAIL_RATE_BURST`).
     public var ratePerSecond: Double = 10
@@ -136,7 +138,8 @@ public final class EmailDeliverer: Deliverer {
         let marketing = (job.mailType ?? "marketing") != "transactional"
         let mail = EmailComposer.JobMail(
             installationID: job.installationID, unsubscribe: marketing ? settings.unsubscribe : nil,
-            feedbackID: "\(job.id):\(job.companyID):\(marketing ? "marketing" : "transactional"):fanout")
+            feedbackID: "\(job.id):\(job.companyID):\(marketing ? "marketing" : "transactional"):fanout",
+            listID: marketing ? settings.listID : nil)
         try checkPause(job)
         let pacer =
             settings.ratePerSecond > 0
@@ -286,7 +289,7 @@ extension EmailDeliverer {
     /// and the unsubscribe headers (a signature that does not cover them lets them be changed).
     static let signedHeaders = [
         "From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
-        "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID",
+        "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID", "List-Id",
     ]
 }
 
@@ -323,7 +326,8 @@ extension EmailDeliverer {
         let marketing = (job.mailType ?? "marketing") != "transactional"
         let mail = EmailComposer.JobMail(
             installationID: job.installationID, unsubscribe: marketing ? settings.unsubscribe : nil,
-            feedbackID: "\(job.id):\(job.companyID):\(marketing ? "marketing" : "transactional"):fanout")
+            feedbackID: "\(job.id):\(job.companyID):\(marketing ? "marketing" : "transactional"):fanout",
+            listID: marketing ? settings.listID : nil)
         if let suppression = item.suppression { return .failure(ItemRejection(reason: "suppressed: \(suppression)")) }
         let composed = composer.compose(
             jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name,

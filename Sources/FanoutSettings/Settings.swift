@@ -163,6 +163,7 @@ public struct Settings: Sendable {
             connections: connections
         )
         settings.unsubscribe = try unsubscribe()
+        settings.listID = self["FANOUT_LIST_ID"]
         settings.dkim = try dkim()
         settings.ratePerSecond = try number("MAIL_RATE_PER_SECOND", default: 10)
         if self["MAIL_RATE_BURST"] != nil { settings.rateBurst = try number("MAIL_RATE_BURST", default: 0) }

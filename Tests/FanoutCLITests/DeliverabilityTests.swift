@@ -26,6 +26,7 @@ struct DeliverabilityTests {
             env["FANOUT_UNSUBSCRIBE_URL"] = "http://127.0.0.1:\(port)/unsubscribe/{token}"
             env["FANOUT_UNSUBSCRIBE_SECRET"] = Self.secret
             env["FANOUT_UNSUBSCRIBE_MAILTO"] = "unsubscribe@example.test"
+            env["FANOUT_LIST_ID"] = "Newsletter <news.example.test>"
             var webEnv = env
             webEnv["FANOUT_WEB_USER"] = "ops"
             webEnv["FANOUT_WEB_PASSWORD"] = "ops-password"
@@ -60,6 +61,7 @@ struct DeliverabilityTests {
             #expect(list.hasSuffix(", <mailto:unsubscribe@example.test?subject=unsubscribe>"), "\(list)")
             #expect(!list.contains(recipient), "the address is never in the link")
             #expect(fields["Feedback-ID"] == "\(job):1:marketing:fanout")
+            #expect(fields["List-Id"] == "Newsletter <news.example.test>")
             // The Message-ID carries this database's installation id.
             let installation = try #require(
                 try setup.fixture.db.queryFirst("SELECT id FROM fanout_installation")?.decode("id", as: String.self))
@@ -229,6 +231,10 @@ struct DeliverabilityTests {
                 #expect(try !dkimVerifies(changed, record: record, name: "s1._domainkey.example.test."))
                 try FileManager.default.removeItem(at: changed)
             }
+            // doctor: the key signs for the From address's domain (DMARC aligns).
+            let doctor = try runFanout(["doctor"], environment: env)
+            #expect(doctor.stdout.contains("signs as d=example.test, aligned"), "\(doctor.stdout)")
+            #expect(doctor.stdout.contains("has no visible {{unsubscribe_url}} link"))
             // A key that cannot sign stops the tick before anything is sent.
             let garbage = key + ".bad"
             try "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----\n".write(
