@@ -269,11 +269,3 @@ struct WorkersCommand: ParsableCommand {
 
 /// Who asked, for `fanout_control.requested_by`.
 private var requester: String { "\(MariaDBJobStore.hostName):\(getpid())" }
-
-/// A time of day as HH:MM, in the local time zone (for "since 12:03").
-func clockTime(_ date: Date) -> String {
-    var seconds = time_t(date.timeIntervalSince1970)
-    var parts = tm()
-    localtime_r(&seconds, &parts)
-    return String(format: "%02d:%02d", parts.tm_hour, parts.tm_min)
-}

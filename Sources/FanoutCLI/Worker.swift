@@ -260,7 +260,9 @@ final class Worker: @unchecked Sendable {
             outage.retryAt = now + outage.wait
             if now - outage.lastLogged >= .seconds(60) {
                 outage.lastLogged = now
-                logger.warning("\(kind.rawValue): waiting: \(message) (since \(clockTime(outage.sinceWall)))")
+                logger.warning(
+                    "\(kind.rawValue): waiting: \(message) (since \(LocalTime.hoursMinutes(outage.sinceWall.timeIntervalSince1970)))"
+                )
             }
             outages[kind] = outage
         } else {

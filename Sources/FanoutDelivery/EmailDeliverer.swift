@@ -84,21 +84,8 @@ public final class EmailDeliverer: Deliverer {
 
     /// "paused by the server until 14:05 (421 4.7.28 …)", in this machine's local time.
     static func pauseText(until: Double, reason: String?) -> String {
-        var seconds = time_t(until)
-        var parts = tm()
-        localtime_r(&seconds, &parts)
-        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        let clock = "\(two(parts.tm_hour)):\(two(parts.tm_min))"
-        return "paused by the server until \(clock)" + (reason.map { " (\(excerpt($0, limit: 120)))" } ?? "")
-    }
-
-    /// Unix seconds as local "14:05".
-    static func clockTime(_ unix: Double) -> String {
-        var seconds = time_t(unix)
-        var parts = tm()
-        localtime_r(&seconds, &parts)
-        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(two(parts.tm_hour)):\(two(parts.tm_min))"
+        "paused by the server until \(LocalTime.hoursMinutes(until))"
+            + (reason.map { " (\(excerpt($0, limit: 120)))" } ?? "")
     }
 
     private var saidNoUnsubscribe = false
@@ -413,7 +400,7 @@ final class QuotaGate {
             if taken.granted == 0 {
                 let daily =
                     perDay != nil && (perHour == nil || (taken.freeAt ?? 0) - Date().timeIntervalSince1970 > 3600)
-                let until = EmailDeliverer.clockTime(taken.freeAt ?? Date().timeIntervalSince1970 + 60)
+                let until = LocalTime.hoursMinutes(taken.freeAt ?? Date().timeIntervalSince1970 + 60)
                 reached =
                     daily
                     ? "daily limit reached until \(until) (MAIL_RATE_PER_DAY=\(perDay ?? 0))"

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import FanoutCore
 
 extension JobSummary {
     /// What the unfinished job waits for, in words: "waiting: SMTP server mail:587 unavailable since
@@ -14,7 +12,7 @@ extension JobSummary {
             return short ? String(outage.prefix { $0 != "(" }).trimming(where: \.isWhitespace) : outage
         }
         if short, let end = outage.range(of: " unavailable") { outage = String(outage[..<end.upperBound]) }
-        let since = outageSince.map { " since \(Self.clockTime($0))" } ?? ""
+        let since = outageSince.map { " since \(LocalTime.hoursMinutes($0))" } ?? ""
         return "waiting: \(outage)\(since)"
     }
 
@@ -25,14 +23,5 @@ extension JobSummary {
             "total_items": total, "processed_items": processed, "failed_items": failed, "reason": reason,
             "created_at": createdAt, "last_activity_at": lastActivityAt, "waiting": waiting(),
         ]
-    }
-
-    /// Hours and minutes of Unix seconds in local time: "09:05".
-    static func clockTime(_ unix: Double) -> String {
-        var seconds = time_t(unix)
-        var parts = tm()
-        localtime_r(&seconds, &parts)
-        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(two(parts.tm_hour)):\(two(parts.tm_min))"
     }
 }

@@ -30,14 +30,7 @@ struct JobAPI: Sendable {
             status: queryValue(request, "status").flatMap(ItemStatus.init(rawValue:))?.rawValue,
             search: queryValue(request, "q"), after: queryValue(request, "after").flatMap { UInt64($0) },
             limit: min(10_000, max(1, queryValue(request, "limit").flatMap { Int($0) } ?? 1000)))
-        let found = try await database.run { connection -> JobDetail? in
-            guard let job = try JobAdmin(connection: connection).summary(kind: kind, id: id) else { return nil }
-            let source = ReportSource(connection: connection)
-            return JobDetail(
-                job: job, counts: try source.statusCounts(kind: kind, jobID: id),
-                failures: try source.failureReasons(kind: kind, jobID: id, limit: 20),
-                items: try source.items(kind: kind, jobID: id, query))
-        }
+        let found = try await database.run { try JobDetail.read($0, kind: kind, id: id, query) }
         guard let found else {
             return try Self.json(["error": "no \(kind.rawValue) job \(id)"], status: .notFound)
         }

@@ -2,6 +2,7 @@ import FanoutCore
 import FanoutStore
 import Foundation
 import Hummingbird
+import MariaDB
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,14 +69,7 @@ struct JobPages: Sendable {
         }
         let after = queryValue(request, "after").flatMap { UInt64($0) }
         let query = ReportSource.ItemQuery(status: status?.rawValue, search: search, after: after, limit: Self.itemPage)
-        let found = try await database.run { connection -> JobDetail? in
-            guard let job = try JobAdmin(connection: connection).summary(kind: kind, id: id) else { return nil }
-            let source = ReportSource(connection: connection)
-            return JobDetail(
-                job: job, counts: try source.statusCounts(kind: kind, jobID: id),
-                failures: try source.failureReasons(kind: kind, jobID: id, limit: 20),
-                items: try source.items(kind: kind, jobID: id, query))
-        }
+        let found = try await database.run { try JobDetail.read($0, kind: kind, id: id, query) }
         guard let found else { throw HTTPError(.notFound, message: "There is no \(kind.rawValue) job \(id).") }
         let view = JobView(job: found.job)
         let base = "/jobs/\(kind.rawValue)/\(id)"
@@ -174,10 +168,23 @@ struct JobPages: Sendable {
     }
 }
 
-/// What the job page reads in one database visit.
+/// What the job page and `/api/jobs/KIND/ID` read in one database visit.
 struct JobDetail: Sendable {
     var job: JobSummary
     var counts: [(status: String, count: Int)]
     var failures: [(reason: String, count: Int)]
     var items: [ReportItem]
+
+    /// The job, its counts by status (from the index), its 20 most common failure reasons and a
+    /// page of items; nil when there is no such job.
+    static func read(_ connection: Connection, kind: JobKind, id: UInt64, _ query: ReportSource.ItemQuery) throws
+        -> JobDetail?
+    {
+        guard let job = try JobAdmin(connection: connection).summary(kind: kind, id: id) else { return nil }
+        let source = ReportSource(connection: connection)
+        return JobDetail(
+            job: job, counts: try source.statusCounts(kind: kind, jobID: id),
+            failures: try source.failureReasons(kind: kind, jobID: id, limit: 20),
+            items: try source.items(kind: kind, jobID: id, query))
+    }
 }
