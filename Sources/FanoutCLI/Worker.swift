@@ -260,9 +260,8 @@ final class Worker: @unchecked Sendable {
             outage.retryAt = now + outage.wait
             if now - outage.lastLogged >= .seconds(60) {
                 outage.lastLogged = now
-                logger.warning(
-                    "\(kind.rawValue): waiting: \(message) (since \(LocalTime.hoursMinutes(outage.sinceWall.timeIntervalSince1970)))"
-                )
+                let since = LocalTime.hoursMinutes(outage.sinceWall.timeIntervalSince1970)
+                logger.warning("\(kind.rawValue): waiting: \(message) (since \(since))")
             }
             outages[kind] = outage
         } else {
