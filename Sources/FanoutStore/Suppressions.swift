@@ -70,8 +70,16 @@ enum SuppressionSQL {
     static let add = """
         INSERT INTO fanout_suppressions (company_id, email, reason, source, created_at, expires_at)
         VALUES (?, ?, ?, ?, NOW(6), IF(? IS NULL, NULL, NOW(6) + INTERVAL ? DAY))
-        ON DUPLICATE KEY UPDATE reason = VALUES(reason), source = VALUES(source), expires_at = VALUES(expires_at)
+        ON DUPLICATE KEY UPDATE
+          source = IF(\(weakening), source, VALUES(source)),
+          expires_at = IF(\(weakening), expires_at, VALUES(expires_at)),
+          reason = IF(\(weakening), reason, VALUES(reason))
         """
+    /// A suppression of every mail (hard bounce, manual) is never turned into one of marketing
+    /// mail only by a later unsubscribe or complaint. (Assignments run left to right: `reason`
+    /// is changed last, so the conditions before it read the old one.)
+    private static let weakening =
+        "reason IN ('hard_bounce', 'manual') AND VALUES(reason) IN ('unsubscribe', 'complaint')"
     static let remove = "DELETE FROM fanout_suppressions WHERE company_id = ? AND email = ?"
     static let list = """
         SELECT email, reason, source, UNIX_TIMESTAMP(created_at) AS created, UNIX_TIMESTAMP(expires_at) AS expires

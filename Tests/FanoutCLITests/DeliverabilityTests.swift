@@ -163,6 +163,14 @@ struct DeliverabilityTests {
             #expect(
                 try runFanout(["suppress", "list", "--company", "4"], environment: env).stdout
                     .contains("No suppressed addresses"))
+            // A later unsubscribe never weakens a suppression of every mail.
+            _ = try runFanout(
+                ["suppress", "add", "--company", "3", "dora@example.test", "--reason", "hard_bounce"], environment: env)
+            _ = try runFanout(
+                ["suppress", "add", "--company", "3", "dora@example.test", "--reason", "unsubscribe"], environment: env)
+            #expect(
+                try runFanout(["suppress", "list", "--company", "3"], environment: env).stdout
+                    .contains("dora@example.test\thard_bounce"))
         }
     }
 
