@@ -144,9 +144,6 @@ struct JobSQL: KindStatements {
         """
     }
 
-    /// The next due pending items, read through the (job, status, id) index: 50 index entries
-    /// whatever the job's size. (An `UPDATE … ORDER BY id LIMIT n` was seen to examine every
-    /// pending row of a 1,000,000-item job before applying the limit: 1.1 s a tick.)
     /// Email jobs' mail type, for the jobs query (wallet jobs have none).
     private var mailType: String { kind == .email ? "j.mail_type" : "NULL" }
 
@@ -161,6 +158,9 @@ struct JobSQL: KindStatements {
             """
     }
 
+    /// The next due pending items, read through the (job, status, id) index: 50 index entries
+    /// whatever the job's size. (An `UPDATE … ORDER BY id LIMIT n` was seen to examine every
+    /// pending row of a 1,000,000-item job before applying the limit: 1.1 s a tick.)
     /// Items due now, in id order. Email: each with the company's suppression of its recipient,
     /// when one holds for this job's mail type (unsubscribe and complaint hold back marketing
     /// mail; hard bounce and manual every mail). Parameters: (email: company, mail type,) job,
