@@ -154,7 +154,7 @@ struct EmailsProcessJobsCommand: ParsableCommand {
             untilDone: tick.untilDone,
             verbose: logging.verbose
         ) { logger in
-            EmailDeliverer(settings: email, logger: logger, sharedRate: MariaDBTokenCache(configuration: database))
+            EmailDeliverer(settings: email, logger: logger, sharedRate: MariaDBSharedState(configuration: database))
         }
     }
 }
@@ -298,7 +298,7 @@ extension WalletDeliverer {
     static func platformReady(settings: WalletSettings, logger: Logger, database: ConnectionConfiguration)
         -> WalletDeliverer
     {
-        let shared = MariaDBTokenCache(configuration: database)
+        let shared = MariaDBSharedState(configuration: database)
         return WalletDeliverer(settings: settings, logger: logger, tokenCache: shared, sharedRate: shared)
     }
 }

@@ -108,7 +108,8 @@ struct WorkCommand: ParsableCommand {
         func deliverer(_ kind: JobKind, _ logger: Logger) -> any Deliverer {
             switch kind {
             case .email:
-                EmailDeliverer(settings: email!, logger: logger, sharedRate: MariaDBTokenCache(configuration: database))
+                EmailDeliverer(
+                    settings: email!, logger: logger, sharedRate: MariaDBSharedState(configuration: database))
             case .wallet:
                 WalletDeliverer.platformReady(settings: wallet!, logger: logger, database: database)
             }

@@ -129,12 +129,11 @@ public protocol AccessTokenCache: AnyObject {
 
 /// A request rate shared by every process on every host (kept in the database).
 public protocol SharedRate: AnyObject {
-    /// Reserves `count` request starts at `perSecond` under `name`; returns when the first may
-    /// start (Unix seconds, the database's clock) and the database's time now.
-    func reserve(_ name: String, count: Int, perSecond: Double) throws -> (start: Double, now: Double)
     /// Lets no request start under `name` for `seconds` from now.
     func pause(_ name: String, seconds: Double) throws
-    /// Reserves with a burst of `burst` seconds' worth (the default reservation allows one).
+    /// Reserves `count` request starts at `perSecond` under `name`, letting `burst` seconds' worth
+    /// start at once after a quiet spell; returns when the first may start (Unix seconds, the
+    /// database's clock) and the database's time now.
     func reserve(_ name: String, count: Int, perSecond: Double, burst: Double) throws -> (start: Double, now: Double)
     /// Unix seconds until which `name` is paused (the database's clock), the database's now, and
     /// the server's words that paused it.

@@ -113,20 +113,12 @@ public final class EmailDeliverer: Deliverer {
             throw DeliveryUnavailable(message: "cannot set up SMTP: \(error)")
         }
         self.pool = pool
-        let dateField = MIMEMessage.rfc5322Date(Date())
-        let signer: RenderingSigner?
+        let messages: JobMessages
         do {
-            signer = try settings.dkim.map { key throws(DKIMError) in
-                RenderingSigner(try DKIMSigner(key: key, signedHeaders: Self.signedHeaders))
-            }
+            messages = try JobMessages(job: job, composer: composer, settings: settings)
         } catch {
-            throw DeliveryUnavailable(message: "cannot sign with MAIL_DKIM_KEY_FILE: \(error)", jobFailure: nil)
+            throw DeliveryUnavailable(message: "cannot sign with MAIL_DKIM_KEY_FILE: \(error)")
         }
-        let marketing = (job.mailType ?? "marketing") != "transactional"
-        let mail = EmailComposer.JobMail(
-            installationID: job.installationID, unsubscribe: marketing ? settings.unsubscribe : nil,
-            feedbackID: "\(job.id):\(job.companyID):\(marketing ? "marketing" : "transactional"):fanout",
-            listID: marketing ? settings.listID : nil)
         try checkPause(job)
         let pacer =
             settings.ratePerSecond > 0
@@ -136,8 +128,8 @@ public final class EmailDeliverer: Deliverer {
         var pausedMidBatch = false
         do {
             try deliverBatch(
-                job, control: control, pool: pool, composer: composer, dateField: dateField, mail: mail,
-                signer: signer, pacer: pacer, pausedMidBatch: &pausedMidBatch)
+                job, control: control, pool: pool, messages: messages, pacer: pacer,
+                pausedMidBatch: &pausedMidBatch)
         } catch let error where error.paused {
             // A throttle reply: the account pauses for everybody; the unsent items wait, uncharged.
             let until = (try? sharedRate?.throttled(settings.account, reason: error.message)) ?? nil
@@ -151,7 +143,7 @@ public final class EmailDeliverer: Deliverer {
         }
         if pausedMidBatch { try checkPause(job, afterBatch: true) }
         // Once a tick, when marketing mail went out without the header Gmail and Yahoo require.
-        if settings.unsubscribe == nil, marketing, !saidNoUnsubscribe {
+        if settings.unsubscribe == nil, messages.marketing, !saidNoUnsubscribe {
             saidNoUnsubscribe = true
             let line =
                 "marketing mail goes out without List-Unsubscribe: FANOUT_UNSUBSCRIBE_URL is not set "
@@ -161,8 +153,8 @@ public final class EmailDeliverer: Deliverer {
     }
 
     private func deliverBatch(
-        _ job: JobRecord, control: any DeliveryControl, pool: SMTPPool, composer: EmailComposer, dateField: String,
-        mail: EmailComposer.JobMail, signer: RenderingSigner?, pacer: SharedRatePacer?, pausedMidBatch: inout Bool
+        _ job: JobRecord, control: any DeliveryControl, pool: SMTPPool, messages: JobMessages,
+        pacer: SharedRatePacer?, pausedMidBatch: inout Bool
     ) throws(DeliveryUnavailable) {
         if refusals.jobID != job.id { refusals = RefusalWatch(jobID: job.id) }
         let refusals = self.refusals
@@ -176,14 +168,7 @@ public final class EmailDeliverer: Deliverer {
             control: control, server: "SMTP server \(settings.smtp.host):\(settings.smtp.port)",
             jobID: job.id, logger: logger, waker: pool.waker, dropPool: { self.pool = nil },
             render: { item -> Result<SMTPMessage, ItemRejection> in
-                // The company's suppression, read when the batch was claimed: never sent.
-                if let suppression = item.suppression {
-                    return .failure(ItemRejection(reason: "suppressed: \(suppression)"))
-                }
-                return composer.compose(
-                    jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name,
-                    dataJSON: item.data, dateField: dateField, mail: mail
-                ).flatMap { email in signer.map { $0.signed(email) } ?? .success(email) }.map {
+                messages.message(for: item).map {
                     SMTPMessage(from: $0.envelopeFrom, recipients: [$0.recipient], content: $0.bytes)
                 }
             },
@@ -280,6 +265,41 @@ extension EmailDeliverer {
     ]
 }
 
+/// A job's items turned into the messages a tick sends, on the rendering thread: the company's
+/// suppression (read with the claim: never sent), the template with what the job's mail carries
+/// (Message-ID, unsubscribe, Feedback-ID, List-Id), the DKIM signature.
+struct JobMessages: Sendable {
+    let job: JobRecord
+    let composer: EmailComposer
+    let marketing: Bool
+    let mail: EmailComposer.JobMail
+    let dateField: String
+    let signer: RenderingSigner?
+
+    init(job: JobRecord, composer: EmailComposer, settings: EmailSettings) throws(DKIMError) {
+        self.job = job
+        self.composer = composer
+        marketing = (job.mailType ?? "marketing") != "transactional"
+        mail = EmailComposer.JobMail(
+            installationID: job.installationID, unsubscribe: marketing ? settings.unsubscribe : nil,
+            feedbackID: "\(job.id):\(job.companyID):\(marketing ? "marketing" : "transactional"):fanout",
+            listID: marketing ? settings.listID : nil)
+        dateField = MIMEMessage.rfc5322Date(Date())
+        signer = try settings.dkim.map { key throws(DKIMError) in
+            RenderingSigner(try DKIMSigner(key: key, signedHeaders: EmailDeliverer.signedHeaders))
+        }
+    }
+
+    func message(for item: WorkItem) -> Result<ComposedEmail, ItemRejection> {
+        if let suppression = item.suppression { return .failure(ItemRejection(reason: "suppressed: \(suppression)")) }
+        let composed = composer.compose(
+            jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name,
+            dataJSON: item.data, dateField: dateField, mail: mail)
+        guard let signer else { return composed }
+        return composed.flatMap { signer.signed($0) }
+    }
+}
+
 /// A DKIM signer for the rendering thread: `deliverPooled` renders on one thread, one item after
 /// another, which is all a libopendkim handle asks (one thread at a time).
 final class RenderingSigner: @unchecked Sendable {
@@ -310,19 +330,8 @@ extension EmailDeliverer {
     > {
         try prepare(job)
         guard let composer = composers[job.template] else { throw JobFailure(reason: "no template") }
-        let marketing = (job.mailType ?? "marketing") != "transactional"
-        let mail = EmailComposer.JobMail(
-            installationID: job.installationID, unsubscribe: marketing ? settings.unsubscribe : nil,
-            feedbackID: "\(job.id):\(job.companyID):\(marketing ? "marketing" : "transactional"):fanout",
-            listID: marketing ? settings.listID : nil)
-        if let suppression = item.suppression { return .failure(ItemRejection(reason: "suppressed: \(suppression)")) }
-        let composed = composer.compose(
-            jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name,
-            dataJSON: item.data, dateField: MIMEMessage.rfc5322Date(Date()), mail: mail)
-        guard let key = settings.dkim else { return composed }
         do {
-            let signer = RenderingSigner(try DKIMSigner(key: key, signedHeaders: Self.signedHeaders))
-            return composed.flatMap { signer.signed($0) }
+            return try JobMessages(job: job, composer: composer, settings: settings).message(for: item)
         } catch {
             throw JobFailure(reason: "cannot sign with MAIL_DKIM_KEY_FILE: \(error)")
         }

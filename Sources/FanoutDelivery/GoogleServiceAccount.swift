@@ -56,10 +56,10 @@ public struct GoogleServiceAccount: Sendable {
         guard let headerData = try? JSONSerialization.data(withJSONObject: header, options: .sortedKeys),
             let claimsData = try? JSONSerialization.data(withJSONObject: claims, options: .sortedKeys)
         else { throw CredentialError("cannot encode the token request") }
-        let input = Self.base64URL(headerData) + "." + Self.base64URL(claimsData)
+        let input = headerData.base64URLEncoded + "." + claimsData.base64URLEncoded
         do {
             let signature = try key.signature(for: Data(input.utf8), padding: .insecurePKCS1v1_5)
-            return input + "." + Self.base64URL(signature.rawRepresentation)
+            return input + "." + signature.rawRepresentation.base64URLEncoded
         } catch {
             throw CredentialError("cannot sign the token request with WALLET_GOOGLE_KEY_FILE's key: \(error)")
         }
@@ -108,11 +108,6 @@ public struct GoogleServiceAccount: Sendable {
                 + text,
             permanent: !transient)
     }
-
-    static func base64URL(_ data: some DataProtocol) -> String {
-        Data(data).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-    }
 }
 
 /// A credential that cannot be used as configured; the text names the setting, never a secret.
@@ -127,4 +122,12 @@ public struct TokenRefusal: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var permanent: Bool
     public var description: String { message }
+}
+
+extension Data {
+    /// Base64url without padding (RFC 4648 §5), as JWTs and Fanout's unsubscribe tokens write it.
+    var base64URLEncoded: String {
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
 }

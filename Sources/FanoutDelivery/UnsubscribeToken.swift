@@ -1,4 +1,5 @@
 import Crypto
+import FanoutCore
 import Foundation
 
 /// The opaque token in a recipient's one-click unsubscribe link: `1.ITEM.MAC`, where ITEM is
@@ -24,19 +25,14 @@ public struct UnsubscribeToken: Sendable, Equatable {
         guard parts.count == 3, parts[0] == "1", let itemID = UInt64(parts[1]), String(itemID) == parts[1] else {
             return nil
         }
-        let expected = Array(mac(itemID: itemID, secret: secret).utf8)
-        let given = Array(parts[2].utf8)
-        guard expected.count == given.count else { return nil }
-        var difference: UInt8 = 0
-        for (a, b) in zip(expected, given) { difference |= a ^ b }
-        return difference == 0 ? UnsubscribeToken(itemID: itemID) : nil
+        return constantTimeEqual(String(parts[2]), mac(itemID: itemID, secret: secret))
+            ? UnsubscribeToken(itemID: itemID) : nil
     }
 
     static func mac(itemID: UInt64, secret: String) -> String {
         let key = SymmetricKey(data: Data(secret.utf8))
         let code = HMAC<SHA256>.authenticationCode(for: Data("fanout-unsubscribe.1.\(itemID)".utf8), using: key)
-        return Data(code.prefix(16)).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        return Data(code).prefix(16).base64URLEncoded
     }
 }
 

@@ -1,3 +1,4 @@
+import FanoutCore
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -20,17 +21,6 @@ struct Credentials: Sendable {
         let passwordMatches = constantTimeEqual(givenPassword, password)
         return userMatches && passwordMatches ? givenUser : nil
     }
-}
-
-/// Whether two strings are equal, in a time that depends on their lengths only.
-func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-    let x = Array(a.utf8)
-    let y = Array(b.utf8)
-    var difference: UInt8 = x.count == y.count ? 0 : 1
-    for index in 0..<max(x.count, y.count) {
-        difference |= (index < x.count ? x[index] : 0) ^ (index < y.count ? y[index] : 0)
-    }
-    return difference == 0
 }
 
 /// `bytes` random bytes from the system's secure generator, as hex.

@@ -1,9 +1,10 @@
 import FanoutCore
 import MariaDB
 
-/// `fanout_access_tokens` and `fanout_rates` over a connection of its own, opened on first use
-/// (only jobs whose templates use `# @auth google` need it).
-public final class MariaDBTokenCache: AccessTokenCache, SharedRate {
+/// What every process shares beside the jobs: access tokens (`fanout_access_tokens`), request
+/// rates, pauses and send counts (`fanout_rates`, `fanout_send_counts`), over a connection of its
+/// own, opened on first use (a tick with no Google template, no pacing and no limits never opens it).
+public final class MariaDBSharedState: AccessTokenCache, SharedRate {
     private let configuration: ConnectionConfiguration
     private var connection: Connection?
     /// Rate rows known to exist (made once per name and process).
@@ -22,32 +23,37 @@ public final class MariaDBTokenCache: AccessTokenCache, SharedRate {
         return opened
     }
 
+    /// The connection, with `name`'s rate row made (and its old send counts pruned) once a process.
+    private func open(rate name: String) throws -> Connection {
+        let connection = try open()
+        if rateRows.insert(name).inserted {
+            try connection.execute(SharedStateSQL.ensureRate, [name])
+            try connection.execute(SharedStateSQL.pruneSends, [name])
+        }
+        return connection
+    }
+
     public func token(for credential: String) throws -> (token: String, expiresAt: Double)? {
-        guard let row = try open().queryFirst(TokenSQL.read, [credential]) else { return nil }
+        guard let row = try open().queryFirst(SharedStateSQL.read, [credential]) else { return nil }
         return (try row.decode("access_token"), try row.decode("expires_at"))
     }
 
     public func store(_ token: String, expiresAt: Double, for credential: String) throws {
-        try open().execute(TokenSQL.write, [credential, token, expiresAt])
-    }
-
-    public func reserve(_ name: String, count: Int, perSecond: Double) throws -> (start: Double, now: Double) {
-        try reserve(name, count: count, perSecond: perSecond, burst: 1)
+        try open().execute(SharedStateSQL.write, [credential, token, expiresAt])
     }
 
     public func reserve(_ name: String, count: Int, perSecond: Double, burst: Double) throws -> (
         start: Double, now: Double
     ) {
-        let connection = try open()
-        if rateRows.insert(name).inserted { try connection.execute(TokenSQL.ensureRate, [name]) }
+        let connection = try open(rate: name)
         // One statement moves the shared clock on and remembers where this reservation starts.
-        try connection.execute(TokenSQL.reserve, [burst, Double(count) / perSecond, name])
-        guard let row = try connection.queryFirst(TokenSQL.reserved) else { return (0, 0) }
+        try connection.execute(SharedStateSQL.reserve, [burst, Double(count) / perSecond, name])
+        guard let row = try connection.queryFirst(SharedStateSQL.reserved) else { return (0, 0) }
         return (Double(sqlValue: row["start"]) ?? 0, Double(sqlValue: row["now"]) ?? 0)
     }
 
     public func pausedUntil(_ name: String) throws -> (until: Double, now: Double, reason: String?) {
-        guard let row = try open().queryFirst(TokenSQL.pausedUntil, [name, name]) else { return (0, 0, nil) }
+        guard let row = try open().queryFirst(SharedStateSQL.pausedUntil, [name, name]) else { return (0, 0, nil) }
         return (
             Double(sqlValue: row["next_at"]) ?? 0, Double(sqlValue: row["now"]) ?? 0,
             try row.decodeIfPresent("reason")
@@ -55,28 +61,23 @@ public final class MariaDBTokenCache: AccessTokenCache, SharedRate {
     }
 
     public func throttled(_ name: String, reason: String) throws -> Double {
-        let connection = try open()
-        try connection.execute(TokenSQL.ensureRate, [name])
-        try connection.execute(TokenSQL.throttled, [String(reason.prefix(300)), name])
+        let connection = try open(rate: name)
+        try connection.execute(SharedStateSQL.throttled, [String(reason.prefix(300)), name])
         return try pausedUntil(name).until
     }
 
     public func takeSends(_ name: String, count: Int, perHour: Int?, perDay: Int?) throws -> (
         granted: Int, freeAt: Double?
     ) {
-        let connection = try open()
-        if rateRows.insert(name).inserted {
-            try connection.execute(TokenSQL.ensureRate, [name])
-            try connection.execute(TokenSQL.pruneSends, [name])
-        }
+        let connection = try open(rate: name)
         return try connection.transaction {
             // The account's row lock: one process counts at a time.
-            _ = try connection.queryFirst(TokenSQL.lockRate, [name])
+            _ = try connection.queryFirst(SharedStateSQL.lockRate, [name])
             var granted = count
             var freeAt: Double?
             for (limit, minutes) in [(perHour, 60), (perDay, 1440)] {
                 guard let limit else { continue }
-                let row = try connection.queryFirst(TokenSQL.sentWithin, [name, minutes, name, minutes])
+                let row = try connection.queryFirst(SharedStateSQL.sentWithin, [name, minutes, name, minutes])
                 let sent = Int(try row?.decodeIfPresent("sent", as: Int64.self) ?? 0)
                 let room = max(0, limit - sent)
                 if room < granted {
@@ -84,22 +85,21 @@ public final class MariaDBTokenCache: AccessTokenCache, SharedRate {
                     freeAt = row.flatMap { Double(sqlValue: $0["oldest"]) }.map { $0 * 60 + Double(minutes) * 60 }
                 }
             }
-            if granted > 0 { try connection.execute(TokenSQL.countSends, [name, granted]) }
+            if granted > 0 { try connection.execute(SharedStateSQL.countSends, [name, granted]) }
             return (granted, freeAt)
         }
     }
 
     public func pause(_ name: String, seconds: Double) throws {
-        let connection = try open()
-        try connection.execute(TokenSQL.ensureRate, [name])
-        try connection.execute(TokenSQL.pause, [seconds, name])
+        let connection = try open(rate: name)
+        try connection.execute(SharedStateSQL.pause, [seconds, name])
     }
 }
 
 @available(*, unavailable)
-extension MariaDBTokenCache: Sendable {}
+extension MariaDBSharedState: Sendable {}
 
-enum TokenSQL {
+enum SharedStateSQL {
     static let read = "SELECT access_token, expires_at FROM fanout_access_tokens WHERE credential = ?"
     static let write = """
         INSERT INTO fanout_access_tokens (credential, access_token, expires_at) VALUES (?, ?, ?)
