@@ -112,3 +112,9 @@ func check(_ result: CURLMcode, _ function: @autoclosure () -> String) throws(Cu
         )
     }
 }
+
+extension CurlError {
+    /// libcurl could not use the local client certificate or its key (CURLE_SSL_CERTPROBLEM):
+    /// the configuration's fault, not the server's.
+    public var isClientCertificateProblem: Bool { curlCode == Int32(CURLE_SSL_CERTPROBLEM.rawValue) }
+}

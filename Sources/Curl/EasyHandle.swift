@@ -103,17 +103,6 @@ public final class EasyHandle {
     /// The last reply code from the server (SMTP or HTTP), 0 if none.
     public var responseCode: Int { info(CURLINFO_RESPONSE_CODE) }
 
-    /// The HTTP version of the last response: "1.0", "1.1", "2", "3", or "" when none.
-    public var httpVersion: String {
-        switch info(CURLINFO_HTTP_VERSION) {
-        case Int(CURL_HTTP_VERSION_1_0): "1.0"
-        case Int(CURL_HTTP_VERSION_1_1): "1.1"
-        case Int(CURL_HTTP_VERSION_2_0): "2"
-        case Int(CURL_HTTP_VERSION_3): "3"
-        default: ""
-        }
-    }
-
     /// Clears the per-transfer buffers and the error buffer before a transfer.
     func prepareTransfer() {
         errorBuffer[0] = 0

@@ -46,8 +46,6 @@ public struct HTTPResponse: Sendable {
     /// The body, cut at the request's `maxResponseBytes`.
     public var body: [UInt8]
     public var bodyTruncated: Bool
-    /// The protocol the answer came over: "1.1", "2".
-    public var httpVersion: String = ""
 
     /// The first header of that name (case-insensitive).
     public func header(_ name: String) -> String? {
@@ -156,8 +154,7 @@ public final class HTTPTransfer {
         }
         return .success(
             HTTPResponse(
-                status: handle.responseCode, headers: headers, body: state.body, bodyTruncated: state.bodyTruncated,
-                httpVersion: handle.httpVersion))
+                status: handle.responseCode, headers: headers, body: state.body, bodyTruncated: state.bodyTruncated))
     }
 }
 

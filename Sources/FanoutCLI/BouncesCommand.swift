@@ -40,20 +40,23 @@ struct BouncesCommand: ParsableCommand {
         for uid in uids {
             let bytes = try mailbox.fetch(uid: uid)
             if let report = BounceReport.parse(bytes), report.installationID == nil || report.installationID == ours {
+                let recorded: String?
                 switch report.kind {
                 case .hard:
-                    let done = try bounces.record(
-                        jobID: report.jobID, itemID: report.itemID, hard: true, complaint: false,
+                    recorded = try bounces.record(
+                        jobID: report.jobID, itemID: report.itemID, suppression: .hardBounce,
                         reason: "bounced: \(report.status) \(report.text)", source: "bounce (uid \(uid))")
-                    if done != nil { hard += 1 } else { other += 1 }
+                    if recorded != nil { hard += 1 }
                 case .complaint:
-                    let done = try bounces.record(
-                        jobID: report.jobID, itemID: report.itemID, hard: false, complaint: true,
+                    recorded = try bounces.record(
+                        jobID: report.jobID, itemID: report.itemID, suppression: .complaint,
                         reason: "delivered, then reported as spam: \(report.text)", source: "complaint (uid \(uid))")
-                    if done != nil { complaints += 1 } else { other += 1 }
+                    if recorded != nil { complaints += 1 }
                 case .soft:
+                    recorded = ""
                     soft += 1
                 }
+                if recorded == nil { other += 1 }
             } else {
                 other += 1
             }

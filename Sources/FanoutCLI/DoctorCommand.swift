@@ -143,19 +143,22 @@ struct DoctorCommand: ParsableCommand {
             } catch { report(false, "template", "\(error)") }
         }
         // DKIM aligned with the From domain (DMARC passes only when d= is it or a parent of it).
-        if let key = try? settings.dkim(), let from = settings["MAIL_FROM_ADDRESS"],
-            let fromDomain = from.split(separator: "@").last.map({ String($0).lowercased() })
-        {
-            let domain = key.domain.lowercased()
-            if fromDomain == domain || fromDomain.hasSuffix("." + domain) {
-                report(true, "dkim", "signs as d=\(domain), aligned with MAIL_FROM_ADDRESS's \(fromDomain)")
-            } else {
-                note(
-                    "dkim",
-                    "d=\(domain) is not MAIL_FROM_ADDRESS's domain \(fromDomain) nor a parent: DMARC will not align")
+        do {
+            if let key = try settings.dkim(), let from = settings["MAIL_FROM_ADDRESS"],
+                let fromDomain = from.split(separator: "@").last.map({ String($0).lowercased() })
+            {
+                let domain = key.domain.lowercased()
+                if fromDomain == domain || fromDomain.hasSuffix("." + domain) {
+                    report(true, "dkim", "signs as d=\(domain), aligned with MAIL_FROM_ADDRESS's \(fromDomain)")
+                } else {
+                    note(
+                        "dkim",
+                        "d=\(domain) is not MAIL_FROM_ADDRESS's domain \(fromDomain) nor a parent: DMARC will not align"
+                    )
+                }
             }
-        } else if let problem = Result(catching: { try settings.dkim() }).failureDescription {
-            report(false, "dkim", problem)
+        } catch {
+            report(false, "dkim", error.description)
         }
         let wallet = try? settings.wallet(parallel: 1, rate: nil)
         let walletEnvironment = wallet?.environment ?? [:]
@@ -225,13 +228,5 @@ struct DoctorCommand: ParsableCommand {
         }
         print(failures == 0 ? "All checks passed." : "\(failures) check\(failures == 1 ? "" : "s") failed.")
         if failures > 0 { throw ExitCode(1) }
-    }
-}
-
-extension Result {
-    /// The error's description, when it failed.
-    var failureDescription: String? {
-        if case .failure(let error) = self { return "\(error)" }
-        return nil
     }
 }

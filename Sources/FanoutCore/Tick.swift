@@ -114,10 +114,7 @@ public final class Tick {
         do {
             try deliverer.prepare(job)
         } catch {
-            try store.finish(job, status: .failed, reason: error.reason, lease: lease)
-            summary.jobsFailed += 1
-            logger.error("job failed: \(error.reason)", metadata: metadata(job))
-            return
+            return try failJob(job, reason: error.reason, lease: lease, summary: &summary)
         }
         hooks.batchStarted(job)
         let control = BatchControl(policy: policy, store: store, job: job, lease: lease, hooks: hooks)
@@ -144,16 +141,9 @@ public final class Tick {
                 try store.unclaim(job: job, lease: lease)
             }
             if outcome.leaseLost { return lostLease(&summary, job) }
-            if let jobFailure {
-                summary.delivered += outcome.delivered
-                summary.failed += outcome.failed
-                try store.finish(job, status: .failed, reason: jobFailure, lease: lease)
-                summary.jobsFailed += 1
-                logger.error("job failed: \(jobFailure)", metadata: metadata(job))
-                return
-            }
             summary.delivered += outcome.delivered
             summary.failed += outcome.failed
+            if let jobFailure { return try failJob(job, reason: jobFailure, lease: lease, summary: &summary) }
             summary.retrying += outcome.retrying
             if case .ended(let status, let reason)? = outcome.stop {
                 // Ended outside Fanout mid-batch: cancelled (usually) or failed by the host.
@@ -179,6 +169,14 @@ public final class Tick {
                 job, status: status, reason: reason ?? (status == .failed ? "Failed" : "Cancelled"), lease: lease)
             if status == .failed { summary.jobsFailed += 1 } else { summary.jobsCancelled += 1 }
         }
+    }
+
+    /// Fails the job (its template, its platform's credential or its list cannot go on): its
+    /// unfinished items end failed with the reason, uncharged.
+    private func failJob(_ job: JobRecord, reason: String, lease: Lease, summary: inout TickSummary) throws {
+        try store.finish(job, status: .failed, reason: reason, lease: lease)
+        summary.jobsFailed += 1
+        logger.error("job failed: \(reason)", metadata: metadata(job))
     }
 
     /// Ends the unfinished items of a job cancelled or failed outside Fanout (plain SQL).

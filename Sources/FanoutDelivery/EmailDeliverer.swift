@@ -142,7 +142,8 @@ public final class EmailDeliverer: Deliverer {
             throw DeliveryUnavailable(message: reached, paused: true)
         }
         if pausedMidBatch { try checkPause(job, afterBatch: true) }
-        // Once a tick, when marketing mail went out without the header Gmail and Yahoo require.
+        // Once a process (a cron tick, or a worker's life), when marketing mail went out without
+        // the header Gmail and Yahoo require.
         if settings.unsubscribe == nil, messages.marketing, !saidNoUnsubscribe {
             saidNoUnsubscribe = true
             let line =

@@ -77,11 +77,8 @@ public struct GoogleServiceAccount: Sendable {
         } catch {
             throw TokenRefusal(message: error.description, permanent: true)
         }
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        let body =
-            "grant_type=" + "urn:ietf:params:oauth:grant-type:jwt-bearer".addingPercentEncoding(
-                withAllowedCharacters: allowed)! + "&assertion=" + jwt
+        // The JWT-bearer grant type, form-encoded; a JWT needs no encoding (base64url and dots).
+        let body = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=" + jwt
         let request = HTTPRequest(
             method: "POST", url: tokenURI, headers: [("Content-Type", "application/x-www-form-urlencoded")],
             body: Array(body.utf8), timeoutMilliseconds: timeoutMilliseconds, tls: tls)

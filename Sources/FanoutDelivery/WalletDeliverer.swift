@@ -208,7 +208,7 @@ public final class WalletDeliverer: Deliverer {
             return .outcome(result, code: code, detail: shared, note: shared)
         case .failure(let error):
             // A client certificate libcurl cannot use is the configuration's fault, not a server's.
-            if error.curlCode == 58 {
+            if error.isClientCertificateProblem {
                 return .stopJob("the APNs client certificate cannot be used (WALLET_APNS_CERT/KEY/P12): \(error)")
             }
             return .transferFailure(error)
@@ -270,7 +270,7 @@ public final class WalletDeliverer: Deliverer {
         case 410:
             var since = ""
             if let stamp = object?["timestamp"] as? Double ?? (object?["timestamp"] as? Int).map(Double.init) {
-                since = " since " + ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: stamp / 1000))
+                since = " since " + DeviceWait.format(Date(timeIntervalSince1970: stamp / 1000))
             }
             return .outcome(
                 .failed, code: 410,

@@ -248,13 +248,7 @@ public struct Settings: Sendable {
             googleKeyFile: self["WALLET_GOOGLE_KEY_FILE"], apnsCertificate: self["WALLET_APNS_CERT"],
             apnsKey: self["WALLET_APNS_KEY"], apnsKeyPassword: self["WALLET_APNS_KEY_PASSWORD"],
             apnsP12: self["WALLET_APNS_P12"], apnsTopic: self["WALLET_APNS_TOPIC"])
-        if let text = self["WALLET_GOOGLE_RATE"] {
-            guard let rate = Double(text), rate >= 0 else {
-                throw ConfigurationError(
-                    description: "WALLET_GOOGLE_RATE is '\(text)': expected requests a second (20), or 0 for no cap")
-            }
-            settings.credentials.googleRate = rate
-        }
+        settings.credentials.googleRate = try number("WALLET_GOOGLE_RATE", default: 20)
         return settings
     }
 

@@ -28,52 +28,40 @@ public struct Bounces {
         try connection.execute(BounceSQL.savePosition, [mailbox, uidValidity, uid])
     }
 
-    /// Records a report about item `itemID` of email job `jobID`; returns the address it was about,
-    /// nil when there is no such item.
+    /// Records a report about item `itemID` of email job `jobID`: a hard bounce fails the item
+    /// with `reason` and suppresses its address, a complaint notes `reason` on it and suppresses
+    /// it as a complaint. Returns the address, nil when the job has no such item.
     @discardableResult
     public func record(
-        jobID: UInt64, itemID: UInt64, hard: Bool, complaint: Bool, reason: String, source: String
+        jobID: UInt64, itemID: UInt64, suppression: SuppressionReason, reason: String, source: String
     ) throws -> String? {
-        guard let row = try connection.queryFirst(BounceSQL.item, [itemID, jobID]) else { return nil }
-        let email: String = try row.decode("email")
-        let company: UInt64 = try row.decode("company_id")
+        let suppressions = Suppressions(connection: connection)
+        guard let recipient = try suppressions.recipient(ofItem: itemID), recipient.jobID == jobID else { return nil }
         try connection.transaction {
-            if hard {
-                try connection.execute(BounceSQL.bounced, [reason, itemID, jobID])
-                try connection.execute(BounceSQL.recount, [jobID])
-            } else if complaint {
-                try connection.execute(BounceSQL.note, [reason, itemID, jobID])
+            if suppression == .hardBounce {
+                try connection.execute(BounceSQL.bounced, [reason, itemID])
+                try connection.execute(AdminSQL(kind: .email).recount, [jobID])
+            } else {
+                try connection.execute(BounceSQL.note, [reason, itemID])
             }
-            if hard || complaint {
-                try Suppressions(connection: connection).add(
-                    companyID: company, email: email, reason: hard ? .hardBounce : .complaint, source: source)
-            }
+            try suppressions.add(
+                companyID: recipient.companyID, email: recipient.email, reason: suppression, source: source)
         }
-        return email
+        return recipient.email
     }
 }
 
 enum BounceSQL {
-    static let installation = "SELECT id FROM fanout_installation LIMIT 1"
+    private static let items = JobTables(kind: .email).items
+    static let installation = "SELECT \(JobTables.installationID) AS id"
     static let position = "SELECT uid_validity, last_uid FROM fanout_bounce_mailboxes WHERE mailbox = ?"
     static let savePosition = """
         INSERT INTO fanout_bounce_mailboxes (mailbox, uid_validity, last_uid) VALUES (?, ?, ?)
         ON DUPLICATE KEY UPDATE uid_validity = VALUES(uid_validity), last_uid = VALUES(last_uid)
         """
-    static let item = """
-        SELECT i.email, j.company_id FROM bulk_email_job_items i JOIN bulk_email_jobs j ON j.id = i.bulk_email_job_id
-        WHERE i.id = ? AND i.bulk_email_job_id = ?
-        """
     /// A delivered item that bounced later fails with the DSN's words (read again: unchanged).
     static let bounced = """
-        UPDATE bulk_email_job_items SET status = 'failed', reason = ?, updated_at = NOW()
-        WHERE id = ? AND bulk_email_job_id = ? AND status = 'sent'
+        UPDATE \(items) SET status = 'failed', reason = ?, updated_at = NOW() WHERE id = ? AND status = 'sent'
         """
-    static let note = """
-        UPDATE bulk_email_job_items SET reason = ?, updated_at = NOW()
-        WHERE id = ? AND bulk_email_job_id = ? AND status = 'sent'
-        """
-    static var recount: String {
-        "UPDATE bulk_email_jobs j SET \(JobTables(kind: .email).recountedCounters) WHERE j.id = ?"
-    }
+    static let note = "UPDATE \(items) SET reason = ?, updated_at = NOW() WHERE id = ? AND status = 'sent'"
 }

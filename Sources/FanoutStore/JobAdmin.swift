@@ -365,17 +365,17 @@ extension JobAdmin {
 }
 
 enum PreviewSQL {
+    private static let tables = JobTables(kind: .email)
     static let job = """
-        SELECT company_id, template, status, mail_type, (SELECT id FROM fanout_installation LIMIT 1) AS installation
-        FROM bulk_email_jobs WHERE id = ?
+        SELECT company_id, template, status, mail_type, \(JobTables.installationID) AS installation
+        FROM \(tables.jobs) WHERE id = ?
         """
     private static let columns = """
         SELECT i.id, i.email, i.name, i.data,
           (SELECT s.reason FROM fanout_suppressions s WHERE s.company_id = j.company_id
-             AND s.email = LOWER(TRIM(i.email)) AND (s.expires_at IS NULL OR s.expires_at > NOW(6))
-             AND (s.reason IN ('hard_bounce', 'manual') OR j.mail_type = 'marketing')) AS suppressed
-        FROM bulk_email_job_items i JOIN bulk_email_jobs j ON j.id = i.bulk_email_job_id
+             AND s.email = LOWER(TRIM(i.email)) AND \(SuppressionSQL.holds(mailType: "j.mail_type"))) AS suppressed
+        FROM \(tables.items) i JOIN \(tables.jobs) j ON j.id = i.\(tables.jobColumn)
         """
-    static let firstItem = columns + " WHERE i.bulk_email_job_id = ? ORDER BY i.id LIMIT 1"
-    static let item = columns + " WHERE i.bulk_email_job_id = ? AND i.id = ?"
+    static let firstItem = columns + " WHERE i.\(tables.jobColumn) = ? ORDER BY i.id LIMIT 1"
+    static let item = columns + " WHERE i.\(tables.jobColumn) = ? AND i.id = ?"
 }

@@ -21,6 +21,9 @@ struct JobTables {
         }
     }
 
+    /// This database's installation id (`fanout migrate` makes it), as a scalar subquery.
+    static let installationID = "(SELECT id FROM fanout_installation LIMIT 1)"
+
     /// The items' column naming their job.
     var jobColumn: String {
         switch kind {

@@ -21,9 +21,7 @@ public struct ReportSource {
             counts.append((try row.decode("status"), try row.decode("n")))
             inDoubt += try row.decode("doubt", as: Int.self)
         }
-        let failures = try connection.query(sql.topFailures, [jobID]).map {
-            (try $0.decode("reason", as: String.self), try $0.decode("n", as: Int.self))
-        }
+        let failures = try failureReasons(kind: kind, jobID: jobID, limit: 5).map { ($0.reason, $0.count) }
         let span = try connection.queryFirst(sql.span, [jobID])
         let perMinute = try connection.query(sql.perMinute, [jobID]).map {
             (Double(sqlValue: $0["minute"]) ?? 0, try $0.decode("n", as: Int.self))
@@ -122,13 +120,6 @@ struct ReportSQL: KindStatements {
         """
         SELECT status, COUNT(*) AS n, SUM(in_doubt) AS doubt FROM \(items)
         WHERE \(fk) = ? GROUP BY status ORDER BY n DESC
-        """
-    }
-    var topFailures: String {
-        """
-        SELECT LEFT(reason, 300) AS reason, COUNT(*) AS n FROM \(items)
-        WHERE \(fk) = ? AND status = 'failed' AND reason IS NOT NULL
-        GROUP BY LEFT(reason, 300) ORDER BY n DESC LIMIT 5
         """
     }
     var span: String {

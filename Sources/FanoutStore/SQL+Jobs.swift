@@ -28,7 +28,7 @@ struct JobSQL: KindStatements {
     var companiesWithWork: String {
         """
         SELECT 0 AS finalise, j.id, j.company_id, j.template, j.status, j.reason, \(mailType) AS mail_type,
-               (SELECT id FROM fanout_installation LIMIT 1) AS installation, \(pause),
+               \(JobTables.installationID) AS installation, \(pause),
                UNIX_TIMESTAMP(IF(j.started_at IS NULL, NULL,
                  GREATEST(COALESCE(j.last_processed_at, j.started_at), j.started_at))) AS progress_at,
                l.served_at, UNIX_TIMESTAMP(NOW(6)) AS db_now,
@@ -180,8 +180,7 @@ struct JobSQL: KindStatements {
                    DATE_FORMAT(s.created_at, '%Y-%m-%d') AS suppressed_since
             FROM \(items) i FORCE INDEX (\(items)_job_status_id)
             LEFT JOIN fanout_suppressions s ON s.company_id = ? AND s.email = LOWER(TRIM(i.email))
-              AND (s.expires_at IS NULL OR s.expires_at > NOW(6))
-              AND (s.reason IN ('hard_bounce', 'manual') OR ? = 'marketing')
+              AND \(SuppressionSQL.holds(mailType: "?"))
             WHERE i.\(fk) = ? AND i.status = 'pending' AND (i.next_attempt_at IS NULL OR i.next_attempt_at <= NOW(6))
             ORDER BY i.id LIMIT ?
             """

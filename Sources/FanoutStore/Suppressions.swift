@@ -58,10 +58,10 @@ public struct Suppressions {
         }
     }
 
-    /// The recipient and company of an email item (what an unsubscribe token names).
-    public func recipient(ofItem itemID: UInt64) throws -> (companyID: UInt64, email: String)? {
+    /// The recipient, company and job of an email item (what an unsubscribe token names).
+    public func recipient(ofItem itemID: UInt64) throws -> (companyID: UInt64, email: String, jobID: UInt64)? {
         guard let row = try connection.queryFirst(SuppressionSQL.itemRecipient, [itemID]) else { return nil }
-        return (try row.decode("company_id"), try row.decode("email"))
+        return (try row.decode("company_id"), try row.decode("email"), try row.decode("job_id"))
     }
 }
 
@@ -79,14 +79,26 @@ enum SuppressionSQL {
     /// mail only by a later unsubscribe or complaint. (Assignments run left to right: `reason`
     /// is changed last, so the conditions before it read the old one.)
     private static let weakening =
-        "reason IN ('hard_bounce', 'manual') AND VALUES(reason) IN ('unsubscribe', 'complaint')"
+        "reason IN \(allMail) AND VALUES(reason) IN ('unsubscribe', 'complaint')"
     static let remove = "DELETE FROM fanout_suppressions WHERE company_id = ? AND email = ?"
     static let list = """
         SELECT email, reason, source, UNIX_TIMESTAMP(created_at) AS created, UNIX_TIMESTAMP(expires_at) AS expires
         FROM fanout_suppressions WHERE company_id = ? ORDER BY email
         """
-    static let itemRecipient = """
-        SELECT j.company_id, i.email FROM bulk_email_job_items i
-        JOIN bulk_email_jobs j ON j.id = i.bulk_email_job_id WHERE i.id = ?
-        """
+    static var itemRecipient: String {
+        let tables = JobTables(kind: .email)
+        return """
+            SELECT j.company_id, i.email, i.\(tables.jobColumn) AS job_id FROM \(tables.items) i
+            JOIN \(tables.jobs) j ON j.id = i.\(tables.jobColumn) WHERE i.id = ?
+            """
+    }
+
+    /// Whether suppression row `s` holds back mail of this mail type (a SQL condition):
+    /// unsubscribe and complaint hold back marketing mail, hard bounce and manual every mail.
+    static func holds(mailType: String) -> String {
+        "(s.expires_at IS NULL OR s.expires_at > NOW(6)) AND (s.reason IN \(allMail) OR \(mailType) = 'marketing')"
+    }
+
+    /// The reasons that hold back every mail.
+    static let allMail = "('hard_bounce', 'manual')"
 }

@@ -13,7 +13,7 @@ struct UnsubscribePage: Sendable {
     let logger: Logger
 
     func confirm(_ request: Request, _ context: WebContext) async throws -> Response {
-        let (itemID, _) = try verified(context)
+        let itemID = try verified(context)
         guard let recipient = try await recipient(itemID) else { throw Self.unknown }
         return Page.html(
             "unsubscribe", title: "Unsubscribe",
@@ -22,7 +22,7 @@ struct UnsubscribePage: Sendable {
     }
 
     func unsubscribe(_ request: Request, _ context: WebContext) async throws -> Response {
-        let (itemID, _) = try verified(context)
+        let itemID = try verified(context)
         let form = try await Changes.form(request)
         // RFC 8058: the mailbox provider POSTs List-Unsubscribe=One-Click; the page's button
         // sends confirmed=1.
@@ -33,7 +33,7 @@ struct UnsubscribePage: Sendable {
             try suppressions.add(
                 companyID: recipient.companyID, email: recipient.email, reason: .unsubscribe,
                 source: oneClick ? "one-click (item \(itemID))" : "unsubscribe page (item \(itemID))")
-            return recipient
+            return (recipient.companyID, recipient.email)
         }
         guard let done else { throw Self.unknown }
         logger.notice(
@@ -48,15 +48,17 @@ struct UnsubscribePage: Sendable {
 
     static let unknown = HTTPError(.notFound, message: "This unsubscribe link is not valid.")
 
-    private func verified(_ context: WebContext) throws -> (UInt64, String) {
+    private func verified(_ context: WebContext) throws -> UInt64 {
         guard let unsubscribe = settings.unsubscribe, let text = context.parameters.get("token"),
             let token = UnsubscribeToken.verify(text, secret: unsubscribe.secret)
         else { throw Self.unknown }
-        return (token.itemID, text)
+        return token.itemID
     }
 
     private func recipient(_ itemID: UInt64) async throws -> (companyID: UInt64, email: String)? {
-        try await database.run { try Suppressions(connection: $0).recipient(ofItem: itemID) }
+        try await database.run { connection -> (companyID: UInt64, email: String)? in
+            try Suppressions(connection: connection).recipient(ofItem: itemID).map { ($0.companyID, $0.email) }
+        }
     }
 
     /// "a***@example.com": enough for the person who clicked, not the whole address for anyone

@@ -35,6 +35,10 @@ struct BrowserTests {
                 if worker.isRunning { worker.signal(SIGKILL) }
             }
             let screenshots = TestEnvironment.repositoryRoot.appendingPathComponent(".run/screenshots")
+            // This run's screenshots, not an earlier run's.
+            for name in ["jobs.png", "job.png"] {
+                try? FileManager.default.removeItem(at: screenshots.appendingPathComponent(name))
+            }
             let script = TestEnvironment.repositoryRoot.appendingPathComponent("Tests/browser/cancel_from_jobs_page.py")
             let browser = try runProcess(
                 URL(fileURLWithPath: Self.python),
