@@ -35,7 +35,11 @@ let package = Package(
         .systemLibrary(name: "CDKIM", pkgConfig: "opendkim", providers: [.apt(["libopendkim-dev"])]),
         .target(name: "MariaDB", dependencies: ["CMariaDB"]),
         .target(name: "Curl", dependencies: ["CCurl"]),
-        .target(name: "DKIM", dependencies: ["CDKIM"]),
+        .target(
+            name: "CDKIMParsedKeys",
+            linkerSettings: [.linkedLibrary("crypto")]
+        ),
+        .target(name: "DKIM", dependencies: ["CDKIM", "CDKIMParsedKeys"]),
         .target(name: "FanoutCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(
             name: "FanoutStore",
@@ -89,7 +93,7 @@ let package = Package(
         ),
         .testTarget(name: "MariaDBTests", dependencies: ["MariaDB", "TestSupport"]),
         .testTarget(name: "CurlTests", dependencies: ["Curl", "TestSupport"]),
-        .testTarget(name: "DKIMTests", dependencies: ["DKIM", "TestSupport"]),
+        .testTarget(name: "DKIMTests", dependencies: ["DKIM", "CDKIMParsedKeys", "TestSupport"]),
         .testTarget(
             name: "FanoutCoreTests", dependencies: ["FanoutCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FanoutDeliveryTests", dependencies: ["FanoutDelivery", "TestSupport"]),

@@ -1,4 +1,5 @@
 import CDKIM
+import CDKIMParsedKeys
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -148,6 +149,7 @@ public final class DKIMSigner {
         self.key = key
         self.strings = SigningStrings(key)
         try Self.setSignedHeaders(signedHeaders, lib: lib)
+        strings.rememberParsedKey()
     }
 
     /// Checks the key and makes a signer (see `DKIMKey` for the forms of key accepted).
@@ -302,6 +304,16 @@ private final class SigningStrings {
         dkim_sign(
             lib, Self.handleID, nil, key.baseAddress, selector, domain, DKIM_CANON_RELAXED, DKIM_CANON_RELAXED,
             algorithm, -1, &status)
+    }
+
+    /// Has the key parsed once for every message this process signs (see parsed_keys.h): without
+    /// it libopendkim parses the PEM text again for each one, which costs more than the signature.
+    /// A key that cannot be remembered is still parsed for each message, as libopendkim does.
+    func rememberParsedKey() {
+        // The text without its NUL: what `dkim_sign` copies (strlen) and hands to OpenSSL.
+        _ = key.withMemoryRebound(to: CChar.self) { text in
+            fanout_remember_private_key(text.baseAddress, text.count - 1)
+        }
     }
 
     /// The "id" libopendkim uses only in its own log lines; it may not be NULL.

@@ -1,3 +1,4 @@
+import CDKIMParsedKeys
 import DKIM
 import Foundation
 import Testing
@@ -112,6 +113,33 @@ struct DKIMSignerTests {
             let field = try signer.signature(for: message)
             #expect(try verify(Array((field + "\r\n").utf8) + message, record: keys.txtRecord))
         }
+    }
+
+    /// Each key is parsed once for the whole process (parsed_keys.c), and a signer never signs
+    /// with another signer's key: three keys interleaved, each signature checked against its own.
+    @Test func signersWithDifferentKeysInterleaveEachWithItsOwnParsedKey() throws {
+        let pairs = [
+            (try KeyPair.rsa.get(), DKIMAlgorithm.rsaSHA256), (try KeyPair.otherRSA.get(), .rsaSHA256),
+            (try KeyPair.ed25519.get(), .ed25519SHA256),
+        ]
+        let signers = try pairs.map { keys, algorithm in
+            try DKIMSigner(
+                domain: Self.domain, selector: Self.selector, privateKeyPEM: keys.privateKeyPEM,
+                algorithm: algorithm, signedHeaders: Self.signedHeaders)
+        }
+        let usesBefore = fanout_remembered_key_uses()
+        for round in 1...2 {
+            for (index, signer) in signers.enumerated() {
+                let message = sampleMessage(recipient: "Reader \(round) <reader\(round)@example.org>")
+                let signed = Array((try signer.signature(for: message) + "\r\n").utf8) + message
+                #expect(try verify(signed, record: pairs[index].0.txtRecord))
+                if index < 2 { // the two RSA keys: neither's signature passes with the other's record
+                    #expect(try !verify(signed, record: pairs[1 - index].0.txtRecord))
+                }
+            }
+        }
+        // Other tests sign at the same time, so at least this test's six.
+        #expect(fanout_remembered_key_uses() - usesBefore >= 6)
     }
 
     @Test func pkcs1KeyVerifies() throws {
@@ -328,6 +356,7 @@ struct KeyPair: Sendable {
     var txtRecord: String
 
     static let rsa = Result { try make(rsa: true) }
+    static let otherRSA = Result { try make(rsa: true) }
     static let ed25519 = Result { try make(rsa: false) }
 
     static var toolsAvailable: Bool {
