@@ -25,7 +25,8 @@ struct BatchOutcome {
 /// Write-ahead: one writer thread makes at most one write at a time; the next write takes every
 /// outcome that arrived meanwhile (a slow server gives small writes, a fast one big writes).
 /// Each write also heartbeats the lease, reads the job's status (a cancel is seen with the next
-/// write, or within `checkInterval` when nothing arrives), and moves the lease's hand-over mark
+/// write, or within `checkInterval` when nothing arrives) and whether a suppression arrived for
+/// an item not handed over yet, and moves the lease's hand-over mark
 /// `handOverWindow` items ahead of the last item handed over. A transfer starts only when its
 /// item is under the mark and the lease was confirmed less than `checkInterval` ago, so a crash
 /// leaves at most the window plus the transfers in flight in doubt, and a process that was
@@ -56,6 +57,8 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         /// Claims waiting for the store: the writer lets them go first (a writer that is always
         /// busy would otherwise starve the claims, and with them delivery).
         var claiming = 0
+        /// Items not to hand over, with why: their recipient was suppressed after the claim.
+        var suppressed: [UInt64: String] = [:]
         /// Outcomes not written yet.
         var pending: [ItemUpdate] = []
         /// Outcomes reported, and of those, written (a prefix: groups are written in order).
@@ -175,7 +178,7 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         }
     }
 
-    func handOver(_ itemID: UInt64) -> Bool {
+    func handOver(_ itemID: UInt64) -> HandOver {
         let asked = clock.now
         condition.lock()
         defer { condition.unlock() }
@@ -185,13 +188,16 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
             if state.order[state.handed - 1] == itemID { break }
         }
         while true {
-            guard state.outcome.stop == nil, state.failure == nil else { return false }
+            guard state.outcome.stop == nil, state.failure == nil else { return .stop }
             // Confirmed by a write sent after this call began, or recently enough.
             if itemID <= state.mark && (state.confirmed >= asked || clock.now - state.confirmed < policy.checkInterval)
             {
-                return true
+                if let why = state.suppressed.removeValue(forKey: itemID) {
+                    return .skip(reason: WorkItem.suppressedReason(why))
+                }
+                return .go
             }
-            if state.writerDone { return false }
+            if state.writerDone { return .stop }
             state.waiting += 1
             condition.broadcast()
             condition.wait()
@@ -271,13 +277,18 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
             while state.claiming > 0 { condition.wait() }
             condition.unlock()
             let result = storeAccess.withLock { _ in
-                Result { try store.write(group, handedThrough: mark, job: job, lease: lease) }
+                Result {
+                    let check = try store.write(group, handedThrough: mark, job: job, lease: lease)
+                    guard case .held = check else { return (check, [UInt64: String]()) }
+                    return (check, try store.suppressedInFlight(job: job, lease: lease))
+                }
             }
             condition.lock()
             switch result {
-            case .success(.lost):
+            case .success((.lost, _)):
                 state.outcome.stop = .leaseLost
-            case .success(.held(let status, let reason)):
+            case .success((.held(let status, let reason), let suppressed)):
+                state.suppressed.merge(suppressed) { _, new in new }
                 state.mark = max(state.mark, mark)
                 state.confirmed = sent
                 state.recorded += group.count

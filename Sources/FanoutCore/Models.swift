@@ -63,6 +63,9 @@ public struct WorkItem: Sendable, Hashable {
     /// The item may have been delivered already by a tick that died.
     public var inDoubt: Bool
 
+    /// The reason an item ends with when its recipient is suppressed (`why`: as `suppression`).
+    public static func suppressedReason(_ why: String) -> String { "suppressed: \(why)" }
+
     public init(
         id: UInt64, jobID: UInt64, attempts: Int = 0, email: String? = nil, name: String? = nil, cardID: UInt64? = nil,
         platform: String? = nil, data: String? = nil, reason: String? = nil, inDoubt: Bool = false

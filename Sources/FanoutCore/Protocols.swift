@@ -29,6 +29,10 @@ public protocol JobStore: AnyObject {
     /// was written). A delivered item is recorded as such even when a person flipped it to
     /// cancelled while it was in flight.
     func write(_ updates: [ItemUpdate], handedThrough: UInt64, job: JobRecord, lease: Lease) throws -> LeaseCheck
+    /// Items of the job this lease has in flight whose recipient a suppression added or changed
+    /// after they were claimed now holds back, with why ("unsubscribe (one-click) since …").
+    /// Empty, without asking the database, unless the last `write` saw such a change.
+    func suppressedInFlight(job: JobRecord, lease: Lease) throws -> [UInt64: String]
     /// Puts every item of the job this lease still has in flight back to pending without
     /// charging an attempt (the server, not the item, failed, or they were never handed to it).
     /// Called once every outcome of the batch was written, so those are exactly the items
@@ -85,9 +89,10 @@ public protocol DeliveryControl: AnyObject, Sendable {
     /// stop. Items are claimed in slices as they are asked for, so this may wait for a slice.
     func nextItem() -> WorkItem?
     /// Asks to hand the item to the server now. Waits (briefly) until the database says the
-    /// item may have been handed over and the lease is still held; false when the batch must
-    /// stop instead (cancelled, lease lost): then the item must not be handed over.
-    func handOver(_ itemID: UInt64) -> Bool
+    /// item may have been handed over and the lease is still held: `.go`; `.stop` when the batch
+    /// must stop instead (cancelled, lease lost), `.skip` when the item must not be sent (its
+    /// recipient was suppressed after the claim): then the item must not be handed over.
+    func handOver(_ itemID: UInt64) -> HandOver
     /// Hands over the outcome of one item; it is written to the database at once.
     func report(_ outcome: ItemOutcome)
     /// A ticket covering every outcome reported so far, for `isRecorded`.
@@ -105,6 +110,17 @@ public protocol DeliveryControl: AnyObject, Sendable {
     /// Whether the lease was lost (this process was stopped and taken over): then even what is in
     /// flight should be abandoned where it still can be, before the server takes it.
     func leaseLost() -> Bool
+}
+
+/// What `DeliveryControl.handOver` allows.
+public enum HandOver: Sendable, Equatable {
+    /// Hand the item to the server.
+    case go
+    /// Hand over nothing more: the batch stops.
+    case stop
+    /// Not this item: report it failed with this reason (a suppression that arrived after it
+    /// was claimed), and go on with the next.
+    case skip(reason: String)
 }
 
 /// Delivers items of one kind.

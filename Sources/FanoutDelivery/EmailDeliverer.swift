@@ -292,7 +292,9 @@ struct JobMessages: Sendable {
     }
 
     func message(for item: WorkItem) -> Result<ComposedEmail, ItemRejection> {
-        if let suppression = item.suppression { return .failure(ItemRejection(reason: "suppressed: \(suppression)")) }
+        if let suppression = item.suppression {
+            return .failure(ItemRejection(reason: WorkItem.suppressedReason(suppression)))
+        }
         let composed = composer.compose(
             jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name,
             dataJSON: item.data, dateField: dateField, mail: mail)

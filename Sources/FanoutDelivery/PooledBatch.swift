@@ -46,8 +46,14 @@ func deliverPooled<Message: Sendable, Output>(
                 {
                     switch rendered {
                     case .success(let message):
-                        guard control.handOver(item.id) else { return nil }
-                        return (Int(item.id), message)
+                        switch control.handOver(item.id) {
+                        case .go:
+                            return (Int(item.id), message)
+                        case .stop:
+                            return nil
+                        case .skip(let reason):
+                            control.report(ItemOutcome(itemID: item.id, result: .failed, detail: reason))
+                        }
                     case .failure(let rejection):
                         control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))
                     }

@@ -26,6 +26,11 @@ public final class MariaDBJobStore: JobStore {
     private var lastHeartbeat = ContinuousClock.now
     /// Jobs this store made live (processing) already.
     private var startedJobs: Set<UInt64> = []
+    /// Per email job, the database time its items were last checked against the suppressions
+    /// (by a claim, or by `suppressedInFlight`): writes ask whether any changed since.
+    private var suppressionsCheckedAt: [UInt64: String] = [:]
+    /// Email jobs whose last write saw a suppression of their company change since that time.
+    private var suppressionsChanged: Set<UInt64> = []
 
     /// - Parameter connection: used by this store alone, on one thread. Times are exchanged as
     ///   Unix seconds, so the session's time zone does not matter.
@@ -120,7 +125,8 @@ public final class MariaDBJobStore: JobStore {
     public func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem] {
         let parameters: [any SQLEncodable] =
             job.kind == .email ? [job.companyID, job.mailType ?? "marketing", job.id, limit] : [job.id, limit]
-        let due = try query(sql.duePending, parameters).map { row in
+        let rows = try query(sql.duePending, parameters)
+        let due = try rows.map { row in
             var item = WorkItem(
                 id: try row.decode("id"),
                 jobID: job.id,
@@ -133,14 +139,13 @@ public final class MariaDBJobStore: JobStore {
                 reason: try row.decodeIfPresent("reason"),
                 inDoubt: try row.decode("in_doubt", as: Bool.self)
             )
-            if let why = try row.decodeIfPresent("suppressed", as: String.self) {
-                let source = try row.decodeIfPresent("suppressed_source", as: String.self).map { " (\($0))" } ?? ""
-                let since = try row.decodeIfPresent("suppressed_since", as: String.self).map { " since \($0)" } ?? ""
-                item.suppression = "\(why)\(source)\(since)"
-            }
+            item.suppression = try Self.suppression(in: row)
             return item
         }
-        if due.isEmpty { return [] }
+        guard let first = rows.first else { return [] }
+        if job.kind == .email, suppressionsCheckedAt[job.id] == nil {
+            suppressionsCheckedAt[job.id] = try first.decode("read_at")
+        }
         let ids = Self.padded(due.map(\.id))
         let claim = { [connection, sql] in
             // Rows: the items claimed plus the lease row, or none.
@@ -214,21 +219,46 @@ public final class MariaDBJobStore: JobStore {
             if group[0].status == .failed { failed += written }
         }
         // The job's counters move by what was written, in the same round as the items.
+        let since = suppressionsCheckedAt[job.id]
         let result = try execute(
-            sql.progress, fence(lease) + [terminal, failed, updates.count, handedThrough, job.id])
+            sql.progress, fence(lease) + [terminal, failed, updates.count, handedThrough, since, since, job.id])
         // Nothing changed: the lease is lost, or the job was deleted (the heartbeat tells which).
         if result.affectedRows == 0 { return try heartbeat(job, lease: lease) }
         // The progress write heartbeated the lease row too.
         lastHeartbeat = .now
-        return try held(job, statusCode: result.lastInsertID)
+        return try held(job, insertID: result.lastInsertID)
     }
 
     /// Heartbeats the lease and reads the job's status.
     private func heartbeat(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
-        let result = try execute(sql.heartbeat, [job.id] + fence(lease))
+        let since = suppressionsCheckedAt[job.id]
+        let result = try execute(sql.heartbeat, [job.id, since, since] + fence(lease))
         lastHeartbeat = .now
         if result.affectedRows == 0 { return .lost }
-        return try held(job, statusCode: result.lastInsertID)
+        return try held(job, insertID: result.lastInsertID)
+    }
+
+    public func suppressedInFlight(job: JobRecord, lease: Lease) throws -> [UInt64: String] {
+        guard suppressionsChanged.remove(job.id) != nil else { return [:] }
+        // The time first: a suppression committed during the read below is asked about again.
+        let now: String = try queryFirst(JobSQL.databaseTime)?.decode("now") ?? ""
+        var found: [UInt64: String] = [:]
+        for row in try query(
+            sql.suppressedInFlight, [job.companyID, job.mailType ?? "marketing", job.id, lease.owner])
+        {
+            found[try row.decode("id")] = try Self.suppression(in: row)
+        }
+        suppressionsCheckedAt[job.id] = now
+        return found
+    }
+
+    /// "unsubscribe (one-click) since 2026-12-06": why an item's recipient is held back, from the
+    /// `suppressed` columns of a row; nil when none holds.
+    private static func suppression(in row: Row) throws -> String? {
+        guard let why = try row.decodeIfPresent("suppressed", as: String.self) else { return nil }
+        let source = try row.decodeIfPresent("suppressed_source", as: String.self).map { " (\($0))" } ?? ""
+        let since = try row.decodeIfPresent("suppressed_since", as: String.self).map { " since \($0)" } ?? ""
+        return "\(why)\(source)\(since)"
     }
 
     /// Outcomes each with its own reason, code and retry wait, all of one status.
@@ -258,9 +288,10 @@ public final class MariaDBJobStore: JobStore {
     }
 
     /// The job's status from a write's insert id (see `JobSQL.statusCode`), with the reason read
-    /// when the job ended outside Fanout (rare: once a job).
-    private func held(_ job: JobRecord, statusCode: UInt64) throws -> LeaseCheck {
-        let index = Int(statusCode) - 1
+    /// when the job ended outside Fanout (rare: once a job); notes a suppression change (8 added).
+    private func held(_ job: JobRecord, insertID: UInt64) throws -> LeaseCheck {
+        if insertID & 8 != 0 { suppressionsChanged.insert(job.id) }
+        let index = Int(insertID & 7) - 1
         guard JobSQL.statusCodes.indices.contains(index) else {
             return .held(.cancelled, reason: "The job was deleted")
         }

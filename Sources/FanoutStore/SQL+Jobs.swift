@@ -93,31 +93,61 @@ struct JobSQL: KindStatements {
         "COALESCE(FIELD(\(status), 'pending', 'processing', 'completed', 'failed', 'cancelled'), 6) + 1"
     }
 
-    /// Heartbeats the lease and hands the job's status back as the insert id. Parameters: job
-    /// id, fence.
+    /// 8 when a suppression of the company was added or changed at or after the given time (NULL:
+    /// never asked, as for wallet jobs), else 0; added to `statusCode` in a write's insert id.
+    /// Parameters: time, time.
+    private func suppressionChange(company: String) -> String {
+        """
+        8 * (? IS NOT NULL AND EXISTS (SELECT 1 FROM fanout_suppressions sc
+          WHERE sc.company_id = \(company) AND sc.changed_at >= ?))
+        """
+    }
+
+    /// Heartbeats the lease and hands the job's status back as the insert id, plus 8 when a
+    /// suppression changed (`suppressionChange`). Parameters: job id, time, time, fence.
     var heartbeat: String {
         """
         UPDATE fanout_leases
-        SET heartbeat_at = IF(LAST_INSERT_ID(\(statusCode("(SELECT status FROM \(jobs) WHERE id = ?)"))) > 0,
-          NOW(6), NOW(6))
+        SET heartbeat_at = IF(LAST_INSERT_ID(\(statusCode("(SELECT status FROM \(jobs) WHERE id = ?)"))
+          + \(suppressionChange(company: "fanout_leases.company_id"))) > 0, NOW(6), NOW(6))
         WHERE kind = ? AND company_id = ? AND owner = ?
         """
     }
 
     /// The job's part of a write: counters and last activity move with the outcomes just
-    /// written, the hand-over mark moves ahead, and the job's status comes back as the insert id;
-    /// fenced by writing the lease row. Parameters: fence, terminal, failed, outcomes written
-    /// (any: activity), mark, job id. Rows: 2 (lease and job) when held.
+    /// written, the hand-over mark moves ahead, and the job's status comes back as the insert id
+    /// (plus 8 when a suppression changed, `suppressionChange`); fenced by writing the lease row.
+    /// Parameters: fence, terminal, failed, outcomes written (any: activity), mark, time, time,
+    /// job id. Rows: 2 (lease and job) when held.
     var progress: String {
         """
         \(fencedBy("\(jobs) j"))
           j.processed_items = j.processed_items + ?, j.failed_items = j.failed_items + ?,
           j.last_processed_at = IF(? > 0, NOW(), j.last_processed_at),
           j.handed_through = GREATEST(j.handed_through, ?),
-          j.updated_at = IF(LAST_INSERT_ID(\(statusCode("j.status"))) > 0, NOW(), NOW())
+          j.updated_at = IF(LAST_INSERT_ID(\(statusCode("j.status")) + \(suppressionChange(company: "j.company_id")))
+            > 0, NOW(), NOW())
         WHERE j.id = ?
         """
     }
+
+    /// Items this holder has in flight whose recipient a suppression now holds back (email only),
+    /// with the time of the read. Parameters: company, mail type, job id, owner.
+    var suppressedInFlight: String {
+        """
+        SELECT i.id, s.reason AS suppressed, s.source AS suppressed_source,
+               DATE_FORMAT(s.created_at, '%Y-%m-%d') AS suppressed_since
+        FROM \(items) i FORCE INDEX (\(items)_job_status_id)
+        JOIN fanout_suppressions s ON s.company_id = ? AND s.email = LOWER(TRIM(i.email))
+          AND \(SuppressionSQL.holds(mailType: "?"))
+        WHERE i.\(fk) = ? AND i.status = 'processing' AND i.claimed_by = ?
+        """
+    }
+
+    /// The database's time, as `NOW(6)` gives it to this session, in text (exact, and compared
+    /// with TIMESTAMP columns in the same session).
+    static let databaseTime = "SELECT \(nowText) AS now"
+    static let nowText = "DATE_FORMAT(NOW(6), '%Y-%m-%d %H:%i:%s.%f')"
 
     var jobStatus: String { "SELECT status, reason FROM \(jobs) WHERE id = ?" }
 
@@ -163,8 +193,8 @@ struct JobSQL: KindStatements {
     /// pending row of a 1,000,000-item job before applying the limit: 1.1 s a tick.)
     /// Items due now, in id order. Email: each with the company's suppression of its recipient,
     /// when one holds for this job's mail type (unsubscribe and complaint hold back marketing
-    /// mail; hard bounce and manual every mail). Parameters: (email: company, mail type,) job,
-    /// limit.
+    /// mail; hard bounce and manual every mail), and the time of the read (what later writes
+    /// ask suppressions changed since). Parameters: (email: company, mail type,) job, limit.
     var duePending: String {
         guard kind == .email else {
             return """
@@ -177,7 +207,7 @@ struct JobSQL: KindStatements {
         return """
             SELECT i.id, i.attempts, i.email, i.name, NULL AS card_id, NULL AS platform, i.data, i.in_doubt,
                    NULL AS reason, s.reason AS suppressed, s.source AS suppressed_source,
-                   DATE_FORMAT(s.created_at, '%Y-%m-%d') AS suppressed_since
+                   DATE_FORMAT(s.created_at, '%Y-%m-%d') AS suppressed_since, \(Self.nowText) AS read_at
             FROM \(items) i FORCE INDEX (\(items)_job_status_id)
             LEFT JOIN fanout_suppressions s ON s.company_id = ? AND s.email = LOWER(TRIM(i.email))
               AND \(SuppressionSQL.holds(mailType: "?"))

@@ -136,6 +136,42 @@ struct DeliverabilityTests {
         }
     }
 
+    /// An unsubscribe that arrives while a batch sends holds back the messages not handed to the
+    /// server yet (already claimed and rendered): checked at each write, not only at the claim.
+    @Test func aSuppressionMidBatchHoldsBackWhatIsNotSentYet() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let smtp = try TestServer.smtp()
+            try smtp.setMessageDelay(seconds: 0.3)
+            let env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+            let job = try fixture.emailJob(company: 1, count: 30)
+            let output = TestEnvironment.scratchDirectory.appendingPathComponent("mid-batch-\(UUID().uuidString)")
+            let tick = try startFanout(
+                ["emails:process-jobs", "--batch-size", "30", "--connections", "1"], environment: env, output: output)
+            // The whole batch is claimed by now (one tick, one claim of 30), the first message sent.
+            #expect(waitUntil(seconds: 60) { smtp.messageFiles.count >= 1 })
+            let late = "user-c1-j\(job)-25@example.test"
+            // Claimed before the suppression: the claim's own check cannot have caught it.
+            #expect(try fixture.items(job: job).first { $0.email == late }?.status == "processing")
+            let added = try runFanout(
+                ["suppress", "add", "--company", "1", late, "--reason", "unsubscribe"], environment: env)
+            #expect(added.status == 0, "\(added.stderr)")
+            try smtp.setMessageDelay(seconds: 0)
+            #expect(tick.wait(seconds: 120) == 0)
+            let items = try fixture.items(job: job)
+            let failed = items.filter { $0.status == "failed" }
+            #expect(failed.map(\.email) == [late])
+            #expect(failed.first?.reason?.hasPrefix("suppressed: unsubscribe (cli) since ") == true, "\(failed)")
+            #expect(items.filter { $0.status == "sent" }.count == 29)
+            let delivered = smtp.messageFiles.compactMap { try? String(contentsOf: $0, encoding: .utf8) }
+            #expect(delivered.count == 29)
+            #expect(!delivered.contains { $0.contains(late) })
+            let counters = try db.query("SELECT processed_items, failed_items FROM bulk_email_jobs WHERE id = ?", [job])
+            #expect(try counters.first?.decode("processed_items", as: Int.self) == 30)
+            #expect(try counters.first?.decode("failed_items", as: Int.self) == 1)
+        }
+    }
+
     @Test func suppressAddListRemoveImport() throws {
         try withTestDatabase { database, db in
             _ = try JobFixture(database: database, db: db)

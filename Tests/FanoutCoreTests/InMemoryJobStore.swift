@@ -199,6 +199,9 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         return claimed
     }
 
+    /// Suppressions live in MariaDB only (tested through the binary).
+    func suppressedInFlight(job: JobRecord, lease: Lease) throws -> [UInt64: String] { [:] }
+
     func write(_ updates: [ItemUpdate], handedThrough: UInt64, job: JobRecord, lease: Lease) throws -> LeaseCheck {
         lock.lock()
         defer { lock.unlock() }

@@ -31,7 +31,7 @@ final class ScriptedDeliverer: Deliverer, @unchecked Sendable {
             while !control.isRecorded(ticket) { _ = written.wait(timeout: .now() + .milliseconds(10)) }
             index += 1
             beforeItem?(item, index)
-            guard control.handOver(item.id) else { return }
+            guard control.handOver(item.id) == .go else { return }
             if let limit = unavailableAfter, attempted >= limit { throw DeliveryUnavailable(message: "server gone") }
             attempted += 1
             let script = scripts[item.id]?.first ?? .deliver
