@@ -11,12 +11,13 @@ struct BouncesCommand: ParsableCommand {
             Reads the new messages of BOUNCE_IMAP_URL (imap://host:port/INBOX or imaps://…) as \
             BOUNCE_IMAP_USERNAME / BOUNCE_IMAP_PASSWORD, through libcurl. A delivery status \
             notification (RFC 3464, or an older MTA's plain-text bounce) about a message Fanout \
-            sent (found by its Message-ID) that says the address does not exist fails that item \
-            ("bounced: 5.1.1 …") and suppresses the address for its company (hard_bounce); a \
-            complaint (an ARF feedback report) suppresses it as a complaint; a delay or a full \
-            mailbox changes nothing; auto-replies and other mail are left alone. Each message is \
-            read once (the mailbox's UIDVALIDITY and last UID are kept in the database); run it from \
-            cron every few minutes. BOUNCE_IMAP_CA_FILE trusts a private CA for imaps.
+            sent (found by its Message-ID) that says the address does not exist turns that sent item \
+            bounced ("bounced: 5.1.1 …", counted as failed) and suppresses the address for its \
+            company (hard_bounce); a complaint (an ARF feedback report) suppresses it as a \
+            complaint; a delay or a full mailbox changes nothing; auto-replies and other mail are \
+            left alone. Each message is read once (the mailbox's UIDVALIDITY and last UID are \
+            kept in the database); run it from cron every few minutes. BOUNCE_IMAP_CA_FILE trusts \
+            a private CA for imaps.
             """
     )
 

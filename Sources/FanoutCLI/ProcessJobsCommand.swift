@@ -277,6 +277,7 @@ enum TickRunner {
             "items.failed": "\(summary.failed)",
             "items.retrying": "\(summary.retrying)",
         ]
+        if summary.suppressed > 0 { metadata["items.suppressed"] = "\(summary.suppressed)" }
         if summary.jobsCompleted > 0 { metadata["jobs.completed"] = "\(summary.jobsCompleted)" }
         if summary.jobsFailed > 0 { metadata["jobs.failed"] = "\(summary.jobsFailed)" }
         if summary.jobsCancelled > 0 { metadata["jobs.cancelled"] = "\(summary.jobsCancelled)" }

@@ -228,7 +228,7 @@ final class Worker: @unchecked Sendable {
             let summary = try tick.run()
             shared.withLock { state in
                 state.job = nil
-                state.itemsDone += summary.delivered + summary.failed
+                state.itemsDone += summary.delivered + summary.failed + summary.suppressed
             }
             if let unavailable = summary.unavailable {
                 note(outage: unavailable, kind: kind, outages: &outages)

@@ -7,6 +7,7 @@ struct BatchOutcome {
     var delivered = 0
     var failed = 0
     var retrying = 0
+    var suppressed = 0
     var stop: Stop?
     var leaseLost: Bool { if case .leaseLost? = stop { true } else { false } }
     /// Whether the store can still be written to (the job may have ended meanwhile).
@@ -213,6 +214,7 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         switch update.status {
         case .pending: state.outcome.retrying += 1
         case .failed: state.outcome.failed += 1
+        case .suppressed: state.outcome.suppressed += 1
         default: state.outcome.delivered += 1
         }
         state.pending.append(update)

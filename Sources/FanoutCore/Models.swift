@@ -96,6 +96,9 @@ public struct ItemOutcome: Sendable, Hashable {
         /// Not taken, and not the item's fault: the platform asked this item to wait (APNs 429
         /// for its device). Back to pending for this long; no attempt charged.
         case waiting(Duration)
+        /// Not sent, and never to be: the recipient is suppressed (email). No attempt charged,
+        /// not a failure.
+        case suppressed
     }
 
     public var itemID: UInt64

@@ -80,6 +80,10 @@ public struct TickPolicy: Sendable {
         case .failed:
             return ItemUpdate(
                 itemID: outcome.itemID, status: .failed, reason: outcome.detail, code: outcome.code, retryDelay: nil)
+        case .suppressed:
+            return ItemUpdate(
+                itemID: outcome.itemID, status: .suppressed, reason: outcome.detail, code: nil, retryDelay: nil,
+                charged: false)
         case .waiting(let wait):
             return ItemUpdate(
                 itemID: outcome.itemID, status: .pending, reason: outcome.detail, code: outcome.code, retryDelay: wait,

@@ -10,11 +10,16 @@ public enum JobStatus: String, Sendable, CaseIterable, Codable {
 /// The status of one item of a job.
 public enum ItemStatus: String, Sendable, CaseIterable, Codable {
     case pending, processing, sent, completed, failed, cancelled
+    /// Email: not sent, the recipient is suppressed (unsubscribed, complained, hard-bounced
+    /// before); not a failure.
+    case suppressed
+    /// Email: sent, then a bounce report came back for it; counted as failed.
+    case bounced
 
     public var isTerminal: Bool {
         switch self {
         case .pending, .processing: false
-        case .sent, .completed, .failed, .cancelled: true
+        case .sent, .completed, .failed, .cancelled, .suppressed, .bounced: true
         }
     }
 }

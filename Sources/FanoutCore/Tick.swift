@@ -143,6 +143,7 @@ public final class Tick {
             if outcome.leaseLost { return lostLease(&summary, job) }
             summary.delivered += outcome.delivered
             summary.failed += outcome.failed
+            summary.suppressed += outcome.suppressed
             if let jobFailure { return try failJob(job, reason: jobFailure, lease: lease, summary: &summary) }
             summary.retrying += outcome.retrying
             if case .ended(let status, let reason)? = outcome.stop {
@@ -156,7 +157,9 @@ public final class Tick {
             }
         }
         guard let status = try store.advance(job, lease: lease) else { return lostLease(&summary, job) }
-        if outcome.delivered + outcome.failed + outcome.retrying == 0 && status.isRunnable { summary.stalled += 1 }
+        if outcome.delivered + outcome.failed + outcome.retrying + outcome.suppressed == 0 && status.isRunnable {
+            summary.stalled += 1
+        }
         if status == .completed {
             summary.jobsCompleted += 1
             logger.info("job completed", metadata: metadata(job))

@@ -16,6 +16,8 @@ public struct TickSummary: Sendable, Hashable {
     public var delivered = 0
     public var failed = 0
     public var retrying = 0
+    /// Email items not sent because their recipient is suppressed.
+    public var suppressed = 0
     public var inDoubt = 0
     /// Companies skipped because another tick held their lease.
     public var busy = 0
@@ -38,6 +40,6 @@ public struct TickSummary: Sendable, Hashable {
 
     /// Whether anything moved: an item got an outcome, or a job ended.
     public var movedAnything: Bool {
-        delivered + failed + retrying + jobsCompleted + jobsFailed + jobsCancelled > 0
+        delivered + failed + retrying + suppressed + jobsCompleted + jobsFailed + jobsCancelled > 0
     }
 }

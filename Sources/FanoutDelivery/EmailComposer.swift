@@ -11,7 +11,14 @@ public struct ComposedEmail: Sendable {
 /// Why one item cannot be sent (bad address, bad data): a line a person can act on.
 public struct ItemRejection: Error, Sendable, CustomStringConvertible {
     public var reason: String
+    /// Not the item's fault: its recipient is suppressed (ends `suppressed`, not `failed`).
+    public var suppressed = false
     public var description: String { reason }
+
+    public init(reason: String, suppressed: Bool = false) {
+        self.reason = reason
+        self.suppressed = suppressed
+    }
 }
 
 /// Turns one item into a message: variables, rendering, address check, MIME.

@@ -293,7 +293,7 @@ struct JobMessages: Sendable {
 
     func message(for item: WorkItem) -> Result<ComposedEmail, ItemRejection> {
         if let suppression = item.suppression {
-            return .failure(ItemRejection(reason: WorkItem.suppressedReason(suppression)))
+            return .failure(ItemRejection(reason: WorkItem.suppressedReason(suppression), suppressed: true))
         }
         let composed = composer.compose(
             jobID: job.id, companyID: job.companyID, itemID: item.id, email: item.email ?? "", name: item.name,

@@ -52,10 +52,13 @@ func deliverPooled<Message: Sendable, Output>(
                         case .stop:
                             return nil
                         case .skip(let reason):
-                            control.report(ItemOutcome(itemID: item.id, result: .failed, detail: reason))
+                            control.report(ItemOutcome(itemID: item.id, result: .suppressed, detail: reason))
                         }
                     case .failure(let rejection):
-                        control.report(ItemOutcome(itemID: item.id, result: .failed, detail: rejection.reason))
+                        control.report(
+                            ItemOutcome(
+                                itemID: item.id, result: rejection.suppressed ? .suppressed : .failed,
+                                detail: rejection.reason))
                     }
                 }
                 return nil

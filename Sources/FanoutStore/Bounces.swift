@@ -1,7 +1,7 @@
 import FanoutCore
 import MariaDB
 
-/// What `fanout bounces` writes: a hard bounce fails its item ("bounced: …") and suppresses the
+/// What `fanout bounces` writes: a hard bounce turns its sent item bounced ("bounced: …") and suppresses the
 /// address (hard_bounce), a complaint suppresses it (complaint) and notes it on the item; and how
 /// far each bounce mailbox was read.
 public struct Bounces {
@@ -28,7 +28,7 @@ public struct Bounces {
         try connection.execute(BounceSQL.savePosition, [mailbox, uidValidity, uid])
     }
 
-    /// Records a report about item `itemID` of email job `jobID`: a hard bounce fails the item
+    /// Records a report about item `itemID` of email job `jobID`: a hard bounce makes the item bounced
     /// with `reason` and suppresses its address, a complaint notes `reason` on it and suppresses
     /// it as a complaint. Returns the address, nil when the job has no such item.
     @discardableResult
@@ -59,9 +59,10 @@ enum BounceSQL {
         INSERT INTO fanout_bounce_mailboxes (mailbox, uid_validity, last_uid) VALUES (?, ?, ?)
         ON DUPLICATE KEY UPDATE uid_validity = VALUES(uid_validity), last_uid = VALUES(last_uid)
         """
-    /// A delivered item that bounced later fails with the DSN's words (read again: unchanged).
+    /// A delivered item that bounced later becomes bounced with the DSN's words (read again:
+    /// unchanged); `failed_items` counts it (the recount that follows).
     static let bounced = """
-        UPDATE \(items) SET status = 'failed', reason = ?, updated_at = NOW() WHERE id = ? AND status = 'sent'
+        UPDATE \(items) SET status = 'bounced', reason = ?, updated_at = NOW() WHERE id = ? AND status = 'sent'
         """
     static let note = "UPDATE \(items) SET reason = ?, updated_at = NOW() WHERE id = ? AND status = 'sent'"
 }

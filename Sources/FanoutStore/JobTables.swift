@@ -41,8 +41,14 @@ struct JobTables {
         kind == .email ? ("email", "name") : ("card_id", "platform")
     }
 
-    /// Statuses an item does not leave, as an SQL list.
-    var terminal: String { "('\(kind.deliveredStatus.rawValue)', 'failed', 'cancelled')" }
+    /// Statuses an item does not leave, as an SQL list (a sent email may still become bounced).
+    var terminal: String {
+        kind == .email
+            ? "('sent', 'failed', 'cancelled', 'suppressed', 'bounced')" : "('completed', 'failed', 'cancelled')"
+    }
+
+    /// Statuses `failed_items` counts, as an SQL list: email's bounced too.
+    var failing: String { kind == .email ? "('failed', 'bounced')" : "('failed')" }
 
     /// Statuses of a job (or item) still to be worked on, as an SQL list.
     static let unfinished = "('pending', 'processing')"
@@ -61,7 +67,7 @@ struct JobTables {
         let condition =
             switch counter {
             case .processed: " AND i.status IN \(terminal)"
-            case .failed: " AND i.status = 'failed'"
+            case .failed: " AND i.status IN \(failing)"
             case .total: ""
             }
         return "(SELECT COUNT(*) FROM \(items) i WHERE i.\(jobColumn) = j.id\(condition))"

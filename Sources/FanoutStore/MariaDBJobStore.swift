@@ -188,12 +188,14 @@ public final class MariaDBJobStore: JobStore {
         var delivered: [Int?: [UInt64]] = [:]
         var failures: [ItemUpdate] = []
         var retries: [ItemUpdate] = []
+        var suppressed: [ItemUpdate] = []
         /// Delivered with a reason to keep (a push shared with another item): written one by one.
         var noted: [ItemUpdate] = []
         for update in updates {
             switch update.status {
             case .pending: retries.append(update)
             case .failed: failures.append(update)
+            case .suppressed: suppressed.append(update)
             default:
                 if update.reason != nil {
                     noted.append(update)
@@ -213,7 +215,7 @@ public final class MariaDBJobStore: JobStore {
         // A wait the platform asked for is written apart: it charges no attempt.
         let waits = retries.filter { !$0.charged }
         retries.removeAll { !$0.charged }
-        for group in [failures, retries, waits, noted] where !group.isEmpty {
+        for group in [failures, retries, waits, suppressed, noted] where !group.isEmpty {
             let written = try recordDetailed(group, job: job, lease: lease)
             if group[0].status != .pending { terminal += written }
             if group[0].status == .failed { failed += written }

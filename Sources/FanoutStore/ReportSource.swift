@@ -140,7 +140,7 @@ struct ReportSQL: KindStatements {
     var failureReasons: String {
         """
         SELECT LEFT(reason, 300) AS reason, COUNT(*) AS n FROM \(items)
-        WHERE \(fk) = ? AND status = 'failed' AND reason IS NOT NULL
+        WHERE \(fk) = ? AND status IN \(tables.failing) AND reason IS NOT NULL
         GROUP BY LEFT(reason, 300) ORDER BY n DESC LIMIT ?
         """
     }

@@ -30,7 +30,7 @@ struct JobView {
             "reason": job.reason ?? "", "hasReason": job.reason?.isEmpty == false,
             "hasWaiting": unfinished && job.waiting() != nil, "done": job.processed, "total": total,
             "progressMax": max(total, 1),
-            "percent": percent, "sent": job.processed - job.failed, "failed": job.failed, "pending": pending,
+            "percent": percent, "succeeded": job.processed - job.failed, "failed": job.failed, "pending": pending,
             "rate": rate.map { String(Int($0.rounded())) } ?? "-", "eta": eta,
             "active": Shown.ago(job.lastActivityAt, now: job.now),
             "canCancel": !settings.readOnly && unfinished,

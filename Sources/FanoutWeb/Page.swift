@@ -70,7 +70,7 @@ enum PageTemplates {
         th{background:#eef0f3;font-weight:600;white-space:nowrap}td.n{text-align:right}
         .badge{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;background:#dde1e6}
         .badge.processing{background:#cfe2ff}.badge.pending{background:#fff1c2}
-        .badge.completed,.badge.sent{background:#d1f0d8}.badge.failed{background:#f8d3d3}
+        .badge.completed,.badge.sent{background:#d1f0d8}.badge.failed,.badge.bounced{background:#f8d3d3}
         .badge.cancelled{background:#e2e2e2}.waiting,.reason{font-size:12px;color:#8a5a00}
         .reason{color:#555}progress{width:110px;vertical-align:middle}
         form.inline{display:inline}button{cursor:pointer}button.danger{color:#a40000}
@@ -131,8 +131,10 @@ enum PageTemplates {
         </form>
         {{#problem}}<p class="reason">{{problem}}</p>{{/problem}}
         <table id="jobs"><thead><tr><th>ID</th><th>Kind</th><th>Company</th><th>Template</th><th>Created</th>
-        <th>Status</th><th>Progress</th><th>Sent</th><th>Failed</th><th>Pending</th><th>Rate/min</th>
-        <th>Finishes in</th><th>Last activity</th><th></th></tr></thead><tbody>
+        <th>Status</th><th>Progress</th>
+        <th title="ended without failing: sent, or suppressed or cancelled">Not failed</th>
+        <th>Failed</th><th>Pending</th><th>Rate/min</th><th>Finishes in</th><th>Last activity</th><th></th>
+        </tr></thead><tbody>
         {{#jobs}}<tr id="job-{{kind}}-{{id}}" data-status="{{status}}">
         <td><a href="/jobs/{{kind}}/{{id}}">{{id}}</a></td><td>{{kind}}</td><td>{{company}}</td>
         <td>{{template}}</td><td>{{created}}</td>
@@ -140,7 +142,7 @@ enum PageTemplates {
         {{/hasWaiting}}{{#hasReason}}<div class="reason">{{reason}}</div>{{/hasReason}}</td>
         <td><progress max="{{progressMax}}" value="{{done}}"></progress>
         <span class="progress-text">{{done}}/{{total}} ({{percent}}%)</span></td>
-        <td class="n">{{sent}}</td><td class="n">{{failed}}</td><td class="n">{{pending}}</td>
+        <td class="n">{{succeeded}}</td><td class="n">{{failed}}</td><td class="n">{{pending}}</td>
         <td class="n">{{rate}}</td><td>{{eta}}</td><td>{{active}}</td>
         <td>{{> actions}}</td></tr>
         {{/jobs}}</tbody></table>

@@ -50,7 +50,7 @@ struct BounceTests {
                 read.stdout.contains("Read 9 new messages: 4 hard bounces") && read.stdout.contains("1 complaint")
                     && read.stdout.contains("2 soft") && read.stdout.contains("2 not about"), "\(read.stdout)")
             let after = try fixture.items(job: job)
-            #expect(after.map(\.status) == ["failed", "failed", "failed", "failed", "sent", "sent", "sent", "sent"])
+            #expect(after.map(\.status) == ["bounced", "bounced", "bounced", "bounced", "sent", "sent", "sent", "sent"])
             #expect(
                 after.prefix(4).allSatisfy { $0.reason?.hasPrefix("bounced: 5.1.") == true }, "\(after.map(\.reason))")
             #expect(after[6].reason?.hasPrefix("delivered, then reported as spam") == true)

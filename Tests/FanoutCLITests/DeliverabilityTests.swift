@@ -121,8 +121,8 @@ struct DeliverabilityTests {
                 "UPDATE bulk_email_jobs SET mail_type = 'transactional' WHERE id = ?", [transactional])
             for _ in 0..<3 { #expect(try runFanout(["emails:process-jobs"], environment: setup.env).status == 0) }
             let items = try setup.fixture.items(job: marketing)
-            #expect(items.filter { $0.status == "failed" }.map(\.email) == [unsubscribed, bounced.lowercased()])
-            let reasons = items.filter { $0.status == "failed" }.compactMap(\.reason)
+            #expect(items.filter { $0.status == "suppressed" }.map(\.email) == [unsubscribed, bounced.lowercased()])
+            let reasons = items.filter { $0.status == "suppressed" }.compactMap(\.reason)
             #expect(reasons[0].hasPrefix("suppressed: unsubscribe (one-click (item \(item60))) since "), "\(reasons)")
             #expect(reasons[1].hasPrefix("suppressed: hard_bounce (cli) since "), "\(reasons)")
             let delivered = setup.smtp.messageFiles.compactMap { try? String(contentsOf: $0, encoding: .utf8) }
@@ -130,7 +130,11 @@ struct DeliverabilityTests {
                 delivered.filter { $0.contains("To: <\(unsubscribed)>") || $0.contains(unsubscribed + ">") }
                     .count == 1, "only the transactional message reached the unsubscribed recipient")
             let after = try setup.fixture.items(job: transactional)
-            #expect(after.map(\.status) == ["sent", "failed"], "\(after.map { $0.reason ?? "" })")
+            #expect(after.map(\.status) == ["sent", "suppressed"], "\(after.map { $0.reason ?? "" })")
+            // Not sent, not a failure (the contract): counted as processed, not as failed.
+            #expect(try setup.fixture.job(transactional).failed == 0)
+            #expect(try setup.fixture.countersMatchItems(job: marketing))
+            #expect(try setup.fixture.countersMatchItems(job: transactional))
             // Transactional mail carries no unsubscribe link.
             #expect(delivered.filter { $0.contains("List-Unsubscribe") }.count == 78)
         }
@@ -159,16 +163,18 @@ struct DeliverabilityTests {
             try smtp.setMessageDelay(seconds: 0)
             #expect(tick.wait(seconds: 120) == 0)
             let items = try fixture.items(job: job)
-            let failed = items.filter { $0.status == "failed" }
-            #expect(failed.map(\.email) == [late])
-            #expect(failed.first?.reason?.hasPrefix("suppressed: unsubscribe (cli) since ") == true, "\(failed)")
+            let suppressed = items.filter { $0.status == "suppressed" }
+            #expect(suppressed.map(\.email) == [late])
+            #expect(
+                suppressed.first?.reason?.hasPrefix("suppressed: unsubscribe (cli) since ") == true, "\(suppressed)")
             #expect(items.filter { $0.status == "sent" }.count == 29)
             let delivered = smtp.messageFiles.compactMap { try? String(contentsOf: $0, encoding: .utf8) }
             #expect(delivered.count == 29)
             #expect(!delivered.contains { $0.contains(late) })
-            let counters = try db.query("SELECT processed_items, failed_items FROM bulk_email_jobs WHERE id = ?", [job])
-            #expect(try counters.first?.decode("processed_items", as: Int.self) == 30)
-            #expect(try counters.first?.decode("failed_items", as: Int.self) == 1)
+            // Not a failure, and no attempt charged.
+            #expect(suppressed.first?.attempts == 0)
+            let row = try fixture.job(job)
+            #expect(row.status == "completed" && row.processed == 30 && row.failed == 0)
         }
     }
 

@@ -148,9 +148,12 @@ public final class JobFixture: @unchecked Sendable {
     func countersMatch(_ tables: Tables, job id: UInt64) throws -> Bool {
         let job = try jobRow(tables, id: id)
         let counts = try counts(tables, job: id)
-        let terminal = (counts[tables.delivered] ?? 0) + (counts["failed"] ?? 0) + (counts["cancelled"] ?? 0)
-        return job.total == counts.values.reduce(0, +) && job.processed == terminal
-            && job.failed == (counts["failed"] ?? 0)
+        // The contract's terminal statuses: email items may also end suppressed (not a failure)
+        // or become bounced (a failure).
+        let failed = (counts["failed"] ?? 0) + (counts["bounced"] ?? 0)
+        let terminal =
+            (counts[tables.delivered] ?? 0) + failed + (counts["cancelled"] ?? 0) + (counts["suppressed"] ?? 0)
+        return job.total == counts.values.reduce(0, +) && job.processed == terminal && job.failed == failed
     }
 
     /// Every column of an email job's row and its items' rows, as text: to show nothing changed.
