@@ -26,7 +26,9 @@ extension HTTPTransfer: PooledTransfer {
 }
 
 /// Runs jobs on `workers` in parallel, pulling the next job whenever a worker is free, until
-/// `next` has no more or `tick` says stop; then waits for the transfers already running.
+/// `next` has no more or `tick` says stop; then waits for the transfers already running. `next`
+/// is asked again after each completion even once it said nil, so a completion may give it a
+/// transfer to make (a follow-up request): the pool ends when nothing runs and `next` has none.
 ///
 /// The workers are split over `multis.count` threads (the calling thread is one), each driving
 /// its own multi handle: libcurl's per-transfer work is mostly system calls, and one thread is
@@ -300,6 +302,7 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             }
             let ticket = shared.locked {
                 for (tag, result) in results { shared.completed(tag, result) }
+                if !results.isEmpty { shared.exhausted = false }
                 shared.tickIfDue()
                 return ended.isEmpty ? 0 : shared.settlement.ticket()
             }

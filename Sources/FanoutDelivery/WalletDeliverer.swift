@@ -185,9 +185,10 @@ public final class WalletDeliverer: Deliverer {
             render: { item in factory.message(for: item) },
             classify: Self.classify,
             run: { next, completed, settlement, tick throws(CurlError) in
+                // A queued follow-up goes only while the batch goes on (not after a cancel).
                 try pool.run(
-                    next: { exchange.next(next, completed) }, completed: { exchange.completed($0, $1, completed) },
-                    settlement: settlement, tick: tick)
+                    next: { tick() ? exchange.next(next, completed) : nil },
+                    completed: { exchange.completed($0, $1, completed) }, settlement: settlement, tick: tick)
             }
         )
     }

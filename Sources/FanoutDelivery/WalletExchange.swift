@@ -97,17 +97,29 @@ struct WalletMessageFactory: Sendable {
 /// answered by minting once and sending again, a 404 to an update by the insert (and a 409 to
 /// that insert by the update again), all within the item's one attempt; and one push per device,
 /// its answer shared by the items that wanted the same push. The pool calls `next` and
-/// `completed` one at a time.
+/// `completed` one at a time, under its lock: a follow-up request is not sent from `completed`
+/// (that would hold every other transfer up for a round trip) but queued, and `next` hands it to
+/// the pool before any new item, under the item's tag.
 final class WalletExchange {
+    /// One item's request on the wire: which of its requests, with which token, and what was
+    /// tried already (so a 401 is answered once, and an update after a 409 is the last step).
+    private struct Step {
+        var message: WalletMessage
+        var token: String?
+        var index = 0
+        var refreshed = false
+        var afterConflict = false
+    }
+
     private let google: GoogleTokenHolder?
-    private var inFlight: [Int: (message: WalletMessage, token: String?)] = [:]
+    private var inFlight: [Int: Step] = [:]
+    private var followUps: [(tag: Int, step: Step)] = []
     /// Devices with a push in flight, and the items waiting for its answer.
     private var carriers: [String: Int] = [:]
     private var waiting: [Int: [(tag: Int, message: WalletMessage)]] = [:]
     /// Devices pushed for this job by this process (this batch and the earlier ones): the item
     /// that carried the push and its answer.
     private(set) var pushed: PushedDevices
-    private var followUp: HTTPTransfer?
     /// The Google credential's rate, shared with every process; nil: no cap.
     private let pacer: SharedRatePacer?
 
@@ -120,6 +132,12 @@ final class WalletExchange {
     func next(
         _ next: () -> (Int, WalletMessage)?, _ report: (Int, Result<WalletResponse, CurlError>) -> Void
     ) -> (tag: Int, request: HTTPRequest)? {
+        if !followUps.isEmpty {
+            let (tag, step) = followUps.removeFirst()
+            if step.message.auth == .google { pacer?.waitForSlot() }
+            inFlight[tag] = step
+            return (tag, step.message.request(step.index, token: step.token))
+        }
         while let (tag, message) = next() {
             if let device = message.device {
                 if let done = pushed[device] {
@@ -134,7 +152,7 @@ final class WalletExchange {
             }
             if message.auth == .google { pacer?.waitForSlot() }
             let token = message.auth == .google ? google?.current : nil
-            inFlight[tag] = (message, token)
+            inFlight[tag] = Step(message: message, token: token)
             return (tag, message.request(0, token: token))
         }
         return nil
@@ -144,8 +162,13 @@ final class WalletExchange {
         _ tag: Int, _ result: Result<HTTPResponse, CurlError>,
         _ report: (Int, Result<WalletResponse, CurlError>) -> Void
     ) {
-        guard let (message, token) = inFlight.removeValue(forKey: tag) else { return }
-        let final = settle(message, token: token, result)
+        guard let step = inFlight.removeValue(forKey: tag) else { return }
+        if let followUp = followUp(after: step, result) {
+            followUps.append((tag, followUp))
+            return
+        }
+        let message = step.message
+        let final = result
         if message.auth == .google, case .success(let response) = final, response.status == 429 {
             // Google's limit is per project: everybody waits, not just this process.
             pacer?.pause(seconds: WalletDeliverer.retryAfter(response.header("Retry-After")).map { $0.seconds } ?? 1)
@@ -162,43 +185,30 @@ final class WalletExchange {
         }
     }
 
-    private func settle(_ message: WalletMessage, token: String?, _ result: Result<HTTPResponse, CurlError>)
-        -> Result<HTTPResponse, CurlError>
-    {
-        guard case .success(var response) = result else { return result }
-        var token = token
-        if message.auth == .google, response.status == 401, let google, let fresh = google.refresh(stale: token) {
-            token = fresh
-            pacer?.waitForSlot()
-            switch send(message.request(0, token: token)) {
-            case .success(let again): response = again
-            case .failure(let error): return .failure(error)
-            }
+    /// The next request of an item after this answer, if it takes one: its request again with a
+    /// token minted once after a 401, the insert after an update's 404, the update after that
+    /// insert's 409 (someone inserted it meanwhile); nil when the answer is the item's.
+    private func followUp(after step: Step, _ result: Result<HTTPResponse, CurlError>) -> Step? {
+        guard case .success(let response) = result else { return nil }
+        var next = step
+        if step.message.auth == .google, response.status == 401, !step.refreshed, let google,
+            let fresh = google.refresh(stale: step.token)
+        {
+            next.token = fresh
+            next.refreshed = true
+            return next
         }
-        if message.requests.count > 1, response.status == 404 {
-            if message.auth == .google { pacer?.waitForSlot() }
-            switch send(message.request(1, token: token)) {
-            case .success(let inserted): response = inserted
-            case .failure(let error): return .failure(error)
-            }
-            // Inserted by someone else meanwhile: update it after all.
-            if response.status == 409 {
-                if message.auth == .google { pacer?.waitForSlot() }
-                return send(message.request(0, token: token))
-            }
+        guard step.message.requests.count > 1, !step.afterConflict else { return nil }
+        if step.index == 0, response.status == 404 {
+            next.index = 1
+            return next
         }
-        return .success(response)
-    }
-
-    private func send(_ request: HTTPRequest) -> Result<HTTPResponse, CurlError> {
-        do throws(CurlError) {
-            let transfer: HTTPTransfer
-            if let followUp { transfer = followUp } else { transfer = try HTTPTransfer() }
-            followUp = transfer
-            return .success(try transfer.send(request))
-        } catch {
-            return .failure(error)
+        if step.index == 1, response.status == 409 {
+            next.index = 0
+            next.afterConflict = true
+            return next
         }
+        return nil
     }
 
     private static func answer(

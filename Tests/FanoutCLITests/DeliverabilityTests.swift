@@ -337,6 +337,38 @@ struct DeliverabilityTests {
         }
     }
 
+    /// A throttle met by one tick pauses another tick that is sending through the same account at
+    /// that moment (another company's job): it stops mid-batch at its next paced start, exits 0
+    /// saying so, and its unsent items wait uncharged.
+    @Test func aThrottleReplyPausesAConcurrentTickMidBatch() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let smtp = try TestServer.smtp()
+            var env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+            env["MAIL_RATE_PER_SECOND"] = "10"
+            let long = try fixture.emailJob(company: 2, count: 60)
+            let throttled = try fixture.emailJob(
+                company: 1, recipients: [("t1@example.test", nil, nil), ("throttle-once-2@example.test", nil, nil)])
+            let output = TestEnvironment.scratchDirectory.appendingPathComponent("concurrent-\(UUID().uuidString)")
+            let sending = try startFanout(
+                ["emails:process-jobs", "--batch-size", "60", "--connections", "1"], environment: env,
+                output: output.appendingPathExtension("long"))
+            #expect(waitUntil(seconds: 60) { smtp.messageFiles.count >= 2 }, "the long job is sending")
+            let throttling = try runFanout(["emails:process-jobs", "--connections", "1"], environment: env)
+            #expect(throttling.status == 0 && throttling.stderr.contains("paused by the server until"))
+            #expect(sending.wait(seconds: 120) == 0)
+            let said = (try? String(contentsOf: output.appendingPathExtension("long.err"), encoding: .utf8)) ?? ""
+            #expect(said.contains("paused by the server until") && said.contains("450 4.7.1"), "\(said)")
+            let items = try fixture.items(job: long)
+            let sent = items.filter { $0.status == "sent" }.count
+            let waiting = items.filter { $0.status == "pending" }
+            #expect(sent >= 2 && sent + waiting.count == 60 && waiting.count > 0, "\(sent) sent")
+            #expect(waiting.allSatisfy { $0.attempts == 0 }, "nothing charged")
+            #expect(try fixture.statusCounts(job: throttled) == ["sent": 1, "pending": 1])
+            #expect(try fixture.countersMatchItems(job: long))
+        }
+    }
+
     /// MAIL_RATE_PER_SECOND holds for two overlapping ticks together (times at the sink).
     @Test func pacingPerAccountHoldsAcrossTwoTicks() throws {
         try withTestDatabase { database, db in

@@ -112,6 +112,26 @@ struct WalletPlatformTests {
         }
     }
 
+    /// A first push of new cards: every update meets 404 and falls back to its insert, as a
+    /// follow-up the pool runs beside the other transfers (the last ones too, after the batch's
+    /// items ran out), each within the item's one attempt.
+    @Test func newCardsAreInsertedAfterTheirUpdatesOnEveryConnection() throws {
+        try withPlatforms { setup in
+            let job = try setup.fixture.walletJob(
+                company: 1, template: "card", cards: (1...12).map { googleCard("new-\($0)") } + [googleCard("old-1")])
+            let result = try tick(setup.env, ["--connections", "4", "--batch-size", "20"])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(try setup.fixture.walletJobRow(job).status == "completed")
+            let items = try setup.fixture.walletItems(job: job)
+            #expect(
+                items.allSatisfy { $0.status == "completed" && $0.attempts == 1 && $0.httpStatus == 200 },
+                "\(items.map { "\($0.status) \($0.attempts) \($0.reason ?? "")" }) \(result.stderr)")
+            let api = setup.google.requests(kind: "api").map { "\($0["method"]!) \($0["status"]!)" }
+            #expect(api.filter { $0 == "PATCH 404" }.count == 12 && api.filter { $0 == "POST 200" }.count == 12)
+            #expect(api.filter { $0 == "PATCH 200" }.count == 1 && api.count == 25, "\(api)")
+        }
+    }
+
     @Test func theTokenIsMintedOnceForManyRunsAndAgainAfterA401() throws {
         try withPlatforms { setup in
             let job = try setup.fixture.walletJob(
