@@ -26,9 +26,10 @@ extension HTTPTransfer: PooledTransfer {
 }
 
 /// Runs jobs on `workers` in parallel, pulling the next job whenever a worker is free, until
-/// `next` has no more or `tick` says stop; then waits for the transfers already running. `next`
-/// is asked again after each completion even once it said nil, so a completion may give it a
-/// transfer to make (a follow-up request): the pool ends when nothing runs and `next` has none.
+/// `next` has no more or `tick` says stop; then waits for the transfers already running. With
+/// `askAgain`, `next` is asked again after each completion even once it said nil, so a completion
+/// may give it a transfer to make (a follow-up request): the pool ends when nothing runs and
+/// `next` has none.
 ///
 /// The workers are split over `multis.count` threads (the calling thread is one), each driving
 /// its own multi handle: libcurl's per-transfer work is mostly system calls, and one thread is
@@ -52,6 +53,7 @@ func runPool<Worker: PooledTransfer>(
     completed: (Int, Result<Worker.Output, CurlError>) -> Void,
     settlement: Settlement,
     pacer: StartPacer? = nil,
+    askAgain: Bool = false,
     tick: () -> Bool
 ) throws(CurlError) {
     try withoutActuallyEscaping(next) { next throws(CurlError) in
@@ -59,7 +61,7 @@ func runPool<Worker: PooledTransfer>(
             try withoutActuallyEscaping(tick) { tick throws(CurlError) in
                 let shared = PoolShared(
                     tickMilliseconds: tickMilliseconds, next: next, completed: completed, settlement: settlement,
-                    pacer: pacer, tick: tick
+                    pacer: pacer, askAgain: askAgain, tick: tick
                 )
                 let groups = multis.indices.map { group in
                     PoolGroup(
@@ -157,6 +159,7 @@ private final class PoolShared<Job, Output>: @unchecked Sendable {
     let completed: (Int, Result<Output, CurlError>) -> Void
     let settlement: Settlement
     let pacer: StartPacer?
+    let askAgain: Bool
     let tick: () -> Bool
     let interval: Duration
     /// How long a thread waits for network activity before it looks at the clock again.
@@ -169,7 +172,7 @@ private final class PoolShared<Job, Output>: @unchecked Sendable {
     init(
         tickMilliseconds: Int, next: @escaping () -> (tag: Int, job: Job)?,
         completed: @escaping (Int, Result<Output, CurlError>) -> Void,
-        settlement: Settlement, pacer: StartPacer?, tick: @escaping () -> Bool
+        settlement: Settlement, pacer: StartPacer?, askAgain: Bool, tick: @escaping () -> Bool
     ) {
         interval = .milliseconds(tickMilliseconds)
         pollMilliseconds = min(tickMilliseconds, 100)
@@ -177,6 +180,7 @@ private final class PoolShared<Job, Output>: @unchecked Sendable {
         self.completed = completed
         self.settlement = settlement
         self.pacer = pacer
+        self.askAgain = askAgain
         self.tick = tick
     }
 
@@ -302,7 +306,7 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             }
             let ticket = shared.locked {
                 for (tag, result) in results { shared.completed(tag, result) }
-                if !results.isEmpty { shared.exhausted = false }
+                if shared.askAgain && !results.isEmpty { shared.exhausted = false }
                 shared.tickIfDue()
                 return ended.isEmpty ? 0 : shared.settlement.ticket()
             }
@@ -447,9 +451,10 @@ public final class HTTPPool {
     public let waker: Waker
 
     /// Runs what `next` hands out until it returns nil or `tick` returns false; `completed` gets
-    /// each response (any status) or the error that kept it from arriving. These three closures
-    /// may run on other threads than the caller's, but never two at once; `settlement` as for
-    /// `SMTPPool.run`.
+    /// each response (any status) or the error that kept it from arriving. `next` is asked again
+    /// after each completion even once it returned nil (a completion may queue a follow-up
+    /// request). These three closures may run on other threads than the caller's, but never two
+    /// at once; `settlement` as for `SMTPPool.run`.
     public func run(
         tickMilliseconds: Int = 250,
         next: () -> (tag: Int, request: HTTPRequest)?,
@@ -460,7 +465,7 @@ public final class HTTPPool {
         try runPool(
             workers: transfers, multis: multis, tickMilliseconds: tickMilliseconds,
             next: { next().map { ($0.tag, $0.request) } }, completed: completed, settlement: settlement, pacer: pacer,
-            tick: tick
+            askAgain: true, tick: tick
         )
     }
 }

@@ -161,4 +161,7 @@ public protocol SharedRate: AnyObject {
     /// 24 hours, all processes together); returns how many were granted, and when the oldest
     /// counted send leaves the window that is full (Unix seconds) when fewer were.
     func takeSends(_ name: String, count: Int, perHour: Int?, perDay: Int?) throws -> (granted: Int, freeAt: Double?)
+    /// Gives back `count` sends taken but not made (a batch ended first), so the limits count
+    /// only what went out.
+    func returnSends(_ name: String, count: Int) throws
 }

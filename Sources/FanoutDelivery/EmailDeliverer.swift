@@ -165,6 +165,8 @@ public final class EmailDeliverer: Deliverer {
             settings.perHour != nil || settings.perDay != nil
             ? QuotaGate(rate: sharedRate, account: settings.account, perHour: settings.perHour, perDay: settings.perDay)
             : nil
+        // What was taken and not sent goes back, however the batch ends.
+        defer { quota?.finish() }
         try deliverPooled(
             control: control, server: "SMTP server \(settings.smtp.host):\(settings.smtp.port)",
             jobID: job.id, logger: logger, waker: pool.waker, dropPool: { self.pool = nil },
@@ -192,7 +194,11 @@ public final class EmailDeliverer: Deliverer {
                             paused = true
                             return nil
                         }
-                        return next().map { ($0.0, $0.1) }
+                        guard let (tag, message) = next() else {
+                            quota?.giveBack()
+                            return nil
+                        }
+                        return (tag, message)
                     }, completed: completed, settlement: settlement, tick: tick)
             }
         )
@@ -422,5 +428,17 @@ final class QuotaGate {
         }
         allowance -= 1
         return true
+    }
+
+    /// The send `take` allowed was not made (the batch had no more).
+    func giveBack() {
+        allowance += 1
+    }
+
+    /// Gives the sends taken and not made back to the shared count (at the end of a batch).
+    func finish() {
+        guard allowance > 0, let rate else { return }
+        try? rate.returnSends(account, count: allowance)
+        allowance = 0
     }
 }

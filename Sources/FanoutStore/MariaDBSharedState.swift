@@ -90,6 +90,12 @@ public final class MariaDBSharedState: AccessTokenCache, SharedRate {
         }
     }
 
+    public func returnSends(_ name: String, count: Int) throws {
+        guard count > 0 else { return }
+        let connection = try open(rate: name)
+        try connection.execute(SharedStateSQL.returnSends, [count, count, name])
+    }
+
     public func pause(_ name: String, seconds: Double) throws {
         let connection = try open(rate: name)
         try connection.execute(SharedStateSQL.pause, [seconds, name])
@@ -120,6 +126,13 @@ enum SharedStateSQL {
     static let countSends = """
         INSERT INTO fanout_send_counts (name, minute, sent) VALUES (?, FLOOR(UNIX_TIMESTAMP(NOW(6)) / 60), ?)
         ON DUPLICATE KEY UPDATE sent = sent + VALUES(sent)
+        """
+    /// Sends taken and not made, off the latest minute they were counted in (within the hour).
+    /// Parameters: count, count, name.
+    static let returnSends = """
+        UPDATE fanout_send_counts SET sent = IF(sent > ?, sent - ?, 0)
+        WHERE name = ? AND minute > FLOOR(UNIX_TIMESTAMP(NOW(6)) / 60) - 60
+        ORDER BY minute DESC LIMIT 1
         """
     /// Parameters: burst (seconds of starts that may happen at once), seconds reserved, name.
     static let reserve = """

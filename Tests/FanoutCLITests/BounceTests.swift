@@ -50,7 +50,8 @@ struct BounceTests {
                 read.stdout.contains("Read 9 new messages: 4 hard bounces") && read.stdout.contains("1 complaint")
                     && read.stdout.contains("2 soft") && read.stdout.contains("2 not about"), "\(read.stdout)")
             let after = try fixture.items(job: job)
-            #expect(after.map(\.status) == ["bounced", "bounced", "bounced", "bounced", "sent", "sent", "sent", "sent"])
+            #expect(
+                after.map(\.status) == ["bounced", "bounced", "bounced", "bounced", "sent", "sent", "sent", "sent"])
             #expect(
                 after.prefix(4).allSatisfy { $0.reason?.hasPrefix("bounced: 5.1.") == true }, "\(after.map(\.reason))")
             #expect(after[6].reason?.hasPrefix("delivered, then reported as spam") == true)
@@ -66,6 +67,15 @@ struct BounceTests {
             // Read again: nothing new, nothing changes.
             let again = try runFanout(["bounces"], environment: env)
             #expect(again.stdout.contains("Read 0 new messages"), "\(again.stdout)")
+            #expect(try fixture.items(job: job).map(\.status) == after.map(\.status))
+            // A mailbox whose name needs quoting in IMAP and encoding in the URL: read as well,
+            // and the same reports change nothing more (their items are already bounced).
+            try imap.seed(files, mailbox: "Bounce Box")
+            var spaced = env
+            spaced["BOUNCE_IMAP_URL"] = imap.url.replacingOccurrences(of: "/INBOX", with: "/Bounce%20Box")
+            let other = try runFanout(["bounces"], environment: spaced)
+            #expect(
+                other.status == 0 && other.stdout.contains("Read 9 new messages"), "\(other.stdout) \(other.stderr)")
             #expect(try fixture.items(job: job).map(\.status) == after.map(\.status))
             // A wrong password: one line, exit 69, nothing changed.
             env["BOUNCE_IMAP_PASSWORD"] = "wrong"

@@ -137,10 +137,11 @@ public final class IMAPDouble {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    /// Delivers the files into INBOX, in this order (UIDs ascending).
-    public func seed(_ files: [URL]) throws {
+    /// Delivers the files into `mailbox` (made when missing), in this order (UIDs ascending).
+    public func seed(_ files: [URL], mailbox: String = "INBOX") throws {
         let result = try runProcess(
-            URL(fileURLWithPath: "/bin/bash"), [script.path, "seed", directory.path] + files.map(\.path))
+            URL(fileURLWithPath: "/bin/bash"), [script.path, "seed", directory.path] + files.map(\.path),
+            environment: ["IMAP_MAILBOX": mailbox])
         guard result.status == 0 else { throw TestServerError(message: "seed: \(result.stderr)") }
     }
 }
