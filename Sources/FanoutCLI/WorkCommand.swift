@@ -22,7 +22,9 @@ struct WorkCommand: ParsableCommand {
             finish within --grace, the rest goes back to pending uncharged, exit 0); a second one \
             stops at once (items in flight are then in doubt, as after a crash). SIGUSR2 pauses \
             claiming, SIGCONT resumes. `fanout worker:restart`, `worker:pause` and \
-            `worker:continue` reach every worker on every host through the database.
+            `worker:continue` reach every worker on every host through the database. With \
+            BOUNCE_IMAP_URL set it also reads the bounce mailbox (as `fanout bounces` does) at \
+            start and every BOUNCE_IMAP_EVERY (default 5m).
 
             Exit 0 (drained, restart requested, --max-jobs, --max-time, --stop-when-empty), 12 \
             (--memory exceeded), 75 (the database unavailable past --reconnect-deadline), 1 \
@@ -135,7 +137,7 @@ struct WorkCommand: ParsableCommand {
             kinds: kinds, policies: policies, stopWhenEmpty: stopWhenEmpty, maxJobs: maxJobs,
             maxTime: tick.maxTime?.duration, memoryMegabytes: memory, sleep: sleep.duration, grace: grace.duration,
             name: name ?? "\(MariaDBJobStore.hostName)-\(getpid())", reconnectDeadline: reconnectDeadline.duration,
-            verbose: logging.verbose
+            verbose: logging.verbose, bounces: try BounceReader(settings: settings)
         )
         let exit = try Worker(options: options, database: database, deliverer: deliverer).run()
         if exit != .done { throw ExitCode(exit.rawValue) }

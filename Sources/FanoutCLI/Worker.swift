@@ -25,6 +25,8 @@ final class Worker: @unchecked Sendable {
         var name: String
         var reconnectDeadline: Duration = .seconds(120)
         var verbose = false
+        /// The bounce mailbox, read every `bounces.every` (BOUNCE_IMAP_URL set).
+        var bounces: BounceReader?
     }
 
     /// How a worker ended, as the exit status the contract gives it.
@@ -117,8 +119,14 @@ final class Worker: @unchecked Sendable {
         var jobsDone = 0
         var outages: [JobKind: Outage] = [:]
         var quiet: [JobKind: Quiet] = [:]
+        var nextBounceRead = clock.now
         while true {
             alive()
+            if let reader = options.bounces, clock.now >= nextBounceRead, !WorkerSignals.draining {
+                readBounces(reader)
+                nextBounceRead = clock.now + reader.every
+                alive()
+            }
             if WorkerSignals.draining {
                 logger.info("drained after a stop signal")
                 return .done
@@ -278,6 +286,19 @@ final class Worker: @unchecked Sendable {
             batchStarted: { [self] job in shared.withLock { $0.job = job } },
             alive: { [self] in shared.withLock { $0.lastAlive = .now } }
         )
+    }
+
+    /// Reads the bounce mailbox over a connection of its own; a mailbox or database that cannot
+    /// be read is said and tried again at the next reading, the worker goes on.
+    private func readBounces(_ reader: BounceReader) {
+        do {
+            let connection = try Connection(database)
+            defer { connection.close() }
+            let summary = try reader.readNew(connection)
+            if summary.read > 0 || options.verbose { logger.info("bounce mailbox: \(summary.line)") }
+        } catch {
+            logger.warning("bounce mailbox not read (trying again in \(reader.every)): \(error)")
+        }
     }
 
     private func alive() {

@@ -12,6 +12,64 @@ struct BounceTests {
         "auto-reply", "unrelated",
     ]
 
+    /// Fixture `name` made about one item the binary sent, written into `folder`.
+    static func report(
+        _ name: String, job: UInt64, item: (id: UInt64, email: String), installation: String, in folder: URL
+    ) throws -> URL {
+        let source = TestEnvironment.repositoryRoot.appendingPathComponent("Tests/fixtures/bounces/\(name).eml")
+        let text = try String(contentsOf: source, encoding: .utf8)
+            .replacingOccurrences(
+                of: "{{MESSAGE_ID}}", with: "fanout.email.\(job).\(item.id).\(installation)@example.test"
+            )
+            .replacingOccurrences(of: "{{RECIPIENT}}", with: item.email)
+            .replacingOccurrences(of: "{{VERP}}", with: "j\(job)")
+        let file = folder.appendingPathComponent("\(name)-\(item.id).eml")
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    /// `fanout work` reads the mailbox too: at start, then every BOUNCE_IMAP_EVERY, while it runs.
+    @Test func aWorkerReadsTheBounceMailboxAtStartAndThenEveryInterval() throws {
+        try withTestDatabase { database, db in
+            let fixture = try JobFixture(database: database, db: db)
+            let smtp = try TestServer.smtp()
+            var env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+            let job = try fixture.emailJob(company: 5, count: 3)
+            #expect(try runFanout(["emails:process-jobs"], environment: env).status == 0)
+            let items = try fixture.items(job: job)
+            let installation = try #require(
+                try db.queryFirst("SELECT id FROM fanout_installation")?.decode("id", as: String.self))
+            let folder = TestEnvironment.makeTemporaryDirectory("worker-bounces")
+            let imap = try IMAPDouble()
+            try imap.seed([
+                try Self.report(
+                    "postfix-hard", job: job, item: (items[0].id, items[0].email), installation: installation,
+                    in: folder)
+            ])
+            env["BOUNCE_IMAP_URL"] = imap.url
+            env["BOUNCE_IMAP_USERNAME"] = "bounces"
+            env["BOUNCE_IMAP_PASSWORD"] = "bounce-secret"
+            env["BOUNCE_IMAP_EVERY"] = "1s"
+            let output = TestEnvironment.scratchDirectory.appendingPathComponent("worker-bounces-\(UUID().uuidString)")
+            let worker = try startFanout(["work", "--sleep", "1s"], environment: env, output: output)
+            defer { worker.signal(SIGKILL) }
+            #expect(waitUntil(seconds: 60) { (try? fixture.items(job: job)[0].status) == "bounced" })
+            // One more report while it runs: read at the next interval.
+            try imap.seed([
+                try Self.report(
+                    "exim-hard", job: job, item: (items[1].id, items[1].email), installation: installation, in: folder)
+            ])
+            #expect(waitUntil(seconds: 60) { (try? fixture.items(job: job)[1].status) == "bounced" })
+            worker.signal(SIGTERM)
+            #expect(worker.wait(seconds: 60) == 0)
+            #expect(try fixture.items(job: job).map(\.status) == ["bounced", "bounced", "sent"])
+            #expect(try fixture.countersMatchItems(job: job))
+            let log = (try? String(contentsOf: output.appendingPathExtension("err"), encoding: .utf8)) ?? ""
+            #expect(log.contains("bounce mailbox: Read 1 new message: 1 hard bounce"), "\(log)")
+            #expect(!log.contains("bounce-secret"))
+        }
+    }
+
     @Test func hardBouncesFailTheirItemsAndComplaintsSuppressNothingElseChanges() throws {
         try withTestDatabase { database, db in
             let fixture = try JobFixture(database: database, db: db)
@@ -27,17 +85,10 @@ struct BounceTests {
             let folder = TestEnvironment.makeTemporaryDirectory("bounces")
             var files: [URL] = []
             for (index, name) in Self.fixtures.enumerated() {
-                let source = TestEnvironment.repositoryRoot.appendingPathComponent("Tests/fixtures/bounces/\(name).eml")
                 let item = items[min(index, items.count - 1)]
-                let text = try String(contentsOf: source, encoding: .utf8)
-                    .replacingOccurrences(
-                        of: "{{MESSAGE_ID}}", with: "fanout.email.\(job).\(item.id).\(installation)@example.test"
-                    )
-                    .replacingOccurrences(of: "{{RECIPIENT}}", with: item.email)
-                    .replacingOccurrences(of: "{{VERP}}", with: "j\(job)")
-                let file = folder.appendingPathComponent("\(name).eml")
-                try text.write(to: file, atomically: true, encoding: .utf8)
-                files.append(file)
+                files.append(
+                    try Self.report(name, job: job, item: (item.id, item.email), installation: installation, in: folder)
+                )
             }
             let imap = try IMAPDouble()
             try imap.seed(files)
