@@ -52,7 +52,7 @@ func runPool<Worker: PooledTransfer>(
     next: () -> (tag: Int, job: Worker.Job)?,
     completed: (Int, Result<Worker.Output, CurlError>) -> Void,
     settlement: Settlement,
-    pacer: StartPacer? = nil,
+    pacer: (any TransferPacer)? = nil,
     askAgain: Bool = false,
     tick: () -> Bool
 ) throws(CurlError) {
@@ -125,10 +125,19 @@ public final class Waker: @unchecked Sendable {
     public func wake() { for multi in multis { _ = curl_multi_wakeup(multi.wakeable) } }
 }
 
+/// Paces a pool's transfer starts without blocking it: the pool asks how long until the next
+/// start may go, drives its running transfers meanwhile (nothing waits under the pool's lock),
+/// and says when one started. Both are called under the pool's lock.
+public protocol TransferPacer: AnyObject {
+    /// How long until the next transfer may start; nil when one may start now.
+    func wait() -> Duration?
+    /// A transfer started (`next` gave one after `wait` said nil).
+    func started()
+}
+
 /// Spaces the starts of transfers at least `1 / perSecond` apart, across every thread of a pool
-/// and from one `run` to the next. A thread waiting for its slot drives its running transfers
-/// meanwhile; nothing waits under the pool's lock.
-final class StartPacer {
+/// and from one `run` to the next.
+final class StartPacer: TransferPacer {
     let spacing: Duration
     /// When the next transfer may start; touched only under the pool's lock.
     var nextStart = ContinuousClock.now
@@ -158,7 +167,7 @@ private final class PoolShared<Job, Output>: @unchecked Sendable {
     let next: () -> (tag: Int, job: Job)?
     let completed: (Int, Result<Output, CurlError>) -> Void
     let settlement: Settlement
-    let pacer: StartPacer?
+    let pacer: (any TransferPacer)?
     let askAgain: Bool
     let tick: () -> Bool
     let interval: Duration
@@ -172,7 +181,7 @@ private final class PoolShared<Job, Output>: @unchecked Sendable {
     init(
         tickMilliseconds: Int, next: @escaping () -> (tag: Int, job: Job)?,
         completed: @escaping (Int, Result<Output, CurlError>) -> Void,
-        settlement: Settlement, pacer: StartPacer?, askAgain: Bool, tick: @escaping () -> Bool
+        settlement: Settlement, pacer: (any TransferPacer)?, askAgain: Bool, tick: @escaping () -> Bool
     ) {
         interval = .milliseconds(tickMilliseconds)
         pollMilliseconds = min(tickMilliseconds, 100)
@@ -415,11 +424,13 @@ public final class SMTPPool {
         next: () -> (tag: Int, message: SMTPMessage)?,
         completed: (Int, Result<SMTPReply, CurlError>) -> Void,
         settlement: Settlement = .none,
+        pacer: (any TransferPacer)? = nil,
         tick: () -> Bool = { true }
     ) throws(CurlError) {
         try runPool(
             workers: connections, multis: multis, tickMilliseconds: tickMilliseconds,
-            next: { next().map { ($0.tag, $0.message) } }, completed: completed, settlement: settlement, tick: tick
+            next: { next().map { ($0.tag, $0.message) } }, completed: completed, settlement: settlement, pacer: pacer,
+            tick: tick
         )
     }
 }

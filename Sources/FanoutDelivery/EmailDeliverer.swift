@@ -182,10 +182,12 @@ public final class EmailDeliverer: Deliverer {
                 return classification
             },
             run: { next, completed, settlement, tick throws(CurlError) in
+                // Paced for the account, all processes together, by the pool (which drives the
+                // transfers in flight while it waits); a start more than 2 s away is a pause.
+                pacer?.maxWait = 2
                 try pool.run(
                     next: { () -> (tag: Int, message: SMTPMessage)? in
-                        // Paced for the account, all processes together; a pause stops the batch.
-                        if let pacer, !pacer.waitForSlot(maxWait: 2) {
+                        if let pacer, pacer.paused {
                             paused = true
                             return nil
                         }
@@ -199,7 +201,7 @@ public final class EmailDeliverer: Deliverer {
                             return nil
                         }
                         return (tag, message)
-                    }, completed: completed, settlement: settlement, tick: tick)
+                    }, completed: completed, settlement: settlement, pacer: pacer, tick: tick)
             }
         )
         if let quota, let reached = quota.reached { quotaReached = reached }

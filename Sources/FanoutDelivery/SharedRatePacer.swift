@@ -1,3 +1,4 @@
+import Curl
 import FanoutCore
 import Foundation
 import Logging
@@ -15,6 +16,10 @@ final class SharedRatePacer {
     /// Reserved start moments not used yet, on this machine's clock (seconds since 1970).
     private var slots: [Double] = []
     private var last: Double = 0
+    /// A pool's pacer (`TransferPacer`): a start further away than this means the account is
+    /// paused, and `paused` turns true instead of the pool waiting.
+    var maxWait: Double = .infinity
+    private(set) var paused = false
 
     init(rate: (any SharedRate)?, name: String, perSecond: Double, burst: Double = 1, logger: Logger) {
         self.rate = rate
@@ -62,6 +67,24 @@ final class SharedRatePacer {
             }
         }
         slots = (0..<count).map { start + Double($0) / perSecond }
+    }
+}
+
+extension SharedRatePacer: TransferPacer {
+    func wait() -> Duration? {
+        if slots.isEmpty { reserve() }
+        let wait = slots[0] - Date().timeIntervalSince1970
+        if wait > maxWait {
+            paused = true
+            return nil
+        }
+        return wait > 0 ? .milliseconds(Int64((wait * 1000).rounded(.up))) : nil
+    }
+
+    func started() {
+        guard !slots.isEmpty else { return }
+        let moment = slots.removeFirst()
+        last = max(moment, Date().timeIntervalSince1970)
     }
 }
 
