@@ -36,6 +36,11 @@ public final class IMAPMailbox {
         server = String(url[..<slash]) + "/"
         let name = slash < url.endIndex ? String(url[url.index(after: slash)...]) : ""
         mailbox = name.isEmpty ? "INBOX" : Self.percentDecoded(name)
+        guard !mailbox.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+            throw CurlError(
+                code: .usage, curlCode: -1, message: "the mailbox name in '\(url)' has a control character",
+                function: "IMAP")
+        }
         mailboxPath = Self.percentEncoded(mailbox)
         mailboxArgument = Self.quoted(mailbox)
         handle = try EasyHandle()

@@ -5,8 +5,9 @@ import FanoutStore
 import MariaDB
 
 /// Reads the bounce mailbox's new messages and records what they report: `fanout bounces` once,
-/// `fanout work` every BOUNCE_IMAP_EVERY. Each message is read once (UIDVALIDITY and last UID
-/// kept in the database), so any mix of the two, on any hosts, reads each report once.
+/// `fanout work` every BOUNCE_IMAP_EVERY. Where reading got to is kept in the database
+/// (UIDVALIDITY and last UID, never moved back), and recording a report twice changes nothing,
+/// so any mix of the two on any hosts records each report once.
 struct BounceReader {
     let url: String
     let username: String
@@ -22,6 +23,8 @@ struct BounceReader {
         var complaints = 0
         var soft = 0
         var other = 0
+        /// Messages left for the next reading (a reading that stopped at its limit).
+        var more = false
 
         var line: String {
             "Read \(read) new message\(read == 1 ? "" : "s"): \(hard) hard bounce\(hard == 1 ? "" : "s") "
@@ -44,16 +47,18 @@ struct BounceReader {
         self.every = every
     }
 
-    /// Reads what is new and records it through `connection`.
-    func readNew(_ connection: Connection) throws -> Summary {
+    /// Reads what is new (at most `limit` messages) and records it through `connection`, calling
+    /// `progress` after each message.
+    func readNew(_ connection: Connection, limit: Int = .max, progress: () -> Void = {}) throws -> Summary {
         let mailbox = try IMAPMailbox(
             url: url, username: username, password: password, tls: TLSOptions(verifyPeer: true, caFile: caFile))
         let bounces = Bounces(connection: connection)
         let ours = try bounces.installationID()
         let status = try mailbox.status()
         let key = mailbox.server + mailbox.mailbox
-        let uids = try mailbox.uids(from: try bounces.lastUID(mailbox: key, uidValidity: status.uidValidity) + 1)
-        var summary = Summary(read: uids.count)
+        let all = try mailbox.uids(from: try bounces.lastUID(mailbox: key, uidValidity: status.uidValidity) + 1)
+        let uids = all.prefix(limit)
+        var summary = Summary(read: uids.count, more: all.count > uids.count)
         for uid in uids {
             let bytes = try mailbox.fetch(uid: uid)
             if let report = BounceReport.parse(bytes), report.installationID == nil || report.installationID == ours {
@@ -78,6 +83,7 @@ struct BounceReader {
                 summary.other += 1
             }
             try bounces.saveLastUID(uid, mailbox: key, uidValidity: status.uidValidity)
+            progress()
         }
         return summary
     }

@@ -216,7 +216,7 @@ enum TickRunner {
         let store = MariaDBJobStore(connection: connection, kind: kind, logger: logger)
         let deliverer = makeDeliverer(logger)
         let progress = ProgressLine(enabled: untilDone && isatty(2) == 1)
-        var totals = (delivered: 0, failed: 0, retrying: 0, ticks: 0)
+        var totals = (delivered: 0, failed: 0, retrying: 0, suppressed: 0, ticks: 0)
         defer { progress.clear() }
         while true {
             let owner = ownerToken()
@@ -245,8 +245,10 @@ enum TickRunner {
             totals.delivered += summary.delivered
             totals.failed += summary.failed
             totals.retrying += summary.retrying
+            totals.suppressed += summary.suppressed
             progress.show(
                 "tick \(totals.ticks): \(totals.delivered) delivered, \(totals.failed) failed, "
+                    + (totals.suppressed > 0 ? "\(totals.suppressed) suppressed, " : "")
                     + "\(totals.retrying) waiting for a retry"
             )
             if summary.leaseLost {

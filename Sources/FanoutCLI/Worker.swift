@@ -123,8 +123,9 @@ final class Worker: @unchecked Sendable {
         while true {
             alive()
             if let reader = options.bounces, clock.now >= nextBounceRead, !WorkerSignals.draining {
-                readBounces(reader)
-                nextBounceRead = clock.now + reader.every
+                // A long backlog is read a part at a time between rounds of sending.
+                let more = readBounces(reader)
+                nextBounceRead = more ? clock.now : clock.now + reader.every
                 alive()
             }
             if WorkerSignals.draining {
@@ -288,16 +289,19 @@ final class Worker: @unchecked Sendable {
         )
     }
 
-    /// Reads the bounce mailbox over a connection of its own; a mailbox or database that cannot
-    /// be read is said and tried again at the next reading, the worker goes on.
-    private func readBounces(_ reader: BounceReader) {
+    /// Reads up to 100 new messages of the bounce mailbox over a connection of its own; returns
+    /// whether more are waiting. A mailbox or database that cannot be read is said and tried
+    /// again at the next reading, the worker goes on.
+    private func readBounces(_ reader: BounceReader) -> Bool {
         do {
             let connection = try Connection(database)
             defer { connection.close() }
-            let summary = try reader.readNew(connection)
+            let summary = try reader.readNew(connection, limit: 100) { alive() }
             if summary.read > 0 || options.verbose { logger.info("bounce mailbox: \(summary.line)") }
+            return summary.more
         } catch {
             logger.warning("bounce mailbox not read (trying again in \(reader.every)): \(error)")
+            return false
         }
     }
 

@@ -31,7 +31,8 @@ public protocol JobStore: AnyObject {
     func write(_ updates: [ItemUpdate], handedThrough: UInt64, job: JobRecord, lease: Lease) throws -> LeaseCheck
     /// Items of the job this lease has in flight whose recipient a suppression added or changed
     /// after they were claimed now holds back, with why ("unsubscribe (one-click) since …").
-    /// Empty, without asking the database, unless the last `write` saw such a change.
+    /// Empty, without asking the database, unless a recent `write` saw such a change (read at
+    /// most every 250 ms).
     func suppressedInFlight(job: JobRecord, lease: Lease) throws -> [UInt64: String]
     /// Puts every item of the job this lease still has in flight back to pending without
     /// charging an attempt (the server, not the item, failed, or they were never handed to it).
@@ -118,8 +119,8 @@ public enum HandOver: Sendable, Equatable {
     case go
     /// Hand over nothing more: the batch stops.
     case stop
-    /// Not this item: report it failed with this reason (a suppression that arrived after it
-    /// was claimed), and go on with the next.
+    /// Not this item: report it suppressed with this reason (a suppression that arrived after
+    /// it was claimed), and go on with the next.
     case skip(reason: String)
 }
 

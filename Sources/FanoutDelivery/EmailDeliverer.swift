@@ -399,6 +399,8 @@ final class QuotaGate {
     private let perHour: Int?
     private let perDay: Int?
     private var allowance = 0
+    /// Whether the last `take` came out of a counted allowance (the database could be asked).
+    private var lastTakeCounted = false
     /// "hourly limit reached until 14:05 (MAIL_RATE_PER_HOUR=100)", once reached.
     private(set) var reached: String?
 
@@ -412,8 +414,10 @@ final class QuotaGate {
     /// Whether one more message may go now.
     func take() -> Bool {
         if allowance == 0 {
-            guard let rate, reached == nil else { return reached == nil }
-            guard let taken = try? rate.takeSends(account, count: 10, perHour: perHour, perDay: perDay) else {
+            guard reached == nil else { return false }
+            guard let rate, let taken = try? rate.takeSends(account, count: 10, perHour: perHour, perDay: perDay)
+            else {
+                lastTakeCounted = false
                 return true // the database cannot say: the batch goes on, the next one counts again
             }
             allowance = taken.granted
@@ -429,12 +433,14 @@ final class QuotaGate {
             }
         }
         allowance -= 1
+        lastTakeCounted = true
         return true
     }
 
     /// The send `take` allowed was not made (the batch had no more).
     func giveBack() {
-        allowance += 1
+        if lastTakeCounted { allowance += 1 }
+        lastTakeCounted = false
     }
 
     /// Gives the sends taken and not made back to the shared count (at the end of a batch).

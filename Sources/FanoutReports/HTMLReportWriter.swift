@@ -9,7 +9,7 @@ final class HTMLReportWriter: ReportWriter {
 
     private static let colors = [
         "sent": "#2e9e5b", "completed": "#2e9e5b", "failed": "#d64545", "cancelled": "#8a8f98", "pending": "#e6a23c",
-        "processing": "#3b82f6",
+        "processing": "#3b82f6", "bounced": "#d64545", "suppressed": "#8a8f98",
     ]
 
     func begin(_ s: ReportSummary) {
@@ -29,8 +29,8 @@ final class HTMLReportWriter: ReportWriter {
             table{border-collapse:collapse;width:100%;font-size:13px} \
             th,td{border-bottom:1px solid #e4e7eb;padding:4px 6px;text-align:left;vertical-align:top}
             th{background:#f5f7fa;position:sticky;top:0} input{padding:6px;width:320px;margin:8px 0}
-            .failed{color:#d64545} .sent,.completed{color:#2e9e5b} \
-            .cancelled{color:#8a8f98} tr.in-doubt{background:#fff7e6}
+            .failed,.bounced{color:#d64545} .sent,.completed{color:#2e9e5b} \
+            .cancelled,.suppressed{color:#8a8f98} tr.in-doubt{background:#fff7e6}
             </style></head><body>
             <h1>Fanout report: \(Format.html(title))</h1>
             <div class="sub">company \(s.companyID) · template \(Format.html(s.template)) · \

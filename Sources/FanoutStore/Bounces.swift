@@ -57,7 +57,9 @@ enum BounceSQL {
     static let position = "SELECT uid_validity, last_uid FROM fanout_bounce_mailboxes WHERE mailbox = ?"
     static let savePosition = """
         INSERT INTO fanout_bounce_mailboxes (mailbox, uid_validity, last_uid) VALUES (?, ?, ?)
-        ON DUPLICATE KEY UPDATE uid_validity = VALUES(uid_validity), last_uid = VALUES(last_uid)
+        ON DUPLICATE KEY UPDATE
+          last_uid = IF(uid_validity = VALUES(uid_validity), GREATEST(last_uid, VALUES(last_uid)), VALUES(last_uid)),
+          uid_validity = VALUES(uid_validity)
         """
     /// A delivered item that bounced later becomes bounced with the DSN's words (read again:
     /// unchanged); `failed_items` counts it (the recount that follows).

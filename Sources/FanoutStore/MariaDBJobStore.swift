@@ -31,6 +31,9 @@ public final class MariaDBJobStore: JobStore {
     private var suppressionsCheckedAt: [UInt64: String] = [:]
     /// Email jobs whose last write saw a suppression of their company change since that time.
     private var suppressionsChanged: Set<UInt64> = []
+    /// When `suppressedInFlight` last read, per job: with the commit margin a change is seen by
+    /// the writes of a few seconds, and one read every `checkInterval` is enough for them.
+    private var suppressionsRead: [UInt64: ContinuousClock.Instant] = [:]
 
     /// - Parameter connection: used by this store alone, on one thread. Times are exchanged as
     ///   Unix seconds, so the session's time zone does not matter.
@@ -241,7 +244,10 @@ public final class MariaDBJobStore: JobStore {
     }
 
     public func suppressedInFlight(job: JobRecord, lease: Lease) throws -> [UInt64: String] {
-        guard suppressionsChanged.remove(job.id) != nil else { return [:] }
+        guard suppressionsChanged.contains(job.id) else { return [:] }
+        if let last = suppressionsRead[job.id], ContinuousClock.now - last < .milliseconds(250) { return [:] }
+        suppressionsChanged.remove(job.id)
+        suppressionsRead[job.id] = .now
         // The time first: a suppression committed during the read below is asked about again.
         let now: String = try queryFirst(JobSQL.databaseTime)?.decode("now") ?? ""
         var found: [UInt64: String] = [:]
@@ -325,7 +331,16 @@ public final class MariaDBJobStore: JobStore {
         let result = try execute(sql.advance, [job.id] + fence(lease))
         if result.affectedRows == 0 { return nil }
         let index = Int(result.lastInsertID) - 1
-        return JobSQL.statusCodes.indices.contains(index) ? JobSQL.statusCodes[index] ?? .processing : .cancelled
+        let status = JobSQL.statusCodes.indices.contains(index) ? JobSQL.statusCodes[index] ?? .processing : .cancelled
+        if status.isTerminal { forgetSuppressionChecks(job.id) }
+        return status
+    }
+
+    /// A long-lived worker keeps no per-job state for jobs that ended.
+    private func forgetSuppressionChecks(_ jobID: UInt64) {
+        suppressionsCheckedAt[jobID] = nil
+        suppressionsChanged.remove(jobID)
+        suppressionsRead[jobID] = nil
     }
 
     public func finish(_ job: JobRecord, status: JobStatus, reason: String, lease: Lease) throws {
@@ -337,6 +352,7 @@ public final class MariaDBJobStore: JobStore {
         {}
         let keepPersonsReason = status == .cancelled ? 1 : 0
         try execute(sql.finishJob, [status.rawValue, keepPersonsReason, clipped, job.id] + fence(lease))
+        forgetSuppressionChecks(job.id)
     }
 
     /// Hands on the leases `owner` still holds, over a connection of its own (the tick's may be

@@ -95,13 +95,18 @@ struct JobSQL: KindStatements {
 
     /// 8 when a suppression of the company was added or changed at or after the given time (NULL:
     /// never asked, as for wallet jobs), else 0; added to `statusCode` in a write's insert id.
-    /// Parameters: time, time.
+    /// `changed_at` is when the writing statement ran, and its row shows only at its commit (or,
+    /// on Galera, when another node's write arrives): so rows stamped up to
+    /// `suppressionCommitMargin` before the time still count. Parameters: time, time.
     private func suppressionChange(company: String) -> String {
         """
         8 * (? IS NOT NULL AND EXISTS (SELECT 1 FROM fanout_suppressions sc
-          WHERE sc.company_id = \(company) AND sc.changed_at >= ?))
+          WHERE sc.company_id = \(company) AND sc.changed_at >= ? - INTERVAL \(Self.suppressionCommitMargin) SECOND))
         """
     }
+
+    /// Seconds a suppression's commit may come after its `changed_at`, and still be seen mid-batch.
+    static let suppressionCommitMargin = 2
 
     /// Heartbeats the lease and hands the job's status back as the insert id, plus 8 when a
     /// suppression changed (`suppressionChange`). Parameters: job id, time, time, fence.
@@ -135,14 +140,24 @@ struct JobSQL: KindStatements {
     /// with the time of the read. Parameters: company, mail type, job id, owner.
     var suppressedInFlight: String {
         """
-        SELECT i.id, s.reason AS suppressed, s.source AS suppressed_source,
-               DATE_FORMAT(s.created_at, '%Y-%m-%d') AS suppressed_since
+        SELECT i.id, \(suppressionColumns)
         FROM \(items) i FORCE INDEX (\(items)_job_status_id)
-        JOIN fanout_suppressions s ON s.company_id = ? AND s.email = LOWER(TRIM(i.email))
-          AND \(SuppressionSQL.holds(mailType: "?"))
+        JOIN \(suppressionOfItem)
         WHERE i.\(fk) = ? AND i.status = 'processing' AND i.claimed_by = ?
         """
     }
+
+    /// The suppression row `s` that holds back email item `i` for this mail type; parameters:
+    /// company, mail type.
+    private let suppressionOfItem = """
+        fanout_suppressions s ON s.company_id = ? AND s.email = LOWER(TRIM(i.email))
+          AND \(SuppressionSQL.holds(mailType: "?"))
+        """
+
+    /// Why `s` holds an item back, as `MariaDBJobStore.suppression(in:)` reads it.
+    private let suppressionColumns = """
+        s.reason AS suppressed, s.source AS suppressed_source, DATE_FORMAT(s.created_at, '%Y-%m-%d') AS suppressed_since
+        """
 
     /// The database's time, as `NOW(6)` gives it to this session, in text (exact, and compared
     /// with TIMESTAMP columns in the same session).
@@ -206,11 +221,9 @@ struct JobSQL: KindStatements {
         }
         return """
             SELECT i.id, i.attempts, i.email, i.name, NULL AS card_id, NULL AS platform, i.data, i.in_doubt,
-                   NULL AS reason, s.reason AS suppressed, s.source AS suppressed_source,
-                   DATE_FORMAT(s.created_at, '%Y-%m-%d') AS suppressed_since, \(Self.nowText) AS read_at
+                   NULL AS reason, \(suppressionColumns), \(Self.nowText) AS read_at
             FROM \(items) i FORCE INDEX (\(items)_job_status_id)
-            LEFT JOIN fanout_suppressions s ON s.company_id = ? AND s.email = LOWER(TRIM(i.email))
-              AND \(SuppressionSQL.holds(mailType: "?"))
+            LEFT JOIN \(suppressionOfItem)
             WHERE i.\(fk) = ? AND i.status = 'pending' AND (i.next_attempt_at IS NULL OR i.next_attempt_at <= NOW(6))
             ORDER BY i.id LIMIT ?
             """

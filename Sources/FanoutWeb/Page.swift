@@ -71,7 +71,7 @@ enum PageTemplates {
         .badge{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;background:#dde1e6}
         .badge.processing{background:#cfe2ff}.badge.pending{background:#fff1c2}
         .badge.completed,.badge.sent{background:#d1f0d8}.badge.failed,.badge.bounced{background:#f8d3d3}
-        .badge.cancelled{background:#e2e2e2}.waiting,.reason{font-size:12px;color:#8a5a00}
+        .badge.cancelled,.badge.suppressed{background:#e2e2e2}.waiting,.reason{font-size:12px;color:#8a5a00}
         .reason{color:#555}progress{width:110px;vertical-align:middle}
         form.inline{display:inline}button{cursor:pointer}button.danger{color:#a40000}
         .filters{display:flex;flex-wrap:wrap;gap:10px;align-items:end;margin-bottom:12px}
