@@ -48,12 +48,11 @@ import argparse
 import json
 import os
 import re
-import signal
-import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from testhttp import Handler as TestHandler, Server, serve, unblock_signals
 
 PUSH_TYPES = {"alert", "background", "voip", "complication", "fileprovider", "mdm", "liveactivity", "pushtotalk"}
 PRIORITIES = {"1", "5", "10"}
@@ -107,36 +106,8 @@ class State:
             self.log.flush()
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # nginx keeps a pool of upstream connections
+class Handler(TestHandler):
     server_version = "FanoutTestAPNs/1.0"
-    # Longer than nginx's upstream keepalive_timeout, so that nginx closes idle connections first.
-    timeout = 120
-    disable_nagle_algorithm = True
-
-    def log_message(self, format, *args):
-        pass  # requests.jsonl is the log
-
-    def __getattr__(self, name):
-        if name.startswith("do_"):
-            return self.handle_any
-        raise AttributeError(name)
-
-    def read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                line = self.rfile.readline(65537)
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(65537)
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def decide(self, token, body):
         """(status, reason, extra body fields) for this request."""
@@ -176,7 +147,7 @@ class Handler(BaseHTTPRequestHandler):
                 return status, reason, extra
         return 200, None, {}
 
-    def handle_any(self):
+    def route(self):
         body = self.read_body()  # always, or the next request on this connection would be garbage
         path = self.path.split("?", 1)[0]
         token = None
@@ -222,17 +193,6 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(answer)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (OSError, EOFError)):
-            return  # nginx closing an idle upstream connection
-        super().handle_error(request, client_address)
-
-
 def main():
     p = argparse.ArgumentParser(description="APNs answers for scripts/apns-double")
     p.add_argument("--host", default="127.0.0.1")
@@ -240,23 +200,14 @@ def main():
     p.add_argument("--log", required=True, help="directory for requests.jsonl")
     args = p.parse_args()
 
-    # A parent may start us with SIGTERM blocked: unblock it, or `down` would never reach us.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    unblock_signals()
     os.makedirs(args.log, exist_ok=True)
     server = Server((args.host, args.port), Handler)
     server.state = State(args.log)
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     print("listening on %d" % server.server_address[1], flush=True)
     try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
+        serve(server)
     finally:
-        server.server_close()
         server.state.log.close()
 
 

@@ -34,16 +34,15 @@ import argparse
 import json
 import os
 import secrets
-import signal
-import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from testhttp import Handler as TestHandler, Server, serve, unblock_signals, write_atomically
 
 WALLET_SCOPE = "https://www.googleapis.com/auth/wallet_object.issuer"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -63,14 +62,6 @@ SCRIPTED = {
     "e500": (True, 500, "INTERNAL", "Internal error encountered.", None),
     "e503": (True, 503, "UNAVAILABLE", "The service is currently unavailable.", None),
 }
-
-
-def write_atomically(path, data):
-    """Tests poll for these files: they must never see one half written."""
-    tmp = os.path.join(os.path.dirname(path), ".%s.tmp.%d" % (os.path.basename(path), os.getpid()))
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.rename(tmp, path)
 
 
 def service_account(email, token_uri):
@@ -148,33 +139,8 @@ class State:
             return first
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the product reuses connections
+class Handler(TestHandler):
     server_version = "FanoutGoogleWalletDouble/1.0"
-    timeout = 120
-    disable_nagle_algorithm = True  # else delayed ACKs cap loopback at ~22 requests/s
-
-    def log_message(self, format, *args):
-        pass  # requests.jsonl is the log
-
-    def __getattr__(self, name):
-        if name.startswith("do_"):
-            return self.route
-        raise AttributeError(name)
-
-    def read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline(65537).split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(65537)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def send(self, status, payload=None, headers=()):
         # Logged before the response goes out: a test that has its answer can read the line.
@@ -310,27 +276,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send(200, current)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (OSError, EOFError)):
-            return  # clients hanging up is what some tests do on purpose
-        super().handle_error(request, client_address)
-
-
-def serve(args):
-    # A parent may start us with SIGTERM blocked (Foundation's Process does, from a test
-    # runner's thread): unblock it, or `terminate()` would never reach us.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+def run(args):
+    unblock_signals()
     os.makedirs(args.log, exist_ok=True)
     server = Server((args.host, args.port), Handler)
     port = server.server_address[1]
     server.state = State(args, port)
-
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # unwinds serve_forever
     for path in args.service_account:
         with open(path, encoding="utf-8") as f:
             info = json.load(f)
@@ -339,16 +290,7 @@ def serve(args):
     port_file = os.path.join(args.log, "port")
     write_atomically(port_file, b"%d\n" % port)
     print("listening on http://%s:%d" % (args.host, port), flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        server.server_close()
-        try:
-            os.unlink(port_file)  # a stale one would send the next waiter to a dead port
-        except FileNotFoundError:
-            pass
+    serve(server, port_file)
 
 
 def parse_args():
@@ -372,7 +314,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    keygen(args) if args.command == "keygen" else serve(args)
+    keygen(args) if args.command == "keygen" else run(args)
 
 
 if __name__ == "__main__":

@@ -27,22 +27,13 @@ import base64
 import json
 import os
 import re
-import signal
 import ssl
 import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
-def write_atomically(path, data):
-    """Tests poll for these files: they must never see one half written."""
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, ".%s.tmp.%d.%d" % (name, os.getpid(), threading.get_ident()))
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.rename(tmp, path)
+from testhttp import Handler as TestHandler, Server, serve, unblock_signals, write_atomically
 
 
 class State:
@@ -97,13 +88,8 @@ class State:
         return number
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the product reuses connections
+class Handler(TestHandler):
     server_version = "FanoutTestHTTP/1.0"
-    # Idle keep-alive connections are dropped after this (threads are daemons anyway).
-    timeout = 120
-    # Read by StreamRequestHandler.setup: TCP_NODELAY on each connection.
-    disable_nagle_algorithm = True
 
     def setup(self):
         self.connection_number = self.server.state.new_connection(self.client_address, self.server.scheme)
@@ -113,32 +99,6 @@ class Handler(BaseHTTPRequestHandler):
             self.request.settimeout(self.timeout)
             self.request.do_handshake()
         super().setup()
-
-    def log_message(self, format, *args):
-        pass  # one line per request on stderr is noise and slows benchmarks
-
-    # Every method goes to the same router.
-    def __getattr__(self, name):
-        if name.startswith("do_"):
-            return self.route
-        raise AttributeError(name)
-
-    def read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                line = self.rfile.readline(65537)
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    # trailers, up to the empty line
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(65537)
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def send(self, status, body, content_type="text/plain; charset=utf-8", headers=()):
         if isinstance(body, str):
@@ -209,20 +169,6 @@ class Handler(BaseHTTPRequestHandler):
             self.send(400, "bad request: %s" % error)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        # Clients that hang up, time out or refuse our certificate are what
-        # several tests do on purpose: no traceback for those.
-        error = sys.exc_info()[1]
-        if isinstance(error, (OSError, EOFError)):
-            return
-        super().handle_error(request, client_address)
-
-
 def parse_args():
     p = argparse.ArgumentParser(description="HTTP test server for Fanout")
     p.add_argument("--host", default="127.0.0.1")
@@ -238,9 +184,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    # A parent may start us with SIGTERM blocked (Foundation's Process does, from a test
-    # runner's thread): unblock it, or `terminate()` would never reach us.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    unblock_signals()
     os.makedirs(args.state, exist_ok=True)
     server = Server((args.host, args.port), Handler)
     server.state = State(args.state)
@@ -253,26 +197,9 @@ def main():
 
     port = server.server_address[1]
     port_file = os.path.join(args.state, "port")
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     write_atomically(port_file, b"%d\n" % port)
     print("http-server: %s on %s:%d, state %s" % (server.scheme, args.host, port, args.state), file=sys.stderr, flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        # A stale port file would send the next waiter to a dead port.
-        try:
-            with open(port_file, "rb") as f:
-                if f.read().strip() == b"%d" % port:
-                    os.unlink(port_file)
-        except FileNotFoundError:
-            pass
+    serve(server, port_file)
 
 
 if __name__ == "__main__":
