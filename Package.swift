@@ -65,6 +65,7 @@ let package = Package(
             dependencies: [
                 "FanoutCore", "FanoutDelivery", "MariaDB", "Curl", "DKIM",
                 .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(

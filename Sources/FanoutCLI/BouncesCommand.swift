@@ -1,6 +1,7 @@
 import ArgumentParser
 import Curl
 import FanoutDelivery
+import FanoutSettings
 import FanoutStore
 
 struct BouncesCommand: ParsableCommand {

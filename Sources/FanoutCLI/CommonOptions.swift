@@ -1,20 +1,6 @@
 import ArgumentParser
 import FanoutSettings
 
-/// Options every command that reads settings takes.
-struct SettingsOptions: ParsableArguments {
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "Read settings from this .env file (e.g. the Laravel app's); real environment variables win.",
-            valueName: "path"))
-    var envFile: String?
-
-    func load() throws -> Settings {
-        try Settings.load(envFile: envFile)
-    }
-}
-
 /// Logging options.
 struct LoggingOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Log more: every company and batch, and idle ticks too.")

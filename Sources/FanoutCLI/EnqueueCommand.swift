@@ -1,6 +1,7 @@
 import ArgumentParser
 import FanoutCore
 import FanoutDelivery
+import FanoutSettings
 import FanoutStore
 import MariaDB
 #if canImport(Glibc)

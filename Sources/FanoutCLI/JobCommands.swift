@@ -123,8 +123,8 @@ struct JobsCommand: ParsableCommand {
         let header = ["KIND", "ID", "COMPANY", "STATUS", "PROGRESS", "DONE", "FAILED", "AGE", "ACTIVE", "REASON"]
         let rows = jobs.map { job -> [String] in
             let total = max(job.total, job.processed)
-            let created: String = job.createdAt.map { age(job.now - $0) } ?? "-"
-            let active: String = job.lastActivityAt.map { age(job.now - $0) + " ago" } ?? "-"
+            let created: String = job.createdAt.map { Elapsed.text(job.now - $0, compact: true) } ?? "-"
+            let active: String = job.lastActivityAt.map { Elapsed.text(job.now - $0, compact: true) + " ago" } ?? "-"
             var reason = job.waiting(short: true) ?? job.reason ?? ""
             if reason.count > 60 { reason = String(reason.prefix(60)) + "…" }
             let cells: [String] = [
@@ -154,13 +154,5 @@ struct JobsCommand: ParsableCommand {
         let percent = done * 100 / total
         return "[" + String(repeating: "#", count: filled) + String(repeating: "·", count: 10 - filled)
             + "] \(percent)%"
-    }
-
-    static func age(_ seconds: Double) -> String {
-        let s = Int(max(0, seconds))
-        if s < 60 { return "\(s)s" }
-        if s < 3600 { return "\(s / 60)m" }
-        if s < 86_400 { return "\(s / 3600)h\(s % 3600 / 60)m" }
-        return "\(s / 86_400)d"
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FanoutSettings
 import FanoutStore
 import Logging
 import MariaDB

@@ -2,6 +2,7 @@ import ArgumentParser
 import Curl
 import FanoutCore
 import FanoutDelivery
+import FanoutSettings
 import FanoutStore
 import Foundation
 import Logging

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FanoutCore
 import FanoutReports
+import FanoutSettings
 import FanoutStore
 import MariaDB
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FanoutDelivery
+import FanoutSettings
 import FanoutStore
 import Foundation
 

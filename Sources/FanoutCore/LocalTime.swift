@@ -13,3 +13,17 @@ public enum LocalTime {
         return "\(two(parts.tm_hour)):\(two(parts.tm_min))"
     }
 }
+
+/// A length of time as a person reads it.
+public enum Elapsed {
+    /// "40 s", "12 min", "3 h 5 min", "2 d"; `compact` for tables: "40s", "12m", "3h5m", "2d".
+    public static func text(_ seconds: Double, compact: Bool = false) -> String {
+        let s = Int(max(0, seconds))
+        let (second, minute, hour, day) = compact ? ("s", "m", "h", "d") : (" s", " min", " h", " d")
+        let gap = compact ? "" : " "
+        if s < 60 { return "\(s)\(second)" }
+        if s < 3600 { return "\(s / 60)\(minute)" }
+        if s < 86_400 { return "\(s / 3600)\(hour)\(gap)\(s % 3600 / 60)\(minute)" }
+        return "\(s / 86_400)\(day)"
+    }
+}

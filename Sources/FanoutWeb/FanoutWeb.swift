@@ -53,12 +53,7 @@ struct FanoutWeb: AsyncParsableCommand {
     @Flag(name: .long, help: "Show everything, change nothing: no buttons, and every POST is refused.")
     var readOnly = false
 
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "Read settings from this .env file (e.g. the Laravel app's); real environment variables win.",
-            valueName: "path"))
-    var envFile: String?
+    @OptionGroup var settings: SettingsOptions
 
     func validate() throws {
         guard Self.address(listen) != nil else {
@@ -85,7 +80,7 @@ struct FanoutWeb: AsyncParsableCommand {
         var logger = Logger(label: "fanout-web")
         logger.logLevel = .info
         do {
-            let settings = try Settings.load(envFile: envFile)
+            let settings = try self.settings.load()
             let database = try settings.database()
             let (host, port) = Self.address(listen)!
             var credentials: Credentials?

@@ -22,7 +22,7 @@ struct JobView {
         let percent = total > 0 ? job.processed * 100 / total : 0
         let rate = perMinute
         var eta = "-"
-        if unfinished, let rate, rate > 0 { eta = Shown.span(Double(pending) / rate * 60) }
+        if unfinished, let rate, rate > 0 { eta = Elapsed.text(Double(pending) / rate * 60) }
         return [
             "kind": job.kind.rawValue, "id": job.id, "company": job.companyID, "template": job.template,
             "created": Shown.time(job.createdAt), "status": job.status,

@@ -94,18 +94,9 @@ enum Shown {
         return ReportTime.iso(unix).replacingOccurrences(of: "T", with: " ")
     }
 
-    /// "40 s", "12 min", "3 h 5 min", "2 d".
-    static func span(_ seconds: Double) -> String {
-        let s = Int(max(0, seconds))
-        if s < 60 { return "\(s) s" }
-        if s < 3600 { return "\(s / 60) min" }
-        if s < 86_400 { return "\(s / 3600) h \(s % 3600 / 60) min" }
-        return "\(s / 86_400) d"
-    }
-
     /// "12 s ago", or "-".
     static func ago(_ unix: Double?, now: Double) -> String {
-        unix.map { span(now - $0) + " ago" } ?? "-"
+        unix.map { Elapsed.text(now - $0) + " ago" } ?? "-"
     }
 
     static func bytes(_ count: Int?) -> String {
