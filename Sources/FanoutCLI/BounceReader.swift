@@ -62,23 +62,20 @@ struct BounceReader {
         for uid in uids {
             let bytes = try mailbox.fetch(uid: uid)
             if let report = BounceReport.parse(bytes), report.installationID == nil || report.installationID == ours {
-                let recorded: String?
                 switch report.kind {
                 case .hard:
-                    recorded = try bounces.record(
+                    let ours = try bounces.record(
                         jobID: report.jobID, itemID: report.itemID, suppression: .hardBounce,
                         reason: "bounced: \(report.status) \(report.text)", source: "bounce (uid \(uid))")
-                    if recorded != nil { summary.hard += 1 }
+                    if ours { summary.hard += 1 } else { summary.other += 1 }
                 case .complaint:
-                    recorded = try bounces.record(
+                    let ours = try bounces.record(
                         jobID: report.jobID, itemID: report.itemID, suppression: .complaint,
                         reason: "delivered, then reported as spam: \(report.text)", source: "complaint (uid \(uid))")
-                    if recorded != nil { summary.complaints += 1 }
+                    if ours { summary.complaints += 1 } else { summary.other += 1 }
                 case .soft:
-                    recorded = ""
                     summary.soft += 1
                 }
-                if recorded == nil { summary.other += 1 }
             } else {
                 summary.other += 1
             }

@@ -30,29 +30,29 @@ public struct Bounces {
 
     /// Records a report about item `itemID` of email job `jobID`: a hard bounce makes the item bounced
     /// with `reason` and suppresses its address, a complaint notes `reason` on it and suppresses
-    /// it as a complaint. Returns the address, nil when the job has no such item.
+    /// it as a complaint. Returns false when the job has no such item (nothing is written).
     @discardableResult
     public func record(
         jobID: UInt64, itemID: UInt64, suppression: SuppressionReason, reason: String, source: String
-    ) throws -> String? {
+    ) throws -> Bool {
         let suppressions = Suppressions(connection: connection)
-        guard let recipient = try suppressions.recipient(ofItem: itemID), recipient.jobID == jobID else { return nil }
+        guard let recipient = try suppressions.recipient(ofItem: itemID), recipient.jobID == jobID else { return false }
         try connection.transaction {
             if suppression == .hardBounce {
                 try connection.execute(BounceSQL.bounced, [reason, itemID])
-                try connection.execute(AdminSQL(kind: .email).recount, [jobID])
             } else {
                 try connection.execute(BounceSQL.note, [reason, itemID])
             }
             try suppressions.add(
                 companyID: recipient.companyID, email: recipient.email, reason: suppression, source: source)
         }
-        return recipient.email
+        return true
     }
 }
 
 enum BounceSQL {
-    private static let items = JobTables(kind: .email).items
+    private static let tables = JobTables(kind: .email)
+    private static let items = tables.items
     static let installation = "SELECT \(JobTables.installationID) AS id"
     static let position = "SELECT uid_validity, last_uid FROM fanout_bounce_mailboxes WHERE mailbox = ?"
     static let savePosition = """
@@ -61,10 +61,13 @@ enum BounceSQL {
           last_uid = IF(uid_validity = VALUES(uid_validity), GREATEST(last_uid, VALUES(last_uid)), VALUES(last_uid)),
           uid_validity = VALUES(uid_validity)
         """
-    /// A delivered item that bounced later becomes bounced with the DSN's words (read again:
-    /// unchanged); `failed_items` counts it (the recount that follows).
+    /// A delivered item that bounced later becomes bounced with the DSN's words, and its job
+    /// counts one more failure, in one statement (read again: the item is no longer sent, nothing
+    /// changes). Parameters: reason, item id.
     static let bounced = """
-        UPDATE \(items) SET status = 'bounced', reason = ?, updated_at = NOW() WHERE id = ? AND status = 'sent'
+        UPDATE \(items) i JOIN \(tables.jobs) j ON j.id = i.\(tables.jobColumn)
+        SET i.status = 'bounced', i.reason = ?, i.updated_at = NOW(), j.failed_items = j.failed_items + 1
+        WHERE i.id = ? AND i.status = 'sent'
         """
     static let note = "UPDATE \(items) SET reason = ?, updated_at = NOW() WHERE id = ? AND status = 'sent'"
 }

@@ -30,6 +30,9 @@ public struct JobSummary: Sendable {
     /// by a tick after the job's last progress, in the last three minutes) …
     public var outage: String?
     public var outageSince: Double?
+    /// The outage is a pause the server asked for (throttle, hourly or daily limit): its reason
+    /// says until when.
+    public var outageIsPause: Bool
     /// … or an earlier unfinished job of its company (one job per company at a time).
     public var behindJob: UInt64?
 }
@@ -237,6 +240,7 @@ public struct JobAdmin {
                 now: Double(sqlValue: row["now"]) ?? 0,
                 outage: try row.decodeIfPresent("outage"),
                 outageSince: Double(sqlValue: row["outage_since"]),
+                outageIsPause: try row.decodeIfPresent("outage_paused", as: Bool.self) ?? false,
                 behindJob: try row.decodeIfPresent("behind")
             )
         }
@@ -322,11 +326,10 @@ struct AdminSQL: KindStatements {
                UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.started_at, j.created_at)) AS active,
                UNIX_TIMESTAMP(NOW(6)) AS now,
                IF(j.status IN \(unfinished) AND o.last_seen >= NOW(6) - INTERVAL 3 MINUTE
-                    AND (o.reason LIKE 'paused %' OR o.reason LIKE '% limit reached until %'
-                      OR FLOOR(UNIX_TIMESTAMP(o.last_seen))
+                    AND (o.paused = 1 OR FLOOR(UNIX_TIMESTAMP(o.last_seen))
                       > UNIX_TIMESTAMP(COALESCE(j.last_processed_at, j.created_at))),
                   o.reason, NULL) AS outage,
-               UNIX_TIMESTAMP(o.since) AS outage_since,
+               UNIX_TIMESTAMP(o.since) AS outage_since, o.paused AS outage_paused,
                IF(j.status = 'pending',
                   (SELECT MIN(b.id) FROM \(jobs) b
                    WHERE b.company_id = j.company_id AND b.id < j.id AND b.status IN \(unfinished)),

@@ -8,7 +8,7 @@ extension JobSummary {
         if let behindJob { return "waiting behind job \(behindJob)" }
         guard var outage else { return nil }
         // "paused by the server until 14:05 (421 4.7.28 …)" says itself when it ends.
-        if outage.hasPrefix("paused ") || outage.contains(" limit reached until ") {
+        if outageIsPause {
             return short ? String(outage.prefix { $0 != "(" }).trimming(where: \.isWhitespace) : outage
         }
         if short, let end = outage.range(of: " unavailable") { outage = String(outage[..<end.upperBound]) }

@@ -415,7 +415,8 @@ public final class MariaDBJobStore: JobStore {
             ])
         if let unavailable = summary.unavailable ?? summary.paused {
             // For the people looking at the jobs: which server holds them up, since when.
-            try execute(sql.recordOutage, [summary.kind.rawValue, String(unavailable.prefix(1000))])
+            let paused = summary.unavailable == nil ? 1 : 0
+            try execute(sql.recordOutage, [summary.kind.rawValue, String(unavailable.prefix(1000)), paused])
         }
         // Now and then (1 tick in 100), forget ticks older than a week.
         if UInt8.random(in: 0..<100) == 0 {

@@ -53,9 +53,9 @@ public final class MariaDBSharedState: AccessTokenCache, SharedRate {
     }
 
     public func pausedUntil(_ name: String) throws -> (until: Double, now: Double, reason: String?) {
-        guard let row = try open().queryFirst(SharedStateSQL.pausedUntil, [name, name]) else { return (0, 0, nil) }
+        guard let row = try open().queryFirst(SharedStateSQL.pausedUntil, [name]) else { return (0, 0, nil) }
         return (
-            Double(sqlValue: row["next_at"]) ?? 0, Double(sqlValue: row["now"]) ?? 0,
+            Double(sqlValue: row["paused_until"]) ?? 0, Double(sqlValue: row["now"]) ?? 0,
             try row.decodeIfPresent("reason")
         )
     }
@@ -140,9 +140,12 @@ enum SharedStateSQL {
         WHERE name = ?
         """
     static let reserved = "SELECT @fanout_start AS start, UNIX_TIMESTAMP(NOW(6)) AS now"
+    /// When a throttle's pause of `name` ends (0: never paused; `next_at` also moves for pacing,
+    /// so it does not say). Parameters: name.
     static let pausedUntil = """
-        SELECT COALESCE((SELECT next_at FROM fanout_rates WHERE name = ?), 0) AS next_at, UNIX_TIMESTAMP(NOW(6)) AS now,
-               (SELECT pause_reason FROM fanout_rates WHERE name = ?) AS reason
+        SELECT COALESCE(MAX(IF(pause_reason IS NULL, 0, paused_at + pause_seconds)), 0) AS paused_until,
+               UNIX_TIMESTAMP(NOW(6)) AS now, MAX(pause_reason) AS reason
+        FROM fanout_rates WHERE name = ?
         """
     /// Assignments run left to right: the new pause length is what `next_at` adds.
     static let throttled = """

@@ -196,10 +196,14 @@ struct JobSQL: KindStatements {
     /// reply, read with the jobs (no statement of its own).
     private var pause: String {
         guard kind == .email else { return "NULL AS pause_left, NULL AS pause_reason" }
-        let paused = "FROM fanout_rates WHERE name LIKE 'smtp:%' AND next_at > UNIX_TIMESTAMP(NOW(6))"
+        // A throttle's pause ends at paused_at + pause_seconds (`next_at` also moves for pacing).
+        let end = "paused_at + pause_seconds"
+        let paused = """
+            FROM fanout_rates WHERE name LIKE 'smtp:%' AND pause_reason IS NOT NULL AND \(end) > UNIX_TIMESTAMP(NOW(6))
+            """
         return """
-            (SELECT MAX(next_at) - UNIX_TIMESTAMP(NOW(6)) \(paused) AND pause_reason IS NOT NULL) AS pause_left,
-            (SELECT pause_reason \(paused) AND pause_reason IS NOT NULL ORDER BY next_at DESC LIMIT 1) AS pause_reason
+            (SELECT MAX(\(end)) - UNIX_TIMESTAMP(NOW(6)) \(paused)) AS pause_left,
+            (SELECT pause_reason \(paused) ORDER BY \(end) DESC LIMIT 1) AS pause_reason
             """
     }
 
@@ -371,12 +375,13 @@ struct JobSQL: KindStatements {
         """
     }
 
-    /// A delivery server could not be used: `since` stays while ticks keep meeting the outage
-    /// (cron meets it every minute), and starts again after five quiet minutes.
+    /// A delivery server could not be used, or asked for a pause (`paused` 1): `since` stays while
+    /// ticks keep meeting the outage (cron meets it every minute), and starts again after five
+    /// quiet minutes. Parameters: kind, reason, paused.
     let recordOutage = """
-        INSERT INTO fanout_outages (kind, reason, since, last_seen) VALUES (?, ?, NOW(6), NOW(6))
+        INSERT INTO fanout_outages (kind, reason, paused, since, last_seen) VALUES (?, ?, ?, NOW(6), NOW(6))
         ON DUPLICATE KEY UPDATE since = IF(last_seen < NOW(6) - INTERVAL 5 MINUTE, NOW(6), since),
-          last_seen = NOW(6), reason = VALUES(reason)
+          last_seen = NOW(6), reason = VALUES(reason), paused = VALUES(paused)
         """
 
     /// The record of ticks only needs to reach back as far as the longest --inactive-after.

@@ -52,7 +52,7 @@ struct MigrateCommandTests {
             #expect(second.status == 0, "\(second.stderr)")
             #expect(second.stdout.contains("Up to date"))
             let count = try db.queryFirst("SELECT COUNT(*) AS n FROM fanout_migrations")?.decode("n", as: Int.self)
-            #expect(count == 14)
+            #expect(count == 15)
         }
     }
 

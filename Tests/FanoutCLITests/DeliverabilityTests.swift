@@ -329,7 +329,7 @@ struct DeliverabilityTests {
             let second = try runFanout(["emails:process-jobs"], environment: env)
             #expect(second.status == 0 && smtp.messageFiles.count == 2, "\(second.stderr)")
             // The pause ends (here: cleared by hand, as an hour passing would): all of it goes.
-            try fixture.db.execute("UPDATE fanout_rates SET next_at = 0")
+            try fixture.db.execute("UPDATE fanout_rates SET next_at = 0, paused_at = 0")
             #expect(try runFanout(["emails:process-jobs"], environment: env).status == 0)
             #expect(try fixture.statusCounts(job: job) == ["sent": 6])
             let pause = try fixture.db.queryFirst("SELECT pause_seconds FROM fanout_rates")
