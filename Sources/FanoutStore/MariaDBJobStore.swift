@@ -188,37 +188,36 @@ public final class MariaDBJobStore: JobStore {
         }
         var terminal = 0
         var failed = 0
-        var delivered: [Int?: [UInt64]] = [:]
+        /// Delivered items by reply code and note (a push shared with another item says so).
+        struct Delivered: Hashable {
+            var code: Int?
+            var note: String?
+        }
+        var delivered: [Delivered: [UInt64]] = [:]
         var failures: [ItemUpdate] = []
         var retries: [ItemUpdate] = []
         var suppressed: [ItemUpdate] = []
-        /// Delivered with a reason to keep (a push shared with another item): written one by one.
-        var noted: [ItemUpdate] = []
         for update in updates {
             switch update.status {
             case .pending: retries.append(update)
             case .failed: failures.append(update)
             case .suppressed: suppressed.append(update)
-            default:
-                if update.reason != nil {
-                    noted.append(update)
-                } else {
-                    delivered[update.code, default: []].append(update.itemID)
-                }
+            default: delivered[Delivered(code: update.code, note: update.reason), default: []].append(update.itemID)
             }
         }
-        for (code, itemIDs) in delivered {
+        for (group, itemIDs) in delivered {
             let ids = Self.padded(itemIDs)
+            let note = group.note.map { Self.clip($0) }
             terminal += Int(
                 try execute(
                     sql.recordDelivered(count: ids.count),
-                    [job.kind.deliveredStatus.rawValue, code] + ids + [job.id, lease.owner]
+                    [note, job.kind.deliveredStatus.rawValue, group.code] + ids + [job.id, lease.owner]
                 ).affectedRows)
         }
         // A wait the platform asked for is written apart: it charges no attempt.
         let waits = retries.filter { !$0.charged }
         retries.removeAll { !$0.charged }
-        for group in [failures, retries, waits, suppressed, noted] where !group.isEmpty {
+        for group in [failures, retries, waits, suppressed] where !group.isEmpty {
             let written = try recordDetailed(group, job: job, lease: lease)
             if group[0].status != .pending { terminal += written }
             if group[0].status == .failed { failed += written }

@@ -269,13 +269,13 @@ struct JobSQL: KindStatements {
         "CONCAT('Delivered before the cancel reached it', "
         + "IF(reason IS NULL OR reason = '', '', CONCAT(' (', reason, ')')))"
 
-    /// Delivered items of this lease, as an IN list. An item the host flipped to cancelled while
-    /// it was in flight is recorded delivered too (single-table UPDATE: assignments run left to
-    /// right, so `reason` reads the status before it is set). Parameters: status, code, item ids,
-    /// job id, owner.
+    /// Delivered items of this lease, as an IN list, with one note (or NULL). An item the host
+    /// flipped to cancelled while it was in flight is recorded delivered too (single-table
+    /// UPDATE: assignments run left to right, so `reason` reads the status before it is set).
+    /// Parameters: note, status, code, item ids, job id, owner.
     func recordDelivered(count: Int) -> String {
         """
-        UPDATE \(items) SET reason = IF(status = 'cancelled', \(deliveredOverCancel), NULL),
+        UPDATE \(items) SET reason = IF(status = 'cancelled', \(deliveredOverCancel), ?),
           status = ?, \(codeColumn) = ?, attempts = attempts + 1,
           next_attempt_at = NULL, processed_at = NOW(), claimed_by = NULL, updated_at = NOW()
         WHERE id IN (\(list(count))) AND \(fk) = ? AND claimed_by = ? AND status IN ('processing', 'cancelled')
