@@ -362,7 +362,7 @@ extension JobAdmin {
         var item = WorkItem(
             id: try itemRow.decode("id"), jobID: id, email: try itemRow.decodeIfPresent("email"),
             name: try itemRow.decodeIfPresent("name"), data: try itemRow.decodeIfPresent("data"))
-        if let why = try itemRow.decodeIfPresent("suppressed", as: String.self) { item.suppression = why }
+        item.suppression = try SuppressionSQL.reason(in: itemRow)
         return (job, item)
     }
 }
@@ -374,10 +374,9 @@ enum PreviewSQL {
         FROM \(tables.jobs) WHERE id = ?
         """
     private static let columns = """
-        SELECT i.id, i.email, i.name, i.data,
-          (SELECT s.reason FROM fanout_suppressions s WHERE s.company_id = j.company_id
-             AND s.email = LOWER(TRIM(i.email)) AND \(SuppressionSQL.holds(mailType: "j.mail_type"))) AS suppressed
+        SELECT i.id, i.email, i.name, i.data, \(SuppressionSQL.columns)
         FROM \(tables.items) i JOIN \(tables.jobs) j ON j.id = i.\(tables.jobColumn)
+        LEFT JOIN \(SuppressionSQL.ofItem(company: "j.company_id", mailType: "j.mail_type"))
         """
     static let firstItem = columns + " WHERE i.\(tables.jobColumn) = ? ORDER BY i.id LIMIT 1"
     static let item = columns + " WHERE i.\(tables.jobColumn) = ? AND i.id = ?"

@@ -142,7 +142,7 @@ public final class MariaDBJobStore: JobStore {
                 reason: try row.decodeIfPresent("reason"),
                 inDoubt: try row.decode("in_doubt", as: Bool.self)
             )
-            item.suppression = try Self.suppression(in: row)
+            item.suppression = try SuppressionSQL.reason(in: row)
             return item
         }
         guard let first = rows.first else { return [] }
@@ -253,19 +253,10 @@ public final class MariaDBJobStore: JobStore {
         for row in try query(
             sql.suppressedInFlight, [job.companyID, job.mailType ?? "marketing", job.id, lease.owner])
         {
-            found[try row.decode("id")] = try Self.suppression(in: row)
+            found[try row.decode("id")] = try SuppressionSQL.reason(in: row)
         }
         suppressionsCheckedAt[job.id] = now
         return found
-    }
-
-    /// "unsubscribe (one-click) since 2026-12-06": why an item's recipient is held back, from the
-    /// `suppressed` columns of a row; nil when none holds.
-    private static func suppression(in row: Row) throws -> String? {
-        guard let why = try row.decodeIfPresent("suppressed", as: String.self) else { return nil }
-        let source = try row.decodeIfPresent("suppressed_source", as: String.self).map { " (\($0))" } ?? ""
-        let since = try row.decodeIfPresent("suppressed_since", as: String.self).map { " since \($0)" } ?? ""
-        return "\(why)\(source)\(since)"
     }
 
     /// Outcomes each with its own reason, code and retry wait, all of one status.

@@ -140,24 +140,12 @@ struct JobSQL: KindStatements {
     /// with the time of the read. Parameters: company, mail type, job id, owner.
     var suppressedInFlight: String {
         """
-        SELECT i.id, \(suppressionColumns)
+        SELECT i.id, \(SuppressionSQL.columns)
         FROM \(items) i FORCE INDEX (\(items)_job_status_id)
-        JOIN \(suppressionOfItem)
+        JOIN \(SuppressionSQL.ofItem(company: "?", mailType: "?"))
         WHERE i.\(fk) = ? AND i.status = 'processing' AND i.claimed_by = ?
         """
     }
-
-    /// The suppression row `s` that holds back email item `i` for this mail type; parameters:
-    /// company, mail type.
-    private let suppressionOfItem = """
-        fanout_suppressions s ON s.company_id = ? AND s.email = LOWER(TRIM(i.email))
-          AND \(SuppressionSQL.holds(mailType: "?"))
-        """
-
-    /// Why `s` holds an item back, as `MariaDBJobStore.suppression(in:)` reads it.
-    private let suppressionColumns = """
-        s.reason AS suppressed, s.source AS suppressed_source, DATE_FORMAT(s.created_at, '%Y-%m-%d') AS suppressed_since
-        """
 
     /// The database's time, as `NOW(6)` gives it to this session, in text (exact, and compared
     /// with TIMESTAMP columns in the same session).
@@ -225,9 +213,9 @@ struct JobSQL: KindStatements {
         }
         return """
             SELECT i.id, i.attempts, i.email, i.name, NULL AS card_id, NULL AS platform, i.data, i.in_doubt,
-                   NULL AS reason, \(suppressionColumns), \(Self.nowText) AS read_at
+                   NULL AS reason, \(SuppressionSQL.columns), \(Self.nowText) AS read_at
             FROM \(items) i FORCE INDEX (\(items)_job_status_id)
-            LEFT JOIN \(suppressionOfItem)
+            LEFT JOIN \(SuppressionSQL.ofItem(company: "?", mailType: "?"))
             WHERE i.\(fk) = ? AND i.status = 'pending' AND (i.next_attempt_at IS NULL OR i.next_attempt_at <= NOW(6))
             ORDER BY i.id LIMIT ?
             """

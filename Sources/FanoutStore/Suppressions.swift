@@ -99,6 +99,29 @@ enum SuppressionSQL {
         "(s.expires_at IS NULL OR s.expires_at > NOW(6)) AND (s.reason IN \(allMail) OR \(mailType) = 'marketing')"
     }
 
+    /// The suppression row `s` that holds back email item `i` (a join condition, after
+    /// `JOIN` or `LEFT JOIN`): the company's, for the item's address, holding for the mail type.
+    static func ofItem(company: String, mailType: String) -> String {
+        """
+        fanout_suppressions s ON s.company_id = \(company) AND s.email = LOWER(TRIM(i.email))
+          AND \(holds(mailType: mailType))
+        """
+    }
+
+    /// Why `s` holds an item back, as `reason(in:)` reads it.
+    static let columns = """
+        s.reason AS suppressed, s.source AS suppressed_source, DATE_FORMAT(s.created_at, '%Y-%m-%d') AS suppressed_since
+        """
+
+    /// "unsubscribe (one-click) since 2026-12-06": why an item's recipient is held back, from the
+    /// `columns` of a row; nil when none holds.
+    static func reason(in row: Row) throws -> String? {
+        guard let why = try row.decodeIfPresent("suppressed", as: String.self) else { return nil }
+        let source = try row.decodeIfPresent("suppressed_source", as: String.self).map { " (\($0))" } ?? ""
+        let since = try row.decodeIfPresent("suppressed_since", as: String.self).map { " since \($0)" } ?? ""
+        return "\(why)\(source)\(since)"
+    }
+
     /// The reasons that hold back every mail.
     static let allMail = "('hard_bounce', 'manual')"
 }
