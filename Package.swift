@@ -66,6 +66,7 @@ let package = Package(
                 "FanoutCore", "FanoutDelivery", "MariaDB", "Curl", "DKIM",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
@@ -74,6 +75,7 @@ let package = Package(
                 "FanoutCore", "FanoutStore", "FanoutDelivery", "FanoutReports", "FanoutSettings", "MariaDB", "Curl",
                 "DKIM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,6 +87,7 @@ let package = Package(
             dependencies: [
                 "FanoutCore", "FanoutStore", "FanoutReports", "FanoutSettings", "FanoutDelivery", "MariaDB",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FanoutCore
+import FanoutSettings
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -76,11 +76,12 @@ struct FanoutWeb: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var logger = Logger(label: "fanout-web")
-        logger.logLevel = .info
         do {
             let settings = try self.settings.load()
+            // As the ticks log: stderr, and FANOUT_LOG_FILE when set (cancels, retries and
+            // unsubscribes from the page belong in the log operators read).
+            LoggingSetup.bootstrap(format: .text, verbose: false, file: settings.logFile)
+            let logger = Logger(label: "fanout-web")
             let database = try settings.database()
             let (host, port) = Self.address(listen)!
             var credentials: Credentials?

@@ -127,6 +127,18 @@ struct WebTests {
         }
     }
 
+    /// The page logs as the ticks do: a cancel from the page is in FANOUT_LOG_FILE too.
+    @Test func aChangeFromThePageReachesTheLogFile() throws {
+        let file = TestEnvironment.scratchDirectory.appendingPathComponent("web-\(UUID().uuidString).log")
+        try withWebSetup(extra: ["FANOUT_LOG_FILE": file.path]) { fixture, _, _, web in
+            let job = try fixture.emailJob(company: 1, count: 3)
+            let token = try #require(try web.request("/").formToken)
+            #expect(try post(web, "/jobs/email/\(job)/cancel", token: token).status == 303)
+            let logged = (try? String(contentsOf: file, encoding: .utf8)) ?? ""
+            #expect(logged.contains("cancel email job \(job) by the operator from 127.0.0.1"), "\(logged)")
+        }
+    }
+
     /// The same job state, changed once through the page and once through the CLI, ends the same.
     @Test func cancelAndRetryDoExactlyWhatTheCLIDoes() throws {
         try withWebSetup { fixture, _, env, web in

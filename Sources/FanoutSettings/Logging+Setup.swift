@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 /// How log lines are written.
-enum LogFormat: String, CaseIterable {
+public enum LogFormat: String, CaseIterable, Sendable {
     case text, json
 }
 
@@ -93,20 +93,20 @@ final class LogSink: Sendable {
     }
 }
 
-enum LoggingSetup {
+public enum LoggingSetup {
     /// Bootstraps swift-log once for the process.
     /// The log file's writer once logging is set up, for the exit line (`recordExit`).
     nonisolated(unsafe) private static var fileHandler: FanoutLogHandler?
 
     /// Appends the line a command ends with (printed on stderr by itself) to the log file too:
     /// cron users read the file, not stderr.
-    static func recordExit(_ line: String, status: Int32) {
+    public static func recordExit(_ line: String, status: Int32) {
         guard let handler = fileHandler else { return }
         handler.sink.write(
             handler.format(level: .error, message: line, metadata: ["exit": "\(status)"]), toStandardError: false)
     }
 
-    static func bootstrap(format: LogFormat, verbose: Bool, file: String?) {
+    public static func bootstrap(format: LogFormat, verbose: Bool, file: String?) {
         let sink = LogSink(file: file)
         if !sink.fileFailed {
             fileHandler = FanoutLogHandler(label: "fanout", format: format, sink: sink, logLevel: .error)
