@@ -125,13 +125,21 @@ public final class Waker: @unchecked Sendable {
     public func wake() { for multi in multis { _ = curl_multi_wakeup(multi.wakeable) } }
 }
 
-/// Paces a pool's transfer starts without blocking it: the pool asks how long until the next
-/// start may go, drives its running transfers meanwhile (nothing waits under the pool's lock),
-/// and says when one started. Both are called under the pool's lock.
+/// When a pool's next transfer may start (`TransferPacer.nextStart`).
+public enum NextStart: Sendable, Equatable {
+    case now
+    /// Not before this long from now: the pool drives its running transfers meanwhile.
+    case after(Duration)
+    /// Not in this run (the rate is paused): the pool starts nothing more and finishes.
+    case stop
+}
+
+/// Paces a pool's transfer starts without blocking it: the pool asks when the next start may
+/// go (nothing waits under the pool's lock) and says when one started. Both are called under
+/// the pool's lock.
 public protocol TransferPacer: AnyObject {
-    /// How long until the next transfer may start; nil when one may start now.
-    func wait() -> Duration?
-    /// A transfer started (`next` gave one after `wait` said nil).
+    func nextStart() -> NextStart
+    /// A transfer started (`next` gave one after `nextStart` said `.now`).
     func started()
 }
 
@@ -140,21 +148,20 @@ public protocol TransferPacer: AnyObject {
 final class StartPacer: TransferPacer {
     let spacing: Duration
     /// When the next transfer may start; touched only under the pool's lock.
-    var nextStart = ContinuousClock.now
+    var nextAt = ContinuousClock.now
 
     init(perSecond: Double) {
         spacing = .nanoseconds(Int64(1e9 / max(perSecond, 1e-6)))
     }
 
-    /// How long until the next slot; nil when a transfer may start now (call under the lock).
-    func wait() -> Duration? {
+    func nextStart() -> NextStart {
         let now = ContinuousClock.now
-        return nextStart > now ? nextStart - now : nil
+        return nextAt > now ? .after(nextAt - now) : .now
     }
 
-    /// A transfer started: the next one waits `spacing` (call under the pool's lock).
+    /// A transfer started: the next one waits `spacing`.
     func started() {
-        nextStart = max(nextStart, ContinuousClock.now) + spacing
+        nextAt = max(nextAt, ContinuousClock.now) + spacing
     }
 }
 
@@ -244,7 +251,12 @@ private final class PoolGroup<Worker: PooledTransfer>: Runnable, @unchecked Send
             var paced: Duration? = nil
             shared.locked {
                 while !shared.exhausted, !shared.stopped, starting.count < idle.count {
-                    if let wait = shared.pacer?.wait() { paced = wait; break }
+                    switch shared.pacer?.nextStart() ?? .now {
+                    case .now: break
+                    case .after(let wait): paced = wait
+                    case .stop: shared.exhausted = true
+                    }
+                    if paced != nil || shared.exhausted { break }
                     guard let (tag, job) = shared.next() else { shared.exhausted = true; break }
                     shared.pacer?.started()
                     starting.append((idle[idle.count - 1 - starting.count], tag, job))

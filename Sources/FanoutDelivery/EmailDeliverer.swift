@@ -56,8 +56,9 @@ public final class EmailDeliverer: Deliverer {
     private var pool: SMTPPool?
 
     private let sharedRate: (any SharedRate)?
-    /// Set by a batch that stopped at the hourly or daily limit: what the tick says.
-    private var quotaReached: String?
+    /// The account's pace, all processes together, kept across batches (its reserved starts too):
+    /// a start more than 2 s away is a pause, and the pool stops.
+    private let pacer: SharedRatePacer?
     /// The permanent refusals of the job this process sends (across its batches).
     private var refusals = RefusalWatch(jobID: 0)
 
@@ -65,17 +66,25 @@ public final class EmailDeliverer: Deliverer {
         self.settings = settings
         self.logger = logger
         self.sharedRate = sharedRate
+        pacer =
+            settings.ratePerSecond > 0
+            ? SharedRatePacer(
+                rate: sharedRate, name: settings.account, perSecond: settings.ratePerSecond,
+                burst: (settings.rateBurst ?? settings.ratePerSecond) / settings.ratePerSecond, maxWait: 2,
+                logger: logger) : nil
     }
 
-    /// A paused account (the server throttled it) sends nothing until the pause ends: read with
-    /// the job (`pauseLeft`), or from the shared rate after this process's own batch met one.
-    private func checkPause(_ job: JobRecord, afterBatch: Bool = false) throws(DeliveryUnavailable) {
-        if !afterBatch, let left = job.pauseLeft, left > 1 {
-            throw DeliveryUnavailable(
-                message: Self.pauseText(until: Date().timeIntervalSince1970 + left, reason: job.pauseReason),
-                paused: true)
-        }
-        guard afterBatch, let sharedRate, let paused = try? sharedRate.pausedUntil(settings.account),
+    /// A paused account (the server throttled it) sends nothing until the pause ends, as read
+    /// with the job.
+    private func checkPause(_ job: JobRecord) throws(DeliveryUnavailable) {
+        guard let left = job.pauseLeft, left > 1 else { return }
+        throw DeliveryUnavailable(
+            message: Self.pauseText(until: Date().timeIntervalSince1970 + left, reason: job.pauseReason), paused: true)
+    }
+
+    /// After a batch whose pace stopped it: the server's pause, as the shared rate says now.
+    private func checkServerPause() throws(DeliveryUnavailable) {
+        guard let sharedRate, let paused = try? sharedRate.pausedUntil(settings.account),
             paused.until - paused.now > 1
         else { return }
         let until = Date().timeIntervalSince1970 + (paused.until - paused.now)
@@ -106,6 +115,7 @@ public final class EmailDeliverer: Deliverer {
         guard let composer = composers[job.template] else {
             preconditionFailure("deliver called before prepare for template \(job.template)")
         }
+        try checkPause(job)
         let pool: SMTPPool
         do {
             pool = try self.pool ?? SMTPPool(settings.smtp, connections: settings.connections)
@@ -119,17 +129,10 @@ public final class EmailDeliverer: Deliverer {
         } catch {
             throw DeliveryUnavailable(message: "cannot sign with MAIL_DKIM_KEY_FILE: \(error)")
         }
-        try checkPause(job)
-        let pacer =
-            settings.ratePerSecond > 0
-            ? SharedRatePacer(
-                rate: sharedRate, name: settings.account, perSecond: settings.ratePerSecond,
-                burst: (settings.rateBurst ?? settings.ratePerSecond) / settings.ratePerSecond, logger: logger) : nil
-        var pausedMidBatch = false
+        pacer?.resume()
+        let limitReached: String?
         do {
-            try deliverBatch(
-                job, control: control, pool: pool, messages: messages, pacer: pacer,
-                pausedMidBatch: &pausedMidBatch)
+            limitReached = try deliverBatch(job, control: control, pool: pool, messages: messages)
         } catch let error where error.paused {
             // A throttle reply: the account pauses for everybody; the unsent items wait, uncharged.
             let until = (try? sharedRate?.throttled(settings.account, reason: error.message)) ?? nil
@@ -137,11 +140,8 @@ public final class EmailDeliverer: Deliverer {
                 message: Self.pauseText(until: until ?? Date().timeIntervalSince1970 + 60, reason: error.message),
                 paused: true)
         }
-        if let reached = quotaReached {
-            quotaReached = nil
-            throw DeliveryUnavailable(message: reached, paused: true)
-        }
-        if pausedMidBatch { try checkPause(job, afterBatch: true) }
+        if let limitReached { throw DeliveryUnavailable(message: limitReached, paused: true) }
+        if pacer?.paused == true { try checkServerPause() }
         // Once a process (a cron tick, or a worker's life), when marketing mail went out without
         // the header Gmail and Yahoo require.
         if settings.unsubscribe == nil, messages.marketing, !saidNoUnsubscribe {
@@ -153,14 +153,12 @@ public final class EmailDeliverer: Deliverer {
         }
     }
 
+    /// One batch through the pool; returns "hourly limit reached until …" when a limit stopped it.
     private func deliverBatch(
-        _ job: JobRecord, control: any DeliveryControl, pool: SMTPPool, messages: JobMessages,
-        pacer: SharedRatePacer?, pausedMidBatch: inout Bool
-    ) throws(DeliveryUnavailable) {
+        _ job: JobRecord, control: any DeliveryControl, pool: SMTPPool, messages: JobMessages
+    ) throws(DeliveryUnavailable) -> String? {
         if refusals.jobID != job.id { refusals = RefusalWatch(jobID: job.id) }
         let refusals = self.refusals
-        var paused = false
-        defer { pausedMidBatch = paused }
         let quota =
             settings.perHour != nil || settings.perDay != nil
             ? QuotaGate(rate: sharedRate, account: settings.account, perHour: settings.perHour, perDay: settings.perDay)
@@ -181,21 +179,13 @@ public final class EmailDeliverer: Deliverer {
                 if let reason = refusals.note(classification) { return .stopJob(reason) }
                 return classification
             },
-            run: { next, completed, settlement, tick throws(CurlError) in
-                // Paced for the account, all processes together, by the pool (which drives the
-                // transfers in flight while it waits); a start more than 2 s away is a pause.
-                pacer?.maxWait = 2
+            run: { [pacer] next, completed, settlement, tick throws(CurlError) in
+                // Paced for the account by the pool, which drives the transfers in flight while
+                // it waits for a start.
                 try pool.run(
                     next: { () -> (tag: Int, message: SMTPMessage)? in
-                        if let pacer, pacer.paused {
-                            paused = true
-                            return nil
-                        }
                         // The hourly and daily limits, all processes together.
-                        if let quota, !quota.take() {
-                            paused = true
-                            return nil
-                        }
+                        if let quota, !quota.take() { return nil }
                         guard let (tag, message) = next() else {
                             quota?.giveBack()
                             return nil
@@ -204,7 +194,7 @@ public final class EmailDeliverer: Deliverer {
                     }, completed: completed, settlement: settlement, pacer: pacer, tick: tick)
             }
         )
-        if let quota, let reached = quota.reached { quotaReached = reached }
+        return quota?.reached
     }
 
     /// A temporary refusal that asks the sender to slow down: 421, 450, 451, 452 or 454 with

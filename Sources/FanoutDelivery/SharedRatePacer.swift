@@ -16,30 +16,45 @@ final class SharedRatePacer {
     /// Reserved start moments not used yet, on this machine's clock (seconds since 1970).
     private var slots: [Double] = []
     private var last: Double = 0
-    /// A pool's pacer (`TransferPacer`): a start further away than this means the account is
-    /// paused, and `paused` turns true instead of the pool waiting.
-    var maxWait: Double = .infinity
+    /// As a pool's pacer (`TransferPacer`): a start further away than this means the rate is
+    /// paused; `paused` turns true and the pool stops instead of waiting.
+    private let maxWait: Double
     private(set) var paused = false
 
-    init(rate: (any SharedRate)?, name: String, perSecond: Double, burst: Double = 1, logger: Logger) {
+    init(
+        rate: (any SharedRate)?, name: String, perSecond: Double, burst: Double = 1, maxWait: Double = .infinity,
+        logger: Logger
+    ) {
         self.rate = rate
         self.name = name
         self.perSecond = perSecond
         self.burst = burst
+        self.maxWait = maxWait
         self.logger = logger
     }
 
-    /// Waits until this process may start its next request; false, at once, when that is more
-    /// than `maxWait` seconds away (the account is paused: the caller stops for now).
-    @discardableResult
-    func waitForSlot(maxWait: Double = .infinity) -> Bool {
-        if slots.isEmpty { reserve() }
-        let wait = slots[0] - Date().timeIntervalSince1970
-        if wait > maxWait { return false }
-        let moment = slots.removeFirst()
+    /// Waits (sleeping) until this process may start its next request.
+    func waitForSlot() {
+        let wait = secondsToNextSlot()
         if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+        takeSlot()
+    }
+
+    /// A new run: not paused (the next `nextStart` says again).
+    func resume() {
+        paused = false
+    }
+
+    /// Seconds until the next reserved start (negative: it is due), reserving when none is left.
+    private func secondsToNextSlot() -> Double {
+        if slots.isEmpty { reserve() }
+        return slots[0] - Date().timeIntervalSince1970
+    }
+
+    private func takeSlot() {
+        guard !slots.isEmpty else { return }
+        let moment = slots.removeFirst()
         last = max(moment, Date().timeIntervalSince1970)
-        return true
     }
 
     /// No start for anybody for `seconds` (the platform answered 429).
@@ -71,20 +86,17 @@ final class SharedRatePacer {
 }
 
 extension SharedRatePacer: TransferPacer {
-    func wait() -> Duration? {
-        if slots.isEmpty { reserve() }
-        let wait = slots[0] - Date().timeIntervalSince1970
+    func nextStart() -> NextStart {
+        let wait = secondsToNextSlot()
         if wait > maxWait {
             paused = true
-            return nil
+            return .stop
         }
-        return wait > 0 ? .milliseconds(Int64((wait * 1000).rounded(.up))) : nil
+        return wait > 0 ? .after(.milliseconds(Int64((wait * 1000).rounded(.up)))) : .now
     }
 
     func started() {
-        guard !slots.isEmpty else { return }
-        let moment = slots.removeFirst()
-        last = max(moment, Date().timeIntervalSince1970)
+        takeSlot()
     }
 }
 

@@ -76,6 +76,9 @@ public final class WalletDeliverer: Deliverer {
     private var templates: [String: WalletTemplateSet] = [:]
     private var pool: HTTPPool?
     private var google: GoogleTokenHolder?
+    /// The Google credential's rate, all processes together, kept across batches (with its
+    /// reserved starts); nil: no cap.
+    private var googlePacer: SharedRatePacer?
     private var apns: APNsCredential?
     /// The APNs devices this process pushed for the job it works on: one push per device per
     /// job across its batches (a job's later batches in another process may push a device again).
@@ -114,7 +117,13 @@ public final class WalletDeliverer: Deliverer {
         let credentials = settings.credentials
         do throws(CredentialError) {
             if set.uses(.google), google == nil, let file = credentials.googleKeyFile {
-                google = GoogleTokenHolder(account: try GoogleServiceAccount.load(path: file), tls: settings.tls)
+                let holder = GoogleTokenHolder(account: try GoogleServiceAccount.load(path: file), tls: settings.tls)
+                google = holder
+                if credentials.googleRate > 0 {
+                    googlePacer = SharedRatePacer(
+                        rate: sharedRate, name: holder.account.credentialName, perSecond: credentials.googleRate,
+                        logger: logger)
+                }
             }
             if set.uses(.apns), apns == nil, credentials.hasAPNs {
                 apns = try APNsCredential.load(
@@ -169,15 +178,8 @@ public final class WalletDeliverer: Deliverer {
         }
         let factory = WalletMessageFactory(
             set: set, job: job, settings: settings, google: google, apns: apns)
-        let googleRate = settings.credentials.googleRate
-        let pacer = google.flatMap { google in
-            googleRate > 0
-                ? SharedRatePacer(
-                    rate: sharedRate, name: google.account.credentialName, perSecond: googleRate, logger: logger)
-                : nil
-        }
         if pushed.job != job.id { pushed = (job.id, [:]) }
-        let exchange = WalletExchange(google: google, pacer: pacer, pushed: pushed.devices)
+        let exchange = WalletExchange(google: google, pacer: googlePacer, pushed: pushed.devices)
         defer { pushed.devices = exchange.pushed }
         try deliverPooled(
             control: control, server: "wallet API",

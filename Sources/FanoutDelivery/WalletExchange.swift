@@ -99,7 +99,8 @@ struct WalletMessageFactory: Sendable {
 /// its answer shared by the items that wanted the same push. The pool calls `next` and
 /// `completed` one at a time, under its lock: a follow-up request is not sent from `completed`
 /// (that would hold every other transfer up for a round trip) but queued, and `next` hands it to
-/// the pool before any new item, under the item's tag.
+/// the pool before any new item, under the item's tag. (Minting a fresh token after a 401 does
+/// happen in `completed`: once per stale token.)
 final class WalletExchange {
     /// One item's request on the wire: which of its requests, with which token, and what was
     /// tried already (so a 401 is answered once, and an update after a 409 is the last step).

@@ -28,7 +28,6 @@ public struct WalletTemplate: Sendable {
     /// The file, relative to the templates folder.
     public let relative: String
 
-    public var isJSON: Bool { requests[0].isJSON }
     /// Whether the file holds an insert to send when the update answers 404.
     public var hasInsert: Bool { requests.count > 1 }
 
