@@ -37,6 +37,7 @@ struct BounceTests {
             let job = try fixture.emailJob(company: 5, count: 3)
             #expect(try runFanout(["emails:process-jobs"], environment: env).status == 0)
             let items = try fixture.items(job: job)
+            try #require(items.count == 3)
             let installation = try #require(
                 try db.queryFirst("SELECT id FROM fanout_installation")?.decode("id", as: String.self))
             let folder = TestEnvironment.makeTemporaryDirectory("worker-bounces")
@@ -53,13 +54,13 @@ struct BounceTests {
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("worker-bounces-\(UUID().uuidString)")
             let worker = try startFanout(["work", "--sleep", "1s"], environment: env, output: output)
             defer { worker.signal(SIGKILL) }
-            #expect(waitUntil(seconds: 60) { (try? fixture.items(job: job)[0].status) == "bounced" })
+            #expect(waitUntil(seconds: 60) { (try? fixture.items(job: job).first?.status) == "bounced" })
             // One more report while it runs: read at the next interval.
             try imap.seed([
                 try Self.report(
                     "exim-hard", job: job, item: (items[1].id, items[1].email), installation: installation, in: folder)
             ])
-            #expect(waitUntil(seconds: 60) { (try? fixture.items(job: job)[1].status) == "bounced" })
+            #expect(waitUntil(seconds: 60) { (try? fixture.items(job: job).dropFirst().first?.status) == "bounced" })
             worker.signal(SIGTERM)
             #expect(worker.wait(seconds: 60) == 0)
             #expect(try fixture.items(job: job).map(\.status) == ["bounced", "bounced", "sent"])
@@ -78,6 +79,7 @@ struct BounceTests {
             let job = try fixture.emailJob(company: 5, count: 8)
             #expect(try runFanout(["emails:process-jobs"], environment: env).status == 0)
             let items = try fixture.items(job: job)
+            try #require(items.count == 8)
             #expect(items.allSatisfy { $0.status == "sent" })
             let installation = try #require(
                 try db.queryFirst("SELECT id FROM fanout_installation")?.decode("id", as: String.self))
@@ -103,6 +105,7 @@ struct BounceTests {
             let after = try fixture.items(job: job)
             #expect(
                 after.map(\.status) == ["bounced", "bounced", "bounced", "bounced", "sent", "sent", "sent", "sent"])
+            try #require(after.count == 8)
             #expect(
                 after.prefix(4).allSatisfy { $0.reason?.hasPrefix("bounced: 5.1.") == true }, "\(after.map(\.reason))")
             #expect(after[6].reason?.hasPrefix("delivered, then reported as spam") == true)

@@ -123,6 +123,7 @@ struct DeliverabilityTests {
             let items = try setup.fixture.items(job: marketing)
             #expect(items.filter { $0.status == "suppressed" }.map(\.email) == [unsubscribed, bounced.lowercased()])
             let reasons = items.filter { $0.status == "suppressed" }.compactMap(\.reason)
+            try #require(reasons.count == 2)
             #expect(reasons[0].hasPrefix("suppressed: unsubscribe (one-click (item \(item60))) since "), "\(reasons)")
             #expect(reasons[1].hasPrefix("suppressed: hard_bounce (cli) since "), "\(reasons)")
             let delivered = setup.smtp.messageFiles.compactMap { try? String(contentsOf: $0, encoding: .utf8) }

@@ -87,6 +87,7 @@ struct WalletPlatformTests {
             #expect(try setup.fixture.walletJobRow(job).status == "completed")
             let items = try setup.fixture.walletItems(job: job)
             #expect(items.map(\.status) == ["completed", "completed", "completed", "failed", "completed", "failed"])
+            try #require(items.count == 6)
             #expect(items[3].reason?.hasPrefix("unregistered: APNs 410 Unregistered since ") == true, "\(items[3])")
             #expect(items[4].reason?.contains("one push for this device, sent for item \(items[2].id)") == true)
             #expect(items[5].reason == "APNs 400 BadDeviceToken")
@@ -221,6 +222,7 @@ struct WalletPlatformTests {
             #expect(try tick(env).status == 0)
             let items = try setup.fixture.walletItems(job: job)
             #expect(items.map(\.status) == ["failed", "completed", "failed"])
+            try #require(items.count == 3)
             #expect(items[0].reason?.contains("WALLET_GOOGLE_KEY_FILE is not set") == true, "\(items[0])")
             #expect(items[2].reason?.contains("no template for platform 'huawei'") == true, "\(items[2])")
         }
@@ -309,6 +311,7 @@ struct WalletPlatformTests {
             #expect(result.status == 0, "\(result.stderr)")
             let items = try setup.fixture.walletItems(job: job)
             #expect(items.map(\.status) == ["completed", "completed", "completed"])
+            try #require(items.count == 3)
             #expect(items[2].reason?.contains("sent for item \(items[0].id)") == true, "\(items[2])")
             #expect(setup.apns.requests.compactMap { $0["token"] as? String }.sorted() == ["dev2", "dev3"])
         }

@@ -223,7 +223,8 @@ struct WebTests {
             let secondIDs = second.body.matches(of: /<tr><td>(\d+)<\/td>/).map { String($0.1) }
             #expect(secondIDs.count == 100)
             #expect(Set(firstIDs).isDisjoint(with: secondIDs))
-            #expect(UInt64(secondIDs.first!)! > UInt64(firstIDs.last!)!)
+            let secondFirst = try #require(secondIDs.first.flatMap { UInt64($0) })
+            #expect(try secondFirst > #require(firstIDs.last.flatMap { UInt64($0) }))
             let failed = try web.request("/jobs/email/\(job)?status=failed").body
             #expect(failed.matches(of: /<tr><td>(\d+)<\/td>/).count == 5)
             let search = try web.request("/jobs/email/\(job)?q=guest12").body

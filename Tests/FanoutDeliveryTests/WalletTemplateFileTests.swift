@@ -24,7 +24,7 @@ struct WalletTemplateFileTests {
         #expect(template.hasInsert)
         let requests = try template.render(["id": "a b"]).get()
         #expect(requests.map(\.method) == ["PATCH", "POST"])
-        #expect(requests[0].url == "https://x.test/o/a%20b")
+        #expect(try #require(requests.first).url == "https://x.test/o/a%20b")
     }
 
     @Test(arguments: [
