@@ -93,17 +93,11 @@ struct SuppressCommand: ParsableCommand {
         @OptionGroup var settings: SettingsOptions
 
         func run() throws {
-            guard FileManager.default.isReadableFile(atPath: file) else {
-                throw InputUnavailable(description: "cannot read \(file)")
-            }
             let reader = try CSVReader(path: file)
             var column = 0
             var first = true
-            var added = 0
+            var addresses: [String] = []
             var skipped: [String] = []
-            let connection = try openDatabase(settings)
-            defer { connection.close() }
-            let suppressions = Suppressions(connection: connection)
             while let fields = try reader.next() {
                 if first {
                     first = false
@@ -120,13 +114,13 @@ struct SuppressCommand: ParsableCommand {
                     skipped.append("line \(reader.line): '\(address)'")
                     continue
                 }
-                if try suppressions.add(
-                    companyID: company, email: address, reason: reason,
-                    source: "import \((file as NSString).lastPathComponent)")
-                {
-                    added += 1
-                }
+                addresses.append(address)
             }
+            let connection = try openDatabase(settings)
+            defer { connection.close() }
+            let added = try Suppressions(connection: connection).add(
+                companyID: company, emails: addresses, reason: reason,
+                source: "import \((file as NSString).lastPathComponent)")
             print("Suppressed \(added) new address\(added == 1 ? "" : "es") for company \(company).")
             if !skipped.isEmpty {
                 print("Skipped \(skipped.count) that are not addresses: \(skipped.prefix(10).joined(separator: ", "))")

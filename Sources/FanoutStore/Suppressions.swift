@@ -43,6 +43,27 @@ public struct Suppressions {
         return result.affectedRows == 1
     }
 
+    /// Suppresses many addresses (manual imports), a thousand a statement; returns how many of
+    /// the company's addresses are new.
+    @discardableResult
+    public func add(companyID: UInt64, emails: [String], reason: SuppressionReason, source: String?) throws -> Int {
+        let before = try count(companyID: companyID)
+        for start in stride(from: 0, to: emails.count, by: 1000) {
+            let chunk = emails[start..<min(start + 1000, emails.count)]
+            var parameters: [any SQLEncodable] = []
+            parameters.reserveCapacity(chunk.count * 4)
+            for email in chunk {
+                parameters += [companyID, Self.normalised(email), reason.rawValue, source] as [any SQLEncodable]
+            }
+            try connection.execute(SuppressionSQL.addRows(chunk.count), parameters)
+        }
+        return try count(companyID: companyID) - before
+    }
+
+    private func count(companyID: UInt64) throws -> Int {
+        try connection.queryFirst(SuppressionSQL.count, [companyID])?.decode("n") ?? 0
+    }
+
     /// Lifts a suppression; returns whether there was one.
     @discardableResult
     public func remove(companyID: UInt64, email: String) throws -> Bool {
@@ -70,11 +91,23 @@ enum SuppressionSQL {
     static let add = """
         INSERT INTO fanout_suppressions (company_id, email, reason, source, created_at, expires_at)
         VALUES (?, ?, ?, ?, NOW(6), IF(? IS NULL, NULL, NOW(6) + INTERVAL ? DAY))
+        \(keepingTheStronger)
+        """
+    /// `count` rows of company, email, reason, source, for good.
+    static func addRows(_ count: Int) -> String {
+        """
+        INSERT INTO fanout_suppressions (company_id, email, reason, source, created_at, expires_at)
+        VALUES \(Array(repeating: "(?, ?, ?, ?, NOW(6), NULL)", count: count).joined(separator: ", "))
+        \(keepingTheStronger)
+        """
+    }
+    private static let keepingTheStronger = """
         ON DUPLICATE KEY UPDATE
           source = IF(\(weakening), source, VALUES(source)),
           expires_at = IF(\(weakening), expires_at, VALUES(expires_at)),
           reason = IF(\(weakening), reason, VALUES(reason))
         """
+    static let count = "SELECT COUNT(*) AS n FROM fanout_suppressions WHERE company_id = ?"
     /// A suppression of every mail (hard bounce, manual) is never turned into one of marketing
     /// mail only by a later unsubscribe or complaint. (Assignments run left to right: `reason`
     /// is changed last, so the conditions before it read the old one.)
