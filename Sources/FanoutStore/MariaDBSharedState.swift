@@ -75,14 +75,16 @@ public final class MariaDBSharedState: AccessTokenCache, SharedRate {
             _ = try connection.queryFirst(SharedStateSQL.lockRate, [name])
             var granted = count
             var freeAt: Double?
-            for (limit, minutes) in [(perHour, 60), (perDay, 1440)] {
+            let row = try connection.queryFirst(SharedStateSQL.sentWithin, [name])
+            for (limit, window, minutes) in [(perHour, "hour", 60), (perDay, "day", 1440)] {
                 guard let limit else { continue }
-                let row = try connection.queryFirst(SharedStateSQL.sentWithin, [name, minutes, name, minutes])
-                let sent = Int(try row?.decodeIfPresent("sent", as: Int64.self) ?? 0)
+                let sent = Int(try row?.decodeIfPresent("\(window)_sent", as: Int64.self) ?? 0)
                 let room = max(0, limit - sent)
                 if room < granted {
                     granted = room
-                    freeAt = row.flatMap { Double(sqlValue: $0["oldest"]) }.map { $0 * 60 + Double(minutes) * 60 }
+                    freeAt = row.flatMap { Double(sqlValue: $0["\(window)_oldest"]) }.map {
+                        ($0 + Double(minutes)) * 60
+                    }
                 }
             }
             if granted > 0 { try connection.execute(SharedStateSQL.countSends, [name, granted]) }
@@ -116,13 +118,17 @@ enum SharedStateSQL {
         "DELETE FROM fanout_send_counts WHERE name = ? AND minute < FLOOR(UNIX_TIMESTAMP(NOW(6)) / 60) - 1440 "
         + "LIMIT 10000"
     static let lockRate = "SELECT next_at FROM fanout_rates WHERE name = ? FOR UPDATE"
-    /// Parameters: name, minutes, name, minutes.
-    static let sentWithin = """
-        SELECT SUM(sent) AS sent,
-               (SELECT MIN(minute) FROM fanout_send_counts
-                WHERE name = ? AND minute > FLOOR(UNIX_TIMESTAMP(NOW(6)) / 60) - ? AND sent > 0) AS oldest
-        FROM fanout_send_counts WHERE name = ? AND minute > FLOOR(UNIX_TIMESTAMP(NOW(6)) / 60) - ?
-        """
+    /// Sends counted in the last 60 minutes and the last day, and the oldest minute with sends
+    /// of each window. Parameters: name.
+    static var sentWithin: String {
+        let minute = "FLOOR(UNIX_TIMESTAMP(NOW(6)) / 60)"
+        return """
+            SELECT SUM(IF(minute > \(minute) - 60, sent, 0)) AS hour_sent, SUM(sent) AS day_sent,
+                   MIN(IF(minute > \(minute) - 60 AND sent > 0, minute, NULL)) AS hour_oldest,
+                   MIN(IF(sent > 0, minute, NULL)) AS day_oldest
+            FROM fanout_send_counts WHERE name = ? AND minute > \(minute) - 1440
+            """
+    }
     static let countSends = """
         INSERT INTO fanout_send_counts (name, minute, sent) VALUES (?, FLOOR(UNIX_TIMESTAMP(NOW(6)) / 60), ?)
         ON DUPLICATE KEY UPDATE sent = sent + VALUES(sent)
