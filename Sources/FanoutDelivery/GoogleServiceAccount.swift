@@ -22,7 +22,7 @@ public struct GoogleServiceAccount: Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CredentialError("WALLET_GOOGLE_KEY_FILE \(path) cannot be read: \(String(cString: strerror(errno)))")
         }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard let object = JSONParser.object(data) else {
             throw CredentialError("WALLET_GOOGLE_KEY_FILE \(path) is not a JSON object (a service-account key file)")
         }
         func field(_ name: String) throws(CredentialError) -> String {
@@ -89,9 +89,9 @@ public struct GoogleServiceAccount: Sendable {
             throw TokenRefusal(
                 message: "Google's token endpoint \(tokenURI) cannot be reached: \(error)", permanent: false)
         }
-        let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
+        let object = JSONParser.object(response.body) ?? [:]
         if response.status == 200, let token = object["access_token"] as? String, !token.isEmpty {
-            let lifetime = (object["expires_in"] as? Double) ?? (object["expires_in"] as? Int).map(Double.init) ?? 3600
+            let lifetime = JSONParser.number(object["expires_in"]) ?? 3600
             return (token, now + lifetime)
         }
         // Google's own words: "invalid_grant: Invalid JWT Signature." (a revoked or wrong key,

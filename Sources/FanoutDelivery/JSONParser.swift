@@ -21,6 +21,16 @@ struct JSONParser: ~Copyable {
         self.bytes = bytes
     }
 
+    /// The object `bytes` hold; nil when they are not JSON or not an object (a server's answer).
+    static func object(_ bytes: some Collection<UInt8>) -> [String: Any]? {
+        (try? parse(String(decoding: bytes, as: UTF8.self))) as? [String: Any]
+    }
+
+    /// A JSON number as a Double (`parse` gives whole numbers as Int64).
+    static func number(_ value: Any?) -> Double? {
+        (value as? Int64).map(Double.init) ?? value as? Double
+    }
+
     /// The value `text` holds (any JSON value, not only an object or array).
     static func parse(_ text: String) throws(JSONSyntaxError) -> Any {
         var text = text

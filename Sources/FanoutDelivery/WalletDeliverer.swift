@@ -238,17 +238,20 @@ public final class WalletDeliverer: Deliverer {
     /// on the issuer): the job stops; 403 quotaExceeded is a wait; a 401 left after minting again
     /// is the credential's.
     static func classifyGoogle(_ response: HTTPResponse) -> ReplyClassification {
-        let error = GoogleError(response.body)
+        // Google's error body is read only for the answers that need its words.
         switch response.status {
         case 401:
+            let error = GoogleError(response.body)
             return .stopJob(
                 "Google Wallet refused the access token of WALLET_GOOGLE_KEY_FILE even when minted again "
                     + "(HTTP 401: \(error.message ?? excerpt(response.bodyText)))")
-        case 403 where error.reason == "quotaExceeded" || error.reason == "rateLimitExceeded":
-            return .outcome(
-                .transient(retryAfter: retryAfter(response.header("Retry-After")) ?? .seconds(60)), code: 403,
-                detail: describe(response))
         case 403:
+            let error = GoogleError(response.body)
+            if error.reason == "quotaExceeded" || error.reason == "rateLimitExceeded" {
+                return .outcome(
+                    .transient(retryAfter: retryAfter(response.header("Retry-After")) ?? .seconds(60)), code: 403,
+                    detail: describe(response))
+            }
             return .stopJob(
                 "Google Wallet refused the service account (HTTP 403 \(error.reason ?? error.status ?? "")"
                     + ": \(error.message ?? excerpt(response.bodyText))): add its client_email as a user of the "
@@ -265,14 +268,14 @@ public final class WalletDeliverer: Deliverer {
     static func classifyAPNs(_ response: HTTPResponse, previousReason: String?, now: Date = Date())
         -> ReplyClassification
     {
-        let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
+        let object = JSONParser.object(response.body)
         let reason = object?["reason"] as? String ?? ""
         switch response.status {
         case 200..<300:
             return .outcome(.delivered, code: response.status, detail: "HTTP \(response.status)")
         case 410:
             var since = ""
-            if let stamp = object?["timestamp"] as? Double ?? (object?["timestamp"] as? Int).map(Double.init) {
+            if let stamp = JSONParser.number(object?["timestamp"]) {
                 since = " since " + DeviceWait.format(Date(timeIntervalSince1970: stamp / 1000))
             }
             return .outcome(

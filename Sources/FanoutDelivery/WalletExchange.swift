@@ -299,7 +299,7 @@ struct GoogleError {
     var reason: String?
 
     init(_ body: [UInt8]) {
-        let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+        let object = JSONParser.object(body)
         let error = object?["error"] as? [String: Any]
         message = error?["message"] as? String
         status = error?["status"] as? String
