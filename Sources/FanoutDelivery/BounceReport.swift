@@ -40,7 +40,7 @@ public struct BounceReport: Sendable, Equatable {
         if contentType.contains("report-type=feedback-report")
             || contentType.contains("report-type=\"feedback-report\"")
         {
-            let type = field("Feedback-Type", in: body) ?? "abuse"
+            let type = unfolded(body)["feedback-type"] ?? "abuse"
             return BounceReport(
                 kind: .complaint, jobID: jobID, itemID: itemID, installationID: installation, status: type,
                 text:
@@ -58,14 +58,15 @@ public struct BounceReport: Sendable, Equatable {
         guard isReport || failedRecipients != nil || fromDaemon else { return nil }
         // The per-recipient fields of a DSN, or the plain text of an older bounce.
         let report = body.components(separatedBy: "------ This is a copy of the message")[0]
-        let action = field("Action", in: report)?.lowercased()
-        let statusField = field("Status", in: report).flatMap { $0.firstMatch(of: /[245]\.\d{1,3}\.\d{1,3}/) }
+        let fields = unfolded(report)
+        let action = fields["action"]?.lowercased()
+        let statusField = fields["status"].flatMap { $0.firstMatch(of: /[245]\.\d{1,3}\.\d{1,3}/) }
         let status =
             statusField.map { String($0.0) }
             ?? report.firstMatch(of: /\b([45]\.\d{1,3}\.\d{1,3})\b/).map { String($0.1) }
             ?? report.firstMatch(of: /\b([45])\d\d\b/).map { "\($0.1).0.0" }
         guard let status else { return nil }
-        let diagnostic = field("Diagnostic-Code", in: report).map { $0.split(separator: ";", maxSplits: 1).last }
+        let diagnostic = fields["diagnostic-code"].map { $0.split(separator: ";", maxSplits: 1).last }
             .flatMap { $0 }.map { String($0).trimmingCharacters(in: .whitespaces) }
         let line =
             diagnostic
@@ -77,7 +78,8 @@ public struct BounceReport: Sendable, Equatable {
             status: status, text: excerpt(line, limit: 200))
     }
 
-    /// Header fields by lower-case name (the first of each), continuation lines joined.
+    /// `Name: value` fields by lower-case name (the first of each), continuation lines joined: a
+    /// message's header, or the per-recipient fields of a report's text.
     static func unfolded(_ head: String) -> [String: String] {
         var fields: [String: String] = [:]
         var last: String?
@@ -86,7 +88,10 @@ public struct BounceReport: Sendable, Equatable {
                 fields[last, default: ""] += " " + line.trimmingCharacters(in: .whitespaces)
                 continue
             }
-            guard let colon = line.firstIndex(of: ":") else { continue }
+            guard let colon = line.firstIndex(of: ":") else {
+                last = nil // a line that is no field ends the one before
+                continue
+            }
             let name = line[..<colon].lowercased()
             last = fields[name] == nil ? name : nil
             if fields[name] == nil {
@@ -94,19 +99,5 @@ public struct BounceReport: Sendable, Equatable {
             }
         }
         return fields
-    }
-
-    /// The first `Name: value` line of the text (continuation lines joined), case-insensitive.
-    static func field(_ name: String, in text: String) -> String? {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        let prefix = name.lowercased() + ":"
-        guard let index = lines.firstIndex(where: { $0.lowercased().hasPrefix(prefix) }) else { return nil }
-        var value = lines[index].dropFirst(prefix.count).trimmingCharacters(in: .whitespaces)
-        var next = index + 1
-        while next < lines.count, let first = lines[next].first, first == " " || first == "\t" {
-            value += " " + lines[next].trimmingCharacters(in: .whitespaces)
-            next += 1
-        }
-        return value
     }
 }
