@@ -100,13 +100,11 @@ struct JobsCommand: ParsableCommand {
         let connection = try openDatabase(settings)
         defer { connection.close() }
         let admin = JobAdmin(connection: connection)
-        var jobs: [JobSummary] = []
-        for kind in kind.map({ [$0] }) ?? JobKind.allCases {
-            jobs += try admin.list(kind: kind, JobFilter(status: status, companyID: company, limit: limit))
-        }
+        let jobs = try admin.list(
+            kinds: kind.map { [$0] } ?? JobKind.allCases, JobFilter(status: status, companyID: company, limit: limit))
         switch format {
         case .json:
-            let objects: [[String: Any]] = jobs.map { $0.fields.mapValues { $0 ?? NSNull() } }
+            let objects = jobs.map(\.fields)
             let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         case .table:

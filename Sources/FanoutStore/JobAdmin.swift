@@ -217,6 +217,13 @@ public struct JobAdmin {
     }
 
     /// Jobs, newest first.
+    /// Jobs of these kinds, newest first (created, then id), at most `filter.limit` in all.
+    public func list(kinds: [JobKind], _ filter: JobFilter) throws -> [JobSummary] {
+        let jobs = try kinds.flatMap { try list(kind: $0, filter) }
+        guard kinds.count > 1 else { return jobs }
+        return Array(jobs.sorted { ($0.createdAt ?? 0, $0.id) > ($1.createdAt ?? 0, $1.id) }.prefix(filter.limit))
+    }
+
     public func list(kind: JobKind, _ filter: JobFilter) throws -> [JobSummary] {
         let sql = AdminSQL(kind: kind)
         let parameters: [any SQLEncodable] = [

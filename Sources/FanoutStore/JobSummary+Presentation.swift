@@ -1,4 +1,5 @@
 import FanoutCore
+import Foundation
 
 extension JobSummary {
     /// What the unfinished job waits for, in words: "waiting: SMTP server mail:587 unavailable since
@@ -16,12 +17,14 @@ extension JobSummary {
         return "waiting: \(outage)\(since)"
     }
 
-    /// The job's fields as `fanout jobs --format json` and `/api/jobs` name them (nil: JSON null).
-    public var fields: [String: Any?] {
-        [
+    /// The job's fields as `fanout jobs --format json` and `/api/jobs` name them, ready for
+    /// `JSONSerialization` (NSNull for null).
+    public var fields: [String: Any] {
+        let fields: [String: Any?] = [
             "kind": kind.rawValue, "id": id, "company_id": companyID, "template": template, "status": status,
             "total_items": total, "processed_items": processed, "failed_items": failed, "reason": reason,
             "created_at": createdAt, "last_activity_at": lastActivityAt, "waiting": waiting(),
         ]
+        return fields.mapValues { $0 ?? NSNull() }
     }
 }

@@ -16,11 +16,8 @@ struct JobAPI: Sendable {
             status: queryValue(request, "status").flatMap(JobStatus.init(rawValue:))?.rawValue,
             companyID: queryValue(request, "company").flatMap { UInt64($0) },
             limit: min(1000, max(1, queryValue(request, "limit").flatMap { Int($0) } ?? 100)))
-        let jobs = try await database.run { connection in
-            let admin = JobAdmin(connection: connection)
-            return try kinds.flatMap { try admin.list(kind: $0, filter) }
-        }
-        return try Self.json(jobs.map(Self.object))
+        let jobs = try await database.run { try JobAdmin(connection: $0).list(kinds: kinds, filter) }
+        return try Self.json(jobs.map(\.fields))
     }
 
     /// `/api/jobs/KIND/ID?status=&after=&limit=`.
@@ -34,7 +31,7 @@ struct JobAPI: Sendable {
         guard let found else {
             return try Self.json(["error": "no \(kind.rawValue) job \(id)"], status: .notFound)
         }
-        var object = Self.object(found.job)
+        var object = found.job.fields
         object["counts"] = Dictionary(found.counts.map { ($0.status, $0.count) }, uniquingKeysWith: +)
         object["failure_reasons"] = found.failures.map { ["reason": $0.reason, "count": $0.count] }
         let names = ReportColumns.names(kind)
@@ -52,10 +49,6 @@ struct JobAPI: Sendable {
         case .flag(let flag): flag
         case .time(let unix): unix.map(ReportTime.iso) ?? NSNull()
         }
-    }
-
-    static func object(_ job: JobSummary) -> [String: Any] {
-        job.fields.mapValues { $0 ?? NSNull() }
     }
 
     static func json(_ value: Any, status: HTTPResponse.Status = .ok) throws -> Response {

@@ -37,11 +37,7 @@ struct JobPages: Sendable {
             status: status?.rawValue, companyID: company, createdFrom: from, createdBefore: before,
             limit: Self.jobLimit)
         let kinds = kind.map { [$0] } ?? JobKind.allCases
-        let found = try await database.run { connection in
-            let admin = JobAdmin(connection: connection)
-            return try kinds.flatMap { try admin.list(kind: $0, filter) }
-        }
-        let jobs = found.sorted { ($0.createdAt ?? 0, $0.id) > ($1.createdAt ?? 0, $1.id) }.prefix(Self.jobLimit)
+        let jobs = try await database.run { try JobAdmin(connection: $0).list(kinds: kinds, filter) }
         let back = request.uri.description
         let views = jobs.map { JobView(job: $0) }
         let values: [String: Any] = [

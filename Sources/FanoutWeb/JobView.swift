@@ -8,7 +8,7 @@ struct JobView {
 
     var total: Int { max(job.total, job.processed) }
     var pending: Int { max(0, total - job.processed) }
-    var unfinished: Bool { job.status == JobStatus.pending.rawValue || job.status == JobStatus.processing.rawValue }
+    var unfinished: Bool { JobStatus(rawValue: job.status)?.isRunnable == true }
 
     /// Items a minute since the job started, while it runs (to its last activity once it ended).
     var perMinute: Double? {
@@ -23,14 +23,16 @@ struct JobView {
         let rate = perMinute
         var eta = "-"
         if unfinished, let rate, rate > 0 { eta = Elapsed.text(Double(pending) / rate * 60) }
+        // The list fills what holds a job up for unfinished jobs only.
+        let waiting = job.waiting()
         return [
             "kind": job.kind.rawValue, "id": job.id, "company": job.companyID, "template": job.template,
             "created": Shown.time(job.createdAt), "status": job.status,
-            "waiting": unfinished ? job.waiting() ?? "" : "",
+            "waiting": waiting ?? "",
             "reason": job.reason ?? "", "hasReason": job.reason?.isEmpty == false,
-            "hasWaiting": unfinished && job.waiting() != nil, "done": job.processed, "total": total,
+            "hasWaiting": waiting != nil, "done": job.processed, "total": total,
             "progressMax": max(total, 1),
-            "percent": percent, "succeeded": job.processed - job.failed, "failed": job.failed, "pending": pending,
+            "percent": percent, "notFailed": job.processed - job.failed, "failed": job.failed, "pending": pending,
             "rate": rate.map { String(Int($0.rounded())) } ?? "-", "eta": eta,
             "active": Shown.ago(job.lastActivityAt, now: job.now),
             "canCancel": !settings.readOnly && unfinished,

@@ -142,7 +142,7 @@ enum PageTemplates {
         {{/hasWaiting}}{{#hasReason}}<div class="reason">{{reason}}</div>{{/hasReason}}</td>
         <td><progress max="{{progressMax}}" value="{{done}}"></progress>
         <span class="progress-text">{{done}}/{{total}} ({{percent}}%)</span></td>
-        <td class="n">{{succeeded}}</td><td class="n">{{failed}}</td><td class="n">{{pending}}</td>
+        <td class="n">{{notFailed}}</td><td class="n">{{failed}}</td><td class="n">{{pending}}</td>
         <td class="n">{{rate}}</td><td>{{eta}}</td><td>{{active}}</td>
         <td>{{> actions}}</td></tr>
         {{/jobs}}</tbody></table>
