@@ -324,25 +324,7 @@ struct DKIMSignerTests {
         defer { try? FileManager.default.removeItem(at: folder) }
         let messageFile = folder.appendingPathComponent("message.eml")
         try Data(signed).write(to: messageFile)
-        let script = """
-            import sys, logging, dkim
-            message = open(sys.argv[1], 'rb').read()
-            record, expected = sys.argv[2].encode(), sys.argv[3].encode()
-            def dnsfunc(name, timeout=5):
-                name = name if isinstance(name, bytes) else name.encode()
-                return record if name.lower() == expected else None
-            logging.basicConfig(stream=sys.stderr, level=logging.DEBUG)
-            print(dkim.verify(message, logger=logging.getLogger('dkim'), dnsfunc=dnsfunc))
-            """
-        let name = "\(Self.selector)._domainkey.\(Self.domain)."
-        let result = try runProcess(
-            URL(fileURLWithPath: "/usr/bin/python3"), ["-c", script, messageFile.path, record, name])
-        let verdict = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard result.status == 0, verdict == "True" || verdict == "False" else {
-            Issue.record("dkimpy failed (\(result.status)): \(result.stdout) \(result.stderr)")
-            return false
-        }
-        return verdict == "True"
+        return try dkimpyVerifies(messageFile, record: record, name: "\(Self.selector)._domainkey.\(Self.domain).")
     }
 }
 
