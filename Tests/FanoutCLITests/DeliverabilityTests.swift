@@ -359,25 +359,16 @@ struct DeliverabilityTests {
             env["MAIL_RATE_PER_SECOND"] = "20"
             try fixture.emailJob(company: 1, count: 40)
             try fixture.emailJob(company: 2, count: 40)
-            let output = TestEnvironment.scratchDirectory.appendingPathComponent("pace-\(UUID().uuidString)")
-            let ticks = try (0..<2).map { n in
-                try startFanout(
-                    ["emails:process-jobs", "--batch-size", "40"], environment: env,
-                    output: output.appendingPathExtension("\(n)"))
-            }
-            #expect(ticks.map { $0.wait(seconds: 120) } == [0, 0])
+            #expect(try runTogether(2, ["emails:process-jobs", "--batch-size", "40"], environment: env) == [0, 0])
             let times = smtp.messageFiles.compactMap { file -> Double? in
                 let meta = file.deletingPathExtension().appendingPathExtension("json")
                 guard let data = try? Data(contentsOf: meta) else { return nil }
                 return (try? JSONSerialization.jsonObject(with: data) as? [String: Any])?["received_at"] as? Double
             }.sorted()
             #expect(times.count == 80)
-            func most(within seconds: Double) -> Int {
-                times.map { start in times.filter { $0 >= start && $0 < start + seconds }.count }.max() ?? 0
-            }
             // A second's worth at once (the burst) plus the rate; two processes alone would double it.
-            #expect(most(within: 1) <= 41, "\(most(within: 1))")
-            #expect(most(within: 3) <= 81 && most(within: 2) <= 61, "\(most(within: 2)) in two seconds")
+            #expect(mostWithin(1, times) <= 41, "\(mostWithin(1, times))")
+            #expect(mostWithin(3, times) <= 81 && mostWithin(2, times) <= 61, "\(mostWithin(2, times)) in two seconds")
         }
     }
 
@@ -433,12 +424,7 @@ struct DeliverabilityTests {
             env["MAIL_RATE_PER_HOUR"] = "25"
             let first = try fixture.emailJob(company: 1, count: 20)
             let second = try fixture.emailJob(company: 2, count: 20)
-            let output = TestEnvironment.scratchDirectory.appendingPathComponent("hourly-\(UUID().uuidString)")
-            let ticks = try (0..<2).map { n in
-                try startFanout(
-                    ["emails:process-jobs"], environment: env, output: output.appendingPathExtension("\(n)"))
-            }
-            #expect(ticks.map { $0.wait(seconds: 120) } == [0, 0])
+            #expect(try runTogether(2, ["emails:process-jobs"], environment: env) == [0, 0])
             #expect(smtp.messageFiles.count <= 25, "\(smtp.messageFiles.count) sent with a limit of 25 an hour")
             #expect(smtp.messageFiles.count >= 15, "the limit was used, not wasted: \(smtp.messageFiles.count)")
             let counts = [try fixture.statusCounts(job: first), try fixture.statusCounts(job: second)]

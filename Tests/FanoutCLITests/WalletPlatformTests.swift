@@ -263,13 +263,7 @@ struct WalletPlatformTests {
                 company: 1, template: "card", cards: (1...30).map { googleCard("a-\($0)") })
             let second = try setup.fixture.walletJob(
                 company: 2, template: "card", cards: (1...30).map { googleCard("b-\($0)") })
-            let output = TestEnvironment.scratchDirectory.appendingPathComponent("rate-\(UUID().uuidString)")
-            let ticks = try (0..<2).map { n in
-                try startFanout(
-                    ["wallet:process-jobs", "--batch-size", "30"], environment: env,
-                    output: output.appendingPathExtension("\(n)"))
-            }
-            #expect(ticks.map { $0.wait(seconds: 120) } == [0, 0])
+            #expect(try runTogether(2, ["wallet:process-jobs", "--batch-size", "30"], environment: env) == [0, 0])
             #expect(try setup.fixture.walletJobRow(first).status == "completed")
             #expect(try setup.fixture.walletJobRow(second).status == "completed")
             let times = setup.google.requests(kind: "api").compactMap { $0["t"] as? Double }.sorted()
@@ -277,11 +271,8 @@ struct WalletPlatformTests {
             // Any second: at most a second's worth at once (the burst) plus a second's worth of
             // rate; any three seconds: three seconds' worth plus the burst. Two processes pacing
             // alone would reach twice that.
-            func most(within seconds: Double) -> Int {
-                times.map { start in times.filter { $0 >= start && $0 < start + seconds }.count }.max() ?? 0
-            }
-            #expect(most(within: 1) <= 21, "\(most(within: 1)) in one second")
-            #expect(most(within: 3) <= 41, "\(most(within: 3)) in three seconds")
+            #expect(mostWithin(1, times) <= 21, "\(mostWithin(1, times)) in one second")
+            #expect(mostWithin(3, times) <= 41, "\(mostWithin(3, times)) in three seconds")
         }
     }
 

@@ -63,3 +63,22 @@ public func waitUntil(seconds: Double = 10, _ condition: () throws -> Bool) reth
     }
     return try condition()
 }
+
+/// Starts `count` copies of the built `fanout` at once with the same arguments (overlapping
+/// ticks, as cron on several hosts makes them) and waits for all: their exit statuses, nil for
+/// one still running after `seconds` (then killed).
+public func runTogether(
+    _ count: Int, _ arguments: [String], environment: [String: String], seconds: Double = 120
+) throws -> [Int32?] {
+    let output = TestEnvironment.scratchDirectory.appendingPathComponent("together-\(UUID().uuidString)")
+    let processes = try (0..<count).map { n in
+        try startFanout(arguments, environment: environment, output: output.appendingPathExtension("\(n)"))
+    }
+    return processes.map { $0.wait(seconds: seconds) }
+}
+
+/// The most of `times` (seconds, sorted or not) that fall in any window of `seconds`: what a rate
+/// limit bounds.
+public func mostWithin(_ seconds: Double, _ times: [Double]) -> Int {
+    times.map { start in times.filter { $0 >= start && $0 < start + seconds }.count }.max() ?? 0
+}
