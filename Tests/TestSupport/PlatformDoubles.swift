@@ -51,17 +51,13 @@ public final class GoogleWalletDouble {
 
     deinit {
         process.signal(SIGTERM)
-        if process.wait(seconds: 10) == nil { process.signal(SIGKILL) }
+        _ = process.wait(seconds: 10)  // killed if it is still running then
         try? FileManager.default.removeItem(at: directory)
     }
 
     /// The requests it answered, oldest first (`kind` token, api, admin; `status`; `object`).
     public var requests: [[String: Any]] {
-        let text =
-            (try? String(contentsOf: directory.appendingPathComponent("log/requests.jsonl"), encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
+        jsonLines(directory.appendingPathComponent("log/requests.jsonl"))
     }
 
     public func requests(kind: String) -> [[String: Any]] { requests.filter { $0["kind"] as? String == kind } }
@@ -81,31 +77,16 @@ public final class APNsDouble {
     public var caFile: String { file("ca.pem") }
     public func file(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
-    public init() throws {
-        directory = TestEnvironment.makeTemporaryDirectory("apns-double")
-        let script = TestEnvironment.scriptsDirectory.appendingPathComponent("apns-double")
-        let up = try runProcess(URL(fileURLWithPath: "/bin/bash"), [script.path, "up", directory.path])
-        guard up.status == 0,
-            let port = Int(
-                (try? String(contentsOfFile: directory.appendingPathComponent("port").path, encoding: .utf8))?
-                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
-        else { throw TestServerError(message: "apns double did not start: \(up.stdout) \(up.stderr)") }
-        self.port = port
-    }
+    private let double: ScriptDouble
 
-    deinit {
-        let script = TestEnvironment.scriptsDirectory.appendingPathComponent("apns-double")
-        _ = try? runProcess(URL(fileURLWithPath: "/bin/bash"), [script.path, "down", directory.path])
-        try? FileManager.default.removeItem(at: directory)
+    public init() throws {
+        double = try ScriptDouble("apns-double", in: TestEnvironment.makeTemporaryDirectory("apns-double"))
+        directory = double.directory
+        port = double.port
     }
 
     /// The pushes it answered (`token`, `topic`, `protocol`, `client_dn`, `status`, `reason`).
-    public var requests: [[String: Any]] {
-        let text = (try? String(contentsOf: directory.appendingPathComponent("requests.jsonl"), encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
-    }
+    public var requests: [[String: Any]] { jsonLines(directory.appendingPathComponent("requests.jsonl")) }
 }
 
 /// scripts/imap-double for one test: a private dovecot on loopback with the bounce mailbox
@@ -114,21 +95,44 @@ public final class IMAPDouble {
     public let directory: URL
     public let port: Int
     public var url: String { "imap://127.0.0.1:\(port)/INBOX" }
-    private var script: URL { TestEnvironment.scriptsDirectory.appendingPathComponent("imap-double") }
+    private let double: ScriptDouble
 
     public init() throws {
         // dovecot's socket paths must stay short: a folder under /tmp.
-        directory = URL(fileURLWithPath: "/tmp/fanout-imap-\(UUID().uuidString.prefix(8))")
-        let up = try runProcess(
-            URL(fileURLWithPath: "/bin/bash"),
-            [
-                TestEnvironment.scriptsDirectory.appendingPathComponent("imap-double").path, "up", directory.path,
-            ])
+        double = try ScriptDouble(
+            "imap-double", in: URL(fileURLWithPath: "/tmp/fanout-imap-\(UUID().uuidString.prefix(8))"))
+        directory = double.directory
+        port = double.port
+    }
+
+    /// Delivers the files into `mailbox` (made when missing), in this order (UIDs ascending).
+    public func seed(_ files: [URL], mailbox: String = "INBOX") throws {
+        let result = try runProcess(
+            URL(fileURLWithPath: "/bin/bash"), [double.script.path, "seed", directory.path] + files.map(\.path),
+            environment: ["IMAP_MAILBOX": mailbox])
+        guard result.status == 0 else { throw TestServerError(message: "seed: \(result.stderr)") }
+    }
+}
+
+/// A double a bash script runs (`scripts/NAME up DIR` writes DIR/port; `down DIR` stops exactly
+/// what `up` started), stopped and removed with this value.
+private final class ScriptDouble {
+    let script: URL
+    let directory: URL
+    let port: Int
+
+    init(_ name: String, in directory: URL) throws {
+        script = TestEnvironment.scriptsDirectory.appendingPathComponent(name)
+        self.directory = directory
+        let up = try runProcess(URL(fileURLWithPath: "/bin/bash"), [script.path, "up", directory.path])
         guard up.status == 0,
             let port = Int(
                 (try? String(contentsOfFile: directory.appendingPathComponent("port").path, encoding: .utf8))?
                     .trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
-        else { throw TestServerError(message: "imap double did not start: \(up.stdout) \(up.stderr)") }
+        else {
+            _ = try? runProcess(URL(fileURLWithPath: "/bin/bash"), [script.path, "down", directory.path])
+            throw TestServerError(message: "\(name) did not start: \(up.stdout) \(up.stderr)")
+        }
         self.port = port
     }
 
@@ -136,12 +140,12 @@ public final class IMAPDouble {
         _ = try? runProcess(URL(fileURLWithPath: "/bin/bash"), [script.path, "down", directory.path])
         try? FileManager.default.removeItem(at: directory)
     }
+}
 
-    /// Delivers the files into `mailbox` (made when missing), in this order (UIDs ascending).
-    public func seed(_ files: [URL], mailbox: String = "INBOX") throws {
-        let result = try runProcess(
-            URL(fileURLWithPath: "/bin/bash"), [script.path, "seed", directory.path] + files.map(\.path),
-            environment: ["IMAP_MAILBOX": mailbox])
-        guard result.status == 0 else { throw TestServerError(message: "seed: \(result.stderr)") }
+/// The JSON objects of a JSON-lines file (a double's record of requests), oldest first.
+func jsonLines(_ file: URL) -> [[String: Any]] {
+    let text = (try? String(contentsOf: file, encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").compactMap {
+        try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
     }
 }
