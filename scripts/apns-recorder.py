@@ -48,11 +48,10 @@ import argparse
 import json
 import os
 import re
-import threading
 import time
 import uuid
 
-from testhttp import Handler as TestHandler, Server, serve, unblock_signals
+from testhttp import Handler as TestHandler, JsonLines, Once, Server, serve, unblock_signals
 
 PUSH_TYPES = {"alert", "background", "voip", "complication", "fileprovider", "mdm", "liveactivity", "pushtotalk"}
 PRIORITIES = {"1", "5", "10"}
@@ -88,22 +87,8 @@ def uid_of(dn):
 
 class State:
     def __init__(self, directory):
-        self.lock = threading.Lock()
-        self.failed_once = set()  # (prefix, token) that already had their first failure
-        self.log = open(os.path.join(directory, "requests.jsonl"), "a", encoding="utf-8")
-
-    def first_time(self, prefix, token):
-        with self.lock:
-            if (prefix, token) in self.failed_once:
-                return False
-            self.failed_once.add((prefix, token))
-            return True
-
-    def record(self, entry):
-        line = json.dumps(entry, ensure_ascii=False) + "\n"
-        with self.lock:
-            self.log.write(line)
-            self.log.flush()
+        self.first_time = Once()  # (prefix, token) that already had their first failure
+        self.log = JsonLines(os.path.join(directory, "requests.jsonl"))
 
 
 class Handler(TestHandler):
@@ -141,7 +126,7 @@ class Handler(TestHandler):
                 return 400, "BadPayload", {}
         for prefix, status, reason, once in SCRIPTED:
             if token.startswith(prefix):
-                if once and not self.server.state.first_time(prefix, token):
+                if once and not self.server.state.first_time((prefix, token)):
                     break
                 extra = {"timestamp": int((time.time() - 86400) * 1000)} if reason == "Unregistered" else {}
                 return status, reason, extra
@@ -161,7 +146,7 @@ class Handler(TestHandler):
         apns_id = h.get("apns-id")
         if apns_id is None or not UUID_RE.fullmatch(apns_id):
             apns_id = str(uuid.uuid4())
-        self.server.state.record({
+        self.server.state.log.write({
             "t": time.time(),
             "method": self.command,
             "path": path,

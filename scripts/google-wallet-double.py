@@ -42,7 +42,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from testhttp import Handler as TestHandler, Server, serve, unblock_signals, write_atomically
+from testhttp import Handler as TestHandler, JsonLines, Once, Server, serve, unblock_signals, write_atomically
 
 WALLET_SCOPE = "https://www.googleapis.com/auth/wallet_object.issuer"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -109,16 +109,11 @@ class State:
         self.lock = threading.Lock()
         self.tokens = {}  # access token -> expiry (time.time())
         self.objects = {}  # id -> object JSON; ids without "new-" exist implicitly
-        self.failed_once = set()  # (substring, id) that already had their failure
+        self.first_failure = Once()  # (substring, id) that already had their failure
         self.audiences = {"http://%s:%d/token" % (h, port) for h in ("127.0.0.1", "localhost", args.host)}
         with open(args.public_key, "rb") as f:
             self.public_key = serialization.load_pem_public_key(f.read())
-        self.log_file = open(os.path.join(args.log, "requests.jsonl"), "a", encoding="utf-8")
-
-    def log(self, record):
-        with self.lock:
-            self.log_file.write(json.dumps(record) + "\n")
-            self.log_file.flush()
+        self.log = JsonLines(os.path.join(args.log, "requests.jsonl"))
 
     def take_token_failure(self):
         """The status in DIR/token-fail, once: the file is gone after this."""
@@ -132,19 +127,13 @@ class State:
                 return None
         return int(text) if text.isdigit() else 503
 
-    def first_failure(self, substring, object_id):
-        with self.lock:
-            first = (substring, object_id) not in self.failed_once
-            self.failed_once.add((substring, object_id))
-            return first
-
 
 class Handler(TestHandler):
     server_version = "FanoutGoogleWalletDouble/1.0"
 
     def send(self, status, payload=None, headers=()):
         # Logged before the response goes out: a test that has its answer can read the line.
-        self.server.state.log({"t": time.time(), "method": self.command, "path": self.url_path, "kind": self.kind,
+        self.server.state.log.write({"t": time.time(), "method": self.command, "path": self.url_path, "kind": self.kind,
                                "status": status, "object": self.object_id, "auth": self.auth})
         body = b"" if status == 204 else to_json(payload)
         self.send_response(status)
@@ -258,7 +247,7 @@ class Handler(TestHandler):
                 return self.send(400, api_error(400, "INVALID_ARGUMENT", "Invalid resource id: missing"))
         oid = self.object_id
         for substring, (once, code, status, message, reason) in SCRIPTED.items():
-            if substring in oid and (not once or state.first_failure(substring, oid)):
+            if substring in oid and (not once or state.first_failure((substring, oid))):
                 extra = [("Retry-After", "1")] if code == 429 else []
                 return self.send(code, api_error(code, status, message, reason), extra)
         with state.lock:

@@ -3,6 +3,7 @@ google-wallet-double.py): a keep-alive request handler that reads any body and s
 method to `route`, a threading server that is quiet about clients hanging up, files written
 atomically for tests that poll them, and a serve loop that stops cleanly on SIGTERM.
 """
+import json
 import os
 import signal
 import sys
@@ -17,6 +18,39 @@ def write_atomically(path, data):
     with open(tmp, "wb") as f:
         f.write(data)
     os.rename(tmp, path)
+
+
+class JsonLines:
+    """A JSON-lines record of requests that tests read while the server runs: one whole line per
+    record, flushed at once, from any handler thread."""
+
+    def __init__(self, path):
+        self.lock = threading.Lock()
+        self.file = open(path, "a", encoding="utf-8")
+
+    def write(self, record):
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self.lock:
+            self.file.write(line)
+            self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+class Once:
+    """True the first time a key is seen, from any handler thread: a failure scripted to happen
+    once per key."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.seen = set()
+
+    def __call__(self, key):
+        with self.lock:
+            first = key not in self.seen
+            self.seen.add(key)
+            return first
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -53,7 +53,6 @@ struct BounceTests {
             env["BOUNCE_IMAP_EVERY"] = "1s"
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("worker-bounces-\(UUID().uuidString)")
             let worker = try startFanout(["work", "--sleep", "1s"], environment: env, output: output)
-            defer { worker.signal(SIGKILL) }
             #expect(waitUntil(seconds: 60) { (try? fixture.items(job: job).first?.status) == "bounced" })
             // One more report while it runs: read at the next interval.
             try imap.seed([
