@@ -26,14 +26,18 @@ public final class MariaDBJobStore: JobStore {
     private var lastHeartbeat = ContinuousClock.now
     /// Jobs this store made live (processing) already.
     private var startedJobs: Set<UInt64> = []
-    /// Per email job, the database time its items were last checked against the suppressions
-    /// (by a claim, or by `suppressedInFlight`): writes ask whether any changed since.
-    private var suppressionsCheckedAt: [UInt64: String] = [:]
-    /// Email jobs whose last write saw a suppression of their company change since that time.
-    private var suppressionsChanged: Set<UInt64> = []
-    /// When `suppressedInFlight` last read, per job: with the commit margin a change is seen by
-    /// the writes of a few seconds, and one read every `checkInterval` is enough for them.
-    private var suppressionsRead: [UInt64: ContinuousClock.Instant] = [:]
+    /// What an email job's writes know of its company's suppressions.
+    private struct SuppressionWatch {
+        /// The database time its items were last checked against them (by a claim, or by
+        /// `suppressedInFlight`): writes ask whether any changed since.
+        var checkedAt: String
+        /// A write saw one change since then.
+        var changed = false
+        /// When `suppressedInFlight` last read: with the commit margin a change is seen by the
+        /// writes of a few seconds, and one read every 250 ms is enough for them.
+        var read: ContinuousClock.Instant?
+    }
+    private var suppressionWatches: [UInt64: SuppressionWatch] = [:]
 
     /// - Parameter connection: used by this store alone, on one thread. Times are exchanged as
     ///   Unix seconds, so the session's time zone does not matter.
@@ -146,8 +150,8 @@ public final class MariaDBJobStore: JobStore {
             return item
         }
         guard let first = rows.first else { return [] }
-        if job.kind == .email, suppressionsCheckedAt[job.id] == nil {
-            suppressionsCheckedAt[job.id] = try first.decode("read_at")
+        if job.kind == .email, suppressionWatches[job.id] == nil {
+            suppressionWatches[job.id] = SuppressionWatch(checkedAt: try first.decode("read_at"))
         }
         let ids = Self.padded(due.map(\.id))
         let claim = { [connection, sql] in
@@ -223,7 +227,7 @@ public final class MariaDBJobStore: JobStore {
             if group[0].status == .failed { failed += written }
         }
         // The job's counters move by what was written, in the same round as the items.
-        let since = suppressionsCheckedAt[job.id]
+        let since = suppressionWatches[job.id]?.checkedAt
         let result = try execute(
             sql.progress, fence(lease) + [terminal, failed, updates.count, handedThrough, since, since, job.id])
         // Nothing changed: the lease is lost, or the job was deleted (the heartbeat tells which).
@@ -235,7 +239,7 @@ public final class MariaDBJobStore: JobStore {
 
     /// Heartbeats the lease and reads the job's status.
     private func heartbeat(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
-        let since = suppressionsCheckedAt[job.id]
+        let since = suppressionWatches[job.id]?.checkedAt
         let result = try execute(sql.heartbeat, [job.id, since, since] + fence(lease))
         lastHeartbeat = .now
         if result.affectedRows == 0 { return .lost }
@@ -243,10 +247,10 @@ public final class MariaDBJobStore: JobStore {
     }
 
     public func suppressedInFlight(job: JobRecord, lease: Lease) throws -> [UInt64: String] {
-        guard suppressionsChanged.contains(job.id) else { return [:] }
-        if let last = suppressionsRead[job.id], ContinuousClock.now - last < .milliseconds(250) { return [:] }
-        suppressionsChanged.remove(job.id)
-        suppressionsRead[job.id] = .now
+        guard var watch = suppressionWatches[job.id], watch.changed else { return [:] }
+        if let last = watch.read, ContinuousClock.now - last < .milliseconds(250) { return [:] }
+        watch.changed = false
+        watch.read = .now
         // The time first: a suppression committed during the read below is asked about again.
         let now: String = try queryFirst(JobSQL.databaseTime)?.decode("now") ?? ""
         var found: [UInt64: String] = [:]
@@ -255,7 +259,8 @@ public final class MariaDBJobStore: JobStore {
         {
             found[try row.decode("id")] = try SuppressionSQL.reason(in: row)
         }
-        suppressionsCheckedAt[job.id] = now
+        watch.checkedAt = now
+        suppressionWatches[job.id] = watch
         return found
     }
 
@@ -288,7 +293,7 @@ public final class MariaDBJobStore: JobStore {
     /// The job's status from a write's insert id (see `JobSQL.statusCode`), with the reason read
     /// when the job ended outside Fanout (rare: once a job); notes a suppression change (8 added).
     private func held(_ job: JobRecord, insertID: UInt64) throws -> LeaseCheck {
-        if insertID & 8 != 0 { suppressionsChanged.insert(job.id) }
+        if insertID & 8 != 0 { suppressionWatches[job.id]?.changed = true }
         let index = Int(insertID & 7) - 1
         guard JobSQL.statusCodes.indices.contains(index) else {
             return .held(.cancelled, reason: "The job was deleted")
@@ -328,9 +333,7 @@ public final class MariaDBJobStore: JobStore {
 
     /// A long-lived worker keeps no per-job state for jobs that ended.
     private func forgetSuppressionChecks(_ jobID: UInt64) {
-        suppressionsCheckedAt[jobID] = nil
-        suppressionsChanged.remove(jobID)
-        suppressionsRead[jobID] = nil
+        suppressionWatches[jobID] = nil
     }
 
     public func finish(_ job: JobRecord, status: JobStatus, reason: String, lease: Lease) throws {
