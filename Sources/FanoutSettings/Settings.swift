@@ -91,7 +91,12 @@ public struct Settings: Sendable {
     }
 
     public func integer(_ name: String, default value: Int, range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
-        guard let text = self[name] else { return value }
+        try integer(name, range: range) ?? value
+    }
+
+    /// A whole-number setting in `range`; nil when it is not set.
+    public func integer(_ name: String, range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+        guard let text = self[name] else { return nil }
         guard let number = Int(text), range.contains(number) else {
             throw ConfigurationError(
                 description:
@@ -166,19 +171,20 @@ public struct Settings: Sendable {
         settings.listID = self["FANOUT_LIST_ID"]
         settings.dkim = try dkim()
         settings.ratePerSecond = try number("MAIL_RATE_PER_SECOND", default: 10)
-        if self["MAIL_RATE_BURST"] != nil { settings.rateBurst = try number("MAIL_RATE_BURST", default: 0) }
-        if self["MAIL_RATE_PER_HOUR"] != nil {
-            settings.perHour = try integer("MAIL_RATE_PER_HOUR", default: 0, range: 1...100_000_000)
-        }
-        if self["MAIL_RATE_PER_DAY"] != nil {
-            settings.perDay = try integer("MAIL_RATE_PER_DAY", default: 0, range: 1...100_000_000)
-        }
+        settings.rateBurst = try number("MAIL_RATE_BURST")
+        settings.perHour = try integer("MAIL_RATE_PER_HOUR", range: 1...100_000_000)
+        settings.perDay = try integer("MAIL_RATE_PER_DAY", range: 1...100_000_000)
         return settings
     }
 
     /// A number setting, 0 or more.
     func number(_ name: String, default value: Double) throws(ConfigurationError) -> Double {
-        guard let text = self[name] else { return value }
+        try number(name) ?? value
+    }
+
+    /// A number setting, 0 or more; nil when it is not set.
+    func number(_ name: String) throws(ConfigurationError) -> Double? {
+        guard let text = self[name] else { return nil }
         guard let number = Double(text), number >= 0, number.isFinite else {
             throw ConfigurationError(description: "\(name) is '\(text)': expected a number, 0 or more")
         }
