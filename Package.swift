@@ -75,7 +75,6 @@ let package = Package(
                 "FanoutCore", "FanoutStore", "FanoutDelivery", "FanoutReports", "FanoutSettings", "MariaDB", "Curl",
                 "DKIM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,9 +84,8 @@ let package = Package(
         .executableTarget(
             name: "FanoutWeb",
             dependencies: [
-                "FanoutCore", "FanoutStore", "FanoutReports", "FanoutSettings", "FanoutDelivery", "MariaDB",
+                "FanoutCore", "FanoutStore", "FanoutReports", "FanoutSettings", "FanoutDelivery", "MariaDB", "Curl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Hummingbird", package: "hummingbird"),

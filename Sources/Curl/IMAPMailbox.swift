@@ -41,7 +41,8 @@ public final class IMAPMailbox {
                 code: .usage, curlCode: -1, message: "the mailbox name in '\(url)' has a control character",
                 function: "IMAP")
         }
-        mailboxPath = Self.percentEncoded(mailbox)
+        // libcurl decodes the path again for the commands it makes; "/" separates a hierarchy.
+        mailboxPath = PercentEncoding.encoded(mailbox, keeping: "/")
         mailboxArgument = Self.quoted(mailbox)
         handle = try EasyHandle()
         try handle.set(CURLOPT_USERNAME, username)
@@ -113,24 +114,6 @@ public final class IMAPMailbox {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
         default: nil
         }
-    }
-
-    /// Every byte but letters, digits, `-._~` and the hierarchy separators `/` percent-encoded:
-    /// the name as a URL's path (libcurl decodes it again for the commands it makes).
-    static func percentEncoded(_ name: String) -> String {
-        let digits = Array("0123456789ABCDEF".utf8)
-        var encoded: [UInt8] = []
-        for byte in name.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                UInt8(ascii: "~"), UInt8(ascii: "/"):
-                encoded.append(byte)
-            default:
-                encoded += [UInt8(ascii: "%"), digits[Int(byte >> 4)], digits[Int(byte & 15)]]
-            }
-        }
-        return String(decoding: encoded, as: UTF8.self)
     }
 
     /// The name as an IMAP astring: as it is when it is an atom, else a quoted string.

@@ -1,3 +1,4 @@
+import Curl
 import FanoutCore
 import Foundation
 import Mustache
@@ -327,18 +328,5 @@ struct JSONStringContentType: MustacheContentType {
 
 /// Percent-encodes a value for a URL path segment or query value (RFC 3986 unreserved kept).
 struct URLComponentContentType: MustacheContentType {
-    func escapeText(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"),
-                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
-            }
-        }
-        return out
-    }
+    func escapeText(_ text: String) -> String { PercentEncoding.encoded(text) }
 }

@@ -1,3 +1,4 @@
+import Curl
 import FanoutCore
 import FanoutStore
 import Foundation
@@ -71,7 +72,7 @@ struct JobPages: Sendable {
         let base = "/jobs/\(kind.rawValue)/\(id)"
         var filterQuery = ""
         if let status { filterQuery += "&status=\(status.rawValue)" }
-        if let search { filterQuery += "&q=\(urlComponent(search))" }
+        if let search { filterQuery += "&q=\(PercentEncoding.encoded(search))" }
         var values = view.values(settings: settings, back: base)
         values["notice"] = queryValue(request, "notice").flatMap { Self.notices[$0] } ?? ""
         values["counts"] = found.counts.map { ["status": $0.status, "count": $0.count] }

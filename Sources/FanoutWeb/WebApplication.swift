@@ -79,13 +79,6 @@ func queryValue(_ request: Request, _ name: String) -> String? {
     return value
 }
 
-/// Text as one component of a URL's query.
-func urlComponent(_ text: String) -> String {
-    var allowed = CharacterSet.alphanumerics
-    allowed.insert(charactersIn: "-._~")
-    return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
-}
-
 /// How the pages write times and spans.
 enum Shown {
     /// "2026-12-06 03:10:00Z", or "-".
