@@ -30,10 +30,9 @@ struct BounceTests {
 
     /// `fanout work` reads the mailbox too: at start, then every BOUNCE_IMAP_EVERY, while it runs.
     @Test func aWorkerReadsTheBounceMailboxAtStartAndThenEveryInterval() throws {
-        try withTestDatabase { database, db in
-            let fixture = try JobFixture(database: database, db: db)
-            let smtp = try TestServer.smtp()
-            var env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+        try withMailSetup { fixture, smtp, env in
+            var env = env
+            let db = fixture.db
             let job = try fixture.emailJob(company: 5, count: 3)
             #expect(try runFanout(["emails:process-jobs"], environment: env).status == 0)
             let items = try fixture.items(job: job)
@@ -71,10 +70,9 @@ struct BounceTests {
     }
 
     @Test func hardBouncesFailTheirItemsAndComplaintsSuppressNothingElseChanges() throws {
-        try withTestDatabase { database, db in
-            let fixture = try JobFixture(database: database, db: db)
-            let smtp = try TestServer.smtp()
-            var env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+        try withMailSetup { fixture, smtp, env in
+            var env = env
+            let db = fixture.db
             let job = try fixture.emailJob(company: 5, count: 8)
             #expect(try runFanout(["emails:process-jobs"], environment: env).status == 0)
             let items = try fixture.items(job: job)

@@ -218,10 +218,7 @@ struct DeliverabilityTests {
     }
 
     @Test func withoutAnUnsubscribeURLMarketingMailSaysSoOnce() throws {
-        try withTestDatabase { database, db in
-            let fixture = try JobFixture(database: database, db: db)
-            let smtp = try TestServer.smtp()
-            let env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+        try withMailSetup { fixture, smtp, env in
             try fixture.emailJob(company: 1, count: 3)
             let tick = try runFanout(["emails:process-jobs"], environment: env)
             #expect(tick.status == 0)
@@ -288,10 +285,7 @@ struct DeliverabilityTests {
     /// the unsent items stay pending uncharged, another tick sends nothing, and after the pause
     /// everything goes.
     @Test func aThrottleReplyPausesTheAccountForEverybody() throws {
-        try withTestDatabase { database, db in
-            let fixture = try JobFixture(database: database, db: db)
-            let smtp = try TestServer.smtp()
-            let env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+        try withMailSetup { fixture, smtp, env in
             let job = try fixture.emailJob(
                 company: 1,
                 recipients: (1...6).map { n in
@@ -322,10 +316,8 @@ struct DeliverabilityTests {
     /// that moment (another company's job): it stops mid-batch at its next paced start, exits 0
     /// saying so, and its unsent items wait uncharged.
     @Test func aThrottleReplyPausesAConcurrentTickMidBatch() throws {
-        try withTestDatabase { database, db in
-            let fixture = try JobFixture(database: database, db: db)
-            let smtp = try TestServer.smtp()
-            var env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+        try withMailSetup { fixture, smtp, env in
+            var env = env
             env["MAIL_RATE_PER_SECOND"] = "10"
             let long = try fixture.emailJob(company: 2, count: 60)
             let throttled = try fixture.emailJob(
@@ -352,10 +344,8 @@ struct DeliverabilityTests {
 
     /// MAIL_RATE_PER_SECOND holds for two overlapping ticks together (times at the sink).
     @Test func pacingPerAccountHoldsAcrossTwoTicks() throws {
-        try withTestDatabase { database, db in
-            let fixture = try JobFixture(database: database, db: db)
-            let smtp = try TestServer.smtp()
-            var env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+        try withMailSetup { fixture, smtp, env in
+            var env = env
             env["MAIL_RATE_PER_SECOND"] = "20"
             try fixture.emailJob(company: 1, count: 40)
             try fixture.emailJob(company: 2, count: 40)
@@ -394,10 +384,7 @@ struct DeliverabilityTests {
 
     /// Ten policy refusals in a row stop the job with a reason, instead of burning the list.
     @Test func aListThatKeepsBeingRefusedForPolicyStopsTheJob() throws {
-        try withTestDatabase { database, db in
-            let fixture = try JobFixture(database: database, db: db)
-            let smtp = try TestServer.smtp()
-            let env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+        try withMailSetup { fixture, smtp, env in
             let job = try fixture.emailJob(
                 company: 1, recipients: (1...14).map { ("reject-data554-\($0)@example.test", nil, nil) })
             let tick = try runFanout(["emails:process-jobs", "--connections", "1"], environment: env)
@@ -417,10 +404,8 @@ struct DeliverabilityTests {
     /// MAIL_RATE_PER_HOUR holds for two overlapping ticks together (counted at the sink); the
     /// rest waits, uncharged, and says until when.
     @Test func anHourlyLimitHoldsAcrossTwoTicks() throws {
-        try withTestDatabase { database, db in
-            let fixture = try JobFixture(database: database, db: db)
-            let smtp = try TestServer.smtp()
-            var env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+        try withMailSetup { fixture, smtp, env in
+            var env = env
             env["MAIL_RATE_PER_HOUR"] = "25"
             let first = try fixture.emailJob(company: 1, count: 20)
             let second = try fixture.emailJob(company: 2, count: 20)

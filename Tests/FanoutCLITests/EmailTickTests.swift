@@ -15,19 +15,8 @@ struct EmailTickTests {
         return env
     }
 
-    func withEmailSetup(smtpArguments: [String] = [], _ body: (JobFixture, TestServer, [String: String]) throws -> Void)
-        throws
-    {
-        try withTestDatabase { database, db in
-            let fixture = try JobFixture(database: database, db: db)
-            let smtp = try TestServer.smtp(smtpArguments)
-            let templates = try makeTestTemplates()
-            try body(fixture, smtp, Self.environment(fixture, smtp, templates))
-        }
-    }
-
     @Test func batchesOfFiftyThenOfSeven() throws {
-        try withEmailSetup { fixture, smtp, env in
+        try withMailSetup { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 120)
             let first = try runFanout(["emails:process-jobs"], environment: env)
             #expect(first.status == 0, "\(first.stderr)")
@@ -44,7 +33,7 @@ struct EmailTickTests {
     }
 
     @Test func smallCompanyFinishesInTheSameTickAsBigCompanysFirstBatch() throws {
-        try withEmailSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             let big = try fixture.emailJob(company: 10, count: 500)
             let small = try fixture.emailJob(company: 20, count: 20)
             let result = try runFanout(["emails:process-jobs"], environment: env)
@@ -60,7 +49,7 @@ struct EmailTickTests {
     /// that has time for only one company serves the one served longest ago, so three ticks
     /// serve three companies, and a company new to Fanout goes first.
     @Test func companiesTakeTurnsAcrossTicksThroughTheDatabase() throws {
-        try withEmailSetup(smtpArguments: ["--delay", "0.3"]) { fixture, _, env in
+        try withMailSetup(smtpArguments: ["--delay", "0.3"]) { fixture, _, env in
             // One connection, 4 messages of 0.3 s: a batch outlasts --max-time, so each tick
             // serves exactly one company.
             let arguments = ["emails:process-jobs", "--batch-size", "4", "--connections", "1", "--max-time", "1s"]
@@ -89,7 +78,7 @@ struct EmailTickTests {
     }
 
     @Test func oneJobPerCompanyAtATime() throws {
-        try withEmailSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             let older = try fixture.emailJob(company: 5, count: 60)
             let newer = try fixture.emailJob(company: 5, count: 10)
             _ = try runFanout(["emails:process-jobs"], environment: env)
@@ -105,7 +94,7 @@ struct EmailTickTests {
     }
 
     @Test func eightTicksAtOnceDeliverEachItemExactlyOnce() throws {
-        try withEmailSetup { fixture, smtp, env in
+        try withMailSetup { fixture, smtp, env in
             let job = try fixture.emailJob(company: 3, count: 300)
             let outputs = (0..<8).map {
                 TestEnvironment.scratchDirectory.appendingPathComponent("overlap-\($0)-\(UUID().uuidString)")
@@ -125,7 +114,7 @@ struct EmailTickTests {
     }
 
     @Test func permanentAndTemporaryRejections() throws {
-        try withEmailSetup { fixture, smtp, env in
+        try withMailSetup { fixture, smtp, env in
             let job = try fixture.emailJob(
                 company: 1,
                 recipients: [
@@ -162,7 +151,7 @@ struct EmailTickTests {
     }
 
     @Test func retryWaitsForItsTime() throws {
-        try withEmailSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             let job = try fixture.emailJob(company: 1, recipients: [("tempfail-once-x@example.test", nil, nil)])
             _ = try runFanout(["emails:process-jobs"], environment: env)
             // Default backoff: a minute. The next tick must not try it yet.
@@ -175,7 +164,7 @@ struct EmailTickTests {
     }
 
     @Test func invalidAddressesAndInjectionAttemptsNeverReachTheServer() throws {
-        try withEmailSetup { fixture, smtp, env in
+        try withMailSetup { fixture, smtp, env in
             let job = try fixture.emailJob(
                 company: 1,
                 recipients: [
@@ -214,7 +203,7 @@ struct EmailTickTests {
     }
 
     @Test func unknownOrBrokenTemplateFailsTheJobAndOthersGoOn() throws {
-        try withEmailSetup { fixture, smtp, env in
+        try withMailSetup { fixture, smtp, env in
             let missing = try fixture.emailJob(company: 1, template: "no-such-template", count: 3)
             let broken = try fixture.emailJob(company: 2, template: "broken", count: 3)
             let good = try fixture.emailJob(company: 3, count: 3)
@@ -261,7 +250,7 @@ struct EmailTickTests {
     /// message: exit 69 with one line (the server's reply when it gave one), nothing charged.
     @Test(arguments: [("--refuse-greeting", "554"), ("--close-before-mail", "unavailable")])
     func serverRefusingEverySessionExits69AndChargesNothing(behaviour: String, said: String) throws {
-        try withEmailSetup(smtpArguments: [behaviour]) { fixture, _, env in
+        try withMailSetup(smtpArguments: [behaviour]) { fixture, _, env in
             let job = try fixture.emailJob(company: 1, count: 5)
             let result = try runFanout(["emails:process-jobs"], environment: env)
             #expect(result.status == 69, "\(result.stderr)")
@@ -296,7 +285,7 @@ struct EmailTickTests {
     }
 
     @Test func idleTickPrintsNothingAndExits0() throws {
-        try withEmailSetup { _, _, env in
+        try withMailSetup { _, _, env in
             let result = try runFanout(["emails:process-jobs"], environment: env)
             #expect(result.status == 0)
             #expect(result.stdout.isEmpty)
@@ -305,7 +294,7 @@ struct EmailTickTests {
     }
 
     @Test func plainSQLCancelOfTheParentStopsDeliveryWithinHalfASecond() throws {
-        try withEmailSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
+        try withMailSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 400)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("cancel-\(UUID().uuidString)")
             let child = try startFanout(
@@ -349,7 +338,7 @@ struct EmailTickTests {
     /// are recorded sent all the same, with the host's reason kept as a note; only undelivered
     /// items end cancelled, and the counters follow the items.
     @Test func aHostsBluntItemUpdateDoesNotEraseDeliveries() throws {
-        try withEmailSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
+        try withMailSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 300)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("blunt-\(UUID().uuidString)")
             let child = try startFanout(
@@ -383,7 +372,7 @@ struct EmailTickTests {
     }
 
     @Test func parentCancelledWhileNoTickRanEndsItsItems() throws {
-        try withEmailSetup { fixture, smtp, env in
+        try withMailSetup { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 30)
             try fixture.db.execute(
                 "UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Wrong list' WHERE id = ?", [job])
@@ -400,7 +389,7 @@ struct EmailTickTests {
     /// the transfers in flight (4 connections a kill), every duplicated item is in doubt, and
     /// only items that may have been handed over are (in flight plus the hand-over window).
     @Test func killedAtRandomMomentsDuplicatesOnlyWhatWasInFlight() throws {
-        try withEmailSetup(smtpArguments: ["--delay", "0.01"]) { fixture, smtp, env in
+        try withMailSetup(smtpArguments: ["--delay", "0.01"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 600)
             let kills = 4
             let tick = ["emails:process-jobs", "--batch-size", "600", "--connections", "4", "--stuck-after", "1s"]
@@ -445,7 +434,7 @@ struct EmailTickTests {
     @Test func aLiveHolderThatMakesNoProgressIsExpired() throws {
         // Each message takes the server 10 s: the holder hangs on its first transfers long past the
         // 2 s of --inactive-after below, and they end (late) while the test still watches.
-        try withEmailSetup(smtpArguments: ["--delay", "10"]) { fixture, smtp, env in
+        try withMailSetup(smtpArguments: ["--delay", "10"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 6)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("hung-\(UUID().uuidString)")
             let hung = try startFanout(["emails:process-jobs", "--connections", "2"], environment: env, output: output)
@@ -476,7 +465,7 @@ struct EmailTickTests {
     /// behind a proxy alike) exits 69 and hands its company on at once: the next tick takes the
     /// job over without waiting --stuck-after (10 minutes), and every duplicate is an in-doubt item.
     @Test func tickWhoseConnectionBreaksHandsItsCompanyOnAtOnce() throws {
-        try withEmailSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
+        try withMailSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 200)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("killed-\(UUID().uuidString)")
             let tick = try startFanout(
@@ -504,7 +493,7 @@ struct EmailTickTests {
     }
 
     @Test func stoppedTickTakenOverAndResumedChangesNoRow() throws {
-        try withEmailSetup(smtpArguments: ["--delay", "0.02"]) { fixture, smtp, env in
+        try withMailSetup(smtpArguments: ["--delay", "0.02"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 200)
             let output = TestEnvironment.scratchDirectory.appendingPathComponent("stop-\(UUID().uuidString)")
             let stopped = try startFanout(
@@ -523,7 +512,7 @@ struct EmailTickTests {
     }
 
     @Test func inactiveJobExpiresOnlyWhileALiveHolderMakesNoProgress() throws {
-        try withEmailSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             // Company 1: a live tick (fresh heartbeat) has held the lease for an hour without the
             // job moving (every delivery hangs): expired.
             let stalled = try fixture.emailJob(company: 1, count: 5, status: "processing")
@@ -558,7 +547,7 @@ struct EmailTickTests {
     }
 
     @Test func jobNotExpiredWhenFanoutWasNotRunning() throws {
-        try withEmailSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             let job = try fixture.emailJob(company: 2, count: 5, status: "processing")
             try fixture.db.execute(
                 "UPDATE bulk_email_jobs SET started_at = NOW() - INTERVAL 2 HOUR, "
@@ -571,7 +560,7 @@ struct EmailTickTests {
     }
 
     @Test func jobWaitingBehindAnotherIsNotExpired() throws {
-        try withEmailSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             let head = try fixture.emailJob(company: 4, count: 60)
             let waiting = try fixture.emailJob(company: 4, count: 5)
             try fixture.db.execute(
@@ -591,7 +580,7 @@ struct EmailTickTests {
     }
 
     @Test func jobWaitingOnlyForRetriesIsNotExpired() throws {
-        try withEmailSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             let job = try fixture.emailJob(
                 company: 6, recipients: [("retry@example.test", nil, nil)], status: "processing")
             try fixture.db.execute(
@@ -615,7 +604,7 @@ struct EmailTickTests {
     }
 
     @Test func jsonLogLinesAndTheLogFile() throws {
-        try withEmailSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             let job = try fixture.emailJob(company: 1, count: 3)
             let logFile = TestEnvironment.scratchDirectory.appendingPathComponent("fanout-\(UUID().uuidString).log")
             var withFile = env
@@ -645,7 +634,7 @@ struct EmailTickTests {
     }
 
     @Test func verboseIdleTickSaysSo() throws {
-        try withEmailSetup { _, _, env in
+        try withMailSetup { _, _, env in
             let result = try runFanout(["emails:process-jobs", "-v"], environment: env)
             #expect(result.status == 0)
             #expect(result.stderr.contains("idle"))

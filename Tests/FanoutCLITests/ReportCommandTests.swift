@@ -6,10 +6,7 @@ import TestSupport
 @Suite(.enabled(if: TestEnvironment.hasDatabase && TestEnvironment.canStartServers))
 struct ReportCommandTests {
     @Test func everyFormatOfAFinishedJob() throws {
-        try withTestDatabase { database, db in
-            let fixture = try JobFixture(database: database, db: db)
-            let smtp = try TestServer.smtp()
-            let env = EmailTickTests.environment(fixture, smtp, try makeTestTemplates())
+        try withMailSetup { fixture, smtp, env in
             let job = try fixture.emailJob(
                 company: 3,
                 recipients: [

@@ -8,17 +8,6 @@ import TestSupport
 /// `fanout` processes.
 @Suite(.enabled(if: TestEnvironment.hasDatabase && TestEnvironment.canStartServers))
 struct WorkerTests {
-    func withWorkerSetup(
-        smtpArguments: [String] = [], _ body: (JobFixture, TestServer, [String: String]) throws -> Void
-    ) throws {
-        try withTestDatabase { database, db in
-            let fixture = try JobFixture(database: database, db: db)
-            let smtp = try TestServer.smtp(smtpArguments)
-            let templates = try makeTestTemplates()
-            try body(fixture, smtp, EmailTickTests.environment(fixture, smtp, templates))
-        }
-    }
-
     func startWorker(_ arguments: [String], _ env: [String: String], name: String = "w") throws -> ChildProcess {
         let output = TestEnvironment.scratchDirectory.appendingPathComponent("worker-\(name)-\(UUID().uuidString)")
         return try startFanout(
@@ -45,7 +34,7 @@ struct WorkerTests {
     }
 
     @Test func jobInsertedWhileTwoWorkersIdleIsPickedUpWithinSleepPlusOneSecond() throws {
-        try withWorkerSetup { fixture, smtp, env in
+        try withMailSetup { fixture, smtp, env in
             let first = try startWorker(["--sleep", "1s"], env, name: "a")
             let second = try startWorker(["--sleep", "1s"], env, name: "b")
             defer {
@@ -68,7 +57,7 @@ struct WorkerTests {
     }
 
     @Test func termMidBatchDrainsWithNothingLeftClaimedAndNoDuplicate() throws {
-        try withWorkerSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
+        try withMailSetup(smtpArguments: ["--delay", "0.05"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 300)
             let worker = try startWorker(["--batch-size", "300", "--sleep", "1s"], env)
             #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 20 })
@@ -93,7 +82,7 @@ struct WorkerTests {
     }
 
     @Test func secondTermStopsAtOnceWithItemsInFlightInDoubt() throws {
-        try withWorkerSetup(smtpArguments: ["--delay", "0.5"]) { fixture, smtp, env in
+        try withMailSetup(smtpArguments: ["--delay", "0.5"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 100)
             let worker = try startWorker(["--batch-size", "100", "--grace", "60s"], env)
             #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 4 })
@@ -130,7 +119,7 @@ struct WorkerTests {
     }
 
     @Test func usr2PausesClaimingAndContResumes() throws {
-        try withWorkerSetup(smtpArguments: ["--delay", "0.02"]) { fixture, smtp, env in
+        try withMailSetup(smtpArguments: ["--delay", "0.02"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 400)
             let worker = try startWorker(["--batch-size", "20", "--sleep", "1s"], env)
             defer { worker.signal(SIGKILL) }
@@ -150,7 +139,7 @@ struct WorkerTests {
     }
 
     @Test func restartFromAnotherProcessEndsEveryWorker() throws {
-        try withWorkerSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             let workers = try (0..<2).map { try startWorker(["--sleep", "1s"], env, name: "r\($0)") }
             defer { for worker in workers { worker.signal(SIGKILL) } }
             #expect(waitUntil(seconds: 20) { (try? fixture.db.query("SELECT id FROM fanout_workers").count) == 2 })
@@ -172,7 +161,7 @@ struct WorkerTests {
     }
 
     @Test func pauseAndContinueThroughTheDatabase() throws {
-        try withWorkerSetup { fixture, smtp, env in
+        try withMailSetup { fixture, smtp, env in
             let worker = try startWorker(["--sleep", "1s"], env)
             defer { worker.signal(SIGKILL) }
             #expect(waitUntil(seconds: 20) { (try? fixture.db.query("SELECT id FROM fanout_workers").count) == 1 })
@@ -189,7 +178,7 @@ struct WorkerTests {
     @Test(arguments: ["--memory 1", "--max-time 2s", "--stop-when-empty", "--max-jobs 1"])
     func limitsEndTheWorkerWithTheirExitStatus(limit: String) throws {
         let arguments = limit.split(separator: " ").map(String.init)
-        try withWorkerSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             let withWork = ["--max-jobs 1", "--stop-when-empty"].contains(limit)
             let job = withWork ? try fixture.emailJob(company: 1, count: 30) : nil
             let worker = try startWorker(["--sleep", "1s", "--batch-size", "10"] + arguments, env)
@@ -204,7 +193,7 @@ struct WorkerTests {
     }
 
     @Test func notifyProtocolThroughADatagramSocket() throws {
-        try withWorkerSetup { _, _, env in
+        try withMailSetup { _, _, env in
             let path = TestEnvironment.makeTemporaryDirectory("notify").appendingPathComponent("notify.sock").path
             let socket = try DatagramSocket(path: path)
             var env = env
@@ -227,7 +216,7 @@ struct WorkerTests {
     }
 
     @Test func twoWorkersAndOverlappingCronTicksDeliverEveryItemOnce() throws {
-        try withWorkerSetup(smtpArguments: ["--delay", "0.005"]) { fixture, smtp, env in
+        try withMailSetup(smtpArguments: ["--delay", "0.005"]) { fixture, smtp, env in
             let jobs = try (1...3).map { try fixture.emailJob(company: UInt64($0), count: 150) }
             let workers = try (0..<2).map {
                 try startWorker(["--batch-size", "20", "--sleep", "1s"], env, name: "o\($0)")
@@ -255,7 +244,7 @@ struct WorkerTests {
     }
 
     @Test func stopWhenEmptyDuringAnOutageSaysSoWith69() throws {
-        try withWorkerSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             _ = try fixture.emailJob(company: 1, count: 3)
             var down = env
             down["MAIL_PORT"] = "1"
@@ -265,7 +254,7 @@ struct WorkerTests {
     }
 
     @Test func onceIsExactlyTheCronTick() throws {
-        try withWorkerSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             let job = try fixture.emailJob(company: 1, count: 60)
             let once = try runFanout(["work", "--once", "--type", "email"], environment: env)
             #expect(once.status == 0, "\(once.stderr)")
@@ -279,7 +268,7 @@ struct WorkerTests {
     }
 
     @Test func smtpOutageKeepsTheWorkerUpBackingOffAndSayingSoOnce() throws {
-        try withWorkerSetup { fixture, _, env in
+        try withMailSetup { fixture, _, env in
             let port = try unusedLocalPort() // nothing listens there yet
             let log = TestEnvironment.makeTemporaryDirectory("worker-log").appendingPathComponent("fanout.log")
             var env = env

@@ -296,3 +296,18 @@ public func makeWalletTemplates(in folder: URL? = nil) throws -> URL {
     """.write(to: wallet.appendingPathComponent("header.http.mustache"), atomically: true, encoding: .utf8)
     return folder
 }
+
+/// A fresh test database with its job fixture, an SMTP sink, and the `fanout` settings for both
+/// (test templates, no pacing) with `extra` on top: the start of every mail test.
+public func withMailSetup(
+    smtpArguments: [String] = [], extra: [String: String] = [:],
+    _ body: (JobFixture, TestServer, [String: String]) throws -> Void
+) throws {
+    try withTestDatabase { database, db in
+        let fixture = try JobFixture(database: database, db: db)
+        let smtp = try TestServer.smtp(smtpArguments)
+        var env = mailEnvironment(database: database, smtp: smtp, templates: try makeTestTemplates())
+        for (key, value) in extra { env[key] = value }
+        try body(fixture, smtp, env)
+    }
+}
