@@ -1,4 +1,7 @@
 import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A connection to one SMTP server through a reused libcurl easy handle: consecutive messages
 /// share one TCP (and TLS) session.
@@ -78,14 +81,19 @@ public final class SMTPConnection {
     /// The message's size on the wire inside DATA: one more byte for every line (the first
     /// included) that starts with ".".
     static func stuffedSize(_ content: [UInt8]) -> Int {
-        var size = content.count
-        if content.first == UInt8(ascii: ".") { size += 1 }
-        var index = 2
-        while index < content.count {
-            if content[index] == UInt8(ascii: "."), content[index - 1] == 10, content[index - 2] == 13 { size += 1 }
-            index += 1
+        content.withUnsafeBufferPointer { bytes in
+            guard let base = bytes.baseAddress, !bytes.isEmpty else { return 0 }
+            var size = bytes.count
+            if base[0] == UInt8(ascii: ".") { size += 1 }
+            // memchr to each ".", then a look back: a few instructions a byte fewer than a loop.
+            var index = 1
+            while index < bytes.count, let found = memchr(base + index, Int32(UInt8(ascii: ".")), bytes.count - index) {
+                let at = base.distance(to: found.assumingMemoryBound(to: UInt8.self))
+                if at >= 2, base[at - 1] == 10, base[at - 2] == 13 { size += 1 }
+                index = at + 1
+            }
+            return size
         }
-        return size
     }
 
     /// Turns the transfer's result into the server's reply or an error.

@@ -60,8 +60,11 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         var claiming = 0
         /// Items not to hand over, with why: their recipient was suppressed after the claim.
         var suppressed: [UInt64: String] = [:]
-        /// Outcomes not written yet.
+        /// Outcomes not written yet, and when the first of them arrived.
         var pending: [ItemUpdate] = []
+        var pendingSince: ContinuousClock.Instant?
+        /// Items handed to the server (`.go`) without an outcome yet.
+        var inFlight: Set<UInt64> = []
         /// Outcomes reported, and of those, written (a prefix: groups are written in order).
         var reported = 0
         var recorded = 0
@@ -161,13 +164,15 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
             locked { $0.exhausted = true }
             return
         }
-        let items: [WorkItem]
+        let claimed: ClaimedItems
         do {
-            items = try store.claim(job: job, limit: size, lease: lease)
+            claimed = try store.claim(job: job, limit: size, lease: lease, marking: policy.handOverWindow)
         } catch {
             return failed(error)
         }
+        let items = claimed.items
         locked { state in
+            state.mark = max(state.mark, claimed.handedThrough)
             for item in items { state.attempts[item.id] = item.attempts }
             state.queue.append(contentsOf: items)
             state.order.append(contentsOf: items.map(\.id))
@@ -196,6 +201,7 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
                 if let why = state.suppressed.removeValue(forKey: itemID) {
                     return .skip(reason: WorkItem.suppressedReason(why))
                 }
+                state.inFlight.insert(itemID)
                 return .go
             }
             if state.writerDone { return .stop }
@@ -217,6 +223,8 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         case .suppressed: state.outcome.suppressed += 1
         default: state.outcome.delivered += 1
         }
+        state.inFlight.remove(outcome.itemID)
+        if state.pending.isEmpty { state.pendingSince = clock.now }
         state.pending.append(update)
         state.reported += 1
         condition.broadcast()
@@ -261,17 +269,29 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
     private func writeAhead() {
         condition.lock()
         while state.outcome.writable {
-            let sinceConfirmed = clock.now - state.confirmed
+            let now = clock.now
+            let sinceConfirmed = now - state.confirmed
             let checkDue = sinceConfirmed >= policy.checkInterval
-            if state.pending.isEmpty && state.waiting == 0 && !checkDue {
-                if state.closed { break }
-                let left = (policy.checkInterval - sinceConfirmed).seconds
-                _ = condition.wait(until: Date(timeIntervalSinceNow: max(0.001, left)))
+            // Outcomes are written in groups: once as many as can be in flight at once arrived,
+            // once nothing is left in flight to join them, or `groupWait` after the first.
+            let groupReady =
+                !state.pending.isEmpty
+                && (state.closed || state.pending.count >= policy.handOverWindow || state.inFlight.isEmpty
+                    || now - (state.pendingSince ?? now) >= policy.groupWait)
+            let markOnly = state.pending.isEmpty && state.waiting > 0
+            if !groupReady && !markOnly && !checkDue {
+                if state.closed && state.pending.isEmpty { break }
+                var left = policy.checkInterval - sinceConfirmed
+                if let since = state.pendingSince, !state.pending.isEmpty {
+                    left = min(left, policy.groupWait - (now - since))
+                }
+                _ = condition.wait(until: Date(timeIntervalSinceNow: max(0.0002, left.seconds)))
                 continue
             }
             if state.closed && state.pending.isEmpty { break }
             let group = state.pending
             state.pending.removeAll(keepingCapacity: true)
+            state.pendingSince = nil
             let mark = nextMark()
             // Taken with the group: a hand-over asked after this instant sees its earlier
             // outcomes in the write that confirms it.

@@ -18,6 +18,8 @@ public struct JobRecord: Sendable, Hashable {
     public var mailType: String?
     /// The database's installation id (`fanout migrate` makes it), carried in Message-IDs.
     public var installationID: String?
+    /// The host left `total_items` 0 (Fanout fills it in when it starts the job).
+    public var totalUnknown = false
     /// Email: seconds left of a pause the SMTP server asked for (a throttle reply), and its words.
     public var pauseLeft: Double?
     public var pauseReason: String?

@@ -21,6 +21,10 @@ public struct TickPolicy: Sendable {
     /// commands set it to the connections (as many as can start at once): 16 measured no faster
     /// than 4 with 4 connections, and left 20 items in doubt after a crash instead of 8.
     public var handOverWindow: Int
+    /// How long the first outcome of a group waits for others before it is written (a group is
+    /// written at once when `handOverWindow` outcomes arrived or nothing else is in flight): one
+    /// write for several outcomes, each connection still holding at most one unrecorded.
+    public var groupWait: Duration
     /// A batch is claimed in slices as delivery asks for items: `claimSlice` first (so the first
     /// deliveries start at once), then twice the last slice, at most `maxClaimSlice`.
     public var claimSlice: Int
@@ -37,6 +41,7 @@ public struct TickPolicy: Sendable {
         backoff: [Duration] = [.seconds(60), .seconds(5 * 60), .seconds(15 * 60), .seconds(60 * 60)],
         checkInterval: Duration = .milliseconds(250),
         handOverWindow: Int = 4,
+        groupWait: Duration = .milliseconds(1),
         claimSlice: Int = 100,
         maxClaimSlice: Int = 1000,
         inDoubt: InDoubtPolicy = .atLeastOnce
@@ -50,6 +55,7 @@ public struct TickPolicy: Sendable {
         self.backoff = backoff
         self.checkInterval = checkInterval
         self.handOverWindow = max(1, handOverWindow)
+        self.groupWait = groupWait
         self.claimSlice = max(1, claimSlice)
         self.maxClaimSlice = max(self.claimSlice, maxClaimSlice)
         self.inDoubt = inDoubt

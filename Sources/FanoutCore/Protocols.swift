@@ -20,8 +20,10 @@ public protocol JobStore: AnyObject {
     /// Resolves items of the job left in flight by a tick that died; returns how many.
     func resolveInDoubt(_ job: JobRecord, lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int
     /// Marks up to `limit` due pending items of the job in flight for this lease and returns them;
-    /// in the same transaction the job becomes processing (live from its first claim).
-    func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem]
+    /// in the same transaction the job becomes processing (live from its first claim). The claim
+    /// that starts the job also records that its first `marking` items may be handed over (as
+    /// `write`'s `handedThrough` does), saving the write the first hand-over would wait for.
+    func claim(job: JobRecord, limit: Int, lease: Lease, marking: Int) throws -> ClaimedItems
     /// Writes outcomes (none is a plain heartbeat) of items in flight for this lease, moves the
     /// job's counters and last activity with them, heartbeats the lease, and records that items
     /// of this lease with ids up to `handedThrough` may have been handed to the server. Returns
@@ -54,6 +56,16 @@ extension JobStore {
     /// Heartbeats the lease and reads the job's status.
     public func check(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
         try write([], handedThrough: 0, job: job, lease: lease)
+    }
+}
+
+/// What a claim marked in flight, and the hand-over mark it recorded with them (0: none).
+public struct ClaimedItems: Sendable {
+    public var items: [WorkItem]
+    public var handedThrough: UInt64
+    public init(_ items: [WorkItem], handedThrough: UInt64 = 0) {
+        self.items = items
+        self.handedThrough = handedThrough
     }
 }
 

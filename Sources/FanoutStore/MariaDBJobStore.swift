@@ -61,7 +61,7 @@ public final class MariaDBJobStore: JobStore {
             clockAnchor = (Date(timeIntervalSince1970: now), ContinuousClock.now)
         }
         return try rows.map { row in
-            let job = JobRecord(
+            var job = JobRecord(
                 kind: kind,
                 id: try row.decode("id"),
                 companyID: try row.decode("company_id"),
@@ -74,6 +74,7 @@ public final class MariaDBJobStore: JobStore {
                 pauseLeft: Double(sqlValue: row["pause_left"]),
                 pauseReason: try row.decodeIfPresent("pause_reason")
             )
+            job.totalUnknown = (try row.decodeIfPresent("total_unknown", as: Int.self) ?? 0) == 1
             let holder = Double(sqlValue: row["held_since"]).map { since in
                 LeaseHolder(
                     since: Date(timeIntervalSince1970: since),
@@ -129,7 +130,7 @@ public final class MariaDBJobStore: JobStore {
         return Int(resolved)
     }
 
-    public func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem] {
+    public func claim(job: JobRecord, limit: Int, lease: Lease, marking: Int) throws -> ClaimedItems {
         let parameters: [any SQLEncodable] =
             job.kind == .email ? [job.companyID, job.mailType ?? "marketing", job.id, limit] : [job.id, limit]
         let rows = try query(sql.duePending, parameters)
@@ -149,7 +150,7 @@ public final class MariaDBJobStore: JobStore {
             item.suppression = try SuppressionSQL.reason(in: row)
             return item
         }
-        guard let first = rows.first else { return [] }
+        guard let first = rows.first else { return ClaimedItems([]) }
         if job.kind == .email, suppressionWatches[job.id] == nil {
             suppressionWatches[job.id] = SuppressionWatch(checkedAt: try first.decode("read_at"))
         }
@@ -163,26 +164,38 @@ public final class MariaDBJobStore: JobStore {
                     self.fence(lease) + [lease.owner] + ids + [job.id, job.id]
                 ).affectedRows) - 1
         }
-        let claimed: UInt64
+        var claimed: UInt64 = 0
+        var mark: UInt64 = 0
         if job.status == .pending && !startedJobs.contains(job.id) {
-            // Live from the first claim, in its transaction: no instant shows items in flight
-            // under a pending job, or a processing job that claimed nothing.
-            claimed = try retrying {
-                try connection.transaction {
-                    try connection.execute(sql.start, fence(lease) + [job.id])
-                    return try claim()
-                }
+            // Live from the first claim, in its statement: no instant shows items in flight under
+            // a pending job, or a processing job that claimed nothing. The same statement marks
+            // the first items as possibly handed over, so the first transfers wait for no write.
+            let firstMark = marking > 0 ? due[min(marking, due.count) - 1].id : 0
+            let counting = job.totalUnknown
+            let rows = try retrying {
+                try connection.execute(
+                    sql.claimAndStart(count: ids.count, countingTotal: counting),
+                    fence(lease) + (counting ? [job.id] : []) + [lease.owner, firstMark] + ids + [job.id]
+                ).affectedRows
             }
             startedJobs.insert(job.id)
+            if rows > 0 {
+                claimed = rows - 2
+                mark = firstMark
+            } else {
+                // No longer pending (a person cancelled it, or it was started meanwhile), or the
+                // lease is gone: the plain claim finds out which.
+                claimed = try retrying { try claim() }
+            }
         } else {
             claimed = try retrying { try claim() }
         }
-        if claimed == UInt64(due.count) { return due }
-        if claimed == 0 { return [] }
+        if claimed == UInt64(due.count) { return ClaimedItems(due, handedThrough: mark) }
+        if claimed == 0 { return ClaimedItems([]) }
         // Someone (a person cancelling items by SQL) changed a few between the read and the claim.
         let mine = Set(
             try query(sql.claimedIDs, [job.id, lease.owner]).map { try $0.decode("id", as: UInt64.self) })
-        return due.filter { mine.contains($0.id) }
+        return ClaimedItems(due.filter { mine.contains($0.id) }, handedThrough: mark)
     }
 
     public func write(_ updates: [ItemUpdate], handedThrough: UInt64, job: JobRecord, lease: Lease) throws -> LeaseCheck

@@ -28,6 +28,7 @@ struct JobSQL: KindStatements {
     var companiesWithWork: String {
         """
         SELECT 0 AS finalise, j.id, j.company_id, j.template, j.status, j.reason, \(mailType) AS mail_type,
+               j.total_items = 0 AS total_unknown,
                \(JobTables.installationID) AS installation, \(pause),
                UNIX_TIMESTAMP(IF(j.started_at IS NULL, NULL,
                  GREATEST(COALESCE(j.last_processed_at, j.started_at), j.started_at))) AS progress_at,
@@ -38,8 +39,8 @@ struct JobSQL: KindStatements {
         JOIN \(jobs) j ON j.id = h.id
         LEFT JOIN fanout_leases l ON l.kind = ? AND l.company_id = j.company_id
         UNION ALL
-        SELECT 1, id, company_id, template, status, reason, NULL, NULL, NULL, NULL, NULL, NULL, UNIX_TIMESTAMP(NOW(6)),
-          NULL, NULL
+        SELECT 1, id, company_id, template, status, reason, NULL, 0, NULL, NULL, NULL, NULL, NULL,
+          UNIX_TIMESTAMP(NOW(6)), NULL, NULL
         FROM \(jobs) WHERE \(JobTables.endedOutside)
         ORDER BY finalise DESC, served_at IS NOT NULL, served_at, id
         """
@@ -221,19 +222,6 @@ struct JobSQL: KindStatements {
             """
     }
 
-    /// Makes the job live before its first items are claimed: processing, `started_at`,
-    /// `total_items` when the host left it 0; fenced by writing the lease row. Parameters: fence,
-    /// job id.
-    var start: String {
-        """
-        \(fencedBy("\(jobs) j"))
-          j.status = 'processing', j.started_at = COALESCE(j.started_at, NOW()),
-          \(tables.filledTotal),
-          j.updated_at = NOW()
-        WHERE j.id = ? AND j.status = 'pending'
-        """
-    }
-
     /// Marks the given items in flight for this lease: only those still pending, only while the
     /// lease is held (its row written) and the job runnable. Parameters: fence, owner, item ids,
     /// job id, job id. Rows: the items claimed plus one (the lease), or 0.
@@ -244,6 +232,26 @@ struct JobSQL: KindStatements {
         WHERE i.id IN (\(list(count))) AND i.\(fk) = ? AND i.status = 'pending'
           AND EXISTS (SELECT 1 FROM \(jobs) WHERE id = ? AND status IN \(unfinished))
         """
+    }
+
+    /// The first claim of a pending job, in one statement: the items in flight for this lease,
+    /// the job processing (`started_at`, and `total_items` when the host left it 0), and the
+    /// hand-over mark through the first items; only while the lease is held (its row written) and
+    /// the job still pending. The assignments do not read each other (multi-table UPDATE).
+    /// Parameters: fence, (job id when counting,) owner, mark, item ids, job id. Rows: the items
+    /// claimed plus two (lease and job), or 0.
+    func claimAndStart(count: Int, countingTotal: Bool) -> String {
+        let total = countingTotal ? "\n  JOIN (SELECT COUNT(*) AS n FROM \(items) WHERE \(fk) = ?) t" : ""
+        let filled = countingTotal ? "\n  j.total_items = IF(j.total_items = 0, t.n, j.total_items)," : ""
+        return """
+            UPDATE fanout_leases fl JOIN \(items) i ON fl.kind = ? AND fl.company_id = ? AND fl.owner = ?
+              JOIN \(jobs) j ON j.id = i.\(fk)\(total)
+            SET fl.fence = fl.fence + 1, fl.heartbeat_at = NOW(6),
+              i.status = 'processing', i.claimed_by = ?, i.claimed_at = NOW(6), i.updated_at = NOW(),
+              j.status = 'processing', j.started_at = COALESCE(j.started_at, NOW()),\(filled)
+              j.handed_through = GREATEST(j.handed_through, ?), j.updated_at = NOW()
+            WHERE i.id IN (\(list(count))) AND i.\(fk) = ? AND i.status = 'pending' AND j.status = 'pending'
+            """
     }
 
     /// The claimed items' ids, for the rare case where some changed between read and claim.

@@ -179,11 +179,14 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         }
     }
 
-    func claim(job: JobRecord, limit: Int, lease: Lease) throws -> [WorkItem] {
+    func claim(job: JobRecord, limit: Int, lease: Lease, marking: Int) throws -> ClaimedItems {
         lock.lock()
         defer { lock.unlock() }
         claimLimits.append(limit)
-        guard holds(lease), let current = jobs[job.id], current.record.status.isRunnable else { return [] }
+        guard holds(lease), let current = jobs[job.id], current.record.status.isRunnable else {
+            return ClaimedItems([])
+        }
+        let starting = current.record.status == .pending
         var claimed: [WorkItem] = []
         for item in items(of: job.id) where claimed.count < limit {
             guard item.status == .pending, item.retryAt.map({ $0 <= clock }) ?? true else { continue }
@@ -196,7 +199,12 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
                     id: item.id, jobID: job.id, attempts: item.attempts, email: "i\(item.id)@example.test",
                     inDoubt: item.inDoubt))
         }
-        return claimed
+        // The claim that starts the job marks its first items as possibly handed over.
+        guard starting, marking > 0, !claimed.isEmpty else { return ClaimedItems(claimed) }
+        let mark = claimed[min(marking, claimed.count) - 1].id
+        leases[key(lease.kind, lease.companyID)]!.handedThrough = max(
+            leases[key(lease.kind, lease.companyID)]!.handedThrough, mark)
+        return ClaimedItems(claimed, handedThrough: mark)
     }
 
     /// Suppressions live in MariaDB only (tested through the binary).

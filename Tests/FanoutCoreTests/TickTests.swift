@@ -266,7 +266,7 @@ struct TickTests {
         // A tick that died after claiming four items.
         let dead = Lease(kind: .email, companyID: 1, owner: "dead", tookOver: false)
         store.leases["email:1"] = .init(owner: "dead", heartbeat: store.clock, servedAt: nil)
-        let claimed = try store.claim(job: store.jobs[job]!.record, limit: 4, lease: dead)
+        let claimed = try store.claim(job: store.jobs[job]!.record, limit: 4, lease: dead, marking: 0).items
         // It had handed the first three to the server, not the fourth.
         store.leases["email:1"]!.handedThrough = claimed[2].id
         #expect(try tick().busy == 1, "taken over before stuck-after")
@@ -387,7 +387,7 @@ struct TickTests {
         let cancelled = store.addJob(company: 1, items: 2)
         let dead = Lease(kind: .email, companyID: 1, owner: "dead", tookOver: false)
         store.leases["email:1"] = .init(owner: "dead", heartbeat: store.clock, servedAt: nil)
-        let claimed = try store.claim(job: store.jobs[running]!.record, limit: 4, lease: dead)
+        let claimed = try store.claim(job: store.jobs[running]!.record, limit: 4, lease: dead, marking: 0).items
         store.leases["email:1"]!.handedThrough = claimed[3].id
         store.jobs[cancelled]!.record.status = .cancelled
         store.advanceClock(601)
