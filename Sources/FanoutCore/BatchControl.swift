@@ -63,8 +63,8 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         /// Outcomes not written yet, and when the first of them arrived.
         var pending: [ItemUpdate] = []
         var pendingSince: ContinuousClock.Instant?
-        /// Items handed to the server (`.go`) without an outcome yet.
-        var inFlight: Set<UInt64> = []
+        /// Items handed to the server (`.go`) without an outcome yet, with when.
+        var inFlight: [UInt64: ContinuousClock.Instant] = [:]
         /// Outcomes reported, and of those, written (a prefix: groups are written in order).
         var reported = 0
         var recorded = 0
@@ -201,7 +201,7 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
                 if let why = state.suppressed.removeValue(forKey: itemID) {
                     return .skip(reason: WorkItem.suppressedReason(why))
                 }
-                state.inFlight.insert(itemID)
+                state.inFlight[itemID] = clock.now
                 return .go
             }
             if state.writerDone { return .stop }
@@ -223,7 +223,7 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         case .suppressed: state.outcome.suppressed += 1
         default: state.outcome.delivered += 1
         }
-        state.inFlight.remove(outcome.itemID)
+        state.inFlight[outcome.itemID] = nil
         if state.pending.isEmpty { state.pendingSince = clock.now }
         state.pending.append(update)
         state.reported += 1
@@ -273,11 +273,14 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
             let sinceConfirmed = now - state.confirmed
             let checkDue = sinceConfirmed >= policy.checkInterval
             // Outcomes are written in groups: once as many as can be in flight at once arrived,
-            // once nothing is left in flight to join them, or `groupWait` after the first.
+            // once no transfer is left that may join them, or `groupWait` after the first. Only a
+            // transfer handed over before the group began may join it: a later one is likely the
+            // next of a connection that waits for this very write before it may end.
             let groupReady =
                 !state.pending.isEmpty
-                && (state.closed || state.pending.count >= policy.handOverWindow || state.inFlight.isEmpty
-                    || now - (state.pendingSince ?? now) >= policy.groupWait)
+                && (state.closed || state.pending.count >= policy.handOverWindow
+                    || now - (state.pendingSince ?? now) >= policy.groupWait
+                    || !state.inFlight.values.contains { $0 < state.pendingSince ?? now })
             let markOnly = state.pending.isEmpty && state.waiting > 0
             if !groupReady && !markOnly && !checkDue {
                 if state.closed && state.pending.isEmpty { break }

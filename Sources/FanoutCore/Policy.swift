@@ -22,8 +22,10 @@ public struct TickPolicy: Sendable {
     /// than 4 with 4 connections, and left 20 items in doubt after a crash instead of 8.
     public var handOverWindow: Int
     /// How long the first outcome of a group waits for others before it is written (a group is
-    /// written at once when `handOverWindow` outcomes arrived or nothing else is in flight): one
-    /// write for several outcomes, each connection still holding at most one unrecorded.
+    /// written at once when `handOverWindow` outcomes arrived, or no transfer that may still join
+    /// it is in flight): fewer writes for the same outcomes, each connection still holding at most
+    /// one unrecorded. 300 µs measured: a 5,000-item job 0.56× the statements at the same rate,
+    /// 10-item batches of many companies 0.87× the statements at 0.92× the rate (1 ms: 0.8×).
     public var groupWait: Duration
     /// A batch is claimed in slices as delivery asks for items: `claimSlice` first (so the first
     /// deliveries start at once), then twice the last slice, at most `maxClaimSlice`.
@@ -41,7 +43,7 @@ public struct TickPolicy: Sendable {
         backoff: [Duration] = [.seconds(60), .seconds(5 * 60), .seconds(15 * 60), .seconds(60 * 60)],
         checkInterval: Duration = .milliseconds(250),
         handOverWindow: Int = 4,
-        groupWait: Duration = .milliseconds(1),
+        groupWait: Duration = .microseconds(300),
         claimSlice: Int = 100,
         maxClaimSlice: Int = 1000,
         inDoubt: InDoubtPolicy = .atLeastOnce
