@@ -214,13 +214,16 @@ enum TickRunner {
         let connection = try Connection(database)
         defer { connection.close() }
         let store = MariaDBJobStore(connection: connection, kind: kind, logger: logger)
+        let lanes = LaneStores(database: database, kind: kind, logger: logger)
+        defer { lanes.close() }
         let deliverer = makeDeliverer(logger)
         let progress = ProgressLine(enabled: untilDone && isatty(2) == 1)
         var totals = (delivered: 0, failed: 0, retrying: 0, suppressed: 0, ticks: 0)
         defer { progress.clear() }
         while true {
             let owner = ownerToken()
-            let tick = Tick(policy: policy, store: store, deliverer: deliverer, owner: owner, logger: logger)
+            let tick = Tick(
+                policy: policy, store: store, deliverer: deliverer, owner: owner, logger: logger, lanes: lanes.open)
             let summary: TickSummary
             do {
                 summary = try tick.run()
@@ -303,5 +306,40 @@ extension WalletDeliverer {
     {
         let shared = MariaDBSharedState(configuration: database)
         return WalletDeliverer(settings: settings, logger: logger, tokenCache: shared, sharedRate: shared)
+    }
+}
+
+/// The two further database connections of a tick whose companies' batches overlap, opened when
+/// a tick first has two companies to serve and kept for the run (`--until-done` ticks reuse them).
+final class LaneStores {
+    private let database: ConnectionConfiguration
+    private let kind: JobKind
+    private let logger: Logger
+    private var connections: [Connection] = []
+    private var stores: [any JobStore] = []
+
+    init(database: ConnectionConfiguration, kind: JobKind, logger: Logger) {
+        self.database = database
+        self.kind = kind
+        self.logger = logger
+    }
+
+    func open() throws -> [any JobStore] {
+        if stores.isEmpty {
+            var opened: [Connection] = []
+            do {
+                for _ in 0..<2 { opened.append(try Connection(database)) }
+            } catch {
+                opened.forEach { $0.close() }
+                throw error
+            }
+            connections = opened
+            stores = opened.map { MariaDBJobStore(connection: $0, kind: kind, logger: logger) }
+        }
+        return stores
+    }
+
+    func close() {
+        connections.forEach { $0.close() }
     }
 }

@@ -87,8 +87,22 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
     private var state: State
     private let storeAccess = Mutex(())
     private var writer: Thread?
+    /// Run once, on the thread that asked, when the batch's last item was handed over: its last
+    /// transfers are under way (an overlapped tick begins the next company then). Set before
+    /// delivery starts.
+    var onExhausted: (@Sendable () -> Void)?
+    private let exhaustedOnce = Atomic(false)
 
-    init(policy: TickPolicy, store: any JobStore, job: JobRecord, lease: Lease, hooks: TickHooks = .none) {
+    /// Whether the first claim marks its first items as possibly handed over (saving a write);
+    /// false for a batch claimed ahead, while another company's batch is delivered: its items
+    /// may wait a while, and a crash then must not leave them in doubt.
+    private let markOnClaim: Bool
+
+    init(
+        policy: TickPolicy, store: any JobStore, job: JobRecord, lease: Lease, hooks: TickHooks = .none,
+        markOnClaim: Bool = true
+    ) {
+        self.markOnClaim = markOnClaim
         self.hooks = hooks
         self.policy = policy
         self.store = store
@@ -166,7 +180,8 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         }
         let claimed: ClaimedItems
         do {
-            claimed = try store.claim(job: job, limit: size, lease: lease, marking: policy.handOverWindow)
+            claimed = try store.claim(
+                job: job, limit: size, lease: lease, marking: markOnClaim ? policy.handOverWindow : 0)
         } catch {
             return failed(error)
         }
@@ -185,6 +200,16 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
     }
 
     func handOver(_ itemID: UInt64) -> HandOver {
+        let answer = handOverLocked(itemID)
+        if let onExhausted, answer != .stop, locked({ $0.exhausted && $0.handed == $0.order.count }),
+            !exhaustedOnce.exchange(true, ordering: .relaxed)
+        {
+            onExhausted()
+        }
+        return answer
+    }
+
+    private func handOverLocked(_ itemID: UInt64) -> HandOver {
         let asked = clock.now
         condition.lock()
         defer { condition.unlock() }

@@ -46,13 +46,19 @@ public protocol JobStore: AnyObject {
     func advance(_ job: JobRecord, lease: Lease) throws -> JobStatus?
     /// Ends the job with `status` (failed or cancelled) and every unfinished item with `reason`.
     func finish(_ job: JobRecord, status: JobStatus, reason: String, lease: Lease) throws
-    /// Gives the lease back.
-    func releaseLease(_ lease: Lease) throws
+    /// Gives the lease back; `served` moves the company to the end of the rotation (false for a
+    /// batch begun ahead and then not delivered).
+    func releaseLease(_ lease: Lease, served: Bool) throws
     /// Records a finished tick.
     func recordTick(_ summary: TickSummary, owner: String) throws
 }
 
 extension JobStore {
+    /// Gives the lease back after serving the company.
+    public func releaseLease(_ lease: Lease) throws {
+        try releaseLease(lease, served: true)
+    }
+
     /// Heartbeats the lease and reads the job's status.
     public func check(_ job: JobRecord, lease: Lease) throws -> LeaseCheck {
         try write([], handedThrough: 0, job: job, lease: lease)

@@ -407,8 +407,8 @@ public final class MariaDBJobStore: JobStore {
         try retrying { try connection.queryFirst(sql, parameters) }
     }
 
-    public func releaseLease(_ lease: Lease) throws {
-        try execute(sql.releaseLease, fence(lease))
+    public func releaseLease(_ lease: Lease, served: Bool) throws {
+        try execute(served ? sql.releaseLease : sql.releaseLeaseUnserved, fence(lease))
     }
 
     public func recordTick(_ summary: TickSummary, owner: String) throws {

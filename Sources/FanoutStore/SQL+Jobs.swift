@@ -83,6 +83,11 @@ struct JobSQL: KindStatements {
     /// heartbeat, the next tick takes each over (and resolves its items) instead of waiting
     /// --stuck-after. Parameters: owner.
     static let abandonLeases = "UPDATE fanout_leases SET heartbeat_at = NULL WHERE owner = ?"
+    /// Gives the lease back without moving the company in the rotation. Parameters: fence.
+    let releaseLeaseUnserved = """
+        UPDATE fanout_leases SET owner = NULL, job_id = NULL
+        WHERE kind = ? AND company_id = ? AND owner = ?
+        """
     let releaseLease = """
         UPDATE fanout_leases SET owner = NULL, job_id = NULL, served_at = NOW(6)
         WHERE kind = ? AND company_id = ? AND owner = ?

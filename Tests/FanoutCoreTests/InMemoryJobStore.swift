@@ -287,11 +287,11 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
         jobs[job.id] = current
     }
 
-    func releaseLease(_ lease: Lease) throws {
+    func releaseLease(_ lease: Lease, served: Bool) throws {
         let k = key(lease.kind, lease.companyID)
         guard leases[k]?.owner == lease.owner else { return }
         leases[k]!.owner = nil
-        leases[k]!.servedAt = clock
+        if served { leases[k]!.servedAt = clock }
     }
 
     func recordTick(_ summary: TickSummary, owner: String) throws { ticks.append(summary.startedAt) }
