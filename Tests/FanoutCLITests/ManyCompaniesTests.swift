@@ -130,4 +130,57 @@ struct ManyCompaniesTests {
             }
         }
     }
+
+    /// The SMTP server goes away while a tick serves 30 companies, with the next company's
+    /// batch already begun: the tick exits 69, nothing is left in flight or charged, every lease
+    /// is given back, and the next ticks (a server back) send every item, none twice but the
+    /// transfers the server was cut off in.
+    @Test func theServerGoingAwayMidTickLeavesNothingInFlight() throws {
+        try withMailSetup(smtpArguments: ["--delay", "0.02"]) { fixture, smtp, env in
+            let jobs = try (1...30).map { try fixture.emailJob(company: UInt64(4000 + $0), count: 10) }
+            let output = TestEnvironment.scratchDirectory.appendingPathComponent("many-gone-\(UUID().uuidString)")
+            let child = try startFanout(
+                ["emails:process-jobs", "--batch-size", "10", "--connections", "2", "--max-time", "5m"],
+                environment: env, output: output)
+            #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 25 })
+            let first = Set(smtp.deliveredRecipients)
+            smtp.stop()
+            #expect(child.wait() == 69)
+            let deliveredFirst = Set(smtp.deliveredRecipients)
+            #expect(deliveredFirst.count >= first.count)
+            var items: [JobFixture.Item] = []
+            for job in jobs { items += try fixture.items(job: job) }
+            #expect(items.allSatisfy { $0.status == "sent" || $0.status == "pending" }, "nothing left in flight")
+            #expect(Set(items.filter { $0.status == "sent" }.map(\.email)).isSubset(of: deliveredFirst))
+            // Only the transfers the server was cut off in are charged (one attempt, to be retried);
+            // every other unsent item waits uncharged.
+            let charged = items.filter { $0.status == "pending" && $0.attempts > 0 }
+            #expect(charged.count <= 2 && charged.allSatisfy { $0.attempts == 1 }, "\(charged)")
+            #expect(
+                charged.allSatisfy { ($0.reason ?? "").hasPrefix("Will retry (attempt 1 of 5)") },
+                "\(charged.map(\.reason))")
+            #expect(
+                try fixture.db.queryFirst("SELECT COUNT(*) AS n FROM fanout_leases WHERE owner IS NOT NULL")?
+                    .decode("n", as: Int.self) == 0, "every lease given back")
+            // The retry wait of the cut-off transfers passes.
+            try fixture.db.execute("UPDATE bulk_email_job_items SET next_attempt_at = NULL WHERE status = 'pending'")
+            let again = try TestServer.smtp()
+            var next = env
+            next["MAIL_PORT"] = "\(again.port)"
+            for _ in 0..<3 {
+                let result = try runFanout(
+                    ["emails:process-jobs", "--batch-size", "10", "--max-time", "5m"], environment: next)
+                #expect(result.status == 0, "\(result.stderr)")
+                if try jobs.allSatisfy({ try fixture.job($0).status == "completed" }) { break }
+            }
+            for job in jobs {
+                #expect(try fixture.statusCounts(job: job) == ["sent": 10])
+                #expect(try fixture.countersMatchItems(job: job))
+            }
+            let second = again.deliveredRecipients
+            #expect(Set(second).count == second.count, "the second server got each message once")
+            #expect(deliveredFirst.union(second).count == 300, "every item reached a server")
+            #expect(deliveredFirst.intersection(second).count <= 2, "twice: at most the 2 transfers cut off")
+        }
+    }
 }
