@@ -93,6 +93,8 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     func now() throws -> Date { clock }
 
     func companiesWithWork(kind: JobKind) throws -> [CompanyWork] {
+        lock.lock()
+        defer { lock.unlock() }
         var finalise: [CompanyWork] = []
         var heads: [UInt64: Job] = [:]
         for job in jobs.values where job.record.kind == kind {
@@ -127,6 +129,8 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     func acquireLease(kind: JobKind, companyID: UInt64, owner: String, stuckAfter: Duration, force: Bool) throws
         -> Lease?
     {
+        lock.lock()
+        defer { lock.unlock() }
         let k = key(kind, companyID)
         guard let row = leases[k], let holder = row.owner else {
             let previous = leases[k]
@@ -145,6 +149,8 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     }
 
     func resolveInDoubt(_ job: JobRecord, lease: Lease, policy: InDoubtPolicy, maxAttempts: Int) throws -> Int {
+        lock.lock()
+        defer { lock.unlock() }
         guard holds(lease) else { return 0 }
         let row = leases[key(lease.kind, lease.companyID)]!
         var resolved = 0
@@ -247,6 +253,8 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     }
 
     func unclaim(job: JobRecord, lease: Lease) throws {
+        lock.lock()
+        defer { lock.unlock() }
         for id in items(of: job.id).map(\.id)
         where items[id]?.status == .processing && items[id]?.claimedBy == lease.owner {
             items[id]!.status = .pending
@@ -271,6 +279,8 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     }
 
     func finish(_ job: JobRecord, status: JobStatus, reason: String, lease: Lease) throws {
+        lock.lock()
+        defer { lock.unlock() }
         guard holds(lease), var current = jobs[job.id] else { return }
         for item in items(of: job.id) where !item.status.isTerminal {
             items[item.id]!.status = status == .cancelled ? .cancelled : .failed
@@ -288,11 +298,17 @@ final class InMemoryJobStore: JobStore, @unchecked Sendable {
     }
 
     func releaseLease(_ lease: Lease, served: Bool) throws {
+        lock.lock()
+        defer { lock.unlock() }
         let k = key(lease.kind, lease.companyID)
         guard leases[k]?.owner == lease.owner else { return }
         leases[k]!.owner = nil
         if served { leases[k]!.servedAt = clock }
     }
 
-    func recordTick(_ summary: TickSummary, owner: String) throws { ticks.append(summary.startedAt) }
+    func recordTick(_ summary: TickSummary, owner: String) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        ticks.append(summary.startedAt)
+    }
 }
