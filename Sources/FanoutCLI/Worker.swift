@@ -47,6 +47,9 @@ final class Worker: @unchecked Sendable {
     private let registryAccess = Mutex(())
     private var registryConnection: Connection?
     private var tickConnections: [JobKind: Connection] = [:]
+    /// Each kind's two further connections, for ticks whose companies' batches overlap (opened
+    /// when a tick first has two companies to serve; closed with the others).
+    private var lanes: [JobKind: LaneStores] = [:]
     private var deliverers: [JobKind: any Deliverer] = [:]
     /// One token for every tick of this worker: a batch that died with the database connection
     /// is this worker's own, taken back (and its items resolved) as soon as it is reachable.
@@ -99,6 +102,7 @@ final class Worker: @unchecked Sendable {
                 try? withRegistry { registry in try registry.unregister(id: row) }
             }
             for connection in tickConnections.values { connection.close() }
+            for lane in lanes.values { lane.close() }
             registryAccess.withLock { _ in registryConnection?.close() }
         }
         return try loop(startedAt: startedAt)
@@ -231,8 +235,11 @@ final class Worker: @unchecked Sendable {
             else { continue }
             let kindLogger = Logger(label: "fanout.\(kind.rawValue)")
             let store = MariaDBJobStore(connection: connection, kind: kind, logger: kindLogger)
+            let lane = lanes[kind] ?? LaneStores(database: database, kind: kind, logger: kindLogger)
+            lanes[kind] = lane
             let tick = Tick(
-                policy: policy, store: store, deliverer: deliverer, owner: owner, logger: kindLogger, hooks: hooks)
+                policy: policy, store: store, deliverer: deliverer, owner: owner, logger: kindLogger, hooks: hooks,
+                lanes: lane.open)
             setState("running")
             let summary = try tick.run()
             shared.withLock { state in
@@ -328,6 +335,8 @@ final class Worker: @unchecked Sendable {
     private func reconnect(since: ContinuousClock.Instant, lastError: MariaDBError?) throws {
         for connection in tickConnections.values { connection.close() }
         tickConnections = [:]
+        for lane in lanes.values { lane.close() }
+        lanes = [:]
         registryAccess.withLock { _ in
             registryConnection?.close()
             registryConnection = nil

@@ -81,6 +81,38 @@ struct WorkerTests {
         }
     }
 
+    /// A drain while the worker serves many companies, their batches overlapping (the next
+    /// company begun ahead): nothing is left in flight or charged, no lease is held, nothing is
+    /// sent twice, and the next tick sends the rest.
+    @Test func termWhileCompaniesOverlapLeavesNothingClaimed() throws {
+        try withMailSetup(smtpArguments: ["--delay", "0.02"]) { fixture, smtp, env in
+            let jobs = try (1...20).map { try fixture.emailJob(company: UInt64(100 + $0), count: 12) }
+            let worker = try startWorker(["--batch-size", "6", "--sleep", "1s"], env)
+            #expect(waitUntil(seconds: 30) { smtp.messageFiles.count >= 30 })
+            worker.signal(SIGTERM)
+            #expect(worker.wait(seconds: 120) == 0)
+            for job in jobs {
+                let counts = try fixture.statusCounts(job: job)
+                #expect(counts["processing"] == nil, "\(counts)")
+                #expect(try fixture.items(job: job).filter { $0.status == "pending" }.allSatisfy { $0.attempts == 0 })
+                // Jobs not reached keep the host's total_items (0) until their first claim.
+                if try fixture.job(job).status != "pending" { #expect(try fixture.countersMatchItems(job: job)) }
+            }
+            #expect(try fixture.db.query("SELECT owner FROM fanout_leases WHERE owner IS NOT NULL").isEmpty)
+            let ids = deliveredItemIDs(smtp)
+            #expect(Set(ids).count == ids.count, "nothing sent twice")
+            for _ in 0..<3 {
+                let rest = try runFanout(["emails:process-jobs", "--batch-size", "12"], environment: env)
+                #expect(rest.status == 0, "\(rest.stderr)")
+            }
+            for job in jobs {
+                #expect(try fixture.statusCounts(job: job) == ["sent": 12])
+                #expect(try fixture.countersMatchItems(job: job))
+            }
+            #expect(Set(deliveredItemIDs(smtp)).count == 240 && smtp.messageFiles.count == 240)
+        }
+    }
+
     @Test func secondTermStopsAtOnceWithItemsInFlightInDoubt() throws {
         try withMailSetup(smtpArguments: ["--delay", "0.5"]) { fixture, smtp, env in
             let job = try fixture.emailJob(company: 1, count: 100)
