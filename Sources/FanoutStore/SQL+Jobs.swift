@@ -72,13 +72,24 @@ struct JobSQL: KindStatements {
     /// Takes a lease whose holder's heartbeat is older than the given microseconds (or any, with
     /// the last parameter 1: forced), remembering the holder (its items are to be resolved). A
     /// holder with the taker's own token is a batch of the same worker that died with its database
-    /// connection: taken back at once, its items resolved the same way.
-    let takeStuckLease = """
+    /// connection: taken back at once, its items resolved the same way. A holder silent for
+    /// `idleHolderSeconds` with no item of the company in flight (a tick that died between ending
+    /// its job and giving the lease back) is taken over too: nothing of it can be sent twice, and
+    /// its writes are fenced. Parameters: owner, kind, company, owner, µs, forced.
+    var takeStuckLease: String {
+        """
         UPDATE fanout_leases SET prev_owner = owner,
           owner = ?, job_id = NULL, acquired_at = NOW(6), heartbeat_at = NOW(6)
         WHERE kind = ? AND company_id = ? AND owner IS NOT NULL
-          AND (owner = ? OR heartbeat_at IS NULL OR heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND OR ? = 1)
+          AND (owner = ? OR heartbeat_at IS NULL OR heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND OR ? = 1
+            OR (heartbeat_at < NOW(6) - INTERVAL \(Self.idleHolderSeconds) SECOND AND NOT EXISTS (
+              SELECT 1 FROM \(jobs) j JOIN \(items) i ON i.\(fk) = j.id AND i.status = 'processing'
+              WHERE j.company_id = fanout_leases.company_id AND i.claimed_by = fanout_leases.owner)))
         """
+    }
+    /// Seconds of silence after which a holder with nothing in flight is taken over (a live one
+    /// heartbeats every 250 ms while it holds a company).
+    static let idleHolderSeconds = 30
     /// Hands the leases of a tick or worker that stops with an error on at once: with no
     /// heartbeat, the next tick takes each over (and resolves its items) instead of waiting
     /// --stuck-after. Parameters: owner.

@@ -190,4 +190,41 @@ struct ManyCompaniesTests {
             #expect(deliveredFirst.intersection(second).count <= 2, "twice: at most the 2 transfers cut off")
         }
     }
+
+    /// A tick killed between ending a company's job and giving its lease back leaves the lease
+    /// held with nothing in flight: the company's next job is served once that holder has been
+    /// silent 30 s, not after --stuck-after (10 minutes). A holder silent as long with an item in
+    /// flight, or silent for less, keeps its company.
+    @Test func aSilentHolderWithNothingInFlightIsTakenOverAfterThirtySeconds() throws {
+        try withMailSetup { fixture, smtp, env in
+            func hold(_ company: Int, by owner: String, silentFor seconds: Int) throws {
+                try fixture.db.execute(
+                    "INSERT INTO fanout_leases (kind, company_id, owner, acquired_at, heartbeat_at) VALUES "
+                        + "('email', ?, ?, NOW(6) - INTERVAL 5 MINUTE, NOW(6) - INTERVAL ? SECOND)",
+                    [company, owner, seconds])
+            }
+            let orphaned = try fixture.emailJob(company: 7, count: 5)
+            try hold(7, by: "dead-tick", silentFor: 40)
+            let inFlight = try fixture.emailJob(company: 8, count: 5)
+            try hold(8, by: "stopped-tick", silentFor: 40)
+            try fixture.db.execute(
+                "UPDATE bulk_email_jobs SET status = 'processing', started_at = NOW() WHERE id = ?", [inFlight])
+            try fixture.db.execute(
+                "UPDATE bulk_email_job_items SET status = 'processing', claimed_by = 'stopped-tick' "
+                    + "WHERE bulk_email_job_id = ? ORDER BY id LIMIT 1", [inFlight])
+            let recent = try fixture.emailJob(company: 9, count: 5)
+            try hold(9, by: "live-tick", silentFor: 5)
+            let result = try runFanout(["emails:process-jobs"], environment: env)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(try fixture.statusCounts(job: orphaned) == ["sent": 5])
+            #expect(try fixture.job(orphaned).status == "completed")
+            #expect(try fixture.statusCounts(job: inFlight) == ["processing": 1, "pending": 4])
+            #expect(try fixture.statusCounts(job: recent) == ["pending": 5])
+            #expect(smtp.messageFiles.count == 5)
+            let owners = try fixture.db.query("SELECT company_id, owner FROM fanout_leases ORDER BY company_id").map {
+                try "\($0.decode("company_id", as: Int.self)):\($0.decodeIfPresent("owner", as: String.self) ?? "-")"
+            }
+            #expect(owners == ["7:-", "8:stopped-tick", "9:live-tick"])
+        }
+    }
 }
