@@ -72,7 +72,7 @@ struct ManyCompaniesTests {
             #expect(items.filter { !$0.inDoubt }.allSatisfy { $0.attempts == 1 })
             // The live ticks gave back every lease they took. A killed tick's lease stays only
             // where it died between its last job's end and the lease's release: that company has
-            // no work left, and its next job's tick takes the lease over after --stuck-after.
+            // no work left, and its next job's tick takes the lease over 30 s after it died.
             let kept = try fixture.db.query(
                 "SELECT l.company_id FROM fanout_leases l WHERE l.owner IS NOT NULL AND EXISTS "
                     + "(SELECT 1 FROM bulk_email_jobs j WHERE j.company_id = l.company_id AND j.status <> 'completed')")
