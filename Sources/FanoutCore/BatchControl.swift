@@ -50,6 +50,8 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
         /// Claimed item ids in claim (and hand-over) order, and how many of them were passed.
         var order: [UInt64] = []
         var handed = 0
+        /// `onExhausted` ran.
+        var saidExhausted = false
         /// Item ids up to this one are marked in the database as possibly handed over.
         var mark: UInt64 = 0
         /// Threads waiting in `handOver` for the mark or a fresh confirmation (they need a write,
@@ -91,7 +93,6 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
     /// transfers are under way (an overlapped tick begins the next company then). Set before
     /// delivery starts.
     var onExhausted: (@Sendable () -> Void)?
-    private let exhaustedOnce = Atomic(false)
 
     /// Whether the first claim marks its first items as possibly handed over (saving a write);
     /// false for a batch claimed ahead, while another company's batch is delivered: its items
@@ -201,11 +202,15 @@ final class BatchControl: DeliveryControl, @unchecked Sendable {
 
     func handOver(_ itemID: UInt64) -> HandOver {
         let answer = handOverLocked(itemID)
-        if let onExhausted, answer != .stop, locked({ $0.exhausted && $0.handed == $0.order.count }),
-            !exhaustedOnce.exchange(true, ordering: .relaxed)
-        {
-            onExhausted()
-        }
+        // The batch's last item handed over: said once, outside the lock.
+        let last =
+            answer != .stop && onExhausted != nil
+            && locked { state in
+                guard state.exhausted, state.handed == state.order.count, !state.saidExhausted else { return false }
+                state.saidExhausted = true
+                return true
+            }
+        if last { onExhausted?() }
         return answer
     }
 
