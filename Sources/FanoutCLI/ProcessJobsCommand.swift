@@ -230,7 +230,7 @@ enum TickRunner {
             } catch {
                 // A tick that stops on an error (the database went away mid-batch, a conflict)
                 // gives the companies it held to the next tick now, not after --stuck-after.
-                let handed = MariaDBJobStore.handOnLeases(of: owner, database: database, trying: 3)
+                let handed = MariaDBJobStore.handOnLeases(of: owner, database: database)
                 if handed > 0 {
                     logger.notice("handed \(handed) compan\(handed == 1 ? "y" : "ies") on to the next tick")
                 }

@@ -362,24 +362,13 @@ public final class MariaDBJobStore: JobStore {
     }
 
     /// Hands on the leases `owner` still holds, over a connection of its own (the tick's may be
-    /// the one that broke), tried again for up to `seconds` (a Galera node takes a moment to serve
-    /// after another one died); best effort: a database that cannot be reached leaves them to
+    /// the one that broke); best effort: a database that cannot be reached leaves them to
     /// --stuck-after. Returns how many were handed on.
     @discardableResult
-    public static func handOnLeases(of owner: String, database: ConnectionConfiguration, trying seconds: Int = 0)
-        -> Int
-    {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while true {
-            if let connection = try? Connection(database) {
-                defer { connection.close() }
-                if let handed = try? connection.execute(JobSQL.abandonLeases, [owner]).affectedRows {
-                    return Int(handed)
-                }
-            }
-            if ContinuousClock.now >= deadline { return 0 }
-            usleep(250_000)
-        }
+    public static func handOnLeases(of owner: String, database: ConnectionConfiguration) -> Int {
+        guard let connection = try? Connection(database) else { return 0 }
+        defer { connection.close() }
+        return (try? Int(connection.execute(JobSQL.abandonLeases, [owner]).affectedRows)) ?? 0
     }
 
     /// Conflicts a statement may meet and that go away when it is tried again: a deadlock or a
